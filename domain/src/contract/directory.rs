@@ -1,0 +1,1 @@
+//! Contract suite for the `directory` port (placeholder until written).

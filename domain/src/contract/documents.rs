@@ -1,0 +1,1 @@
+//! Contract suite for the `documents` port (placeholder until written).

@@ -1,0 +1,1 @@
+//! Contract suite for the `live` port (placeholder until written).

@@ -1,0 +1,1 @@
+//! Contract suite for the `readings` port (placeholder until written).

@@ -1,0 +1,262 @@
+//! The traits adapters implement. Each documents its contract; the shared
+//! suites in `contract` (feature `contract`) check every implementation.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use futures::stream::BoxStream;
+
+use crate::error::StoreError;
+use crate::ids::{AreaId, DeviceId, ProfileId, TenantId, UserId};
+use crate::model::{
+    Area, AuditEntry, Device, DeviceProfile, EmailAddress, HistoryBucket, HistoryQuery, Membership,
+    PasswordHash, Reading, RegisterKind, Tenant, User, WriteLevel,
+};
+use crate::principal::Principal;
+
+// ---------------------------------------------------------------- relational
+
+/// Which devices a listing may return; built by the use case from the
+/// caller's scope, so out-of-scope devices never leave the store.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DeviceFilter {
+    /// `None`: any area (including none). `Some`: only devices in these areas.
+    pub areas: Option<Vec<AreaId>>,
+    /// Devices allowed regardless of `areas` (single-device scope grants).
+    pub also_devices: Vec<DeviceId>,
+    /// Case-insensitive substring of the device name.
+    pub search: Option<String>,
+}
+
+/// One page of a listing plus the total number of matches.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub total: u64,
+}
+
+/// Tenants, users, memberships, areas, devices and the audit log.
+///
+/// Every tenant-owned read takes the tenant id and MUST NOT return rows of
+/// another tenant, whatever the other arguments say.
+#[async_trait]
+pub trait Directory: Send + Sync + 'static {
+    async fn insert_tenant(&self, tenant: &Tenant) -> Result<(), StoreError>;
+    async fn tenant(&self, id: TenantId) -> Result<Option<Tenant>, StoreError>;
+    async fn tenant_by_slug(&self, slug: &str) -> Result<Option<Tenant>, StoreError>;
+
+    /// MUST return `Conflict` when the email is taken.
+    async fn insert_user(&self, user: &User) -> Result<(), StoreError>;
+    async fn user(&self, id: UserId) -> Result<Option<User>, StoreError>;
+    async fn user_by_email(&self, email: &EmailAddress) -> Result<Option<User>, StoreError>;
+    async fn set_password(&self, id: UserId, hash: &PasswordHash) -> Result<(), StoreError>;
+
+    /// Inserts or replaces the membership of `(user, tenant)`.
+    async fn upsert_membership(&self, membership: &Membership) -> Result<(), StoreError>;
+    /// All memberships of a user, oldest first.
+    async fn memberships_of(&self, user: UserId) -> Result<Vec<Membership>, StoreError>;
+    async fn membership(&self, user: UserId, tenant: TenantId) -> Result<Option<Membership>, StoreError>;
+
+    async fn insert_area(&self, area: &Area) -> Result<(), StoreError>;
+    async fn areas(&self, tenant: TenantId) -> Result<Vec<Area>, StoreError>;
+
+    /// MUST return `Conflict` when the tenant already has a device of that name.
+    async fn insert_device(&self, device: &Device) -> Result<(), StoreError>;
+    async fn device(&self, tenant: TenantId, id: DeviceId) -> Result<Option<Device>, StoreError>;
+    /// Devices ordered by name then id, `offset`/`limit` applied after filtering.
+    async fn devices(
+        &self,
+        tenant: TenantId,
+        filter: &DeviceFilter,
+        offset: u64,
+        limit: u64,
+    ) -> Result<Page<Device>, StoreError>;
+    /// Every device of every tenant, for the poller (system use only).
+    async fn all_devices(&self) -> Result<Vec<Device>, StoreError>;
+
+    async fn append_audit(&self, entry: &AuditEntry) -> Result<(), StoreError>;
+    /// Newest first.
+    async fn audit(&self, tenant: TenantId, limit: u64) -> Result<Vec<AuditEntry>, StoreError>;
+}
+
+// ----------------------------------------------------------------- documents
+
+/// Device profiles (and later alarm rules and layouts) as documents.
+#[async_trait]
+pub trait DocumentStore: Send + Sync + 'static {
+    /// Inserts or replaces the profile with this id.
+    async fn put_profile(&self, profile: &DeviceProfile) -> Result<(), StoreError>;
+    async fn profile(&self, id: &ProfileId) -> Result<Option<DeviceProfile>, StoreError>;
+    /// Built-in profiles plus those owned by `tenant`, ordered by id.
+    async fn profiles(&self, tenant: TenantId) -> Result<Vec<DeviceProfile>, StoreError>;
+}
+
+// --------------------------------------------------------------- time series
+
+/// Persisted readings.
+#[async_trait]
+pub trait ReadingStore: Send + Sync + 'static {
+    /// Appends a batch atomically: all or none. A reading with the same
+    /// (tenant, device, point, timestamp) as a stored one replaces it.
+    async fn append(&self, batch: &[Reading]) -> Result<(), StoreError>;
+    /// Buckets of the query, oldest first; empty buckets are omitted.
+    async fn history(&self, query: &HistoryQuery) -> Result<Vec<HistoryBucket>, StoreError>;
+}
+
+// ---------------------------------------------------------------------- live
+
+/// A device went on- or offline.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeviceStatus {
+    pub tenant_id: TenantId,
+    pub device_id: DeviceId,
+    pub online: bool,
+    pub at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum LiveEvent {
+    Reading(Reading),
+    Status(DeviceStatus),
+}
+
+impl LiveEvent {
+    pub fn tenant_id(&self) -> TenantId {
+        match self {
+            LiveEvent::Reading(r) => r.tenant_id,
+            LiveEvent::Status(s) => s.tenant_id,
+        }
+    }
+    pub fn device_id(&self) -> DeviceId {
+        match self {
+            LiveEvent::Reading(r) => r.device_id,
+            LiveEvent::Status(s) => s.device_id,
+        }
+    }
+}
+
+/// What a subscriber receives: an event, or word that it fell behind and
+/// `n` events were dropped for it alone.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Delivery {
+    Event(LiveEvent),
+    Lagged(u64),
+}
+
+/// Latest values and live events.
+pub trait LiveBus: Send + Sync + 'static {
+    /// Records the event as the latest state and fans it out. Never blocks on
+    /// subscribers.
+    fn publish(&self, event: LiveEvent);
+    /// Events of one tenant only, from now on. A slow subscriber MUST NOT slow
+    /// others; it gets `Delivery::Lagged` instead.
+    fn subscribe(&self, tenant: TenantId) -> BoxStream<'static, Delivery>;
+    /// The latest reading of each point of a device.
+    fn latest(&self, tenant: TenantId, device: DeviceId) -> Vec<Reading>;
+    /// The device's last known status, `None` if never polled.
+    fn status(&self, tenant: TenantId, device: DeviceId) -> Option<DeviceStatus>;
+}
+
+// --------------------------------------------------------------------- field
+
+#[derive(Debug, thiserror::Error)]
+pub enum FieldError {
+    /// No connection or no answer in time.
+    #[error("device did not answer: {0}")]
+    Unreachable(String),
+    /// The device answered with a Modbus exception (code 1..=4, ...).
+    #[error("device refused the request with exception {code}")]
+    Exception { code: u8 },
+    /// The answer did not fit the request.
+    #[error("malformed answer: {0}")]
+    Protocol(String),
+}
+
+/// Register-level access to field devices. Implementations keep at most one
+/// request in flight per device.
+#[async_trait]
+pub trait FieldGateway: Send + Sync + 'static {
+    async fn read_registers(
+        &self,
+        device: &Device,
+        kind: RegisterKind,
+        address: u16,
+        count: u16,
+    ) -> Result<Vec<u16>, FieldError>;
+    /// Writes holding registers (FC06 for one word, FC16 for more).
+    async fn write_registers(&self, device: &Device, address: u16, words: &[u16]) -> Result<(), FieldError>;
+}
+
+// ---------------------------------------------------------------- identities
+
+/// Password hashing (argon2id in the default adapter).
+pub trait PasswordHasher: Send + Sync + 'static {
+    fn hash(&self, password: &str) -> Result<PasswordHash, anyhow::Error>;
+    /// MUST take about as long for a wrong password as for a right one.
+    fn verify(&self, password: &str, hash: &PasswordHash) -> bool;
+    /// Burns the time of one verification, for unknown users (no timing oracle).
+    fn verify_dummy(&self, password: &str);
+}
+
+/// What a bearer token asserts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenClaims {
+    pub user_id: UserId,
+    pub tenant_id: TenantId,
+    pub expires_at: DateTime<Utc>,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum TokenError {
+    #[error("token expired")]
+    Expired,
+    #[error("token invalid")]
+    Invalid,
+}
+
+/// Issues and verifies bearer tokens bound to one tenant.
+pub trait TokenService: Send + Sync + 'static {
+    fn issue(&self, user: UserId, tenant: TenantId) -> Result<(String, TokenClaims), anyhow::Error>;
+    fn verify(&self, token: &str) -> Result<TokenClaims, TokenError>;
+}
+
+// ------------------------------------------------------------- authorization
+
+/// What a caller wants to do. The policy maps each to a capability name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Action {
+    /// See devices, live values, history.
+    View,
+    AcknowledgeAlarms,
+    WritePoint(WriteLevel),
+    ManageDevices,
+    ManageUsers,
+}
+
+/// What the action is done to.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Resource {
+    /// The tenant as a whole (listings, admin operations).
+    Tenant(TenantId),
+    /// One device, with its area and that area's ancestors (nearest first),
+    /// so scope rules can match an area grant anywhere above it.
+    Device {
+        tenant_id: TenantId,
+        device_id: DeviceId,
+        area_path: Vec<AreaId>,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuthzError {
+    #[error("not allowed")]
+    Denied,
+    /// The policy engine failed; treated as a denial by callers.
+    #[error("policy evaluation failed: {0}")]
+    Policy(String),
+}
+
+/// The one place that decides who may do what (DESIGN.md, "Access model").
+pub trait Authorizer: Send + Sync + 'static {
+    /// `Ok(())` only when the policy allows it; any doubt is `Err`.
+    fn authorize(&self, principal: &Principal, action: Action, resource: &Resource) -> Result<(), AuthzError>;
+}

@@ -1,0 +1,172 @@
+//! Login, tenant switching, token authentication and `me`.
+
+use chrono::{DateTime, Utc};
+use thiserror::Error;
+
+use super::Hearth;
+use crate::error::DomainError;
+use crate::ids::TenantId;
+use crate::model::{EmailAddress, Membership, Role, Tenant, User};
+use crate::ports::TokenError;
+use crate::principal::Principal;
+
+/// A freshly issued bearer token.
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub token: String,
+    pub tenant: Tenant,
+    pub role: Role,
+    pub expires_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Error)]
+pub enum LoginError {
+    /// Unknown email, wrong password, or no membership in the asked tenant:
+    /// deliberately indistinguishable.
+    #[error("invalid email, password or tenant")]
+    InvalidCredentials,
+    #[error("internal error")]
+    Internal(#[source] anyhow::Error),
+}
+
+impl From<DomainError> for LoginError {
+    fn from(err: DomainError) -> Self {
+        match err {
+            DomainError::Internal(e) => LoginError::Internal(e),
+            other => LoginError::Internal(anyhow::anyhow!("{other}")),
+        }
+    }
+}
+
+impl From<crate::error::StoreError> for LoginError {
+    fn from(err: crate::error::StoreError) -> Self {
+        LoginError::Internal(err.into())
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct MembershipView {
+    pub tenant: Tenant,
+    pub role: Role,
+}
+
+#[derive(Debug, Clone)]
+pub struct MeView {
+    pub user: User,
+    pub tenant: Tenant,
+    pub role: Role,
+    pub memberships: Vec<MembershipView>,
+}
+
+impl Hearth {
+    /// Verifies a password and issues a token bound to one tenant: the one
+    /// named by `tenant` (id or slug), or the user's first membership.
+    pub async fn login(&self, email: &str, password: &str, tenant: Option<&str>) -> Result<Session, LoginError> {
+        let user = match EmailAddress::new(email) {
+            Ok(email) => self.ports.directory.user_by_email(&email).await?,
+            Err(_) => None,
+        };
+        let Some((user, hash)) = user.and_then(|u| u.password_hash.clone().map(|h| (u, h))) else {
+            self.ports.passwords.verify_dummy(password);
+            return Err(LoginError::InvalidCredentials);
+        };
+        if !self.ports.passwords.verify(password, &hash) {
+            tracing::info!(user = %user.id, "Login refused: wrong password.");
+            return Err(LoginError::InvalidCredentials);
+        }
+        let memberships = self.ports.directory.memberships_of(user.id).await?;
+        let membership = match tenant {
+            None => memberships.first().cloned(),
+            Some(selector) => self.find_membership(&memberships, selector).await?,
+        };
+        let Some(membership) = membership else {
+            return Err(LoginError::InvalidCredentials);
+        };
+        Ok(self.issue(&membership).await?)
+    }
+
+    /// A new token for another tenant the caller is a member of. Tenants the
+    /// caller does not belong to, existing or not, are all `Forbidden`.
+    pub async fn switch_tenant(&self, principal: &Principal, tenant: &str) -> Result<Session, DomainError> {
+        let memberships = self.ports.directory.memberships_of(principal.user_id).await?;
+        let membership = self
+            .find_membership(&memberships, tenant)
+            .await?
+            .ok_or_else(|| DomainError::Forbidden("you are not a member of that tenant".into()))?;
+        self.issue(&membership).await
+    }
+
+    /// Resolves a bearer token to the principal it stands for, re-reading the
+    /// membership so a revoked or changed role takes effect at once.
+    pub async fn authenticate(&self, token: &str) -> Result<Principal, DomainError> {
+        let claims = self.ports.tokens.verify(token).map_err(|e| match e {
+            TokenError::Expired | TokenError::Invalid => DomainError::Unauthenticated,
+        })?;
+        let membership = self.ports.directory.membership(claims.user_id, claims.tenant_id).await?;
+        let user = self.ports.directory.user(claims.user_id).await?;
+        match (user, membership) {
+            (Some(user), Some(m)) => Ok(Principal {
+                user_id: user.id,
+                email: user.email,
+                tenant_id: m.tenant_id,
+                role: m.role,
+                scope: m.scope,
+            }),
+            _ => Err(DomainError::Unauthenticated),
+        }
+    }
+
+    pub async fn me(&self, principal: &Principal) -> Result<MeView, DomainError> {
+        let user = self
+            .ports
+            .directory
+            .user(principal.user_id)
+            .await?
+            .ok_or(DomainError::Unauthenticated)?;
+        let mut memberships = Vec::new();
+        for m in self.ports.directory.memberships_of(principal.user_id).await? {
+            if let Some(tenant) = self.ports.directory.tenant(m.tenant_id).await? {
+                memberships.push(MembershipView { tenant, role: m.role });
+            }
+        }
+        let tenant = memberships
+            .iter()
+            .find(|m| m.tenant.id == principal.tenant_id)
+            .map(|m| m.tenant.clone())
+            .ok_or(DomainError::Unauthenticated)?;
+        Ok(MeView {
+            user,
+            tenant,
+            role: principal.role,
+            memberships,
+        })
+    }
+
+    async fn find_membership(&self, memberships: &[Membership], selector: &str) -> Result<Option<Membership>, DomainError> {
+        let tenant_id = match selector.parse::<TenantId>() {
+            Ok(id) => Some(id),
+            Err(_) => self.ports.directory.tenant_by_slug(selector.trim()).await?.map(|t| t.id),
+        };
+        Ok(tenant_id.and_then(|id| memberships.iter().find(|m| m.tenant_id == id).cloned()))
+    }
+
+    async fn issue(&self, membership: &Membership) -> Result<Session, DomainError> {
+        let tenant = self
+            .ports
+            .directory
+            .tenant(membership.tenant_id)
+            .await?
+            .ok_or_else(|| DomainError::Internal(anyhow::anyhow!("membership without tenant")))?;
+        let (token, claims) = self
+            .ports
+            .tokens
+            .issue(membership.user_id, membership.tenant_id)
+            .map_err(DomainError::Internal)?;
+        Ok(Session {
+            token,
+            tenant,
+            role: membership.role,
+            expires_at: claims.expires_at,
+        })
+    }
+}

@@ -1,0 +1,180 @@
+//! Listing and reading devices with their points' latest values.
+
+use std::collections::HashMap;
+
+use super::Hearth;
+use crate::error::{DomainError, InvalidValue};
+use crate::ids::{AreaId, DeviceId, ProfileId};
+use crate::model::{Area, AreaTree, Device, DeviceProfile, DeviceScope, PointDefinition, Reading, Role};
+use crate::ports::{Action, DeviceFilter, Resource};
+use crate::principal::Principal;
+
+/// A point definition with its latest value, if any was read yet.
+#[derive(Debug, Clone)]
+pub struct PointView {
+    pub definition: PointDefinition,
+    pub latest: Option<Reading>,
+}
+
+#[derive(Debug, Clone)]
+pub struct DeviceView {
+    pub device: Device,
+    pub area: Option<Area>,
+    /// `None` until the device was polled once.
+    pub online: Option<bool>,
+    pub points: Vec<PointView>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct DeviceQuery {
+    pub area: Option<AreaId>,
+    pub search: Option<String>,
+    pub offset: u64,
+    pub limit: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct DevicePage {
+    pub items: Vec<DeviceView>,
+    pub total: u64,
+    pub offset: u64,
+}
+
+impl Hearth {
+    /// Most devices one page may hold.
+    pub const MAX_PAGE: u64 = 200;
+
+    /// Devices of the caller's tenant within their scope. The policy decides
+    /// whether the caller may view the tenant's devices at all; the scope is
+    /// then pushed down to the store as a filter, so one policy decision
+    /// serves the whole page instead of one per device.
+    pub async fn list_devices(&self, principal: &Principal, query: DeviceQuery) -> Result<DevicePage, DomainError> {
+        self.require_tenant(principal, Action::View)?;
+        if query.limit == 0 || query.limit > Self::MAX_PAGE {
+            return Err(InvalidValue::new("first", format!("must be 1 to {}", Self::MAX_PAGE)).into());
+        }
+        if query.search.as_ref().is_some_and(|s| s.len() > 200) {
+            return Err(InvalidValue::new("search", "at most 200 characters").into());
+        }
+        let areas = self.ports.directory.areas(principal.tenant_id).await?;
+        let tree = AreaTree::new(&areas);
+        let mut filter = scope_filter(principal, &tree);
+        filter.search = query.search.filter(|s| !s.trim().is_empty());
+        if let Some(area) = query.area {
+            if !tree.contains(area) {
+                return Err(DomainError::NotFound("area".into()));
+            }
+            let wanted = tree.subtree(&[area]);
+            filter.areas = Some(match filter.areas.take() {
+                None => wanted.into_iter().collect(),
+                Some(allowed) => allowed.into_iter().filter(|a| wanted.contains(a)).collect(),
+            });
+            filter.also_devices.clear();
+        }
+        let page = self
+            .ports
+            .directory
+            .devices(principal.tenant_id, &filter, query.offset, query.limit)
+            .await?;
+        let by_id: HashMap<AreaId, Area> = areas.into_iter().map(|a| (a.id, a)).collect();
+        let mut profiles = ProfileCache::default();
+        let mut items = Vec::with_capacity(page.items.len());
+        for device in page.items {
+            let profile = profiles.get(self, &device.profile_id).await?;
+            items.push(self.view(device, &by_id, profile.as_ref()));
+        }
+        Ok(DevicePage {
+            items,
+            total: page.total,
+            offset: query.offset,
+        })
+    }
+
+    /// One device, or `NotFound` if it does not exist in the caller's tenant
+    /// or lies outside their scope (the two are indistinguishable).
+    pub async fn device(&self, principal: &Principal, id: DeviceId) -> Result<DeviceView, DomainError> {
+        let (device, areas) = self.visible_device(principal, id).await?;
+        let by_id: HashMap<AreaId, Area> = areas.into_iter().map(|a| (a.id, a)).collect();
+        let profile = self.ports.documents.profile(&device.profile_id).await?;
+        Ok(self.view(device, &by_id, profile.as_ref()))
+    }
+
+    /// Loads a device the caller may view, with the tenant's areas.
+    pub(crate) async fn visible_device(&self, principal: &Principal, id: DeviceId) -> Result<(Device, Vec<Area>), DomainError> {
+        let not_found = || DomainError::NotFound("device".into());
+        let device = self
+            .ports
+            .directory
+            .device(principal.tenant_id, id)
+            .await?
+            .ok_or_else(not_found)?;
+        let areas = self.ports.directory.areas(principal.tenant_id).await?;
+        let resource = device_resource(&device, &AreaTree::new(&areas));
+        self.authorize(principal, Action::View, &resource).map_err(|_| not_found())?;
+        Ok((device, areas))
+    }
+
+    fn view(&self, device: Device, areas: &HashMap<AreaId, Area>, profile: Option<&DeviceProfile>) -> DeviceView {
+        let mut latest: HashMap<_, _> = self
+            .ports
+            .live
+            .latest(device.tenant_id, device.id)
+            .into_iter()
+            .map(|r| (r.point.clone(), r))
+            .collect();
+        let points = profile
+            .map(|p| {
+                p.points
+                    .iter()
+                    .map(|def| PointView {
+                        latest: latest.remove(&def.key),
+                        definition: def.clone(),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let online = self.ports.live.status(device.tenant_id, device.id).map(|s| s.online);
+        DeviceView {
+            area: device.area_id.and_then(|a| areas.get(&a).cloned()),
+            online,
+            points,
+            device,
+        }
+    }
+}
+
+/// The policy resource for a device, with its area ancestry.
+pub(crate) fn device_resource(device: &Device, tree: &AreaTree) -> Resource {
+    Resource::Device {
+        tenant_id: device.tenant_id,
+        device_id: device.id,
+        area_path: device.area_id.map(|a| tree.path(a)).unwrap_or_default(),
+    }
+}
+
+/// The store filter equivalent of the caller's device scope.
+fn scope_filter(principal: &Principal, tree: &AreaTree) -> DeviceFilter {
+    match (&principal.scope, principal.role) {
+        (_, Role::Admin) | (DeviceScope::All, _) => DeviceFilter::default(),
+        (DeviceScope::Restricted { areas, devices }, _) => DeviceFilter {
+            areas: Some(tree.subtree(areas).into_iter().collect()),
+            also_devices: devices.clone(),
+            search: None,
+        },
+    }
+}
+
+/// Loads each profile once per request.
+#[derive(Default)]
+struct ProfileCache(HashMap<ProfileId, Option<DeviceProfile>>);
+
+impl ProfileCache {
+    async fn get(&mut self, app: &Hearth, id: &ProfileId) -> Result<Option<DeviceProfile>, DomainError> {
+        if let Some(found) = self.0.get(id) {
+            return Ok(found.clone());
+        }
+        let profile = app.ports.documents.profile(id).await?;
+        self.0.insert(id.clone(), profile.clone());
+        Ok(profile)
+    }
+}
