@@ -1,1 +1,201 @@
-//! placeholder
+//! The live bus of a single `hearth` process: latest state in sharded maps,
+//! fan-out through one bounded broadcast channel per tenant.
+
+use std::collections::hash_map::DefaultHasher;
+use std::collections::{BTreeMap, HashMap};
+use std::hash::{Hash, Hasher};
+use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use futures::stream::{BoxStream, StreamExt};
+use hearth_domain::model::Reading;
+use hearth_domain::ports::{Delivery, DeviceStatus, LiveBus, LiveEvent};
+use hearth_domain::{DeviceId, PointKey, TenantId};
+use tokio::sync::broadcast;
+use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
+use tokio_stream::wrappers::BroadcastStream;
+
+/// Shards of the latest-state map. Pollers publish while device listings read
+/// `latest` for dozens of devices per request; spreading devices over shards
+/// keeps a publish from stalling readers of unrelated devices.
+const SHARDS: usize = 32;
+
+/// Events buffered per subscriber before it is reported as lagging.
+pub const DEFAULT_CAPACITY: usize = 4096;
+
+/// What the bus remembers about one device.
+#[derive(Default)]
+struct DeviceState {
+    /// Ordered by point key so `latest` is deterministic.
+    points: BTreeMap<PointKey, Reading>,
+    status: Option<DeviceStatus>,
+}
+
+type Shard = HashMap<(TenantId, DeviceId), DeviceState>;
+
+/// In-process [`LiveBus`].
+pub struct InProcessBus {
+    shards: Vec<RwLock<Shard>>,
+    /// One sender per tenant with at least one live subscriber. Tenants get
+    /// separate channels so a subscriber can never receive another tenant's
+    /// events, not even to filter them out.
+    channels: RwLock<HashMap<TenantId, broadcast::Sender<LiveEvent>>>,
+    capacity: usize,
+}
+
+impl Default for InProcessBus {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl InProcessBus {
+    pub fn new() -> Self {
+        Self::with_capacity(DEFAULT_CAPACITY)
+    }
+
+    /// A bus buffering `capacity` events per subscriber (at least 1).
+    pub fn with_capacity(capacity: usize) -> Self {
+        Self {
+            shards: (0..SHARDS).map(|_| RwLock::new(Shard::new())).collect(),
+            channels: RwLock::new(HashMap::new()),
+            capacity: capacity.max(1),
+        }
+    }
+
+    fn shard(&self, tenant: TenantId, device: DeviceId) -> &RwLock<Shard> {
+        let mut hasher = DefaultHasher::new();
+        (tenant, device).hash(&mut hasher);
+        &self.shards[(hasher.finish() as usize) % self.shards.len()]
+    }
+
+    fn record(&self, event: &LiveEvent) {
+        let (tenant, device) = (event.tenant_id(), event.device_id());
+        let mut shard = write(self.shard(tenant, device));
+        let state = shard.entry((tenant, device)).or_default();
+        match event {
+            LiveEvent::Reading(reading) => match state.points.get_mut(&reading.point) {
+                // A late, older sample (a retried poll, out-of-order delivery)
+                // must not overwrite a newer value; an equal timestamp does
+                // replace, which is how a value is re-published as stale.
+                Some(current) if current.timestamp > reading.timestamp => {}
+                Some(current) => *current = reading.clone(),
+                None => {
+                    state.points.insert(reading.point.clone(), reading.clone());
+                }
+            },
+            LiveEvent::Status(status) => state.status = Some(status.clone()),
+        }
+    }
+
+    fn fan_out(&self, event: LiveEvent) {
+        let tenant = event.tenant_id();
+        let unheard = {
+            let channels = read(&self.channels);
+            match channels.get(&tenant) {
+                Some(sender) => sender.send(event).is_err(),
+                None => false,
+            }
+        };
+        if unheard {
+            // Every subscriber of the tenant is gone: free its buffer. Re-check
+            // under the write lock, as `subscribe` may have raced us.
+            let mut channels = write(&self.channels);
+            if channels
+                .get(&tenant)
+                .is_some_and(|s| s.receiver_count() == 0)
+            {
+                channels.remove(&tenant);
+            }
+        }
+    }
+}
+
+impl LiveBus for InProcessBus {
+    fn publish(&self, event: LiveEvent) {
+        self.record(&event);
+        self.fan_out(event);
+    }
+
+    fn subscribe(&self, tenant: TenantId) -> BoxStream<'static, Delivery> {
+        let receiver = {
+            let mut channels = write(&self.channels);
+            let sender = channels
+                .entry(tenant)
+                .or_insert_with(|| broadcast::channel(self.capacity).0);
+            sender.subscribe()
+        };
+        BroadcastStream::new(receiver)
+            .map(|item| match item {
+                Ok(event) => Delivery::Event(event),
+                Err(BroadcastStreamRecvError::Lagged(n)) => Delivery::Lagged(n),
+            })
+            .boxed()
+    }
+
+    fn latest(&self, tenant: TenantId, device: DeviceId) -> Vec<Reading> {
+        read(self.shard(tenant, device))
+            .get(&(tenant, device))
+            .map(|state| state.points.values().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    fn status(&self, tenant: TenantId, device: DeviceId) -> Option<DeviceStatus> {
+        read(self.shard(tenant, device))
+            .get(&(tenant, device))
+            .and_then(|state| state.status.clone())
+    }
+}
+
+// A panic while a lock is held cannot leave these maps half-updated (every
+// update is a single insert or assignment), so a poisoned lock is still safe
+// to use and the bus keeps serving instead of cascading the panic.
+fn read<T>(lock: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn write<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
+    lock.write()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::Utc;
+    use hearth_domain::model::Quality;
+
+    fn reading(tenant: TenantId, device: DeviceId, seconds: i64) -> Reading {
+        Reading {
+            tenant_id: tenant,
+            device_id: device,
+            point: PointKey::new("flow").expect("valid key"),
+            timestamp: Utc::now() + chrono::Duration::seconds(seconds),
+            value: seconds as f64,
+            quality: Quality::Good,
+        }
+    }
+
+    #[test]
+    fn an_older_reading_does_not_replace_a_newer_latest_value() {
+        let bus = InProcessBus::new();
+        let (tenant, device) = (TenantId::new(), DeviceId::new());
+        let newer = reading(tenant, device, 10);
+        bus.publish(LiveEvent::Reading(newer.clone()));
+        bus.publish(LiveEvent::Reading(reading(tenant, device, 0)));
+        assert_eq!(bus.latest(tenant, device), vec![newer]);
+    }
+
+    #[tokio::test]
+    async fn a_tenant_channel_is_freed_when_its_last_subscriber_leaves() {
+        let bus = InProcessBus::new();
+        let (tenant, device) = (TenantId::new(), DeviceId::new());
+        let subscription = bus.subscribe(tenant);
+        assert_eq!(read(&bus.channels).len(), 1);
+        drop(subscription);
+        bus.publish(LiveEvent::Reading(reading(tenant, device, 0)));
+        assert!(
+            read(&bus.channels).is_empty(),
+            "an unheard tenant channel must be dropped"
+        );
+    }
+}

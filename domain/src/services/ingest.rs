@@ -6,7 +6,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use tokio::sync::mpsc;
+use std::sync::Mutex;
+
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
 
 use super::Hearth;
 use crate::ids::{DeviceId, TenantId};
@@ -26,7 +29,11 @@ pub struct ReadingWriterStats {
 pub struct ReadingWriter {
     tx: mpsc::Sender<Vec<Reading>>,
     stats: Arc<ReadingWriterStats>,
+    stop: Arc<Mutex<Option<StopHandle>>>,
 }
+
+/// Signals the writer task to flush and stop, and waits for it.
+type StopHandle = (oneshot::Sender<()>, JoinHandle<()>);
 
 impl ReadingWriter {
     /// Batches of at most this many readings per store call.
@@ -36,9 +43,24 @@ impl ReadingWriter {
 
     pub fn spawn(store: Arc<dyn ReadingStore>) -> Self {
         let (tx, rx) = mpsc::channel(1024);
+        let (stop_tx, stop_rx) = oneshot::channel();
         let stats = Arc::new(ReadingWriterStats::default());
-        tokio::spawn(Self::run(store, rx, stats.clone()));
-        Self { tx, stats }
+        let task = tokio::spawn(Self::run(store, rx, stop_rx, stats.clone()));
+        Self {
+            tx,
+            stats,
+            stop: Arc::new(Mutex::new(Some((stop_tx, task)))),
+        }
+    }
+
+    /// Writes what is queued, stops the writer and waits for it, so the
+    /// store can be closed (and reopened) right after.
+    pub async fn shutdown(&self) {
+        let stop = self.stop.lock().ok().and_then(|mut s| s.take());
+        if let Some((tx, task)) = stop {
+            let _ = tx.send(());
+            let _ = task.await;
+        }
     }
 
     pub fn stats(&self) -> &ReadingWriterStats {
@@ -54,7 +76,12 @@ impl ReadingWriter {
         }
     }
 
-    async fn run(store: Arc<dyn ReadingStore>, mut rx: mpsc::Receiver<Vec<Reading>>, stats: Arc<ReadingWriterStats>) {
+    async fn run(
+        store: Arc<dyn ReadingStore>,
+        mut rx: mpsc::Receiver<Vec<Reading>>,
+        mut stop: oneshot::Receiver<()>,
+        stats: Arc<ReadingWriterStats>,
+    ) {
         let mut batch: Vec<Reading> = Vec::new();
         loop {
             let deadline = tokio::time::sleep(Self::MAX_DELAY);
@@ -69,6 +96,13 @@ impl ReadingWriter {
                         None => break true,
                     },
                     _ = &mut deadline => break false,
+                    _ = &mut stop => {
+                        rx.close();
+                        while let Ok(readings) = rx.try_recv() {
+                            batch.extend(readings);
+                        }
+                        break true;
+                    }
                 }
             };
             if !batch.is_empty() {

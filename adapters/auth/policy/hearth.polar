@@ -1,0 +1,81 @@
+# Hearth access policy: the one place that decides who may do what
+# (DESIGN.md, "Access model"). Loaded by `hearth-auth` with include_str!.
+#
+# Vocabulary (the Rust side passes these as strings):
+#   roles:        admin, full, limited, basic, read_only
+#   capabilities: view, acknowledge, write_basic, write_limited, write_full,
+#                 manage_devices, manage_users
+#   Principal { tenant_id, role, scope_all, scoped_areas, scoped_devices }
+#   Tenant    { tenant_id }
+#   Device    { tenant_id, device_id, area_path }   (area_path: nearest area first)
+#
+# Anything not allowed below is denied: Polar has no implicit allow, and this
+# file has no catch-all rule.
+
+# ------------------------------------------------------------------ role table
+# One fact per "yes" cell of the table in DESIGN.md. The "compare roles" view
+# and a unit test read the table back from these facts, so keep it as data:
+# never express a grant as a rule with conditions here.
+
+grants("admin", "view");
+grants("admin", "acknowledge");
+grants("admin", "write_basic");
+grants("admin", "write_limited");
+grants("admin", "write_full");
+grants("admin", "manage_devices");
+grants("admin", "manage_users");
+
+grants("full", "view");
+grants("full", "acknowledge");
+grants("full", "write_basic");
+grants("full", "write_limited");
+grants("full", "write_full");
+grants("full", "manage_devices");
+
+grants("limited", "view");
+grants("limited", "acknowledge");
+grants("limited", "write_basic");
+grants("limited", "write_limited");
+
+grants("basic", "view");
+grants("basic", "acknowledge");
+grants("basic", "write_basic");
+
+grants("read_only", "view");
+
+# --------------------------------------------------------------------- allow
+# Tenant isolation comes first in both rules: the actor's active tenant (the
+# one its token is bound to) must be the resource's tenant, whatever the role.
+
+# The tenant as a whole: listings and tenant-wide administration. Device
+# scope does not apply here; listings are filtered by scope in the store.
+allow(actor: Principal, action: String, tenant: Tenant) if
+    actor.tenant_id = tenant.tenant_id and
+    grants(actor.role, action);
+
+# One device: the role must grant the capability and the device must be in
+# the membership's scope.
+allow(actor: Principal, action: String, device: Device) if
+    actor.tenant_id = device.tenant_id and
+    grants(actor.role, action) and
+    in_scope(actor, device);
+
+# ---------------------------------------------------------------- device scope
+
+# Admins always see every device of their tenant, whatever scope is stored.
+in_scope(actor: Principal, _device: Device) if
+    actor.role = "admin";
+
+# A membership scoped to all devices.
+in_scope(actor: Principal, _device: Device) if
+    actor.scope_all = true;
+
+# A single-device grant.
+in_scope(actor: Principal, device: Device) if
+    device.device_id in actor.scoped_devices;
+
+# An area grant covers its whole subtree: the device's area or any ancestor
+# of it may be the granted one.
+in_scope(actor: Principal, device: Device) if
+    area in device.area_path and
+    area in actor.scoped_areas;
