@@ -1,1 +1,414 @@
-//! placeholder
+//! In-memory [`Directory`]: the store behind use-case tests and the baseline
+//! the SQL adapter is benchmarked against. Same semantics as `hearth-sql`,
+//! checked by the shared contract suite, including the referential checks the
+//! SQL schema enforces with foreign keys.
+
+use std::collections::{HashMap, HashSet};
+use std::hash::Hash;
+use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use anyhow::anyhow;
+use async_trait::async_trait;
+use hearth_domain::model::{
+    Area, AuditEntry, Device, EmailAddress, Membership, PasswordHash, Tenant, User,
+};
+use hearth_domain::ports::{DeviceFilter, Directory, Page};
+use hearth_domain::{AreaId, DeviceId, StoreError, TenantId, UserId};
+
+/// Tenants, users, memberships, areas, devices and audit log in hash maps
+/// behind one lock, so the secondary indexes can never disagree with the rows.
+#[derive(Debug, Default)]
+pub struct MemoryDirectory {
+    state: RwLock<State>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    tenants: HashMap<TenantId, Tenant>,
+    tenant_by_slug: HashMap<String, TenantId>,
+    users: HashMap<UserId, User>,
+    user_by_email: HashMap<String, UserId>,
+    memberships: HashMap<(UserId, TenantId), Membership>,
+    /// Each user's tenants in membership creation order ("oldest first").
+    membership_order: HashMap<UserId, Vec<TenantId>>,
+    areas: HashMap<AreaId, Area>,
+    areas_of: HashMap<TenantId, Vec<AreaId>>,
+    devices: HashMap<DeviceId, Device>,
+    /// Each tenant's device ids kept sorted by (name, id), so listings walk
+    /// them in order without sorting and name conflicts are a binary search.
+    devices_of: HashMap<TenantId, Vec<DeviceId>>,
+    /// Each tenant's entries sorted by (at, arrival), oldest first.
+    audit_of: HashMap<TenantId, Vec<AuditEntry>>,
+}
+
+impl MemoryDirectory {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    // A panic while holding the lock cannot leave the maps half-updated:
+    // every write validates first and mutates last, so poisoning is ignored.
+    fn read(&self) -> RwLockReadGuard<'_, State> {
+        self.state.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, State> {
+        self.state.write().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Mirrors a violated foreign key in the SQL schema: a bug in the caller, not
+/// a conflict the user could resolve.
+fn dangling(what: &str) -> StoreError {
+    StoreError::Backend(anyhow!("{what}"))
+}
+
+fn require_tenant(state: &State, tenant: TenantId) -> Result<(), StoreError> {
+    if state.tenants.contains_key(&tenant) {
+        Ok(())
+    } else {
+        Err(dangling("unknown tenant"))
+    }
+}
+
+/// An area id that exists *in this tenant*; another tenant's area is as
+/// unknown as a missing one.
+fn require_area(state: &State, tenant: TenantId, area: Option<AreaId>) -> Result<(), StoreError> {
+    match area {
+        None => Ok(()),
+        Some(id) if state.areas.get(&id).is_some_and(|a| a.tenant_id == tenant) => Ok(()),
+        Some(_) => Err(dangling("unknown area in this tenant")),
+    }
+}
+
+/// Case-insensitive substring test without allocating in the common ASCII case.
+fn contains_ignore_case(haystack: &str, needle_lower: &str) -> bool {
+    if needle_lower.is_empty() {
+        return true;
+    }
+    if haystack.is_ascii() && needle_lower.is_ascii() {
+        let (h, n) = (haystack.as_bytes(), needle_lower.as_bytes());
+        return h.windows(n.len()).any(|w| w.eq_ignore_ascii_case(n));
+    }
+    haystack.to_lowercase().contains(needle_lower)
+}
+
+/// Membership test over a caller's id list: a scan for the usual handful of
+/// ids, a hash set once scanning it for every device would cost more.
+enum IdSet<'a, T> {
+    Few(&'a [T]),
+    Many(HashSet<&'a T>),
+}
+
+impl<'a, T: Eq + Hash> IdSet<'a, T> {
+    const SCAN_LIMIT: usize = 16;
+
+    fn new(ids: &'a [T]) -> Self {
+        if ids.len() <= Self::SCAN_LIMIT {
+            IdSet::Few(ids)
+        } else {
+            IdSet::Many(ids.iter().collect())
+        }
+    }
+
+    fn contains(&self, id: &T) -> bool {
+        match self {
+            IdSet::Few(ids) => ids.contains(id),
+            IdSet::Many(ids) => ids.contains(id),
+        }
+    }
+}
+
+#[async_trait]
+impl Directory for MemoryDirectory {
+    async fn insert_tenant(&self, tenant: &Tenant) -> Result<(), StoreError> {
+        let mut s = self.write();
+        if s.tenants.contains_key(&tenant.id) || s.tenant_by_slug.contains_key(tenant.slug.as_str())
+        {
+            return Err(StoreError::Conflict(format!(
+                "a tenant with this id or the slug `{}` already exists",
+                tenant.slug.as_str()
+            )));
+        }
+        s.tenant_by_slug
+            .insert(tenant.slug.as_str().to_owned(), tenant.id);
+        s.tenants.insert(tenant.id, tenant.clone());
+        Ok(())
+    }
+
+    async fn tenant(&self, id: TenantId) -> Result<Option<Tenant>, StoreError> {
+        Ok(self.read().tenants.get(&id).cloned())
+    }
+
+    async fn tenant_by_slug(&self, slug: &str) -> Result<Option<Tenant>, StoreError> {
+        let s = self.read();
+        Ok(s.tenant_by_slug
+            .get(slug)
+            .and_then(|id| s.tenants.get(id))
+            .cloned())
+    }
+
+    async fn insert_user(&self, user: &User) -> Result<(), StoreError> {
+        let mut s = self.write();
+        if s.user_by_email.contains_key(user.email.as_str()) {
+            return Err(StoreError::Conflict(
+                "a user with this email already exists".into(),
+            ));
+        }
+        if s.users.contains_key(&user.id) {
+            return Err(StoreError::Conflict(
+                "a user with this id already exists".into(),
+            ));
+        }
+        s.user_by_email
+            .insert(user.email.as_str().to_owned(), user.id);
+        s.users.insert(user.id, user.clone());
+        Ok(())
+    }
+
+    async fn user(&self, id: UserId) -> Result<Option<User>, StoreError> {
+        Ok(self.read().users.get(&id).cloned())
+    }
+
+    async fn user_by_email(&self, email: &EmailAddress) -> Result<Option<User>, StoreError> {
+        let s = self.read();
+        Ok(s.user_by_email
+            .get(email.as_str())
+            .and_then(|id| s.users.get(id))
+            .cloned())
+    }
+
+    async fn set_password(&self, id: UserId, hash: &PasswordHash) -> Result<(), StoreError> {
+        match self.write().users.get_mut(&id) {
+            Some(user) => {
+                user.password_hash = Some(hash.clone());
+                Ok(())
+            }
+            None => Err(dangling("set_password: unknown user")),
+        }
+    }
+
+    async fn upsert_membership(&self, membership: &Membership) -> Result<(), StoreError> {
+        let mut s = self.write();
+        if !s.users.contains_key(&membership.user_id) {
+            return Err(dangling("membership of an unknown user"));
+        }
+        require_tenant(&s, membership.tenant_id)?;
+        let key = (membership.user_id, membership.tenant_id);
+        // Replacing keeps the membership's place in the creation order.
+        if s.memberships.insert(key, membership.clone()).is_none() {
+            s.membership_order
+                .entry(membership.user_id)
+                .or_default()
+                .push(membership.tenant_id);
+        }
+        Ok(())
+    }
+
+    async fn memberships_of(&self, user: UserId) -> Result<Vec<Membership>, StoreError> {
+        let s = self.read();
+        let Some(order) = s.membership_order.get(&user) else {
+            return Ok(Vec::new());
+        };
+        Ok(order
+            .iter()
+            .filter_map(|tenant| s.memberships.get(&(user, *tenant)).cloned())
+            .collect())
+    }
+
+    async fn membership(
+        &self,
+        user: UserId,
+        tenant: TenantId,
+    ) -> Result<Option<Membership>, StoreError> {
+        Ok(self.read().memberships.get(&(user, tenant)).cloned())
+    }
+
+    async fn insert_area(&self, area: &Area) -> Result<(), StoreError> {
+        let mut s = self.write();
+        if s.areas.contains_key(&area.id) {
+            return Err(StoreError::Conflict(
+                "an area with this id already exists".into(),
+            ));
+        }
+        require_tenant(&s, area.tenant_id)?;
+        require_area(&s, area.tenant_id, area.parent_id)?;
+        s.areas_of.entry(area.tenant_id).or_default().push(area.id);
+        s.areas.insert(area.id, area.clone());
+        Ok(())
+    }
+
+    async fn areas(&self, tenant: TenantId) -> Result<Vec<Area>, StoreError> {
+        let s = self.read();
+        Ok(s.areas_of
+            .get(&tenant)
+            .map(|ids| {
+                ids.iter()
+                    .filter_map(|id| s.areas.get(id))
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
+    async fn insert_device(&self, device: &Device) -> Result<(), StoreError> {
+        let mut s = self.write();
+        if s.devices.contains_key(&device.id) {
+            return Err(StoreError::Conflict(
+                "a device with this id already exists".into(),
+            ));
+        }
+        require_tenant(&s, device.tenant_id)?;
+        require_area(&s, device.tenant_id, device.area_id)?;
+        let State {
+            devices,
+            devices_of,
+            ..
+        } = &mut *s;
+        let order = devices_of.entry(device.tenant_id).or_default();
+        let key = |id: &DeviceId| devices.get(id).map(|d| (d.name.as_str(), *id));
+        let at = order.partition_point(|id| key(id) < Some((device.name.as_str(), device.id)));
+        // The first device at or after the new name holds it if it is taken.
+        let taken = order[at..]
+            .first()
+            .and_then(|id| devices.get(id))
+            .is_some_and(|d| d.name == device.name)
+            || at > 0
+                && order
+                    .get(at - 1)
+                    .and_then(|id| devices.get(id))
+                    .is_some_and(|d| d.name == device.name);
+        if taken {
+            return Err(StoreError::Conflict(format!(
+                "a device named `{}` already exists in this tenant",
+                device.name
+            )));
+        }
+        order.insert(at, device.id);
+        devices.insert(device.id, device.clone());
+        Ok(())
+    }
+
+    async fn device(&self, tenant: TenantId, id: DeviceId) -> Result<Option<Device>, StoreError> {
+        Ok(self
+            .read()
+            .devices
+            .get(&id)
+            .filter(|d| d.tenant_id == tenant)
+            .cloned())
+    }
+
+    async fn devices(
+        &self,
+        tenant: TenantId,
+        filter: &DeviceFilter,
+        offset: u64,
+        limit: u64,
+    ) -> Result<Page<Device>, StoreError> {
+        let needle = filter.search.as_deref().map(str::to_lowercase);
+        let s = self.read();
+        let Some(order) = s.devices_of.get(&tenant) else {
+            return Ok(Page {
+                items: Vec::new(),
+                total: 0,
+            });
+        };
+        let areas = filter.areas.as_deref().map(IdSet::new);
+        let also = IdSet::new(&filter.also_devices);
+        let matches = |d: &Device| {
+            let in_scope = match &areas {
+                None => true,
+                Some(areas) => {
+                    d.area_id.is_some_and(|a| areas.contains(&a)) || also.contains(&d.id)
+                }
+            };
+            in_scope
+                && needle
+                    .as_deref()
+                    .is_none_or(|n| contains_ignore_case(&d.name, n))
+        };
+        let offset = usize::try_from(offset).unwrap_or(usize::MAX);
+        let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+        let mut items = Vec::with_capacity(limit.min(order.len()));
+        let mut total = 0u64;
+        // `devices_of` only holds this tenant's ids, so isolation is by
+        // construction; the tenant check below is belt and braces.
+        for d in order.iter().filter_map(|id| s.devices.get(id)) {
+            if d.tenant_id != tenant || !matches(d) {
+                continue;
+            }
+            let index = usize::try_from(total).unwrap_or(usize::MAX);
+            if index >= offset && items.len() < limit {
+                items.push(d.clone());
+            }
+            total += 1;
+        }
+        Ok(Page { items, total })
+    }
+
+    async fn all_devices(&self) -> Result<Vec<Device>, StoreError> {
+        let s = self.read();
+        let mut tenants: Vec<&TenantId> = s.devices_of.keys().collect();
+        tenants.sort();
+        Ok(tenants
+            .into_iter()
+            .filter_map(|t| s.devices_of.get(t))
+            .flatten()
+            .filter_map(|id| s.devices.get(id))
+            .cloned()
+            .collect())
+    }
+
+    async fn append_audit(&self, entry: &AuditEntry) -> Result<(), StoreError> {
+        let mut s = self.write();
+        require_tenant(&s, entry.tenant_id)?;
+        let log = s.audit_of.entry(entry.tenant_id).or_default();
+        // After every entry at the same instant: ties keep arrival order.
+        let at = log.partition_point(|e| e.at <= entry.at);
+        log.insert(at, entry.clone());
+        Ok(())
+    }
+
+    async fn audit(&self, tenant: TenantId, limit: u64) -> Result<Vec<AuditEntry>, StoreError> {
+        let s = self.read();
+        let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+        Ok(s.audit_of
+            .get(&tenant)
+            .map(|log| log.iter().rev().take(limit).cloned().collect())
+            .unwrap_or_default())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn passes_the_directory_contract() {
+        hearth_domain::contract::directory::directory_contract(&MemoryDirectory::new()).await;
+    }
+
+    #[test]
+    fn id_sets_agree_whether_scanned_or_hashed() {
+        let ids: Vec<DeviceId> = (0..40).map(|_| DeviceId::new()).collect();
+        for n in [0, 3, 16, 17, 40] {
+            let set = IdSet::new(&ids[..n]);
+            assert!(
+                ids[..n].iter().all(|id| set.contains(id)),
+                "{n} ids: a member is missing"
+            );
+            assert!(
+                !set.contains(&DeviceId::new()),
+                "{n} ids: a stranger is found"
+            );
+        }
+    }
+
+    #[test]
+    fn ignores_case_without_allocating_for_ascii() {
+        assert!(contains_ignore_case("Boiler House", "house"));
+        assert!(!contains_ignore_case("Boiler", "boilers"));
+        assert!(contains_ignore_case("Übergabe Nord", "über"));
+        assert!(contains_ignore_case("x", ""));
+    }
+}

@@ -1,0 +1,425 @@
+//! [`SqlDirectory`]: the `Directory` port on a SeaORM connection pool.
+//!
+//! Every tenant-owned read filters on `tenant_id` in SQL, whatever else the
+//! caller asks for, and the schema's composite foreign keys stop a row from
+//! pointing into another tenant.
+
+use std::path::Path;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use hearth_domain::model::{
+    Area, AuditEntry, Device, EmailAddress, Membership, PasswordHash, Tenant, User,
+};
+use hearth_domain::ports::{DeviceFilter, Directory, Page};
+use hearth_domain::{DeviceId, StoreError, TenantId, UserId};
+use sea_orm::sea_query::{Expr, Func, LikeExpr, OnConflict};
+use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
+use sea_orm::{
+    ActiveValue::{NotSet, Set},
+    ColumnTrait, Condition, ConnectOptions, ConnectionTrait, Database, DatabaseConnection,
+    EntityTrait, IntoActiveModel, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
+};
+use sea_orm_migration::MigratorTrait;
+
+use crate::entity::{areas, audit_log, devices, memberships, micros, tenants, users};
+use crate::error::{backend, on_insert, SqlError};
+use crate::migration::Migrator;
+
+/// The character that escapes `%`, `_` and itself in LIKE patterns. Not `\`:
+/// MySQL treats backslash specially in string literals, SQLite does not.
+const LIKE_ESCAPE: char = '!';
+
+/// Tenants, users, memberships, areas, devices and the audit log in SQLite
+/// or MySQL/MariaDB.
+#[derive(Debug, Clone)]
+pub struct SqlDirectory {
+    db: DatabaseConnection,
+}
+
+impl SqlDirectory {
+    /// Opens a pool on `url` (`sqlite:///abs/path/hearth.db?mode=rwc`,
+    /// `mysql://user:pass@host:3306/hearth`) and brings the schema up to date.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let mut options = ConnectOptions::new(url);
+        // Statement logging at info would drown the service's own logs.
+        options
+            .sqlx_logging(false)
+            .acquire_timeout(Duration::from_secs(10))
+            .min_connections(1);
+        if url.starts_with("sqlite:") {
+            // SQLite has one writer at a time; more connections only add
+            // lock contention. A private in-memory database lives in one
+            // connection, so it must not have a second.
+            let memory = url.contains(":memory:") || url.contains("mode=memory");
+            options.max_connections(if memory { 1 } else { 4 });
+            options.map_sqlx_sqlite_opts(|o| {
+                o.journal_mode(SqliteJournalMode::Wal)
+                    // WAL makes NORMAL safe against corruption; only the last
+                    // commits before a power cut may be lost.
+                    .synchronous(SqliteSynchronous::Normal)
+                    .foreign_keys(true)
+                    .busy_timeout(Duration::from_secs(5))
+            });
+        } else {
+            options.max_connections(10);
+        }
+        let db = Database::connect(options)
+            .await
+            .map_err(backend("could not connect to the relational database"))?;
+        Migrator::up(&db, None)
+            .await
+            .map_err(backend("could not migrate the relational database"))?;
+        tracing::debug!(backend = ?db.get_database_backend(), "Relational directory ready.");
+        Ok(Self { db })
+    }
+
+    /// SQLite in `<dir>/hearth.db`, created if missing.
+    pub async fn sqlite_in(dir: &Path) -> Result<Self, StoreError> {
+        let path = dir.join("hearth.db");
+        let path = path.to_str().ok_or_else(|| {
+            StoreError::Backend(anyhow::anyhow!(
+                "the data directory {} is not valid UTF-8",
+                dir.display()
+            ))
+        })?;
+        // sqlx percent-decodes the path, so a literal `%`, `?` or `#` must be encoded.
+        let path = path
+            .replace('%', "%25")
+            .replace('?', "%3F")
+            .replace('#', "%23");
+        Self::connect(&format!("sqlite://{path}?mode=rwc")).await
+    }
+}
+
+/// `needle` lower-cased and escaped for `LIKE '%…%' ESCAPE '!'`.
+fn contains_pattern(needle: &str) -> String {
+    let mut pattern = String::with_capacity(needle.len() + 4);
+    pattern.push('%');
+    for c in needle.to_lowercase().chars() {
+        if matches!(c, '%' | '_') || c == LIKE_ESCAPE {
+            pattern.push(LIKE_ESCAPE);
+        }
+        pattern.push(c);
+    }
+    pattern.push('%');
+    pattern
+}
+
+/// The `WHERE` of a device listing, or `None` when nothing can match.
+fn device_condition(tenant: TenantId, filter: &DeviceFilter) -> Option<Condition> {
+    // Always first: whatever the filter says, only this tenant's rows.
+    let mut condition = Condition::all().add(devices::Column::TenantId.eq(tenant.to_string()));
+    if let Some(areas) = &filter.areas {
+        if areas.is_empty() && filter.also_devices.is_empty() {
+            return None;
+        }
+        let mut scope = Condition::any();
+        if !areas.is_empty() {
+            scope = scope.add(devices::Column::AreaId.is_in(areas.iter().map(ToString::to_string)));
+        }
+        if !filter.also_devices.is_empty() {
+            scope = scope.add(
+                devices::Column::Id.is_in(filter.also_devices.iter().map(ToString::to_string)),
+            );
+        }
+        condition = condition.add(scope);
+    }
+    if let Some(search) = &filter.search {
+        // LOWER on both sides: the MySQL columns use a binary collation.
+        let name = Expr::expr(Func::lower(Expr::col((
+            devices::Entity,
+            devices::Column::Name,
+        ))));
+        condition =
+            condition.add(name.like(LikeExpr::new(contains_pattern(search)).escape(LIKE_ESCAPE)));
+    }
+    Some(condition)
+}
+
+/// SQLite binds integers as i64; anything beyond is "unbounded" anyway.
+fn clamp(n: u64) -> u64 {
+    n.min(i64::MAX as u64)
+}
+
+#[async_trait]
+impl Directory for SqlDirectory {
+    async fn insert_tenant(&self, tenant: &Tenant) -> Result<(), StoreError> {
+        tenants::Entity::insert(tenants::Model::from_domain(tenant).into_active_model())
+            .exec_without_returning(&self.db)
+            .await
+            .map_err(on_insert("could not insert a tenant", || {
+                format!(
+                    "a tenant with this id or the slug `{}` already exists",
+                    tenant.slug.as_str()
+                )
+            }))?;
+        Ok(())
+    }
+
+    async fn tenant(&self, id: TenantId) -> Result<Option<Tenant>, StoreError> {
+        tenants::Entity::find_by_id(id.to_string())
+            .one(&self.db)
+            .await
+            .map_err(backend("could not load a tenant"))?
+            .map(tenants::Model::try_into_domain)
+            .transpose()
+    }
+
+    async fn tenant_by_slug(&self, slug: &str) -> Result<Option<Tenant>, StoreError> {
+        tenants::Entity::find()
+            .filter(tenants::Column::Slug.eq(slug))
+            .one(&self.db)
+            .await
+            .map_err(backend("could not load a tenant by slug"))?
+            .map(tenants::Model::try_into_domain)
+            .transpose()
+    }
+
+    async fn insert_user(&self, user: &User) -> Result<(), StoreError> {
+        users::Entity::insert(users::Model::from_domain(user).into_active_model())
+            .exec_without_returning(&self.db)
+            .await
+            .map_err(on_insert("could not insert a user", || {
+                "a user with this email already exists".to_owned()
+            }))?;
+        Ok(())
+    }
+
+    async fn user(&self, id: UserId) -> Result<Option<User>, StoreError> {
+        users::Entity::find_by_id(id.to_string())
+            .one(&self.db)
+            .await
+            .map_err(backend("could not load a user"))?
+            .map(users::Model::try_into_domain)
+            .transpose()
+    }
+
+    async fn user_by_email(&self, email: &EmailAddress) -> Result<Option<User>, StoreError> {
+        users::Entity::find()
+            .filter(users::Column::Email.eq(email.as_str()))
+            .one(&self.db)
+            .await
+            .map_err(backend("could not load a user by email"))?
+            .map(users::Model::try_into_domain)
+            .transpose()
+    }
+
+    async fn set_password(&self, id: UserId, hash: &PasswordHash) -> Result<(), StoreError> {
+        let result = users::Entity::update_many()
+            .col_expr(users::Column::PasswordHash, Expr::value(hash.as_phc()))
+            .filter(users::Column::Id.eq(id.to_string()))
+            .exec(&self.db)
+            .await
+            .map_err(backend("could not set a password"))?;
+        // MySQL counts matched rows here too (sqlx sets CLIENT_FOUND_ROWS),
+        // so re-setting the same hash is not mistaken for a missing user.
+        if result.rows_affected == 0 {
+            return Err(SqlError::NotFound("set_password: unknown user").into());
+        }
+        Ok(())
+    }
+
+    async fn upsert_membership(&self, membership: &Membership) -> Result<(), StoreError> {
+        let (user_id, tenant_id, role, scope) = memberships::Model::columns(membership)?;
+        let row = memberships::ActiveModel {
+            seq: NotSet,
+            user_id: Set(user_id),
+            tenant_id: Set(tenant_id),
+            role: Set(role),
+            scope: Set(scope),
+        };
+        // One atomic statement (ON CONFLICT / ON DUPLICATE KEY): the row keeps
+        // its `seq`, so a replaced membership keeps its place.
+        memberships::Entity::insert(row)
+            .on_conflict(
+                OnConflict::columns([memberships::Column::UserId, memberships::Column::TenantId])
+                    .update_columns([memberships::Column::Role, memberships::Column::Scope])
+                    .to_owned(),
+            )
+            .exec_without_returning(&self.db)
+            .await
+            .map_err(backend("could not upsert a membership"))?;
+        Ok(())
+    }
+
+    async fn memberships_of(&self, user: UserId) -> Result<Vec<Membership>, StoreError> {
+        memberships::Entity::find()
+            .filter(memberships::Column::UserId.eq(user.to_string()))
+            .order_by_asc(memberships::Column::Seq)
+            .all(&self.db)
+            .await
+            .map_err(backend("could not list memberships"))?
+            .into_iter()
+            .map(memberships::Model::try_into_domain)
+            .collect()
+    }
+
+    async fn membership(
+        &self,
+        user: UserId,
+        tenant: TenantId,
+    ) -> Result<Option<Membership>, StoreError> {
+        memberships::Entity::find()
+            .filter(memberships::Column::UserId.eq(user.to_string()))
+            .filter(memberships::Column::TenantId.eq(tenant.to_string()))
+            .one(&self.db)
+            .await
+            .map_err(backend("could not load a membership"))?
+            .map(memberships::Model::try_into_domain)
+            .transpose()
+    }
+
+    async fn insert_area(&self, area: &Area) -> Result<(), StoreError> {
+        areas::Entity::insert(areas::Model::from_domain(area).into_active_model())
+            .exec_without_returning(&self.db)
+            .await
+            .map_err(on_insert(
+                "could not insert an area (unknown tenant or parent?)",
+                || "an area with this id already exists".to_owned(),
+            ))?;
+        Ok(())
+    }
+
+    async fn areas(&self, tenant: TenantId) -> Result<Vec<Area>, StoreError> {
+        areas::Entity::find()
+            .filter(areas::Column::TenantId.eq(tenant.to_string()))
+            .order_by_asc(areas::Column::Name)
+            .order_by_asc(areas::Column::Id)
+            .all(&self.db)
+            .await
+            .map_err(backend("could not list areas"))?
+            .into_iter()
+            .map(areas::Model::try_into_domain)
+            .collect()
+    }
+
+    async fn insert_device(&self, device: &Device) -> Result<(), StoreError> {
+        devices::Entity::insert(devices::Model::from_domain(device).into_active_model())
+            .exec_without_returning(&self.db)
+            .await
+            .map_err(on_insert(
+                "could not insert a device (unknown tenant or area?)",
+                || {
+                    format!(
+                        "a device named `{}` already exists in this tenant",
+                        device.name
+                    )
+                },
+            ))?;
+        Ok(())
+    }
+
+    async fn device(&self, tenant: TenantId, id: DeviceId) -> Result<Option<Device>, StoreError> {
+        devices::Entity::find()
+            .filter(devices::Column::TenantId.eq(tenant.to_string()))
+            .filter(devices::Column::Id.eq(id.to_string()))
+            .one(&self.db)
+            .await
+            .map_err(backend("could not load a device"))?
+            .map(devices::Model::try_into_domain)
+            .transpose()
+    }
+
+    async fn devices(
+        &self,
+        tenant: TenantId,
+        filter: &DeviceFilter,
+        offset: u64,
+        limit: u64,
+    ) -> Result<Page<Device>, StoreError> {
+        let Some(condition) = device_condition(tenant, filter) else {
+            return Ok(Page {
+                items: Vec::new(),
+                total: 0,
+            });
+        };
+        let total = devices::Entity::find()
+            .filter(condition.clone())
+            .count(&self.db)
+            .await
+            .map_err(backend("could not count devices"))?;
+        if limit == 0 || offset >= total {
+            return Ok(Page {
+                items: Vec::new(),
+                total,
+            });
+        }
+        let items = devices::Entity::find()
+            .filter(condition)
+            .order_by_asc(devices::Column::Name)
+            .order_by_asc(devices::Column::Id)
+            .offset(clamp(offset))
+            .limit(clamp(limit))
+            .all(&self.db)
+            .await
+            .map_err(backend("could not list devices"))?
+            .into_iter()
+            .map(devices::Model::try_into_domain)
+            .collect::<Result<_, _>>()?;
+        Ok(Page { items, total })
+    }
+
+    async fn all_devices(&self) -> Result<Vec<Device>, StoreError> {
+        devices::Entity::find()
+            .order_by_asc(devices::Column::TenantId)
+            .order_by_asc(devices::Column::Name)
+            .order_by_asc(devices::Column::Id)
+            .all(&self.db)
+            .await
+            .map_err(backend("could not list all devices"))?
+            .into_iter()
+            .map(devices::Model::try_into_domain)
+            .collect()
+    }
+
+    async fn append_audit(&self, entry: &AuditEntry) -> Result<(), StoreError> {
+        let row = audit_log::ActiveModel {
+            id: NotSet,
+            tenant_id: Set(entry.tenant_id.to_string()),
+            at: Set(micros(entry.at)),
+            actor: Set(entry.actor.to_string()),
+            action: Set(entry.action.clone()),
+            device_id: Set(entry.device_id.map(|d| d.to_string())),
+            point: Set(entry.point.as_ref().map(|p| p.as_str().to_owned())),
+            old_value: Set(entry.old_value),
+            new_value: Set(entry.new_value),
+            outcome: Set(entry.outcome.as_str().to_owned()),
+            detail: Set(entry.detail.clone()),
+        };
+        audit_log::Entity::insert(row)
+            .exec_without_returning(&self.db)
+            .await
+            .map_err(backend("could not append to the audit log"))?;
+        Ok(())
+    }
+
+    async fn audit(&self, tenant: TenantId, limit: u64) -> Result<Vec<AuditEntry>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        audit_log::Entity::find()
+            .filter(audit_log::Column::TenantId.eq(tenant.to_string()))
+            .order_by_desc(audit_log::Column::At)
+            .order_by_desc(audit_log::Column::Id)
+            .limit(clamp(limit))
+            .all(&self.db)
+            .await
+            .map_err(backend("could not read the audit log"))?
+            .into_iter()
+            .map(audit_log::Model::try_into_domain)
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn like_patterns_escape_wildcards_and_the_escape() {
+        assert_eq!(contains_pattern("Pump_A"), "%pump!_a%");
+        assert_eq!(contains_pattern("100%!"), "%100!%!!%");
+        assert_eq!(contains_pattern("a\\b"), "%a\\b%");
+    }
+}

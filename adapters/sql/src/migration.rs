@@ -1,0 +1,328 @@
+//! Schema migrations, run by `SqlDirectory::connect`. One code path for
+//! SQLite and MySQL/MariaDB: portable column types only (strings with explicit
+//! lengths so MySQL can index them, BIGINT microseconds for time, JSON as
+//! text), and composite foreign keys so no row can point into another tenant.
+
+use sea_orm_migration::prelude::*;
+
+pub(crate) struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20250101_000001_directory::Migration)]
+    }
+}
+
+/// Length of a hyphenated UUID.
+const ID: u32 = 36;
+
+mod m20250101_000001_directory {
+    use sea_orm_migration::prelude::*;
+    use sea_orm_migration::sea_orm::DbBackend;
+
+    use super::ID;
+
+    #[derive(DeriveMigrationName)]
+    pub(crate) struct Migration;
+
+    #[derive(DeriveIden)]
+    enum Tenants {
+        Table,
+        Id,
+        Slug,
+        Name,
+    }
+
+    #[derive(DeriveIden)]
+    enum Users {
+        Table,
+        Id,
+        Email,
+        DisplayName,
+        PasswordHash,
+    }
+
+    #[derive(DeriveIden)]
+    enum Memberships {
+        Table,
+        Seq,
+        UserId,
+        TenantId,
+        Role,
+        Scope,
+    }
+
+    #[derive(DeriveIden)]
+    enum Areas {
+        Table,
+        Id,
+        TenantId,
+        ParentId,
+        Name,
+    }
+
+    #[derive(DeriveIden)]
+    enum Devices {
+        Table,
+        Id,
+        TenantId,
+        AreaId,
+        Name,
+        ProfileId,
+        Host,
+        Port,
+        Unit,
+    }
+
+    #[derive(DeriveIden)]
+    enum AuditLog {
+        Table,
+        Id,
+        TenantId,
+        At,
+        Actor,
+        Action,
+        DeviceId,
+        Point,
+        OldValue,
+        NewValue,
+        Outcome,
+        Detail,
+    }
+
+    fn id_col<T: IntoIden>(name: T) -> ColumnDef {
+        ColumnDef::new(name).string_len(ID).not_null().to_owned()
+    }
+
+    /// MySQL's default collations compare case- and accent-insensitively,
+    /// which would make `Boiler` and `boiler` one device name and order names
+    /// differently from SQLite. A binary collation keeps both backends equal.
+    /// (These are MySQL-only table options; SQLite would reject them.)
+    fn portable(manager: &SchemaManager, table: &mut TableCreateStatement) -> TableCreateStatement {
+        if manager.get_database_backend() == DbBackend::MySql {
+            table
+                .engine("InnoDB")
+                .character_set("utf8mb4")
+                .collate("utf8mb4_bin");
+        }
+        table.to_owned()
+    }
+
+    fn fk_tenant<T: IntoIden + 'static>(table: T, column: T) -> ForeignKeyCreateStatement {
+        ForeignKey::create()
+            .from(table, column)
+            .to(Tenants::Table, Tenants::Id)
+            .on_delete(ForeignKeyAction::Cascade)
+            .to_owned()
+    }
+
+    #[async_trait::async_trait]
+    impl MigrationTrait for Migration {
+        async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+            manager
+                .create_table(portable(
+                    manager,
+                    Table::create()
+                        .table(Tenants::Table)
+                        .col(id_col(Tenants::Id).primary_key())
+                        .col(ColumnDef::new(Tenants::Slug).string_len(40).not_null())
+                        .col(ColumnDef::new(Tenants::Name).text().not_null())
+                        .index(
+                            Index::create()
+                                .name("ux_tenants_slug")
+                                .col(Tenants::Slug)
+                                .unique(),
+                        ),
+                ))
+                .await?;
+
+            manager
+                .create_table(portable(
+                    manager,
+                    Table::create()
+                        .table(Users::Table)
+                        .col(id_col(Users::Id).primary_key())
+                        .col(ColumnDef::new(Users::Email).string_len(254).not_null())
+                        .col(ColumnDef::new(Users::DisplayName).text().not_null())
+                        .col(ColumnDef::new(Users::PasswordHash).text().null())
+                        .index(
+                            Index::create()
+                                .name("ux_users_email")
+                                .col(Users::Email)
+                                .unique(),
+                        ),
+                ))
+                .await?;
+
+            manager
+                .create_table(portable(
+                    manager,
+                    Table::create()
+                        .table(Memberships::Table)
+                        .col(
+                            ColumnDef::new(Memberships::Seq)
+                                .big_integer()
+                                .not_null()
+                                .auto_increment()
+                                .primary_key(),
+                        )
+                        .col(id_col(Memberships::UserId))
+                        .col(id_col(Memberships::TenantId))
+                        .col(ColumnDef::new(Memberships::Role).string_len(16).not_null())
+                        .col(ColumnDef::new(Memberships::Scope).text().not_null())
+                        .index(
+                            Index::create()
+                                .name("ux_memberships_user_tenant")
+                                .col(Memberships::UserId)
+                                .col(Memberships::TenantId)
+                                .unique(),
+                        )
+                        .foreign_key(
+                            ForeignKey::create()
+                                .from(Memberships::Table, Memberships::UserId)
+                                .to(Users::Table, Users::Id)
+                                .on_delete(ForeignKeyAction::Cascade),
+                        )
+                        .foreign_key(&mut fk_tenant(Memberships::Table, Memberships::TenantId)),
+                ))
+                .await?;
+
+            manager
+                .create_table(portable(
+                    manager,
+                    Table::create()
+                        .table(Areas::Table)
+                        .col(id_col(Areas::Id).primary_key())
+                        .col(id_col(Areas::TenantId))
+                        .col(ColumnDef::new(Areas::ParentId).string_len(ID).null())
+                        .col(ColumnDef::new(Areas::Name).text().not_null())
+                        // Target of the tenant-bound foreign keys below; also
+                        // serves every `WHERE tenant_id = ?` on areas.
+                        .index(
+                            Index::create()
+                                .name("ux_areas_tenant_id")
+                                .col(Areas::TenantId)
+                                .col(Areas::Id)
+                                .unique(),
+                        )
+                        .foreign_key(&mut fk_tenant(Areas::Table, Areas::TenantId))
+                        // A parent in another tenant has no matching (tenant_id, id).
+                        .foreign_key(
+                            ForeignKey::create()
+                                .from_tbl(Areas::Table)
+                                .from_col(Areas::TenantId)
+                                .from_col(Areas::ParentId)
+                                .to_tbl(Areas::Table)
+                                .to_col(Areas::TenantId)
+                                .to_col(Areas::Id),
+                        ),
+                ))
+                .await?;
+
+            manager
+                .create_table(portable(
+                    manager,
+                    Table::create()
+                        .table(Devices::Table)
+                        .col(id_col(Devices::Id).primary_key())
+                        .col(id_col(Devices::TenantId))
+                        .col(ColumnDef::new(Devices::AreaId).string_len(ID).null())
+                        // 255 characters keeps the unique index within MySQL's
+                        // 3072-byte key limit in utf8mb4.
+                        .col(ColumnDef::new(Devices::Name).string_len(255).not_null())
+                        .col(ColumnDef::new(Devices::ProfileId).string_len(64).not_null())
+                        .col(ColumnDef::new(Devices::Host).string_len(253).not_null())
+                        .col(ColumnDef::new(Devices::Port).integer().not_null())
+                        .col(ColumnDef::new(Devices::Unit).small_integer().not_null())
+                        // Unique per tenant, and the index listings walk in
+                        // (tenant_id, name) order.
+                        .index(
+                            Index::create()
+                                .name("ux_devices_tenant_name")
+                                .col(Devices::TenantId)
+                                .col(Devices::Name)
+                                .unique(),
+                        )
+                        .foreign_key(&mut fk_tenant(Devices::Table, Devices::TenantId))
+                        .foreign_key(
+                            ForeignKey::create()
+                                .from_tbl(Devices::Table)
+                                .from_col(Devices::TenantId)
+                                .from_col(Devices::AreaId)
+                                .to_tbl(Areas::Table)
+                                .to_col(Areas::TenantId)
+                                .to_col(Areas::Id),
+                        ),
+                ))
+                .await?;
+            manager
+                .create_index(
+                    Index::create()
+                        .name("ix_devices_tenant_area")
+                        .table(Devices::Table)
+                        .col(Devices::TenantId)
+                        .col(Devices::AreaId)
+                        .to_owned(),
+                )
+                .await?;
+
+            manager
+                .create_table(portable(
+                    manager,
+                    Table::create()
+                        .table(AuditLog::Table)
+                        .col(
+                            ColumnDef::new(AuditLog::Id)
+                                .big_integer()
+                                .not_null()
+                                .auto_increment()
+                                .primary_key(),
+                        )
+                        .col(id_col(AuditLog::TenantId))
+                        .col(ColumnDef::new(AuditLog::At).big_integer().not_null())
+                        // No foreign keys on actor or device: the log records
+                        // attempts, and must outlive what it mentions.
+                        .col(id_col(AuditLog::Actor))
+                        .col(ColumnDef::new(AuditLog::Action).text().not_null())
+                        .col(ColumnDef::new(AuditLog::DeviceId).string_len(ID).null())
+                        .col(ColumnDef::new(AuditLog::Point).string_len(64).null())
+                        .col(ColumnDef::new(AuditLog::OldValue).double().null())
+                        .col(ColumnDef::new(AuditLog::NewValue).double().null())
+                        .col(ColumnDef::new(AuditLog::Outcome).string_len(16).not_null())
+                        .col(ColumnDef::new(AuditLog::Detail).text().not_null())
+                        .foreign_key(&mut fk_tenant(AuditLog::Table, AuditLog::TenantId)),
+                ))
+                .await?;
+            manager
+                .create_index(
+                    Index::create()
+                        .name("ix_audit_log_tenant_at")
+                        .table(AuditLog::Table)
+                        .col(AuditLog::TenantId)
+                        .col(AuditLog::At)
+                        .col(AuditLog::Id)
+                        .to_owned(),
+                )
+                .await?;
+            Ok(())
+        }
+
+        async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+            // Children first, for the foreign keys.
+            for table in [
+                AuditLog::Table.into_iden(),
+                Devices::Table.into_iden(),
+                Areas::Table.into_iden(),
+                Memberships::Table.into_iden(),
+                Users::Table.into_iden(),
+                Tenants::Table.into_iden(),
+            ] {
+                manager
+                    .drop_table(Table::drop().table(table).if_exists().to_owned())
+                    .await?;
+            }
+            Ok(())
+        }
+    }
+}
