@@ -1,0 +1,439 @@
+//! Polls every device on its own task at its profile's interval and records
+//! what it reads through the ingest use cases; an unreachable device is marked
+//! offline and retried with capped, jittered backoff.
+//!
+//! Writes from the API go through the same [`ModbusGateway`], whose
+//! per-device lock makes a write wait for at most one poll request, never for
+//! a whole poll.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use hearth_domain::model::{Device, DeviceProfile, Quality, Reading};
+use hearth_domain::ports::{FieldError, FieldGateway};
+use hearth_domain::services::Hearth;
+use hearth_domain::{DeviceId, PointKey, ProfileId, StoreError};
+use rand::Rng;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::{Id as TaskId, JoinSet};
+use tokio::time::Instant;
+
+use crate::blocks::{plan_reads, ReadBlock, DEFAULT_MAX_GAP};
+use crate::gateway::ModbusGateway;
+
+/// Tuning of the poller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PollerConfig {
+    /// Unused registers a block read may bridge.
+    pub max_gap: u16,
+    /// Devices start within this (and within one poll interval) of each other,
+    /// so a thousand devices do not all hit the network in the same instant.
+    pub max_start_offset: Duration,
+    /// Longest wait between attempts on an unreachable device.
+    pub backoff_cap: Duration,
+    /// Blocks split after a refusal are merged again this often, in case the
+    /// refusal was passing (an injected fault, a firmware update).
+    pub replan_every: Duration,
+}
+
+impl Default for PollerConfig {
+    fn default() -> Self {
+        Self {
+            max_gap: DEFAULT_MAX_GAP,
+            max_start_offset: Duration::from_secs(1),
+            backoff_cap: Duration::from_secs(10),
+            replan_every: Duration::from_secs(600),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PollerError {
+    #[error("could not load devices: {0}")]
+    Store(#[from] StoreError),
+    #[error("the poller has stopped")]
+    Stopped,
+}
+
+enum Command {
+    Reload(oneshot::Sender<Result<usize, StoreError>>),
+    Stop,
+}
+
+/// Starts polling.
+pub struct Poller;
+
+impl Poller {
+    /// Loads every device and its profile (retrying while the stores fail)
+    /// and polls each on its own task. Must be called inside a Tokio runtime.
+    pub fn spawn(hearth: Hearth, gateway: Arc<ModbusGateway>) -> PollerHandle {
+        Self::spawn_with(hearth, gateway, PollerConfig::default())
+    }
+
+    pub fn spawn_with(
+        hearth: Hearth,
+        gateway: Arc<ModbusGateway>,
+        config: PollerConfig,
+    ) -> PollerHandle {
+        let (commands, rx) = mpsc::channel(8);
+        let polled = Arc::new(AtomicUsize::new(0));
+        let supervisor = Supervisor {
+            hearth,
+            gateway,
+            config,
+            tasks: JoinSet::new(),
+            running: HashMap::new(),
+            task_devices: HashMap::new(),
+            polled: polled.clone(),
+        };
+        let task = tokio::spawn(supervisor.run(rx));
+        PollerHandle {
+            commands,
+            task: Some(task),
+            polled,
+        }
+    }
+}
+
+/// Controls a running poller. Dropping it stops every polling task too.
+#[derive(Debug)]
+pub struct PollerHandle {
+    commands: mpsc::Sender<Command>,
+    task: Option<tokio::task::JoinHandle<()>>,
+    polled: Arc<AtomicUsize>,
+}
+
+impl PollerHandle {
+    /// Reloads devices and profiles: starts new devices, stops removed ones,
+    /// restarts changed ones. Returns how many devices are polled now.
+    pub async fn reload(&self) -> Result<usize, PollerError> {
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .send(Command::Reload(reply))
+            .await
+            .map_err(|_| PollerError::Stopped)?;
+        Ok(answer.await.map_err(|_| PollerError::Stopped)??)
+    }
+
+    /// How many devices are being polled.
+    pub fn polled_devices(&self) -> usize {
+        self.polled.load(Ordering::SeqCst)
+    }
+
+    /// Stops every polling task and waits until they are gone.
+    pub async fn stop(mut self) {
+        // A closed channel means the supervisor is already ending.
+        let _ = self.commands.send(Command::Stop).await;
+        if let Some(task) = self.task.take() {
+            if let Err(err) = task.await {
+                tracing::error!(error = %err, "Poller supervisor ended abnormally.");
+            }
+        }
+    }
+}
+
+/// What a running device task was started with, to spot changes on reload.
+struct Running {
+    device: Device,
+    profile: DeviceProfile,
+    abort: tokio::task::AbortHandle,
+}
+
+struct Supervisor {
+    hearth: Hearth,
+    gateway: Arc<ModbusGateway>,
+    config: PollerConfig,
+    tasks: JoinSet<()>,
+    running: HashMap<DeviceId, Running>,
+    task_devices: HashMap<TaskId, DeviceId>,
+    polled: Arc<AtomicUsize>,
+}
+
+impl Supervisor {
+    async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
+        let mut loaded = false;
+        let mut retry = Duration::from_secs(1);
+        loop {
+            if !loaded {
+                match self.reload().await {
+                    Ok(count) => {
+                        loaded = true;
+                        tracing::info!(devices = count, "Polling started.");
+                    }
+                    Err(err) => {
+                        tracing::error!(error = %err, retry_in_ms = retry.as_millis() as u64, "Could not load devices to poll.")
+                    }
+                }
+            }
+            tokio::select! {
+                command = commands.recv() => match command {
+                    Some(Command::Reload(reply)) => {
+                        let result = self.reload().await;
+                        loaded |= result.is_ok();
+                        // The caller may have given up waiting; nothing to do then.
+                        let _ = reply.send(result);
+                    }
+                    Some(Command::Stop) | None => break,
+                },
+                Some(ended) = self.tasks.join_next_with_id() => self.reap(ended),
+                () = tokio::time::sleep(retry), if !loaded => {
+                    retry = (retry * 2).min(Duration::from_secs(30));
+                }
+            }
+        }
+        self.tasks.shutdown().await;
+        self.polled.store(0, Ordering::SeqCst);
+        tracing::info!("Polling stopped.");
+    }
+
+    /// A device task only ends by abort or panic; forget it so a reload restarts it.
+    fn reap(&mut self, ended: Result<(TaskId, ()), tokio::task::JoinError>) {
+        let id = match &ended {
+            Ok((id, ())) => *id,
+            Err(err) => err.id(),
+        };
+        if let Err(err) = &ended {
+            if err.is_panic() {
+                tracing::error!(error = %err, "A device polling task panicked.");
+            }
+        }
+        if let Some(device) = self.task_devices.remove(&id) {
+            if self
+                .running
+                .get(&device)
+                .is_some_and(|r| r.abort.id() == id)
+            {
+                self.running.remove(&device);
+            }
+        }
+        self.polled.store(self.running.len(), Ordering::SeqCst);
+    }
+
+    async fn reload(&mut self) -> Result<usize, StoreError> {
+        let ports = self.hearth.ports().clone();
+        let devices = ports.directory.all_devices().await?;
+        let mut profiles: HashMap<ProfileId, Option<DeviceProfile>> = HashMap::new();
+        let mut wanted: HashMap<DeviceId, (Device, DeviceProfile)> = HashMap::new();
+        for device in devices {
+            if !profiles.contains_key(&device.profile_id) {
+                let profile = ports.documents.profile(&device.profile_id).await?;
+                let profile = profile.filter(|p| match p.validate() {
+                    Ok(()) => true,
+                    Err(err) => {
+                        tracing::warn!(profile = %p.id, error = %err, "Profile is invalid; its devices are not polled.");
+                        false
+                    }
+                });
+                profiles.insert(device.profile_id.clone(), profile);
+            }
+            match profiles.get(&device.profile_id).cloned().flatten() {
+                Some(profile) => {
+                    wanted.insert(device.id, (device, profile));
+                }
+                None => {
+                    tracing::warn!(device = %device.id, profile = %device.profile_id, "Device has no usable profile; not polling it.")
+                }
+            }
+        }
+
+        let stale: Vec<DeviceId> = self
+            .running
+            .iter()
+            .filter(|(id, r)| {
+                wanted
+                    .get(id)
+                    .is_none_or(|(d, p)| *d != r.device || *p != r.profile)
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for id in stale {
+            if let Some(running) = self.running.remove(&id) {
+                running.abort.abort();
+            }
+        }
+        for (id, (device, profile)) in wanted {
+            if self.running.contains_key(&id) {
+                continue;
+            }
+            let task = DeviceTask::new(
+                self.hearth.clone(),
+                self.gateway.clone(),
+                device.clone(),
+                profile.clone(),
+                &self.config,
+            );
+            let abort = self.tasks.spawn(task.run());
+            self.task_devices.insert(abort.id(), id);
+            self.running.insert(
+                id,
+                Running {
+                    device,
+                    profile,
+                    abort,
+                },
+            );
+        }
+        self.polled.store(self.running.len(), Ordering::SeqCst);
+        Ok(self.running.len())
+    }
+}
+
+/// Polls one device forever.
+struct DeviceTask {
+    hearth: Hearth,
+    gateway: Arc<ModbusGateway>,
+    device: Device,
+    profile: DeviceProfile,
+    config: PollerConfig,
+    blocks: Vec<ReadBlock>,
+    replan_at: Option<Instant>,
+    /// Points the device refused, logged once rather than every poll.
+    refused: HashSet<PointKey>,
+}
+
+impl DeviceTask {
+    fn new(
+        hearth: Hearth,
+        gateway: Arc<ModbusGateway>,
+        device: Device,
+        profile: DeviceProfile,
+        config: &PollerConfig,
+    ) -> Self {
+        let blocks = plan_reads(&profile.points, config.max_gap);
+        Self {
+            hearth,
+            gateway,
+            device,
+            profile,
+            config: config.clone(),
+            blocks,
+            replan_at: None,
+            refused: HashSet::new(),
+        }
+    }
+
+    fn interval(&self) -> Duration {
+        Duration::from_millis(u64::from(self.profile.poll_interval_ms))
+    }
+
+    async fn run(mut self) {
+        let interval = self.interval();
+        let spread = interval.min(self.config.max_start_offset);
+        let offset = spread.mul_f64(rand::thread_rng().gen_range(0.0..1.0));
+        tokio::time::sleep(offset).await;
+
+        let (tenant, id) = (self.device.tenant_id, self.device.id);
+        let mut failures: u32 = 0;
+        loop {
+            let started = Instant::now();
+            let next = match self.poll_once().await {
+                Ok(readings) => {
+                    if failures > 0 {
+                        tracing::info!(device = %id, failures, "Device answers again.");
+                    }
+                    failures = 0;
+                    self.hearth.record_readings(tenant, id, readings).await;
+                    // Fixed rate from the start of the poll, without catching up.
+                    started + interval
+                }
+                Err(err) => {
+                    failures = failures.saturating_add(1);
+                    if failures == 1 {
+                        tracing::warn!(device = %id, error = %err, "Device did not answer a poll; marking it offline.");
+                    } else {
+                        tracing::debug!(device = %id, error = %err, failures, "Device still does not answer.");
+                    }
+                    self.hearth.record_status(tenant, id, false);
+                    Instant::now() + self.backoff(failures)
+                }
+            };
+            tokio::time::sleep_until(next).await;
+        }
+    }
+
+    /// Exponential from the poll interval, capped, with ±20 % jitter so that
+    /// devices behind one failed link do not retry in lockstep.
+    fn backoff(&self, failures: u32) -> Duration {
+        let interval = self.interval();
+        let cap = self.config.backoff_cap.max(interval);
+        let exponent = failures.saturating_sub(1).min(16);
+        let base = interval.saturating_mul(1u32 << exponent).min(cap);
+        base.mul_f64(rand::thread_rng().gen_range(0.8..1.2))
+    }
+
+    /// Reads every block. An unreachable device fails the poll; a refused
+    /// block is split into single points, and a refused point is skipped.
+    async fn poll_once(&mut self) -> Result<Vec<Reading>, FieldError> {
+        if self.replan_at.is_some_and(|at| Instant::now() >= at) {
+            self.blocks = plan_reads(&self.profile.points, self.config.max_gap);
+            self.replan_at = None;
+        }
+        let timestamp = Utc::now();
+        let mut readings = Vec::with_capacity(self.profile.points.len());
+        let mut i = 0;
+        while let Some(block) = self.blocks.get(i).cloned() {
+            let result = self
+                .gateway
+                .read_registers(&self.device, block.kind, block.address, block.count)
+                .await;
+            match result {
+                Ok(words) => {
+                    for (point, value) in block.decode(&self.profile.points, &words) {
+                        match value {
+                            Ok(value) => readings.push(Reading {
+                                tenant_id: self.device.tenant_id,
+                                device_id: self.device.id,
+                                point,
+                                timestamp,
+                                value,
+                                quality: Quality::Good,
+                            }),
+                            Err(reason) => self.refuse(point, &reason),
+                        }
+                    }
+                    i += 1;
+                }
+                // Illegal address or value: the block covers something the
+                // device does not serve (a bridged gap, an unknown point).
+                Err(FieldError::Exception {
+                    code: code @ (2 | 3),
+                }) if block.points.len() > 1 => {
+                    tracing::warn!(
+                        device = %self.device.id,
+                        address = block.address,
+                        count = block.count,
+                        code,
+                        "Device refused a block read; reading its points one by one."
+                    );
+                    let split = block.split(&self.profile.points);
+                    self.blocks.splice(i..=i, split);
+                    self.replan_at = Some(Instant::now() + self.config.replan_every);
+                }
+                Err(FieldError::Exception {
+                    code: code @ (2 | 3),
+                }) => {
+                    let keys: Vec<PointKey> = block
+                        .points
+                        .iter()
+                        .filter_map(|&p| self.profile.points.get(p).map(|p| p.key.clone()))
+                        .collect();
+                    for key in keys {
+                        self.refuse(key, &format!("exception {code}"));
+                    }
+                    i += 1;
+                }
+                Err(other) => return Err(other),
+            }
+        }
+        Ok(readings)
+    }
+
+    fn refuse(&mut self, point: PointKey, reason: &str) {
+        if self.refused.insert(point.clone()) {
+            tracing::warn!(device = %self.device.id, point = %point, reason, "Point could not be read; skipping it.");
+        }
+    }
+}

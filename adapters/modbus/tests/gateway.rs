@@ -1,0 +1,388 @@
+//! The gateway against simulated ECL controllers over real Modbus TCP on
+//! loopback: reads, confirmed writes, exceptions, faults and recovery.
+
+mod support;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use hearth_domain::model::{PointDefinition, RegisterKind};
+use hearth_domain::ports::{FieldError, FieldGateway};
+use hearth_domain::PointKey;
+use hearth_modbus::blocks::{plan_reads, DEFAULT_MAX_GAP};
+use hearth_modbus::simulator::plant;
+use hearth_modbus::{ecl_comfort_310, Fault, GatewayConfig, ModbusGateway};
+use support::{device_for, eventually, gateway, simulator};
+
+fn point(key: &str) -> PointDefinition {
+    ecl_comfort_310()
+        .point(&PointKey::new(key).expect("valid key"))
+        .cloned()
+        .expect("the profile has this point")
+}
+
+async fn read_point(gw: &ModbusGateway, device: &hearth_domain::model::Device, key: &str) -> f64 {
+    let p = point(key);
+    let words = gw
+        .read_registers(device, p.register, p.address, p.data_type.words())
+        .await
+        .expect("the simulator answers");
+    p.decode(&words).expect("one register per point")
+}
+
+#[tokio::test]
+async fn reads_every_profile_point_decoded() {
+    // Given a simulated controller and the ECL profile
+    let sim = simulator(1).await;
+    let profile = ecl_comfort_310();
+    let device = device_for(&sim, 0, &profile.id);
+    let gw = gateway();
+
+    // When every planned block is read
+    let mut values = HashMap::new();
+    for block in plan_reads(&profile.points, DEFAULT_MAX_GAP) {
+        let words = gw
+            .read_registers(&device, block.kind, block.address, block.count)
+            .await
+            .expect("the simulator serves every planned block");
+        assert_eq!(words.len(), usize::from(block.count));
+        for (key, value) in block.decode(&profile.points, &words) {
+            values.insert(key.to_string(), value.expect("decodes"));
+        }
+    }
+
+    // Then every point has a plausible value
+    assert_eq!(values.len(), profile.points.len());
+    let plant = sim.handle(0).expect("device 0").plant();
+    assert!((values["outdoor_temp"] - plant.outdoor).abs() < 0.5);
+    assert!(values["flow_temp"] > values["return_temp"]);
+    assert!(values["return_temp"] > values["room_temp"]);
+    assert_eq!(values["room_setpoint_comfort"], 21.0);
+    assert_eq!(values["room_setpoint_saving"], 17.0);
+    assert_eq!(values["heat_curve_slope"], 1.0);
+    assert_eq!(values["motor_runtime"], 30.0);
+    assert_eq!(values["schedule_mon_start"], 600.0);
+}
+
+#[tokio::test]
+async fn single_register_write_is_echoed_and_reads_back() {
+    // Given
+    let sim = simulator(1).await;
+    let handle = sim.handle(0).expect("device 0");
+    let device = device_for(&sim, 0, &ecl_comfort_310().id);
+    let gw = gateway();
+    let p = point("room_setpoint_comfort");
+    let words = p.encode(22.5).expect("within the point's range");
+
+    // When
+    gw.write_registers(&device, p.address, &words)
+        .await
+        .expect("FC06 accepted");
+
+    // Then
+    assert_eq!(
+        read_point(&gw, &device, "room_setpoint_comfort").await,
+        22.5
+    );
+    assert_eq!(handle.holding(plant::ROOM_SETPOINT_COMFORT), Some(225));
+    assert_eq!(handle.write_requests(), 1);
+}
+
+#[tokio::test]
+async fn multi_register_write_uses_fc16_and_reads_back() {
+    let sim = simulator(1).await;
+    let device = device_for(&sim, 0, &ecl_comfort_310().id);
+    let gw = gateway();
+
+    gw.write_registers(&device, plant::ROOM_SETPOINT_COMFORT, &[230, 180])
+        .await
+        .expect("FC16 accepted");
+
+    let words = gw
+        .read_registers(
+            &device,
+            RegisterKind::Holding,
+            plant::ROOM_SETPOINT_COMFORT,
+            2,
+        )
+        .await
+        .expect("readable");
+    assert_eq!(words, vec![230, 180]);
+}
+
+#[tokio::test]
+async fn out_of_range_write_is_refused_with_exception_3_and_not_applied() {
+    // Given a comfort setpoint of 21.0 °C
+    let sim = simulator(1).await;
+    let handle = sim.handle(0).expect("device 0");
+    let device = device_for(&sim, 0, &ecl_comfort_310().id);
+    let gw = gateway();
+
+    // When 40.0 °C goes on the wire (the controller allows at most 30.0)
+    let err = gw
+        .write_registers(&device, plant::ROOM_SETPOINT_COMFORT, &[400])
+        .await
+        .expect_err("out of the controller's range");
+
+    // Then it is refused and nothing changed
+    assert!(matches!(err, FieldError::Exception { code: 3 }), "{err:?}");
+    assert_eq!(handle.holding(plant::ROOM_SETPOINT_COMFORT), Some(210));
+    assert_eq!(
+        read_point(&gw, &device, "room_setpoint_comfort").await,
+        21.0
+    );
+
+    // And an FC16 with one bad word changes none of them
+    let err = gw
+        .write_registers(&device, plant::ROOM_SETPOINT_COMFORT, &[220, 999])
+        .await
+        .expect_err("second word out of range");
+    assert!(matches!(err, FieldError::Exception { code: 3 }), "{err:?}");
+    assert_eq!(handle.holding(plant::ROOM_SETPOINT_COMFORT), Some(210));
+}
+
+#[tokio::test]
+async fn unknown_registers_get_exception_2() {
+    let sim = simulator(1).await;
+    let device = device_for(&sim, 0, &ecl_comfort_310().id);
+    let gw = gateway();
+
+    let holding = gw
+        .read_registers(&device, RegisterKind::Holding, 11_000, 1)
+        .await;
+    let input = gw
+        .read_registers(&device, RegisterKind::Input, 10_205, 2)
+        .await;
+    let write = gw.write_registers(&device, 11_000, &[1]).await;
+
+    for result in [holding.map(|_| ()), input.map(|_| ()), write] {
+        assert!(
+            matches!(result, Err(FieldError::Exception { code: 2 })),
+            "{result:?}"
+        );
+    }
+    // An exception leaves the connection usable.
+    assert_eq!(read_point(&gw, &device, "heat_curve_slope").await, 1.0);
+}
+
+#[tokio::test]
+async fn impossible_requests_are_refused_before_the_wire() {
+    let sim = simulator(1).await;
+    let handle = sim.handle(0).expect("device 0");
+    let device = device_for(&sim, 0, &ecl_comfort_310().id);
+    let gw = gateway();
+
+    let zero = gw
+        .read_registers(&device, RegisterKind::Input, plant::S1_OUTDOOR, 0)
+        .await;
+    let too_many = gw
+        .read_registers(&device, RegisterKind::Holding, 0, 124)
+        .await;
+    let empty_write = gw.write_registers(&device, plant::MODE, &[]).await;
+    let long_write = gw.write_registers(&device, 0, &[0; 124]).await;
+
+    for result in [
+        zero.map(|_| ()),
+        too_many.map(|_| ()),
+        empty_write,
+        long_write,
+    ] {
+        assert!(matches!(result, Err(FieldError::Protocol(_))), "{result:?}");
+    }
+    assert_eq!(handle.requests(), 0);
+}
+
+#[tokio::test]
+async fn a_write_refused_by_the_profile_never_reaches_the_wire() {
+    // Given
+    let sim = simulator(1).await;
+    let handle = sim.handle(0).expect("device 0");
+    let device = device_for(&sim, 0, &ecl_comfort_310().id);
+    let gw = gateway();
+    let p = point("room_setpoint_comfort");
+
+    // When the value is validated against the profile first, as the write
+    // use case does
+    for value in [35.0, 9.9, 21.55] {
+        if let Ok(words) = p.encode(value) {
+            gw.write_registers(&device, p.address, &words)
+                .await
+                .expect("accepted");
+        }
+    }
+
+    // Then the controller never saw a write request
+    assert_eq!(handle.write_requests(), 0);
+
+    // And a valid one is counted exactly once
+    let words = p.encode(23.0).expect("valid");
+    gw.write_registers(&device, p.address, &words)
+        .await
+        .expect("accepted");
+    assert_eq!(handle.write_requests(), 1);
+}
+
+#[tokio::test]
+async fn no_answer_is_unreachable_and_recovers_when_cleared() {
+    // Given a device that stops answering
+    let sim = simulator(1).await;
+    let handle = sim.handle(0).expect("device 0");
+    let device = device_for(&sim, 0, &ecl_comfort_310().id);
+    let gw = gateway();
+    assert_eq!(read_point(&gw, &device, "heat_curve_slope").await, 1.0);
+    handle.set_fault(Fault::NoAnswer);
+
+    // When read, it times out as unreachable
+    let err = gw
+        .read_registers(&device, RegisterKind::Holding, plant::HEAT_CURVE_SLOPE, 1)
+        .await
+        .expect_err("no answer");
+    assert!(matches!(err, FieldError::Unreachable(_)), "{err:?}");
+
+    // Then once the fault clears the next call reconnects and succeeds
+    handle.set_fault(Fault::None);
+    assert_eq!(read_point(&gw, &device, "heat_curve_slope").await, 1.0);
+}
+
+#[tokio::test]
+async fn dropped_connections_are_unreachable_and_reopened() {
+    let sim = simulator(1).await;
+    let handle = sim.handle(0).expect("device 0");
+    let device = device_for(&sim, 0, &ecl_comfort_310().id);
+    let gw = gateway();
+    assert_eq!(read_point(&gw, &device, "mode").await, 0.0);
+
+    handle.set_fault(Fault::DropConnection);
+    let err = gw
+        .read_registers(&device, RegisterKind::Holding, plant::MODE, 1)
+        .await
+        .expect_err("connection dropped");
+    assert!(matches!(err, FieldError::Unreachable(_)), "{err:?}");
+
+    handle.set_fault(Fault::None);
+    assert_eq!(read_point(&gw, &device, "mode").await, 0.0);
+
+    // A connection the device closed while idle is replaced transparently on read.
+    handle.drop_connections();
+    assert_eq!(read_point(&gw, &device, "mode").await, 0.0);
+}
+
+#[tokio::test]
+async fn injected_exceptions_are_reported_with_their_code() {
+    let sim = simulator(1).await;
+    let handle = sim.handle(0).expect("device 0");
+    let device = device_for(&sim, 0, &ecl_comfort_310().id);
+    let gw = gateway();
+
+    handle.set_fault(Fault::Exception(4));
+    let err = gw
+        .read_registers(&device, RegisterKind::Input, plant::S1_OUTDOOR, 6)
+        .await
+        .expect_err("injected failure");
+    assert!(matches!(err, FieldError::Exception { code: 4 }), "{err:?}");
+}
+
+#[tokio::test]
+async fn a_slow_device_sees_one_request_at_a_time() {
+    // Given a slow device
+    let sim = simulator(1).await;
+    let handle = sim.handle(0).expect("device 0");
+    let device = device_for(&sim, 0, &ecl_comfort_310().id);
+    let gw = gateway();
+    handle.set_fault(Fault::Slow(Duration::from_millis(30)));
+
+    // When many callers read and write at once
+    let reads =
+        (0..6).map(|_| gw.read_registers(&device, RegisterKind::Input, plant::S1_OUTDOOR, 6));
+    let results = futures::future::join_all(reads).await;
+    let write = gw.write_registers(&device, plant::MODE, &[1]);
+    let read = gw.read_registers(&device, RegisterKind::Holding, plant::MODE, 1);
+    let (write, read) = tokio::join!(write, read);
+
+    // Then all succeed and the device never had two requests in flight
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    assert!(write.is_ok(), "{write:?}");
+    assert!(read.is_ok(), "{read:?}");
+    assert_eq!(handle.max_concurrent_requests(), 1);
+}
+
+#[tokio::test]
+async fn a_wrong_unit_address_is_unreachable() {
+    let sim = simulator(1).await;
+    let mut device = device_for(&sim, 0, &ecl_comfort_310().id);
+    device.endpoint.unit = 7;
+    let err = gateway()
+        .read_registers(&device, RegisterKind::Holding, plant::MODE, 1)
+        .await
+        .expect_err("the controller ignores other units");
+    assert!(matches!(err, FieldError::Unreachable(_)), "{err:?}");
+}
+
+#[tokio::test]
+async fn a_closed_port_is_unreachable() {
+    let sim = simulator(1).await;
+    let device = device_for(&sim, 0, &ecl_comfort_310().id);
+    drop(sim);
+    let err = gateway()
+        .read_registers(&device, RegisterKind::Holding, plant::MODE, 1)
+        .await
+        .expect_err("nothing listens any more");
+    assert!(matches!(err, FieldError::Unreachable(_)), "{err:?}");
+}
+
+#[tokio::test]
+async fn idle_connections_are_closed() {
+    let sim = simulator(1).await;
+    let device = device_for(&sim, 0, &ecl_comfort_310().id);
+    let gw = ModbusGateway::new(GatewayConfig {
+        idle_timeout: Duration::from_millis(200),
+        ..GatewayConfig::default()
+    });
+    assert_eq!(read_point(&gw, &device, "mode").await, 0.0);
+    assert_eq!(gw.open_connections(), 1);
+
+    eventually("the idle connection is closed", || async {
+        gw.open_connections() == 0
+    })
+    .await;
+    assert_eq!(read_point(&gw, &device, "mode").await, 0.0);
+}
+
+#[tokio::test]
+async fn a_setpoint_write_moves_the_plant() {
+    // Given a controller held in comfort mode, and its flow and room temperatures
+    let sim = simulator(1).await;
+    let device = device_for(&sim, 0, &ecl_comfort_310().id);
+    let gw = gateway();
+    gw.write_registers(&device, plant::MODE, &[1])
+        .await
+        .expect("mode accepted");
+    let flow_before = read_point(&gw, &device, "flow_temp").await;
+    let room_before = read_point(&gw, &device, "room_temp").await;
+
+    // When the comfort setpoint is raised by 5 K
+    let p = point("room_setpoint_comfort");
+    gw.write_registers(&device, p.address, &p.encode(26.0).expect("valid"))
+        .await
+        .expect("setpoint accepted");
+
+    // Then flow and room temperatures rise
+    eventually("the flow temperature rises", || async {
+        read_point(&gw, &device, "flow_temp").await > flow_before + 1.0
+    })
+    .await;
+    eventually("the room temperature rises", || async {
+        read_point(&gw, &device, "room_temp").await > room_before + 0.05
+    })
+    .await;
+
+    // And lowering it well below makes the flow fall again
+    let flow_high = read_point(&gw, &device, "flow_temp").await;
+    gw.write_registers(&device, p.address, &p.encode(15.0).expect("valid"))
+        .await
+        .expect("setpoint accepted");
+    eventually("the flow temperature falls", || async {
+        read_point(&gw, &device, "flow_temp").await < flow_high - 1.0
+    })
+    .await;
+}

@@ -1,0 +1,219 @@
+//! The poller against simulated controllers over real Modbus TCP, recording
+//! through a real `Hearth` whose stores are in memory.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use hearth_domain::model::{
+    DataType, DeviceProfile, PointDefinition, Quality, RegisterKind, Scale, WordOrder, WriteLevel,
+};
+use hearth_domain::ports::{Directory, DocumentStore};
+use hearth_domain::{PointKey, ProfileId};
+use hearth_modbus::simulator::plant;
+use hearth_modbus::{ecl_comfort_310, Fault, Poller, PollerConfig};
+use support::{device_for, eventually, gateway, hearth, simulator};
+
+/// The ECL profile, polled fast so the tests need not wait long.
+fn fast_profile() -> DeviceProfile {
+    DeviceProfile {
+        id: ProfileId::new("ecl-fast").expect("valid id"),
+        poll_interval_ms: 200,
+        ..ecl_comfort_310()
+    }
+}
+
+fn fast_config() -> PollerConfig {
+    PollerConfig {
+        max_start_offset: Duration::from_millis(100),
+        backoff_cap: Duration::from_millis(500),
+        ..PollerConfig::default()
+    }
+}
+
+#[tokio::test]
+async fn polls_every_device_and_marks_unreachable_ones_stale() {
+    // Given two simulated controllers registered as devices
+    let sim = simulator(2).await;
+    let gw = Arc::new(gateway());
+    let t = hearth(gw.clone());
+    let profile = fast_profile();
+    t.documents.put_profile(&profile).await.expect("stored");
+    let devices = [
+        device_for(&sim, 0, &profile.id),
+        device_for(&sim, 1, &profile.id),
+    ];
+    for d in &devices {
+        t.directory.insert_device(d).await.expect("stored");
+    }
+
+    // When the poller runs
+    let poller = Poller::spawn_with(t.hearth.clone(), gw.clone(), fast_config());
+
+    // Then every point of both devices gets a good reading and they are online
+    for d in &devices {
+        eventually("all points read", || async {
+            let points = t.live.points_of(d.id);
+            points.len() == profile.points.len()
+                && points.iter().all(|r| r.quality == Quality::Good)
+        })
+        .await;
+        assert_eq!(t.live.online(d.id), Some(true));
+    }
+    assert_eq!(poller.polled_devices(), 2);
+    eventually("readings are persisted", || async {
+        t.readings.stored.lock().expect("lock").len() >= 2 * profile.points.len()
+    })
+    .await;
+
+    // When the first controller stops answering
+    let faulty = sim.handle(0).expect("device 0");
+    faulty.set_fault(Fault::NoAnswer);
+
+    // Then it goes offline with stale values, while the other stays online
+    eventually("device 0 goes offline", || async {
+        t.live.online(devices[0].id) == Some(false)
+    })
+    .await;
+    let stale = t.live.points_of(devices[0].id);
+    assert_eq!(stale.len(), profile.points.len());
+    assert!(stale.iter().all(|r| r.quality == Quality::Stale));
+    assert_eq!(t.live.online(devices[1].id), Some(true));
+
+    // When it answers again, it comes back online with good values
+    faulty.set_fault(Fault::None);
+    eventually("device 0 comes back", || async {
+        t.live.online(devices[0].id) == Some(true)
+            && t.live
+                .points_of(devices[0].id)
+                .iter()
+                .all(|r| r.quality == Quality::Good)
+    })
+    .await;
+
+    poller.stop().await;
+}
+
+#[tokio::test]
+async fn reload_starts_new_and_stops_removed_devices() {
+    // Given a poller over one device
+    let sim = simulator(2).await;
+    let gw = Arc::new(gateway());
+    let t = hearth(gw.clone());
+    let profile = fast_profile();
+    t.documents.put_profile(&profile).await.expect("stored");
+    let first = device_for(&sim, 0, &profile.id);
+    t.directory.insert_device(&first).await.expect("stored");
+    let poller = Poller::spawn_with(t.hearth.clone(), gw.clone(), fast_config());
+    eventually("the first device is polled", || async {
+        t.live.online(first.id) == Some(true)
+    })
+    .await;
+
+    // When a device is added and the poller reloads
+    let second = device_for(&sim, 1, &profile.id);
+    t.directory.insert_device(&second).await.expect("stored");
+    assert_eq!(poller.reload().await.expect("reloaded"), 2);
+
+    // Then it is polled too
+    eventually("the second device is polled", || async {
+        t.live.online(second.id) == Some(true)
+    })
+    .await;
+
+    // When the first is removed and the poller reloads, it is no longer polled
+    t.directory
+        .devices
+        .lock()
+        .expect("lock")
+        .retain(|d| d.id != first.id);
+    assert_eq!(poller.reload().await.expect("reloaded"), 1);
+    let handle = sim.handle(0).expect("device 0");
+    // Let any request already on the wire finish before sampling the count.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let requests = handle.requests();
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(
+        handle.requests(),
+        requests,
+        "a removed device is not polled"
+    );
+
+    poller.stop().await;
+}
+
+#[tokio::test]
+async fn a_block_the_device_refuses_is_split_and_bad_points_skipped() {
+    // Given a profile with a point at a register the controller does not have,
+    // close enough to others to be read in the same block
+    let sim = simulator(1).await;
+    let gw = Arc::new(gateway());
+    let t = hearth(gw.clone());
+    let mut profile = fast_profile();
+    profile.points.push(PointDefinition {
+        key: PointKey::new("bogus").expect("valid key"),
+        name: "Not on this controller".into(),
+        register: RegisterKind::Holding,
+        address: plant::NEUTRAL_ZONE + 2,
+        data_type: DataType::U16,
+        word_order: WordOrder::HighFirst,
+        scale: Scale::default(),
+        offset: 0.0,
+        unit: String::new(),
+        writable: false,
+        write_level: WriteLevel::Full,
+        min: None,
+        max: None,
+    });
+    profile.validate().expect("valid profile");
+    t.documents.put_profile(&profile).await.expect("stored");
+    let device = device_for(&sim, 0, &profile.id);
+    t.directory.insert_device(&device).await.expect("stored");
+
+    // When polled
+    let poller = Poller::spawn_with(t.hearth.clone(), gw.clone(), fast_config());
+
+    // Then every other point is read and the device is online
+    eventually("all good points read", || async {
+        t.live.points_of(device.id).len() == profile.points.len() - 1
+    })
+    .await;
+    assert_eq!(t.live.online(device.id), Some(true));
+    assert!(t.live.point(device.id, "bogus").is_none());
+    assert!(t.live.point(device.id, "motor_runtime").is_some());
+
+    poller.stop().await;
+}
+
+#[tokio::test]
+async fn writes_interleave_with_polling_one_request_at_a_time() {
+    // Given a slow controller being polled
+    let sim = simulator(1).await;
+    let handle = sim.handle(0).expect("device 0");
+    let gw = Arc::new(gateway());
+    let t = hearth(gw.clone());
+    let profile = fast_profile();
+    t.documents.put_profile(&profile).await.expect("stored");
+    let device = device_for(&sim, 0, &profile.id);
+    t.directory.insert_device(&device).await.expect("stored");
+    let poller = Poller::spawn_with(t.hearth.clone(), gw.clone(), fast_config());
+    eventually("polled", || async {
+        t.live.online(device.id) == Some(true)
+    })
+    .await;
+    handle.set_fault(Fault::Slow(Duration::from_millis(50)));
+
+    // When writes come in between polls
+    for value in [220u16, 230, 240] {
+        use hearth_domain::ports::FieldGateway;
+        gw.write_registers(&device, plant::ROOM_SETPOINT_COMFORT, &[value])
+            .await
+            .expect("the write goes through between poll requests");
+        assert_eq!(handle.holding(plant::ROOM_SETPOINT_COMFORT), Some(value));
+    }
+
+    // Then the controller never saw two requests at once
+    assert_eq!(handle.max_concurrent_requests(), 1);
+    poller.stop().await;
+}
