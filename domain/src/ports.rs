@@ -54,7 +54,11 @@ pub trait Directory: Send + Sync + 'static {
     async fn upsert_membership(&self, membership: &Membership) -> Result<(), StoreError>;
     /// All memberships of a user, oldest first.
     async fn memberships_of(&self, user: UserId) -> Result<Vec<Membership>, StoreError>;
-    async fn membership(&self, user: UserId, tenant: TenantId) -> Result<Option<Membership>, StoreError>;
+    async fn membership(
+        &self,
+        user: UserId,
+        tenant: TenantId,
+    ) -> Result<Option<Membership>, StoreError>;
 
     async fn insert_area(&self, area: &Area) -> Result<(), StoreError>;
     async fn areas(&self, tenant: TenantId) -> Result<Vec<Area>, StoreError>;
@@ -183,7 +187,12 @@ pub trait FieldGateway: Send + Sync + 'static {
         count: u16,
     ) -> Result<Vec<u16>, FieldError>;
     /// Writes holding registers (FC06 for one word, FC16 for more).
-    async fn write_registers(&self, device: &Device, address: u16, words: &[u16]) -> Result<(), FieldError>;
+    async fn write_registers(
+        &self,
+        device: &Device,
+        address: u16,
+        words: &[u16],
+    ) -> Result<(), FieldError>;
 }
 
 // ---------------------------------------------------------------- identities
@@ -215,7 +224,8 @@ pub enum TokenError {
 
 /// Issues and verifies bearer tokens bound to one tenant.
 pub trait TokenService: Send + Sync + 'static {
-    fn issue(&self, user: UserId, tenant: TenantId) -> Result<(String, TokenClaims), anyhow::Error>;
+    fn issue(&self, user: UserId, tenant: TenantId)
+        -> Result<(String, TokenClaims), anyhow::Error>;
     fn verify(&self, token: &str) -> Result<TokenClaims, TokenError>;
 }
 
@@ -258,5 +268,10 @@ pub enum AuthzError {
 /// The one place that decides who may do what (DESIGN.md, "Access model").
 pub trait Authorizer: Send + Sync + 'static {
     /// `Ok(())` only when the policy allows it; any doubt is `Err`.
-    fn authorize(&self, principal: &Principal, action: Action, resource: &Resource) -> Result<(), AuthzError>;
+    fn authorize(
+        &self,
+        principal: &Principal,
+        action: Action,
+        resource: &Resource,
+    ) -> Result<(), AuthzError>;
 }

@@ -1,1 +1,8 @@
-//! hearth
+//! `hearth`: the composition root. Config decides which adapter serves each
+//! port; the GraphQL API is the driving adapter.
+
+pub mod api;
+pub mod app;
+pub mod cli;
+pub mod demo;
+pub mod server;

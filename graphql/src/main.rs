@@ -1,1 +1,17 @@
-fn main() {}
+//! The `hearth` binary: parse the command line and run it.
+
+use clap::Parser;
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let cli = hearth::cli::Cli::parse();
+    hearth::cli::init_tracing();
+    match hearth::cli::run(cli).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            tracing::error!(error = ?err, "Hearth stopped with an error.");
+            eprintln!("error: {err:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -83,7 +83,10 @@ impl FromStr for WriteLevel {
             "basic" => Ok(WriteLevel::Basic),
             "limited" => Ok(WriteLevel::Limited),
             "full" => Ok(WriteLevel::Full),
-            _ => Err(InvalidValue::new("write level", format!("unknown write level `{s}`"))),
+            _ => Err(InvalidValue::new(
+                "write level",
+                format!("unknown write level `{s}`"),
+            )),
         }
     }
 }

@@ -50,7 +50,11 @@ impl AreaTree {
     /// The given areas and every area below them.
     pub fn subtree(&self, roots: &[AreaId]) -> HashSet<AreaId> {
         let mut seen = HashSet::new();
-        let mut stack: Vec<AreaId> = roots.iter().copied().filter(|a| self.contains(*a)).collect();
+        let mut stack: Vec<AreaId> = roots
+            .iter()
+            .copied()
+            .filter(|a| self.contains(*a))
+            .collect();
         while let Some(area) = stack.pop() {
             if seen.insert(area) {
                 if let Some(children) = self.children.get(&area) {
@@ -69,9 +73,24 @@ mod tests {
     #[test]
     fn subtree_and_path_follow_parents() {
         let tenant = TenantId::new();
-        let root = Area { id: AreaId::new(), tenant_id: tenant, parent_id: None, name: "site".into() };
-        let child = Area { id: AreaId::new(), tenant_id: tenant, parent_id: Some(root.id), name: "b".into() };
-        let other = Area { id: AreaId::new(), tenant_id: tenant, parent_id: None, name: "o".into() };
+        let root = Area {
+            id: AreaId::new(),
+            tenant_id: tenant,
+            parent_id: None,
+            name: "site".into(),
+        };
+        let child = Area {
+            id: AreaId::new(),
+            tenant_id: tenant,
+            parent_id: Some(root.id),
+            name: "b".into(),
+        };
+        let other = Area {
+            id: AreaId::new(),
+            tenant_id: tenant,
+            parent_id: None,
+            name: "o".into(),
+        };
         let tree = AreaTree::new(&[root.clone(), child.clone(), other.clone()]);
         assert_eq!(tree.path(child.id), vec![child.id, root.id]);
         let sub = tree.subtree(&[root.id]);

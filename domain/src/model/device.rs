@@ -22,7 +22,10 @@ impl ModbusEndpoint {
             return Err(InvalidValue::new("endpoint", "port must not be 0"));
         }
         if !((1..=247).contains(&unit) || unit == 254) {
-            return Err(InvalidValue::new("endpoint", "unit must be 1 to 247, or 254"));
+            return Err(InvalidValue::new(
+                "endpoint",
+                "unit must be 1 to 247, or 254",
+            ));
         }
         Ok(Self { host, port, unit })
     }

@@ -116,7 +116,10 @@ impl PointDefinition {
     /// `data_type.words()`).
     pub fn decode(&self, words: &[u16]) -> Result<f64, InvalidValue> {
         if words.len() != usize::from(self.data_type.words()) {
-            return Err(InvalidValue::new("registers", "wrong number of registers for the data type"));
+            return Err(InvalidValue::new(
+                "registers",
+                "wrong number of registers for the data type",
+            ));
         }
         let wide = || -> u32 {
             let (hi, lo) = match self.word_order {
@@ -143,12 +146,18 @@ impl PointDefinition {
         }
         if let Some(min) = self.min {
             if value < min {
-                return Err(InvalidValue::new("value", format!("{value} is below the minimum {min}")));
+                return Err(InvalidValue::new(
+                    "value",
+                    format!("{value} is below the minimum {min}"),
+                ));
             }
         }
         if let Some(max) = self.max {
             if value > max {
-                return Err(InvalidValue::new("value", format!("{value} is above the maximum {max}")));
+                return Err(InvalidValue::new(
+                    "value",
+                    format!("{value} is above the maximum {max}"),
+                ));
             }
         }
         let raw = (value - self.offset) / self.scale.get();
@@ -160,16 +169,28 @@ impl PointDefinition {
         if (raw - rounded).abs() > 1e-6 * rounded.abs().max(1.0) {
             return Err(InvalidValue::new(
                 "value",
-                format!("{value} is not a multiple of the point's resolution {}", self.scale.get()),
+                format!(
+                    "{value} is not a multiple of the point's resolution {}",
+                    self.scale.get()
+                ),
             ));
         }
-        let out_of_type = || InvalidValue::new("value", format!("{value} does not fit the point's register"));
+        let out_of_type = || {
+            InvalidValue::new(
+                "value",
+                format!("{value} does not fit the point's register"),
+            )
+        };
         match self.data_type {
-            DataType::U16 if (0.0..=f64::from(u16::MAX)).contains(&rounded) => Ok(vec![rounded as u16]),
+            DataType::U16 if (0.0..=f64::from(u16::MAX)).contains(&rounded) => {
+                Ok(vec![rounded as u16])
+            }
             DataType::I16 if (f64::from(i16::MIN)..=f64::from(i16::MAX)).contains(&rounded) => {
                 Ok(vec![(rounded as i16) as u16])
             }
-            DataType::U32 if (0.0..=f64::from(u32::MAX)).contains(&rounded) => Ok(self.split(rounded as u32)),
+            DataType::U32 if (0.0..=f64::from(u32::MAX)).contains(&rounded) => {
+                Ok(self.split(rounded as u32))
+            }
             DataType::I32 if (f64::from(i32::MIN)..=f64::from(i32::MAX)).contains(&rounded) => {
                 Ok(self.split((rounded as i32) as u32))
             }
@@ -203,25 +224,43 @@ impl DeviceProfile {
     /// Checks the invariants a profile must hold before it is stored.
     pub fn validate(&self) -> Result<(), InvalidValue> {
         if self.points.is_empty() {
-            return Err(InvalidValue::new("profile", "must define at least one point"));
+            return Err(InvalidValue::new(
+                "profile",
+                "must define at least one point",
+            ));
         }
         if !(100..=3_600_000).contains(&self.poll_interval_ms) {
-            return Err(InvalidValue::new("profile", "poll interval must be 100 ms to 1 h"));
+            return Err(InvalidValue::new(
+                "profile",
+                "poll interval must be 100 ms to 1 h",
+            ));
         }
         let mut keys = std::collections::HashSet::new();
         for point in &self.points {
             if !keys.insert(point.key.as_str()) {
-                return Err(InvalidValue::new("profile", format!("point `{}` is defined twice", point.key)));
+                return Err(InvalidValue::new(
+                    "profile",
+                    format!("point `{}` is defined twice", point.key),
+                ));
             }
             if point.writable && point.register == RegisterKind::Input {
-                return Err(InvalidValue::new("profile", format!("input register point `{}` cannot be writable", point.key)));
+                return Err(InvalidValue::new(
+                    "profile",
+                    format!("input register point `{}` cannot be writable", point.key),
+                ));
             }
             if u32::from(point.address) + u32::from(point.data_type.words()) > 65_536 {
-                return Err(InvalidValue::new("profile", format!("point `{}` runs past the last register", point.key)));
+                return Err(InvalidValue::new(
+                    "profile",
+                    format!("point `{}` runs past the last register", point.key),
+                ));
             }
             if let (Some(min), Some(max)) = (point.min, point.max) {
                 if min > max {
-                    return Err(InvalidValue::new("profile", format!("point `{}` has min above max", point.key)));
+                    return Err(InvalidValue::new(
+                        "profile",
+                        format!("point `{}` has min above max", point.key),
+                    ));
                 }
             }
         }

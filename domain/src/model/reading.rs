@@ -79,7 +79,10 @@ impl HistoryQuery {
         aggregate: Aggregate,
     ) -> Result<Self, InvalidValue> {
         if from >= to {
-            return Err(InvalidValue::new("history range", "`from` must be before `to`"));
+            return Err(InvalidValue::new(
+                "history range",
+                "`from` must be before `to`",
+            ));
         }
         if !(1..=31 * 86_400).contains(&bucket_seconds) {
             return Err(InvalidValue::new("bucketSeconds", "must be 1 s to 31 days"));
@@ -88,7 +91,10 @@ impl HistoryQuery {
         if buckets > Self::MAX_BUCKETS {
             return Err(InvalidValue::new(
                 "history range",
-                format!("{buckets} buckets requested; at most {} per request", Self::MAX_BUCKETS),
+                format!(
+                    "{buckets} buckets requested; at most {} per request",
+                    Self::MAX_BUCKETS
+                ),
             ));
         }
         Ok(Self {
@@ -160,7 +166,14 @@ pub fn aggregate_sorted(
                 if let Some(acc) = current.take() {
                     out.push(finish(&acc));
                 }
-                current = Some(Acc { start, sum: value, min: value, max: value, last: value, count: 1 });
+                current = Some(Acc {
+                    start,
+                    sum: value,
+                    min: value,
+                    max: value,
+                    last: value,
+                    count: 1,
+                });
             }
         }
     }
@@ -176,7 +189,10 @@ mod tests {
     use chrono::TimeZone;
 
     fn query(aggregate: Aggregate) -> HistoryQuery {
-        let from = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).single().expect("valid date");
+        let from = Utc
+            .with_ymd_and_hms(2026, 1, 1, 0, 0, 0)
+            .single()
+            .expect("valid date");
         HistoryQuery::new(
             TenantId::new(),
             DeviceId::new(),
@@ -195,9 +211,15 @@ mod tests {
         let s = |sec: i64, v: f64| (q.from + chrono::Duration::seconds(sec), v);
         let samples = vec![s(0, 1.0), s(10, 3.0), s(30, 5.0), s(59, 7.0), s(60, 100.0)];
         let mean = aggregate_sorted(&q, samples.clone());
-        assert_eq!(mean.iter().map(|b| b.value).collect::<Vec<_>>(), vec![2.0, 6.0]);
+        assert_eq!(
+            mean.iter().map(|b| b.value).collect::<Vec<_>>(),
+            vec![2.0, 6.0]
+        );
         let count = aggregate_sorted(&query(Aggregate::Count), samples.clone());
-        assert_eq!(count.iter().map(|b| b.value).collect::<Vec<_>>(), vec![2.0, 2.0]);
+        assert_eq!(
+            count.iter().map(|b| b.value).collect::<Vec<_>>(),
+            vec![2.0, 2.0]
+        );
         let max = aggregate_sorted(&query(Aggregate::Max), samples.clone());
         assert_eq!(max[1].value, 7.0);
         let last = aggregate_sorted(&query(Aggregate::Last), samples);
@@ -209,7 +231,15 @@ mod tests {
     fn absurd_ranges_are_refused() {
         let q = query(Aggregate::Mean);
         let build = |from, to, bucket| {
-            HistoryQuery::new(q.tenant_id, q.device_id, q.point.clone(), from, to, bucket, Aggregate::Mean)
+            HistoryQuery::new(
+                q.tenant_id,
+                q.device_id,
+                q.point.clone(),
+                from,
+                to,
+                bucket,
+                Aggregate::Mean,
+            )
         };
         assert!(build(q.to, q.from, 30).is_err());
         assert!(build(q.from, q.to, 0).is_err());

@@ -61,7 +61,12 @@ pub struct MeView {
 impl Hearth {
     /// Verifies a password and issues a token bound to one tenant: the one
     /// named by `tenant` (id or slug), or the user's first membership.
-    pub async fn login(&self, email: &str, password: &str, tenant: Option<&str>) -> Result<Session, LoginError> {
+    pub async fn login(
+        &self,
+        email: &str,
+        password: &str,
+        tenant: Option<&str>,
+    ) -> Result<Session, LoginError> {
         let user = match EmailAddress::new(email) {
             Ok(email) => self.ports.directory.user_by_email(&email).await?,
             Err(_) => None,
@@ -87,8 +92,16 @@ impl Hearth {
 
     /// A new token for another tenant the caller is a member of. Tenants the
     /// caller does not belong to, existing or not, are all `Forbidden`.
-    pub async fn switch_tenant(&self, principal: &Principal, tenant: &str) -> Result<Session, DomainError> {
-        let memberships = self.ports.directory.memberships_of(principal.user_id).await?;
+    pub async fn switch_tenant(
+        &self,
+        principal: &Principal,
+        tenant: &str,
+    ) -> Result<Session, DomainError> {
+        let memberships = self
+            .ports
+            .directory
+            .memberships_of(principal.user_id)
+            .await?;
         let membership = self
             .find_membership(&memberships, tenant)
             .await?
@@ -102,7 +115,11 @@ impl Hearth {
         let claims = self.ports.tokens.verify(token).map_err(|e| match e {
             TokenError::Expired | TokenError::Invalid => DomainError::Unauthenticated,
         })?;
-        let membership = self.ports.directory.membership(claims.user_id, claims.tenant_id).await?;
+        let membership = self
+            .ports
+            .directory
+            .membership(claims.user_id, claims.tenant_id)
+            .await?;
         let user = self.ports.directory.user(claims.user_id).await?;
         match (user, membership) {
             (Some(user), Some(m)) => Ok(Principal {
@@ -124,9 +141,17 @@ impl Hearth {
             .await?
             .ok_or(DomainError::Unauthenticated)?;
         let mut memberships = Vec::new();
-        for m in self.ports.directory.memberships_of(principal.user_id).await? {
+        for m in self
+            .ports
+            .directory
+            .memberships_of(principal.user_id)
+            .await?
+        {
             if let Some(tenant) = self.ports.directory.tenant(m.tenant_id).await? {
-                memberships.push(MembershipView { tenant, role: m.role });
+                memberships.push(MembershipView {
+                    tenant,
+                    role: m.role,
+                });
             }
         }
         let tenant = memberships
@@ -142,10 +167,19 @@ impl Hearth {
         })
     }
 
-    async fn find_membership(&self, memberships: &[Membership], selector: &str) -> Result<Option<Membership>, DomainError> {
+    async fn find_membership(
+        &self,
+        memberships: &[Membership],
+        selector: &str,
+    ) -> Result<Option<Membership>, DomainError> {
         let tenant_id = match selector.parse::<TenantId>() {
             Ok(id) => Some(id),
-            Err(_) => self.ports.directory.tenant_by_slug(selector.trim()).await?.map(|t| t.id),
+            Err(_) => self
+                .ports
+                .directory
+                .tenant_by_slug(selector.trim())
+                .await?
+                .map(|t| t.id),
         };
         Ok(tenant_id.and_then(|id| memberships.iter().find(|m| m.tenant_id == id).cloned()))
     }

@@ -69,9 +69,16 @@ impl Hearth {
             return Err(InvalidValue::new("point", format!("`{point}` is read-only")).into());
         }
         let resource = device_resource(&device, &AreaTree::new(&areas));
-        if self.authorize(principal, Action::WritePoint(def.write_level), &resource).is_err() {
-            self.audit(refuse(format!("role {} may not write level {}", principal.role, def.write_level.as_str())))
-                .await;
+        if self
+            .authorize(principal, Action::WritePoint(def.write_level), &resource)
+            .is_err()
+        {
+            self.audit(refuse(format!(
+                "role {} may not write level {}",
+                principal.role,
+                def.write_level.as_str()
+            )))
+            .await;
             return Err(DomainError::Forbidden(format!(
                 "writing `{point}` needs write level {}",
                 def.write_level.as_str()
@@ -92,7 +99,12 @@ impl Hearth {
             detail: String::new(),
             ..refuse(String::new())
         };
-        if let Err(err) = self.ports.field.write_registers(&device, def.address, &words).await {
+        if let Err(err) = self
+            .ports
+            .field
+            .write_registers(&device, def.address, &words)
+            .await
+        {
             let detail = err.to_string();
             let (outcome, result) = match err {
                 FieldError::Exception { .. } => (
@@ -104,7 +116,10 @@ impl Hearth {
                         confirmed_at: None,
                     }),
                 ),
-                other => (AuditOutcome::Unreachable, Err(DomainError::DeviceUnreachable(other.to_string()))),
+                other => (
+                    AuditOutcome::Unreachable,
+                    Err(DomainError::DeviceUnreachable(other.to_string())),
+                ),
             };
             entry.outcome = outcome;
             entry.detail = detail;
@@ -116,13 +131,17 @@ impl Hearth {
         let read_back = self.read_point(&device, &def).await;
         let now = Utc::now();
         let (status, read_value) = match read_back {
-            Ok(v) if def.encode(v).ok().as_deref() == Some(&words[..]) => (WriteStatus::Confirmed, Some(v)),
+            Ok(v) if def.encode(v).ok().as_deref() == Some(&words[..]) => {
+                (WriteStatus::Confirmed, Some(v))
+            }
             Ok(v) => (WriteStatus::Mismatch, Some(v)),
             Err(err) => {
                 entry.outcome = AuditOutcome::Unreachable;
                 entry.detail = format!("written, read-back failed: {err}");
                 self.audit(entry).await;
-                return Err(DomainError::DeviceUnreachable(format!("written, but the read-back failed: {err}")));
+                return Err(DomainError::DeviceUnreachable(format!(
+                    "written, but the read-back failed: {err}"
+                )));
             }
         };
         if let Some(v) = read_value {
@@ -150,9 +169,17 @@ impl Hearth {
     }
 
     /// The audit log of the caller's tenant, newest first.
-    pub async fn audit_log(&self, principal: &Principal, limit: u64) -> Result<Vec<AuditEntry>, DomainError> {
+    pub async fn audit_log(
+        &self,
+        principal: &Principal,
+        limit: u64,
+    ) -> Result<Vec<AuditEntry>, DomainError> {
         self.require_tenant(principal, Action::ManageDevices)?;
-        Ok(self.ports.directory.audit(principal.tenant_id, limit.clamp(1, 1000)).await?)
+        Ok(self
+            .ports
+            .directory
+            .audit(principal.tenant_id, limit.clamp(1, 1000))
+            .await?)
     }
 
     async fn read_point(&self, device: &Device, def: &PointDefinition) -> Result<f64, DomainError> {

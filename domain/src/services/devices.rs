@@ -5,7 +5,9 @@ use std::collections::HashMap;
 use super::Hearth;
 use crate::error::{DomainError, InvalidValue};
 use crate::ids::{AreaId, DeviceId, ProfileId};
-use crate::model::{Area, AreaTree, Device, DeviceProfile, DeviceScope, PointDefinition, Reading, Role};
+use crate::model::{
+    Area, AreaTree, Device, DeviceProfile, DeviceScope, PointDefinition, Reading, Role,
+};
 use crate::ports::{Action, DeviceFilter, Resource};
 use crate::principal::Principal;
 
@@ -48,10 +50,16 @@ impl Hearth {
     /// whether the caller may view the tenant's devices at all; the scope is
     /// then pushed down to the store as a filter, so one policy decision
     /// serves the whole page instead of one per device.
-    pub async fn list_devices(&self, principal: &Principal, query: DeviceQuery) -> Result<DevicePage, DomainError> {
+    pub async fn list_devices(
+        &self,
+        principal: &Principal,
+        query: DeviceQuery,
+    ) -> Result<DevicePage, DomainError> {
         self.require_tenant(principal, Action::View)?;
         if query.limit == 0 || query.limit > Self::MAX_PAGE {
-            return Err(InvalidValue::new("first", format!("must be 1 to {}", Self::MAX_PAGE)).into());
+            return Err(
+                InvalidValue::new("first", format!("must be 1 to {}", Self::MAX_PAGE)).into(),
+            );
         }
         if query.search.as_ref().is_some_and(|s| s.len() > 200) {
             return Err(InvalidValue::new("search", "at most 200 characters").into());
@@ -92,7 +100,11 @@ impl Hearth {
 
     /// One device, or `NotFound` if it does not exist in the caller's tenant
     /// or lies outside their scope (the two are indistinguishable).
-    pub async fn device(&self, principal: &Principal, id: DeviceId) -> Result<DeviceView, DomainError> {
+    pub async fn device(
+        &self,
+        principal: &Principal,
+        id: DeviceId,
+    ) -> Result<DeviceView, DomainError> {
         let (device, areas) = self.visible_device(principal, id).await?;
         let by_id: HashMap<AreaId, Area> = areas.into_iter().map(|a| (a.id, a)).collect();
         let profile = self.ports.documents.profile(&device.profile_id).await?;
@@ -100,7 +112,11 @@ impl Hearth {
     }
 
     /// Loads a device the caller may view, with the tenant's areas.
-    pub(crate) async fn visible_device(&self, principal: &Principal, id: DeviceId) -> Result<(Device, Vec<Area>), DomainError> {
+    pub(crate) async fn visible_device(
+        &self,
+        principal: &Principal,
+        id: DeviceId,
+    ) -> Result<(Device, Vec<Area>), DomainError> {
         let not_found = || DomainError::NotFound("device".into());
         let device = self
             .ports
@@ -110,11 +126,17 @@ impl Hearth {
             .ok_or_else(not_found)?;
         let areas = self.ports.directory.areas(principal.tenant_id).await?;
         let resource = device_resource(&device, &AreaTree::new(&areas));
-        self.authorize(principal, Action::View, &resource).map_err(|_| not_found())?;
+        self.authorize(principal, Action::View, &resource)
+            .map_err(|_| not_found())?;
         Ok((device, areas))
     }
 
-    fn view(&self, device: Device, areas: &HashMap<AreaId, Area>, profile: Option<&DeviceProfile>) -> DeviceView {
+    fn view(
+        &self,
+        device: Device,
+        areas: &HashMap<AreaId, Area>,
+        profile: Option<&DeviceProfile>,
+    ) -> DeviceView {
         let mut latest: HashMap<_, _> = self
             .ports
             .live
@@ -133,7 +155,11 @@ impl Hearth {
                     .collect()
             })
             .unwrap_or_default();
-        let online = self.ports.live.status(device.tenant_id, device.id).map(|s| s.online);
+        let online = self
+            .ports
+            .live
+            .status(device.tenant_id, device.id)
+            .map(|s| s.online);
         DeviceView {
             area: device.area_id.and_then(|a| areas.get(&a).cloned()),
             online,
@@ -169,7 +195,11 @@ fn scope_filter(principal: &Principal, tree: &AreaTree) -> DeviceFilter {
 struct ProfileCache(HashMap<ProfileId, Option<DeviceProfile>>);
 
 impl ProfileCache {
-    async fn get(&mut self, app: &Hearth, id: &ProfileId) -> Result<Option<DeviceProfile>, DomainError> {
+    async fn get(
+        &mut self,
+        app: &Hearth,
+        id: &ProfileId,
+    ) -> Result<Option<DeviceProfile>, DomainError> {
         if let Some(found) = self.0.get(id) {
             return Ok(found.clone());
         }

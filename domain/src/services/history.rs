@@ -25,7 +25,15 @@ impl Hearth {
         if profile.as_ref().and_then(|p| p.point(&point)).is_none() {
             return Err(DomainError::NotFound("point".into()));
         }
-        let query = HistoryQuery::new(device.tenant_id, device.id, point, from, to, bucket_seconds, aggregate)?;
+        let query = HistoryQuery::new(
+            device.tenant_id,
+            device.id,
+            point,
+            from,
+            to,
+            bucket_seconds,
+            aggregate,
+        )?;
         Ok(self.ports.readings.history(&query).await?)
     }
 }

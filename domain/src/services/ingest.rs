@@ -119,7 +119,9 @@ impl ReadingWriter {
         for attempt in 1..=5 {
             match store.append(batch).await {
                 Ok(()) => {
-                    stats.persisted.fetch_add(batch.len() as u64, Ordering::Relaxed);
+                    stats
+                        .persisted
+                        .fetch_add(batch.len() as u64, Ordering::Relaxed);
                     stats.batches.fetch_add(1, Ordering::Relaxed);
                     batch.clear();
                     return;
@@ -131,8 +133,13 @@ impl ReadingWriter {
                 }
             }
         }
-        tracing::error!(readings = batch.len(), "Persisting readings failed five times; dropping the batch.");
-        stats.dropped.fetch_add(batch.len() as u64, Ordering::Relaxed);
+        tracing::error!(
+            readings = batch.len(),
+            "Persisting readings failed five times; dropping the batch."
+        );
+        stats
+            .dropped
+            .fetch_add(batch.len() as u64, Ordering::Relaxed);
         batch.clear();
     }
 }
@@ -144,7 +151,12 @@ impl Hearth {
 
     /// Records one poll of a device: publishes each reading and queues it for
     /// persistence. Marks the device online if it was not.
-    pub async fn record_readings(&self, tenant: TenantId, device: DeviceId, readings: Vec<Reading>) {
+    pub async fn record_readings(
+        &self,
+        tenant: TenantId,
+        device: DeviceId,
+        readings: Vec<Reading>,
+    ) {
         self.record_status(tenant, device, true);
         for reading in &readings {
             self.ports.live.publish(LiveEvent::Reading(reading.clone()));

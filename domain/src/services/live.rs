@@ -33,7 +33,11 @@ impl Hearth {
         devices: &[DeviceId],
     ) -> Result<BoxStream<'static, LiveUpdate>, DomainError> {
         if devices.len() > Self::MAX_SUBSCRIBED_DEVICES {
-            return Err(InvalidValue::new("deviceIds", format!("at most {} devices", Self::MAX_SUBSCRIBED_DEVICES)).into());
+            return Err(InvalidValue::new(
+                "deviceIds",
+                format!("at most {} devices", Self::MAX_SUBSCRIBED_DEVICES),
+            )
+            .into());
         }
         let mut allowed = HashSet::new();
         if devices.is_empty() {
@@ -42,7 +46,11 @@ impl Hearth {
                 let page = self
                     .list_devices(
                         principal,
-                        super::DeviceQuery { offset, limit: Self::MAX_PAGE, ..Default::default() },
+                        super::DeviceQuery {
+                            offset,
+                            limit: Self::MAX_PAGE,
+                            ..Default::default()
+                        },
                     )
                     .await?;
                 let n = page.items.len() as u64;
@@ -59,19 +67,25 @@ impl Hearth {
             }
         }
         let tenant = principal.tenant_id;
-        let stream = self.ports.live.subscribe(tenant).filter_map(move |delivery| {
-            let update = match delivery {
-                Delivery::Event(event) if event.tenant_id() == tenant && allowed.contains(&event.device_id()) => {
-                    Some(match event {
-                        LiveEvent::Reading(r) => LiveUpdate::Reading(r),
-                        LiveEvent::Status(s) => LiveUpdate::Status(s),
-                    })
-                }
-                Delivery::Event(_) => None,
-                Delivery::Lagged(n) => Some(LiveUpdate::Lagged(n)),
-            };
-            futures::future::ready(update)
-        });
+        let stream = self
+            .ports
+            .live
+            .subscribe(tenant)
+            .filter_map(move |delivery| {
+                let update = match delivery {
+                    Delivery::Event(event)
+                        if event.tenant_id() == tenant && allowed.contains(&event.device_id()) =>
+                    {
+                        Some(match event {
+                            LiveEvent::Reading(r) => LiveUpdate::Reading(r),
+                            LiveEvent::Status(s) => LiveUpdate::Status(s),
+                        })
+                    }
+                    Delivery::Event(_) => None,
+                    Delivery::Lagged(n) => Some(LiveUpdate::Lagged(n)),
+                };
+                futures::future::ready(update)
+            });
         Ok(stream.boxed())
     }
 }

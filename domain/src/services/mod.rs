@@ -19,8 +19,8 @@ pub use live::LiveUpdate;
 
 use crate::error::DomainError;
 use crate::ports::{
-    Action, Authorizer, AuthzError, Directory, DocumentStore, FieldGateway, LiveBus, PasswordHasher,
-    ReadingStore, Resource, TokenService,
+    Action, Authorizer, AuthzError, Directory, DocumentStore, FieldGateway, LiveBus,
+    PasswordHasher, ReadingStore, Resource, TokenService,
 };
 use crate::principal::Principal;
 
@@ -57,12 +57,20 @@ impl Hearth {
     }
 
     /// Asks the policy; any denial or policy failure is an error.
-    fn authorize(&self, principal: &Principal, action: Action, resource: &Resource) -> Result<(), AuthzError> {
-        self.ports.authorizer.authorize(principal, action, resource).inspect_err(|err| {
-            if let AuthzError::Policy(reason) = err {
-                tracing::error!(%reason, "Policy evaluation failed; denying.");
-            }
-        })
+    fn authorize(
+        &self,
+        principal: &Principal,
+        action: Action,
+        resource: &Resource,
+    ) -> Result<(), AuthzError> {
+        self.ports
+            .authorizer
+            .authorize(principal, action, resource)
+            .inspect_err(|err| {
+                if let AuthzError::Policy(reason) = err {
+                    tracing::error!(%reason, "Policy evaluation failed; denying.");
+                }
+            })
     }
 
     /// Denials of tenant-wide actions are reported as `Forbidden`.

@@ -1,0 +1,169 @@
+//! `login`, `switchTenant` and `me`.
+
+use async_graphql::{Context, Enum, Object, SimpleObject, ID};
+use chrono::{DateTime, Utc};
+use hearth_domain::model;
+use hearth_domain::services::{MeView, Session};
+
+use super::error::{from_domain, from_login};
+use super::{hearth, principal};
+
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+pub enum Role {
+    Admin,
+    Full,
+    Limited,
+    Basic,
+    ReadOnly,
+}
+
+impl From<model::Role> for Role {
+    fn from(role: model::Role) -> Self {
+        match role {
+            model::Role::Admin => Role::Admin,
+            model::Role::Full => Role::Full,
+            model::Role::Limited => Role::Limited,
+            model::Role::Basic => Role::Basic,
+            model::Role::ReadOnly => Role::ReadOnly,
+        }
+    }
+}
+
+#[derive(SimpleObject, Clone)]
+pub struct Tenant {
+    pub id: ID,
+    pub slug: String,
+    pub name: String,
+}
+
+impl From<model::Tenant> for Tenant {
+    fn from(t: model::Tenant) -> Self {
+        Tenant {
+            id: ID(t.id.to_string()),
+            slug: t.slug.as_str().to_string(),
+            name: t.name,
+        }
+    }
+}
+
+#[derive(SimpleObject)]
+pub struct User {
+    pub id: ID,
+    pub email: String,
+    pub display_name: String,
+}
+
+#[derive(SimpleObject)]
+pub struct Membership {
+    pub tenant: Tenant,
+    pub role: Role,
+}
+
+#[derive(SimpleObject)]
+pub struct Me {
+    pub user: User,
+    /// The tenant the token is bound to.
+    pub tenant: Tenant,
+    /// Role in the active tenant.
+    pub role: Role,
+    pub memberships: Vec<Membership>,
+}
+
+impl From<MeView> for Me {
+    fn from(me: MeView) -> Self {
+        Me {
+            user: User {
+                id: ID(me.user.id.to_string()),
+                email: me.user.email.to_string(),
+                display_name: me.user.display_name,
+            },
+            tenant: me.tenant.into(),
+            role: me.role.into(),
+            memberships: me
+                .memberships
+                .into_iter()
+                .map(|m| Membership {
+                    tenant: m.tenant.into(),
+                    role: m.role.into(),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// A bearer token bound to one tenant.
+#[derive(SimpleObject)]
+pub struct AuthPayload {
+    pub token: String,
+    pub expires_at: DateTime<Utc>,
+    pub tenant: Tenant,
+    pub role: Role,
+}
+
+impl From<Session> for AuthPayload {
+    fn from(s: Session) -> Self {
+        AuthPayload {
+            token: s.token,
+            expires_at: s.expires_at,
+            tenant: s.tenant.into(),
+            role: s.role.into(),
+        }
+    }
+}
+
+#[derive(Default)]
+pub struct AuthQuery;
+
+#[Object]
+impl AuthQuery {
+    /// The caller, their active tenant and role, and all their memberships.
+    async fn me(&self, ctx: &Context<'_>) -> async_graphql::Result<Me> {
+        let principal = principal(ctx)?;
+        hearth(ctx)
+            .me(principal)
+            .await
+            .map(Me::from)
+            .map_err(from_domain)
+    }
+}
+
+#[derive(Default)]
+pub struct AuthMutation;
+
+#[Object]
+impl AuthMutation {
+    /// Exchanges email and password for a token bound to `tenantId` (an id or
+    /// slug), or to the user's first membership when omitted.
+    async fn login(
+        &self,
+        ctx: &Context<'_>,
+        email: String,
+        password: String,
+        tenant_id: Option<ID>,
+    ) -> async_graphql::Result<AuthPayload> {
+        if email.len() > 320 || password.len() > 1024 {
+            return Err(from_login(
+                hearth_domain::services::LoginError::InvalidCredentials,
+            ));
+        }
+        hearth(ctx)
+            .login(&email, &password, tenant_id.as_ref().map(|t| t.as_str()))
+            .await
+            .map(AuthPayload::from)
+            .map_err(from_login)
+    }
+
+    /// A new token for another tenant the caller is a member of.
+    async fn switch_tenant(
+        &self,
+        ctx: &Context<'_>,
+        tenant_id: ID,
+    ) -> async_graphql::Result<AuthPayload> {
+        let principal = principal(ctx)?;
+        hearth(ctx)
+            .switch_tenant(principal, tenant_id.as_str())
+            .await
+            .map(AuthPayload::from)
+            .map_err(from_domain)
+    }
+}

@@ -1,0 +1,129 @@
+//! Domain errors to GraphQL errors with `extensions.code`, and an extension
+//! that gives every other error (parse, validation, limits) a code too.
+
+use std::sync::Arc;
+
+use async_graphql::extensions::{
+    Extension, ExtensionContext, ExtensionFactory, NextRequest, NextSubscribe,
+};
+use async_graphql::{ErrorExtensions, Response, ServerError};
+use futures::stream::{BoxStream, StreamExt};
+use hearth_domain::services::LoginError;
+use hearth_domain::DomainError;
+
+/// The codes of DESIGN.md's GraphQL contract.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Code {
+    Unauthenticated,
+    Forbidden,
+    NotFound,
+    BadUserInput,
+    DeviceUnreachable,
+    Conflict,
+    Internal,
+    /// A live subscriber fell behind and updates were dropped for it.
+    Lagged,
+}
+
+impl Code {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Code::Unauthenticated => "UNAUTHENTICATED",
+            Code::Forbidden => "FORBIDDEN",
+            Code::NotFound => "NOT_FOUND",
+            Code::BadUserInput => "BAD_USER_INPUT",
+            Code::DeviceUnreachable => "DEVICE_UNREACHABLE",
+            Code::Conflict => "CONFLICT",
+            Code::Internal => "INTERNAL",
+            Code::Lagged => "LAGGED",
+        }
+    }
+}
+
+pub fn coded(code: Code, message: impl Into<String>) -> async_graphql::Error {
+    async_graphql::Error::new(message).extend_with(|_, e| e.set("code", code.as_str()))
+}
+
+pub fn from_domain(err: DomainError) -> async_graphql::Error {
+    match err {
+        DomainError::Unauthenticated => coded(Code::Unauthenticated, "authentication required"),
+        DomainError::Forbidden(why) => coded(Code::Forbidden, format!("forbidden: {why}")),
+        DomainError::NotFound(what) => coded(Code::NotFound, format!("{what} not found")),
+        DomainError::InvalidInput(invalid) => coded(Code::BadUserInput, invalid.to_string()),
+        DomainError::DeviceUnreachable(why) => coded(
+            Code::DeviceUnreachable,
+            format!("device unreachable: {why}"),
+        ),
+        DomainError::Conflict(what) => coded(Code::Conflict, format!("conflict: {what}")),
+        DomainError::Internal(err) => internal(err),
+    }
+}
+
+pub fn from_login(err: LoginError) -> async_graphql::Error {
+    match err {
+        LoginError::InvalidCredentials => {
+            coded(Code::Unauthenticated, "invalid email, password or tenant")
+        }
+        LoginError::Internal(err) => internal(err),
+    }
+}
+
+/// Logs the cause; the client sees only that something failed.
+pub fn internal(err: anyhow::Error) -> async_graphql::Error {
+    tracing::error!(error = ?err, "Internal error while serving a request.");
+    coded(Code::Internal, "internal error")
+}
+
+pub fn bad_input(message: impl Into<String>) -> async_graphql::Error {
+    coded(Code::BadUserInput, message)
+}
+
+/// Gives a `BAD_USER_INPUT` code to errors raised before any resolver ran
+/// (syntax, validation, depth and complexity limits, argument coercion):
+/// every resolver error already carries its own code.
+pub struct ErrorCodes;
+
+impl ExtensionFactory for ErrorCodes {
+    fn create(&self) -> Arc<dyn Extension> {
+        Arc::new(ErrorCodesExtension)
+    }
+}
+
+struct ErrorCodesExtension;
+
+fn add_codes(mut response: Response) -> Response {
+    for error in &mut response.errors {
+        ensure_code(error);
+    }
+    response
+}
+
+fn ensure_code(error: &mut ServerError) {
+    let has_code = error
+        .extensions
+        .as_ref()
+        .and_then(|e| e.get("code"))
+        .is_some();
+    if !has_code {
+        error
+            .extensions
+            .get_or_insert_with(Default::default)
+            .set("code", Code::BadUserInput.as_str());
+    }
+}
+
+#[async_trait::async_trait]
+impl Extension for ErrorCodesExtension {
+    async fn request(&self, ctx: &ExtensionContext<'_>, next: NextRequest<'_>) -> Response {
+        add_codes(next.run(ctx).await)
+    }
+
+    fn subscribe<'s>(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        stream: BoxStream<'s, Response>,
+        next: NextSubscribe<'_>,
+    ) -> BoxStream<'s, Response> {
+        next.run(ctx, stream).map(add_codes).boxed()
+    }
+}

@@ -1,0 +1,80 @@
+//! `history`: bucketed aggregates of one point.
+
+use async_graphql::{Context, Enum, Object, SimpleObject, ID};
+use chrono::{DateTime, Utc};
+use hearth_domain::model;
+use hearth_domain::{DeviceId, PointKey};
+
+use super::error::{bad_input, from_domain};
+use super::{hearth, parse_id, principal};
+
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+pub enum Aggregate {
+    Mean,
+    Min,
+    Max,
+    Last,
+    Count,
+}
+
+impl From<Aggregate> for model::Aggregate {
+    fn from(a: Aggregate) -> Self {
+        match a {
+            Aggregate::Mean => model::Aggregate::Mean,
+            Aggregate::Min => model::Aggregate::Min,
+            Aggregate::Max => model::Aggregate::Max,
+            Aggregate::Last => model::Aggregate::Last,
+            Aggregate::Count => model::Aggregate::Count,
+        }
+    }
+}
+
+#[derive(SimpleObject)]
+pub struct HistoryPoint {
+    /// Start of the bucket.
+    pub timestamp: DateTime<Utc>,
+    pub value: f64,
+}
+
+#[derive(Default)]
+pub struct HistoryQueries;
+
+#[Object]
+impl HistoryQueries {
+    /// Readings of one point in `[from, to)`, aggregated per bucket of
+    /// `bucketSeconds` aligned on `from`; empty buckets are omitted.
+    #[allow(clippy::too_many_arguments)]
+    async fn history(
+        &self,
+        ctx: &Context<'_>,
+        device_id: ID,
+        point: String,
+        #[graphql(desc = "RFC 3339 start, inclusive.")] from: DateTime<Utc>,
+        #[graphql(desc = "RFC 3339 end, exclusive.")] to: DateTime<Utc>,
+        #[graphql(default = 300)] bucket_seconds: i32,
+        #[graphql(default_with = "Aggregate::Mean")] aggregate: Aggregate,
+    ) -> async_graphql::Result<Vec<HistoryPoint>> {
+        let principal = principal(ctx)?;
+        let device = parse_id::<DeviceId>(&device_id, "device")?;
+        let point = PointKey::new(point).map_err(|e| bad_input(e.to_string()))?;
+        let buckets = hearth(ctx)
+            .history(
+                principal,
+                device,
+                point,
+                from,
+                to,
+                i64::from(bucket_seconds),
+                aggregate.into(),
+            )
+            .await
+            .map_err(from_domain)?;
+        Ok(buckets
+            .into_iter()
+            .map(|b| HistoryPoint {
+                timestamp: b.timestamp,
+                value: b.value,
+            })
+            .collect())
+    }
+}

@@ -1,0 +1,102 @@
+//! Subscriptions: `liveValues` and `deviceStatus`.
+
+use async_graphql::{Context, SimpleObject, Subscription, ID};
+use chrono::{DateTime, Utc};
+use futures::stream::{Stream, StreamExt};
+use hearth_domain::services::LiveUpdate;
+use hearth_domain::DeviceId;
+
+use super::devices::Quality;
+use super::error::{coded, from_domain, Code};
+use super::{hearth, parse_id, principal};
+
+#[derive(SimpleObject, Clone)]
+pub struct LiveValue {
+    pub device_id: ID,
+    pub point: String,
+    pub value: f64,
+    pub quality: Quality,
+    pub timestamp: DateTime<Utc>,
+}
+
+#[derive(SimpleObject, Clone)]
+pub struct DeviceStatusEvent {
+    pub device_id: ID,
+    pub online: bool,
+    pub timestamp: DateTime<Utc>,
+}
+
+#[derive(Default)]
+pub struct LiveSubscription;
+
+fn lagged(n: u64) -> async_graphql::Error {
+    coded(
+        Code::Lagged,
+        format!(
+            "{n} updates were dropped because this subscriber fell behind; refetch current values"
+        ),
+    )
+}
+
+#[Subscription]
+impl LiveSubscription {
+    /// Every new value of the given devices (all visible devices when the
+    /// list is empty). A subscriber that falls behind gets a `LAGGED` error
+    /// item and the stream goes on.
+    async fn live_values(
+        &self,
+        ctx: &Context<'_>,
+        device_ids: Vec<ID>,
+    ) -> async_graphql::Result<impl Stream<Item = async_graphql::Result<LiveValue>>> {
+        let principal = principal(ctx)?;
+        let ids = device_ids
+            .iter()
+            .map(|id| parse_id::<DeviceId>(id, "device"))
+            .collect::<async_graphql::Result<Vec<_>>>()?;
+        let stream = hearth(ctx)
+            .subscribe_live(principal, &ids)
+            .await
+            .map_err(from_domain)?;
+        Ok(stream.filter_map(|update| {
+            futures::future::ready(match update {
+                LiveUpdate::Reading(r) => Some(Ok(LiveValue {
+                    device_id: ID(r.device_id.to_string()),
+                    point: r.point.to_string(),
+                    value: r.value,
+                    quality: r.quality.into(),
+                    timestamp: r.timestamp,
+                })),
+                LiveUpdate::Status(_) => None,
+                LiveUpdate::Lagged(n) => Some(Err(lagged(n))),
+            })
+        }))
+    }
+
+    /// Devices going on- and offline (all visible devices when the list is empty).
+    async fn device_status(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default)] device_ids: Vec<ID>,
+    ) -> async_graphql::Result<impl Stream<Item = async_graphql::Result<DeviceStatusEvent>>> {
+        let principal = principal(ctx)?;
+        let ids = device_ids
+            .iter()
+            .map(|id| parse_id::<DeviceId>(id, "device"))
+            .collect::<async_graphql::Result<Vec<_>>>()?;
+        let stream = hearth(ctx)
+            .subscribe_live(principal, &ids)
+            .await
+            .map_err(from_domain)?;
+        Ok(stream.filter_map(|update| {
+            futures::future::ready(match update {
+                LiveUpdate::Status(s) => Some(Ok(DeviceStatusEvent {
+                    device_id: ID(s.device_id.to_string()),
+                    online: s.online,
+                    timestamp: s.at,
+                })),
+                LiveUpdate::Reading(_) => None,
+                LiveUpdate::Lagged(n) => Some(Err(lagged(n))),
+            })
+        }))
+    }
+}

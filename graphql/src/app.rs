@@ -1,0 +1,169 @@
+//! Composition root: builds the adapters chosen by config, the use cases on
+//! top of them, and starts the server (and the demo plant).
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use hearth_auth::{load_or_create_secret, Argon2Hasher, JwtTokens, OsoAuthorizer};
+use hearth_domain::ports::Directory;
+use hearth_domain::services::{Hearth, Ports};
+use hearth_embedded::{EmbeddedDocuments, EmbeddedReadings};
+use hearth_inproc::bus::InProcessBus;
+use hearth_modbus::{GatewayConfig, ModbusGateway, Poller, PollerHandle, Simulator};
+use hearth_sql::SqlDirectory;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+use crate::api;
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub database_url: Option<String>,
+    pub demo: bool,
+    /// 0: the demo's simulated controllers take any free ports.
+    pub sim_base_port: u16,
+}
+
+/// How long a login token is valid.
+pub const TOKEN_TTL_HOURS: i64 = 12;
+
+/// A started server, with what it started.
+pub struct Running {
+    pub address: SocketAddr,
+    pub hearth: Hearth,
+    pub simulator: Option<Simulator>,
+    poller: Option<PollerHandle>,
+    shutdown: Option<oneshot::Sender<()>>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    pub async fn stop(mut self) {
+        if let Some(poller) = self.poller.take() {
+            poller.stop().await;
+        }
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        let _ = (&mut self.server).await;
+        // Persist what is queued and release the stores, so the same data
+        // directory can be opened again at once.
+        self.hearth.reading_writer().shutdown().await;
+        if let Some(mut sim) = self.simulator.take() {
+            sim.stop();
+        }
+    }
+
+    /// Write requests the demo's simulated controllers received, in total.
+    pub fn simulated_write_requests(&self) -> u64 {
+        self.simulator
+            .as_ref()
+            .map(|s| s.devices().iter().map(|d| d.handle.write_requests()).sum())
+            .unwrap_or(0)
+    }
+}
+
+/// Builds every adapter and the application from config.
+pub async fn build(config: &Config) -> anyhow::Result<(Hearth, Arc<ModbusGateway>)> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
+    let directory: Arc<dyn Directory> = match &config.database_url {
+        Some(url) => Arc::new(
+            SqlDirectory::connect(url)
+                .await
+                .context("cannot open the relational store")?,
+        ),
+        None => Arc::new(
+            SqlDirectory::sqlite_in(&config.data_dir)
+                .await
+                .context("cannot open the embedded relational store")?,
+        ),
+    };
+    let documents = Arc::new(
+        EmbeddedDocuments::open(&config.data_dir).context("cannot open the document store")?,
+    );
+    let readings = Arc::new(
+        EmbeddedReadings::open(&config.data_dir).context("cannot open the reading store")?,
+    );
+    let gateway = Arc::new(ModbusGateway::new(GatewayConfig::default()));
+    let secret = load_or_create_secret(&config.data_dir)
+        .context("cannot read or create the token secret")?;
+    let ports = Ports {
+        directory,
+        documents,
+        readings,
+        live: Arc::new(InProcessBus::new()),
+        field: gateway.clone(),
+        authorizer: Arc::new(OsoAuthorizer::new().context("cannot load the access policy")?),
+        passwords: Arc::new(Argon2Hasher::new().context("cannot set up password hashing")?),
+        tokens: Arc::new(
+            JwtTokens::new(&secret, chrono::Duration::hours(TOKEN_TTL_HOURS))
+                .context("invalid token secret")?,
+        ),
+    };
+    Ok((Hearth::new(ports), gateway))
+}
+
+/// Builds everything, seeds the demo when asked, and serves on `config.listen`.
+pub async fn start(config: Config) -> anyhow::Result<Running> {
+    let (hearth, gateway) = build(&config).await?;
+    let mut simulator = None;
+    let mut poller = None;
+    if config.demo {
+        let sim = Simulator::start(crate::demo::DEVICE_COUNT, config.sim_base_port, IpAddr::from([127, 0, 0, 1]))
+            .await
+            .with_context(|| {
+                format!(
+                    "cannot start the simulated controllers on ports from {} (choose others with --sim-base-port)",
+                    config.sim_base_port
+                )
+            })?;
+        let addresses: Vec<SocketAddr> = sim.devices().iter().map(|d| d.addr).collect();
+        crate::demo::seed(&hearth, &addresses)
+            .await
+            .context("cannot seed the demo")?;
+        poller = Some(Poller::spawn(hearth.clone(), gateway));
+        simulator = Some(sim);
+    }
+    let schema = api::build_schema(hearth.clone()).finish();
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let address = listener.local_addr()?;
+    let (tx, rx) = oneshot::channel::<()>();
+    let app = crate::server::router(schema, hearth.clone());
+    let server = tokio::spawn(async move {
+        let served = axum::serve(listener, app)
+            .with_graceful_shutdown(async {
+                let _ = rx.await;
+            })
+            .await;
+        if let Err(err) = served {
+            tracing::error!(error = %err, "The HTTP server stopped.");
+        }
+    });
+    Ok(Running {
+        address,
+        hearth,
+        simulator,
+        poller,
+        shutdown: Some(tx),
+        server,
+    })
+}
+
+/// `hearth simulate`: controllers only, until Ctrl-C.
+pub async fn simulate(devices: usize, base_port: u16, host: IpAddr) -> anyhow::Result<()> {
+    let sim = Simulator::start(devices, base_port, host)
+        .await
+        .with_context(|| format!("cannot bind simulated controllers from port {base_port}"))?;
+    for (i, device) in sim.devices().iter().enumerate() {
+        tracing::info!(device = i, addr = %device.addr, "Simulated controller listening.");
+    }
+    crate::cli::shutdown_signal().await;
+    Ok(())
+}

@@ -1,0 +1,176 @@
+//! HTTP and WebSocket transport: `/graphql` (POST, GET, GraphiQL for
+//! browsers, `graphql-transport-ws` and legacy `graphql-ws`) and `/healthz`.
+
+use std::time::Duration;
+
+use async_graphql::http::{GraphiQLSource, ALL_WEBSOCKET_PROTOCOLS};
+use async_graphql::Data;
+use async_graphql_axum::{GraphQLProtocol, GraphQLRequest, GraphQLResponse, GraphQLWebSocket};
+use axum::extract::{FromRequest, FromRequestParts, Request, State, WebSocketUpgrade};
+use axum::http::{header, HeaderMap};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use hearth_domain::services::Hearth;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+
+use crate::api::{Caller, HearthSchema};
+
+#[derive(Clone)]
+struct AppState {
+    schema: HearthSchema,
+    hearth: Hearth,
+}
+
+pub fn router(schema: HearthSchema, hearth: Hearth) -> Router {
+    let request_id = header::HeaderName::from_static("x-request-id");
+    Router::new()
+        .route("/graphql", get(graphql_get).post(graphql_post))
+        .route("/healthz", get(|| async { "ok" }))
+        .with_state(AppState { schema, hearth })
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|req: &Request| {
+                let id = req
+                    .headers()
+                    .get("x-request-id")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("-");
+                tracing::info_span!("request", id = %id, method = %req.method(), path = %req.uri().path())
+            }),
+        )
+        .layer(PropagateRequestIdLayer::new(request_id.clone()))
+        .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+}
+
+/// Resolves the bearer token of a request, if any.
+async fn caller(hearth: &Hearth, authorization: Option<&str>) -> Caller {
+    let Some(value) = authorization else {
+        return Caller::Anonymous;
+    };
+    let token = value
+        .strip_prefix("Bearer ")
+        .or_else(|| value.strip_prefix("bearer "))
+        .unwrap_or(value)
+        .trim();
+    if token.is_empty() || token.len() > 4096 {
+        return Caller::Rejected;
+    }
+    match hearth.authenticate(token).await {
+        Ok(principal) => Caller::User(Box::new(principal)),
+        Err(hearth_domain::DomainError::Unauthenticated) => Caller::Rejected,
+        Err(err) => {
+            tracing::error!(error = ?err, "Authenticating a token failed.");
+            Caller::Rejected
+        }
+    }
+}
+
+fn authorization(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+}
+
+async fn execute(
+    state: &AppState,
+    headers: &HeaderMap,
+    request: GraphQLRequest,
+) -> GraphQLResponse {
+    let caller = caller(&state.hearth, authorization(headers)).await;
+    state
+        .schema
+        .execute(request.into_inner().data(caller))
+        .await
+        .into()
+}
+
+async fn graphql_post(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    request: GraphQLRequest,
+) -> GraphQLResponse {
+    execute(&state, &headers, request).await
+}
+
+/// GET serves three things on one path: WebSocket upgrades, GraphiQL for a
+/// browser that asks for HTML without a query, and queries in the URL.
+async fn graphql_get(State(state): State<AppState>, request: Request) -> Response {
+    let (mut parts, body) = request.into_parts();
+    let is_upgrade = parts
+        .headers
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
+    if is_upgrade {
+        let protocol = match GraphQLProtocol::from_request_parts(&mut parts, &state).await {
+            Ok(protocol) => protocol,
+            Err(status) => return (status, "unsupported WebSocket sub-protocol").into_response(),
+        };
+        let upgrade = match WebSocketUpgrade::from_request_parts(&mut parts, &state).await {
+            Ok(upgrade) => upgrade,
+            Err(rejection) => return rejection.into_response(),
+        };
+        let header_auth = authorization(&parts.headers).map(str::to_owned);
+        return upgrade
+            .protocols(ALL_WEBSOCKET_PROTOCOLS)
+            .on_upgrade(move |socket| async move {
+                let hearth = state.hearth.clone();
+                GraphQLWebSocket::new(socket, state.schema.clone(), protocol)
+                    .on_connection_init(move |payload| {
+                        connection_init(hearth, payload, header_auth)
+                    })
+                    .keepalive_timeout(Duration::from_secs(30))
+                    .serve()
+                    .await
+            });
+    }
+    let wants_html = parts
+        .headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("text/html"));
+    let has_query = parts.uri.query().is_some_and(|q| q.contains("query="));
+    if wants_html && !has_query {
+        return Html(
+            GraphiQLSource::build()
+                .endpoint("/graphql")
+                .subscription_endpoint("/graphql")
+                .title("Hearth GraphQL")
+                .finish(),
+        )
+        .into_response();
+    }
+    let headers = parts.headers.clone();
+    let request = Request::from_parts(parts, body);
+    match GraphQLRequest::<async_graphql_axum::rejection::GraphQLRejection>::from_request(
+        request, &state,
+    )
+    .await
+    {
+        Ok(request) => execute(&state, &headers, request).await.into_response(),
+        Err(rejection) => rejection.into_response(),
+    }
+}
+
+/// `connection_init` carries `{ "authorization": "Bearer …" }`; a present but
+/// invalid token closes the connection, a missing one leaves it anonymous
+/// (every operation then answers `UNAUTHENTICATED`).
+async fn connection_init(
+    hearth: Hearth,
+    payload: serde_json::Value,
+    header_auth: Option<String>,
+) -> async_graphql::Result<Data> {
+    let from_payload = payload
+        .as_object()
+        .and_then(|o| o.get("authorization").or_else(|| o.get("Authorization")))
+        .and_then(|v| v.as_str())
+        .map(str::to_owned);
+    let caller = caller(&hearth, from_payload.or(header_auth).as_deref()).await;
+    if matches!(caller, Caller::Rejected) {
+        return Err(async_graphql::Error::new("invalid or expired token"));
+    }
+    let mut data = Data::default();
+    data.insert(caller);
+    Ok(data)
+}

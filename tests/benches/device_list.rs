@@ -1,0 +1,288 @@
+//! Benchmark: the GraphQL device list (50 devices x 10 points, authenticated,
+//! over HTTP) served from the embedded stores with the oso policy on, against
+//! the same schema and router over in-memory ports with the policy bypassed.
+//! Both servers run in this process and are measured in interleaved rounds of
+//! the same run, so the machine's noise hits both alike; the figure that
+//! matters is the ratio.
+//!
+//! `cargo bench -p hearth-tests --bench device_list [-- --seconds S --concurrency C --rounds R]`
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use hearth::api::build_schema;
+use hearth_auth::{Argon2Hasher, JwtTokens, OsoAuthorizer};
+use hearth_domain::model::{
+    DataType, Device, DeviceProfile, DeviceScope, EmailAddress, Membership, ModbusEndpoint,
+    PointDefinition, Quality, Reading, RegisterKind, Role, Scale, Tenant, TenantSlug, User,
+    WordOrder, WriteLevel,
+};
+use hearth_domain::ports::{Action, Authorizer, AuthzError, LiveEvent, Resource};
+use hearth_domain::services::{Hearth, Ports};
+use hearth_domain::{DeviceId, PointKey, Principal, ProfileId, TenantId, UserId};
+use hearth_embedded::{EmbeddedDocuments, EmbeddedReadings};
+use hearth_inproc::bus::InProcessBus;
+use hearth_inproc::directory::MemoryDirectory;
+use hearth_inproc::documents::MemoryDocuments;
+use hearth_inproc::readings::MemoryReadings;
+use hearth_modbus::{GatewayConfig, ModbusGateway};
+use hearth_sql::SqlDirectory;
+use serde_json::json;
+
+const DEVICES: usize = 50;
+const POINTS: usize = 10;
+const PASSWORD: &str = "bench-password";
+const QUERY: &str =
+    "{ devices(first: 50) { totalCount edges { node { id name online area { id name }
+    points { key name value unit quality updatedAt writable writeLevel min max } } } } }";
+
+/// Benchmark-only stand-in that allows everything: the baseline measures
+/// the cost of everything but the policy and the real stores.
+struct BypassAuthorizer;
+
+impl Authorizer for BypassAuthorizer {
+    fn authorize(&self, _: &Principal, _: Action, _: &Resource) -> Result<(), AuthzError> {
+        Ok(())
+    }
+}
+
+struct Side {
+    name: &'static str,
+    addr: SocketAddr,
+    token: String,
+    _hearth: Hearth,
+}
+
+fn profile() -> anyhow::Result<DeviceProfile> {
+    let points = (0..POINTS)
+        .map(|i| {
+            Ok(PointDefinition {
+                key: PointKey::new(format!("point_{i}"))?,
+                name: format!("Point {i}"),
+                register: if i < 5 {
+                    RegisterKind::Input
+                } else {
+                    RegisterKind::Holding
+                },
+                address: 100 + i as u16,
+                data_type: DataType::I16,
+                word_order: WordOrder::HighFirst,
+                scale: Scale::new(0.1)?,
+                offset: 0.0,
+                unit: "°C".into(),
+                writable: i >= 5,
+                write_level: WriteLevel::Basic,
+                min: Some(0.0),
+                max: Some(100.0),
+            })
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    Ok(DeviceProfile {
+        id: ProfileId::new("bench-profile")?,
+        tenant_id: None,
+        name: "Bench".into(),
+        poll_interval_ms: 1000,
+        points,
+    })
+}
+
+async fn side(name: &'static str, ports: Ports) -> anyhow::Result<Side> {
+    let hearth = Hearth::new(ports);
+    let p = hearth.ports();
+    let tenant = Tenant {
+        id: TenantId::new(),
+        slug: TenantSlug::new("bench")?,
+        name: "Bench".into(),
+    };
+    p.directory.insert_tenant(&tenant).await?;
+    let profile = profile()?;
+    p.documents.put_profile(&profile).await?;
+    let user = User {
+        id: UserId::new(),
+        email: EmailAddress::new("admin@bench.test")?,
+        display_name: "Admin".into(),
+        password_hash: Some(p.passwords.hash(PASSWORD)?),
+    };
+    p.directory.insert_user(&user).await?;
+    p.directory
+        .upsert_membership(&Membership {
+            user_id: user.id,
+            tenant_id: tenant.id,
+            role: Role::Admin,
+            scope: DeviceScope::All,
+        })
+        .await?;
+    for d in 0..DEVICES {
+        let device = Device {
+            id: DeviceId::new(),
+            tenant_id: tenant.id,
+            area_id: None,
+            name: format!("Device {d:03}"),
+            profile_id: profile.id.clone(),
+            endpoint: ModbusEndpoint::new("127.0.0.1", 1502, 1)?,
+        };
+        p.directory.insert_device(&device).await?;
+        for point in &profile.points {
+            p.live.publish(LiveEvent::Reading(Reading {
+                tenant_id: tenant.id,
+                device_id: device.id,
+                point: point.key.clone(),
+                timestamp: chrono::Utc::now(),
+                value: 21.5,
+                quality: Quality::Good,
+            }));
+        }
+    }
+    let session = hearth.login("admin@bench.test", PASSWORD, None).await?;
+    let router = hearth::server::router(build_schema(hearth.clone()).finish(), hearth.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move {
+        let _ = axum_serve(listener, router).await;
+    });
+    Ok(Side {
+        name,
+        addr,
+        token: session.token,
+        _hearth: hearth,
+    })
+}
+
+async fn axum_serve(
+    listener: tokio::net::TcpListener,
+    router: axum::Router,
+) -> std::io::Result<()> {
+    axum::serve(listener, router).await
+}
+
+/// Runs `concurrency` clients against one side for `seconds`; returns latencies.
+async fn round(side: &Side, concurrency: usize, seconds: f64) -> anyhow::Result<Vec<Duration>> {
+    let deadline = Instant::now() + Duration::from_secs_f64(seconds);
+    let url = format!("http://{}/graphql", side.addr);
+    let body = serde_json::to_vec(&json!({ "query": QUERY }))?;
+    let mut workers = Vec::new();
+    for _ in 0..concurrency {
+        let (url, body, token) = (url.clone(), body.clone(), side.token.clone());
+        workers.push(tokio::spawn(async move {
+            let http = reqwest::Client::new();
+            let mut latencies = Vec::new();
+            while Instant::now() < deadline {
+                let start = Instant::now();
+                let res = http
+                    .post(&url)
+                    .bearer_auth(&token)
+                    .header("content-type", "application/json")
+                    .body(body.clone())
+                    .send()
+                    .await?;
+                let bytes = res.bytes().await?;
+                latencies.push(start.elapsed());
+                anyhow::ensure!(
+                    bytes.len() > 10_000 && !bytes.starts_with(b"{\"errors\""),
+                    "bad response"
+                );
+            }
+            anyhow::Ok(latencies)
+        }));
+    }
+    let mut all = Vec::new();
+    for w in workers {
+        all.extend(w.await??);
+    }
+    Ok(all)
+}
+
+fn arg(name: &str, default: f64) -> f64 {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[idx.min(sorted.len() - 1)]
+}
+
+#[tokio::main(flavor = "multi_thread")]
+async fn main() -> anyhow::Result<()> {
+    let seconds = arg("--seconds", 5.0);
+    let concurrency = arg("--concurrency", 8.0) as usize;
+    let rounds = arg("--rounds", 3.0) as usize;
+    let dir = tempfile::tempdir()?;
+    let tokens = || JwtTokens::new(&[7u8; 64], chrono::Duration::hours(1));
+    let gateway = Arc::new(ModbusGateway::new(GatewayConfig::default()));
+    let embedded = Ports {
+        directory: Arc::new(
+            SqlDirectory::sqlite_in(dir.path())
+                .await
+                .context("sqlite")?,
+        ),
+        documents: Arc::new(EmbeddedDocuments::open(dir.path())?),
+        readings: Arc::new(EmbeddedReadings::open(dir.path())?),
+        live: Arc::new(InProcessBus::new()),
+        field: gateway.clone(),
+        authorizer: Arc::new(OsoAuthorizer::new()?),
+        passwords: Arc::new(Argon2Hasher::fast_for_tests()?),
+        tokens: Arc::new(tokens()?),
+    };
+    let memory = Ports {
+        directory: Arc::new(MemoryDirectory::new()),
+        documents: Arc::new(MemoryDocuments::new()),
+        readings: Arc::new(MemoryReadings::new()),
+        live: Arc::new(InProcessBus::new()),
+        field: gateway,
+        authorizer: Arc::new(BypassAuthorizer),
+        passwords: Arc::new(Argon2Hasher::fast_for_tests()?),
+        tokens: Arc::new(tokens()?),
+    };
+    let sides = [
+        side("embedded+policy", embedded).await?,
+        side("memory+bypass", memory).await?,
+    ];
+    // Warm up both (connection pools, caches, allocator).
+    for s in &sides {
+        round(s, concurrency, 1.0).await?;
+    }
+    let mut results: Vec<Vec<Duration>> = vec![Vec::new(), Vec::new()];
+    for r in 0..rounds {
+        // Alternate which side goes first, so drift over time favours neither.
+        let order = if r % 2 == 0 { [0, 1] } else { [1, 0] };
+        for i in order {
+            results[i].extend(round(&sides[i], concurrency, seconds).await?);
+        }
+    }
+    let total_secs = seconds * rounds as f64;
+    let mut throughput = [0.0; 2];
+    println!("device list, {DEVICES} devices x {POINTS} points, {concurrency} clients, {rounds} rounds x {seconds} s per side");
+    for (i, s) in sides.iter().enumerate() {
+        let lat = &mut results[i];
+        lat.sort();
+        throughput[i] = lat.len() as f64 / total_secs;
+        println!(
+            "{:<16} {:>8.0} req/s  p50 {:>6.2} ms  p99 {:>6.2} ms  ({} requests)",
+            s.name,
+            throughput[i],
+            percentile(lat, 0.50).as_secs_f64() * 1e3,
+            percentile(lat, 0.99).as_secs_f64() * 1e3,
+            lat.len()
+        );
+    }
+    let p99 = |i: usize| percentile(&results[i], 0.99).as_secs_f64();
+    println!(
+        "throughput ratio embedded+policy / memory+bypass: {:.2}",
+        throughput[0] / throughput[1]
+    );
+    println!(
+        "p99 ratio memory+bypass / embedded+policy: {:.2}",
+        p99(1) / p99(0)
+    );
+    Ok(())
+}
