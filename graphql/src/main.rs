@@ -2,6 +2,12 @@
 
 use clap::Parser;
 
+// glibc's allocator spends a fifth of a device listing's CPU time in
+// malloc/free; mimalloc is markedly cheaper for async-graphql's many small
+// allocations.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli = hearth::cli::Cli::parse();

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use async_graphql::http::{GraphiQLSource, ALL_WEBSOCKET_PROTOCOLS};
-use async_graphql::Data;
+use async_graphql::{Data, Executor};
 use async_graphql_axum::{GraphQLProtocol, GraphQLRequest, GraphQLResponse, GraphQLWebSocket};
 use axum::extract::{FromRequest, FromRequestParts, Request, State, WebSocketUpgrade};
 use axum::http::{header, HeaderMap};
@@ -15,11 +15,11 @@ use hearth_domain::services::Hearth;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
-use crate::api::{Caller, HearthSchema};
+use crate::api::{Caller, CodedSchema, HearthSchema};
 
 #[derive(Clone)]
 struct AppState {
-    schema: HearthSchema,
+    schema: CodedSchema,
     hearth: Hearth,
 }
 
@@ -28,7 +28,10 @@ pub fn router(schema: HearthSchema, hearth: Hearth) -> Router {
     Router::new()
         .route("/graphql", get(graphql_get).post(graphql_post))
         .route("/healthz", get(|| async { "ok" }))
-        .with_state(AppState { schema, hearth })
+        .with_state(AppState {
+            schema: CodedSchema(schema),
+            hearth,
+        })
         .layer(
             TraceLayer::new_for_http().make_span_with(|req: &Request| {
                 let id = req

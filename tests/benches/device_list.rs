@@ -31,6 +31,10 @@ use hearth_modbus::{GatewayConfig, ModbusGateway};
 use hearth_sql::SqlDirectory;
 use serde_json::json;
 
+/// The same allocator as the `hearth` binary.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const DEVICES: usize = 50;
 const POINTS: usize = 10;
 const PASSWORD: &str = "bench-password";
@@ -76,6 +80,9 @@ fn profile() -> anyhow::Result<DeviceProfile> {
                 write_level: WriteLevel::Basic,
                 min: Some(0.0),
                 max: Some(100.0),
+                options: Vec::new(),
+                plausible_min: None,
+                plausible_max: None,
             })
         })
         .collect::<anyhow::Result<Vec<_>>>()?;

@@ -7,7 +7,7 @@ use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use hearth_domain::model::{aggregate_sorted, HistoryBucket, HistoryQuery, Reading};
+use hearth_domain::model::{aggregate_sorted, HistoryBucket, HistoryQuery, Quality, Reading};
 use hearth_domain::ports::ReadingStore;
 use hearth_domain::{DeviceId, StoreError, TenantId};
 use redb::{Database, ReadableTable, TableDefinition};
@@ -266,7 +266,8 @@ fn read_history(
                 let timestamp = DateTime::from_timestamp_micros(micros).ok_or_else(|| {
                     EmbeddedError::Corrupt(format!("sample timestamp {micros} µs is out of range"))
                 })?;
-                Ok((timestamp, value.value().0))
+                let (value, quality) = value.value();
+                Ok((timestamp, value, Quality::from_u8(quality)))
             });
             match decoded {
                 Ok(sample) => Some(sample),

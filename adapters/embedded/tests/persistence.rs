@@ -30,6 +30,9 @@ fn profile(id: &str, tenant_id: Option<TenantId>) -> DeviceProfile {
             write_level: WriteLevel::Full,
             min: None,
             max: None,
+            options: Vec::new(),
+            plausible_min: None,
+            plausible_max: None,
         }],
     }
 }

@@ -92,6 +92,9 @@ mod tests {
                 write_level: WriteLevel::Full,
                 min: None,
                 max: None,
+                options: Vec::new(),
+                plausible_min: None,
+                plausible_max: None,
             }],
         }
     }

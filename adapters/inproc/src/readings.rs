@@ -55,8 +55,8 @@ impl ReadingStore for MemoryReadings {
         };
         let range = samples
             .range(query.from.timestamp_micros()..=query.to.timestamp_micros())
-            .filter_map(|(micros, (value, _))| {
-                DateTime::from_timestamp_micros(*micros).map(|ts| (ts, *value))
+            .filter_map(|(micros, (value, quality))| {
+                DateTime::from_timestamp_micros(*micros).map(|ts| (ts, *value, *quality))
             });
         // `aggregate_sorted` applies the exact [from, to) bounds.
         Ok(aggregate_sorted(query, range))

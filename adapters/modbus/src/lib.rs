@@ -9,6 +9,6 @@ pub mod profile;
 pub mod simulator;
 
 pub use gateway::{GatewayConfig, ModbusGateway};
-pub use poller::{Poller, PollerConfig, PollerError, PollerHandle};
+pub use poller::{DevicePoller, Poller, PollerConfig, PollerError, PollerHandle};
 pub use profile::{ecl_comfort_310, ECL_COMFORT_310};
 pub use simulator::{DeviceHandle, Fault, SimulatedDevice, Simulator};

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use hearth_domain::model::{Device, DeviceProfile, Quality, Reading};
+use hearth_domain::model::{Device, DeviceProfile, Reading};
 use hearth_domain::ports::{FieldError, FieldGateway};
 use hearth_domain::services::Hearth;
 use hearth_domain::{DeviceId, PointKey, ProfileId, StoreError};
@@ -281,17 +281,11 @@ impl Supervisor {
     }
 }
 
-/// Polls one device forever.
+/// Polls one device forever: the schedule (start offset, fixed rate,
+/// backoff) around [`DevicePoller::poll_once`].
 struct DeviceTask {
     hearth: Hearth,
-    gateway: Arc<ModbusGateway>,
-    device: Device,
-    profile: DeviceProfile,
-    config: PollerConfig,
-    blocks: Vec<ReadBlock>,
-    replan_at: Option<Instant>,
-    /// Points the device refused, logged once rather than every poll.
-    refused: HashSet<PointKey>,
+    poller: DevicePoller,
 }
 
 impl DeviceTask {
@@ -302,40 +296,32 @@ impl DeviceTask {
         profile: DeviceProfile,
         config: &PollerConfig,
     ) -> Self {
-        let blocks = plan_reads(&profile.points, config.max_gap);
         Self {
             hearth,
-            gateway,
-            device,
-            profile,
-            config: config.clone(),
-            blocks,
-            replan_at: None,
-            refused: HashSet::new(),
+            poller: DevicePoller::new(gateway, device, profile, config),
         }
     }
 
     fn interval(&self) -> Duration {
-        Duration::from_millis(u64::from(self.profile.poll_interval_ms))
+        Duration::from_millis(u64::from(self.poller.profile.poll_interval_ms))
     }
 
     async fn run(mut self) {
         let interval = self.interval();
-        let spread = interval.min(self.config.max_start_offset);
+        let spread = interval.min(self.poller.config.max_start_offset);
         let offset = spread.mul_f64(rand::thread_rng().gen_range(0.0..1.0));
         tokio::time::sleep(offset).await;
 
-        let (tenant, id) = (self.device.tenant_id, self.device.id);
+        let (tenant, id) = (self.poller.device.tenant_id, self.poller.device.id);
         let mut failures: u32 = 0;
         loop {
             let started = Instant::now();
-            let next = match self.poll_once().await {
-                Ok(readings) => {
+            let next = match self.poller.poll_once(&self.hearth).await {
+                Ok(_) => {
                     if failures > 0 {
                         tracing::info!(device = %id, failures, "Device answers again.");
                     }
                     failures = 0;
-                    self.hearth.record_readings(tenant, id, readings).await;
                     // Fixed rate from the start of the poll, without catching up.
                     started + interval
                 }
@@ -358,15 +344,75 @@ impl DeviceTask {
     /// devices behind one failed link do not retry in lockstep.
     fn backoff(&self, failures: u32) -> Duration {
         let interval = self.interval();
-        let cap = self.config.backoff_cap.max(interval);
+        let cap = self.poller.config.backoff_cap.max(interval);
         let exponent = failures.saturating_sub(1).min(16);
         let base = interval.saturating_mul(1u32 << exponent).min(cap);
         base.mul_f64(rand::thread_rng().gen_range(0.8..1.2))
     }
+}
+
+/// One poll of one device, without any schedule: what the poller's device
+/// task does at every tick, public so that a benchmark (or a "read now"
+/// command) can drive exactly the same path as fast as it likes.
+///
+/// It keeps the device's read plan between polls: blocks a device refused
+/// stay split until [`PollerConfig::replan_every`] has passed.
+pub struct DevicePoller {
+    gateway: Arc<ModbusGateway>,
+    device: Device,
+    profile: DeviceProfile,
+    config: PollerConfig,
+    blocks: Vec<ReadBlock>,
+    replan_at: Option<Instant>,
+    /// Points the device refused, logged once rather than every poll.
+    refused: HashSet<PointKey>,
+}
+
+impl DevicePoller {
+    pub fn new(
+        gateway: Arc<ModbusGateway>,
+        device: Device,
+        profile: DeviceProfile,
+        config: &PollerConfig,
+    ) -> Self {
+        let blocks = plan_reads(&profile.points, config.max_gap);
+        Self {
+            gateway,
+            device,
+            profile,
+            config: config.clone(),
+            blocks,
+            replan_at: None,
+            refused: HashSet::new(),
+        }
+    }
+
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// The block reads the next poll will make.
+    pub fn blocks(&self) -> &[ReadBlock] {
+        &self.blocks
+    }
+
+    /// Reads the device and records what it read through the ingest use
+    /// case (live bus at once, persistence batched). Returns how many
+    /// readings were recorded. On error nothing is recorded; marking the
+    /// device offline is left to the caller, which knows whether this was
+    /// the first failure.
+    pub async fn poll_once(&mut self, hearth: &Hearth) -> Result<usize, FieldError> {
+        let readings = self.read_once().await?;
+        let count = readings.len();
+        hearth
+            .record_readings(self.device.tenant_id, self.device.id, readings)
+            .await;
+        Ok(count)
+    }
 
     /// Reads every block. An unreachable device fails the poll; a refused
     /// block is split into single points, and a refused point is skipped.
-    async fn poll_once(&mut self) -> Result<Vec<Reading>, FieldError> {
+    pub async fn read_once(&mut self) -> Result<Vec<Reading>, FieldError> {
         if self.replan_at.is_some_and(|at| Instant::now() >= at) {
             self.blocks = plan_reads(&self.profile.points, self.config.max_gap);
             self.replan_at = None;
@@ -381,18 +427,30 @@ impl DeviceTask {
                 .await;
             match result {
                 Ok(words) => {
-                    for (point, value) in block.decode(&self.profile.points, &words) {
+                    let points = &self.profile.points;
+                    // `decode` yields the block's points in this order, so
+                    // each value meets its definition without a lookup by key.
+                    let definitions = block.points.iter().filter_map(|&p| points.get(p));
+                    let mut refused = Vec::new();
+                    for (definition, (point, value)) in
+                        definitions.zip(block.decode(points, &words))
+                    {
                         match value {
                             Ok(value) => readings.push(Reading {
                                 tenant_id: self.device.tenant_id,
                                 device_id: self.device.id,
+                                // Fault codes (an open sensor's 192 °C) are
+                                // kept, but marked as not a real value.
+                                quality: definition.quality_of(value),
                                 point,
                                 timestamp,
                                 value,
-                                quality: Quality::Good,
                             }),
-                            Err(reason) => self.refuse(point, &reason),
+                            Err(reason) => refused.push((point, reason)),
                         }
+                    }
+                    for (point, reason) in refused {
+                        self.refuse(point, &reason);
                     }
                     i += 1;
                 }

@@ -4,7 +4,8 @@
 //! unverified against a real controller.
 
 use hearth_domain::model::{
-    DataType, DeviceProfile, PointDefinition, RegisterKind, Scale, WordOrder, WriteLevel,
+    DataType, DeviceProfile, PointDefinition, PointOption, RegisterKind, Scale, WordOrder,
+    WriteLevel,
 };
 use hearth_domain::{PointKey, ProfileId};
 
@@ -145,8 +146,33 @@ pub fn ecl_comfort_310() -> DeviceProfile {
         tenant_id: None,
         name: "Danfoss ECL Comfort 310, circuit 1".into(),
         poll_interval_ms: 1_000,
-        points: specs.into_iter().map(point).collect(),
+        points: specs.into_iter().map(point).map(with_semantics).collect(),
     }
+}
+
+/// Sensor plausibility and mode names, which the register table alone
+/// does not say.
+fn with_semantics(mut point: PointDefinition) -> PointDefinition {
+    if point.register == RegisterKind::Input {
+        // ECL sensors read 192 °C when open and far below -50 °C when shorted.
+        point.plausible_min = Some(-60.0);
+        point.plausible_max = Some(150.0);
+    }
+    if point.key.as_str() == "mode" {
+        point.options = [
+            (0.0, "schedule"),
+            (1.0, "comfort"),
+            (2.0, "saving"),
+            (3.0, "frost protection"),
+        ]
+        .into_iter()
+        .map(|(value, label)| PointOption {
+            value,
+            label: label.into(),
+        })
+        .collect();
+    }
+    point
 }
 
 fn point(spec: Spec) -> PointDefinition {
@@ -164,6 +190,9 @@ fn point(spec: Spec) -> PointDefinition {
         write_level: spec.write.map_or(WriteLevel::Full, |w| w.0),
         min: spec.write.map(|w| w.1),
         max: spec.write.map(|w| w.2),
+        options: Vec::new(),
+        plausible_min: None,
+        plausible_max: None,
     }
 }
 

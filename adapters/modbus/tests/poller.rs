@@ -165,6 +165,9 @@ async fn a_block_the_device_refuses_is_split_and_bad_points_skipped() {
         write_level: WriteLevel::Full,
         min: None,
         max: None,
+        options: Vec::new(),
+        plausible_min: None,
+        plausible_max: None,
     });
     profile.validate().expect("valid profile");
     t.documents.put_profile(&profile).await.expect("stored");

@@ -38,6 +38,9 @@ fn profile(profile_id: &str, tenant_id: Option<TenantId>, name: &str) -> DeviceP
                 write_level: WriteLevel::Basic,
                 min: Some(10.0),
                 max: Some(30.0),
+                options: Vec::new(),
+                plausible_min: None,
+                plausible_max: None,
             },
             PointDefinition {
                 key: key("outdoor"),
@@ -53,6 +56,9 @@ fn profile(profile_id: &str, tenant_id: Option<TenantId>, name: &str) -> DeviceP
                 write_level: WriteLevel::Full,
                 min: None,
                 max: None,
+                options: Vec::new(),
+                plausible_min: None,
+                plausible_max: None,
             },
         ],
     }

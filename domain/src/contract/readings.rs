@@ -70,6 +70,7 @@ async fn history(store: &dyn ReadingStore, query: &HistoryQuery) -> Vec<(i64, f6
 
 /// Checks every promise of [`ReadingStore`] against an empty store.
 pub async fn readings_contract(store: &dyn ReadingStore) {
+    bad_readings_are_kept_out_of_aggregates(store).await;
     let tenant_a = TenantId::new();
     let tenant_b = TenantId::new();
     let device_1 = DeviceId::new();
@@ -241,4 +242,34 @@ pub async fn readings_contract(store: &dyn ReadingStore) {
         vec![(0, (BULK - 1) as f64)],
         "LAST must be the newest reading of the bucket"
     );
+}
+
+/// A `Bad` reading (a fault code such as an open sensor's 192 °C) is stored
+/// but never counted, averaged or returned as a minimum, maximum or last value.
+async fn bad_readings_are_kept_out_of_aggregates(store: &dyn ReadingStore) {
+    let s = Series {
+        tenant: TenantId::new(),
+        device: DeviceId::new(),
+        point: key("sensor"),
+    };
+    let mut open = s.at(5, 192.0);
+    open.quality = Quality::Bad;
+    store
+        .append(&[s.at(0, 20.0), open, s.at(10, 22.0)])
+        .await
+        .unwrap_or_else(|err| panic!("append failed: {err}"));
+    for (aggregate, expected) in [
+        (Aggregate::Count, 2.0),
+        (Aggregate::Mean, 21.0),
+        (Aggregate::Max, 22.0),
+        (Aggregate::Min, 20.0),
+        (Aggregate::Last, 22.0),
+    ] {
+        let got = history(store, &s.query(0, 60, 60, aggregate)).await;
+        assert_eq!(
+            got,
+            vec![(0, expected)],
+            "{aggregate:?} must leave out Bad readings"
+        );
+    }
 }

@@ -3,6 +3,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::InvalidValue;
 use crate::ids::{PointKey, ProfileId, TenantId};
 use crate::model::access::WriteLevel;
+use crate::model::reading::Quality;
 
 /// Which Modbus table a point lives in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -105,6 +106,24 @@ pub struct PointDefinition {
     pub min: Option<f64>,
     #[serde(default)]
     pub max: Option<f64>,
+    /// Named values of an enumerated point (a mode); when present, writes
+    /// must pick one of them.
+    #[serde(default)]
+    pub options: Vec<PointOption>,
+    /// Readings outside `[plausible_min, plausible_max]` are not physical
+    /// values but fault codes (an open ECL sensor reads 192 °C) and get
+    /// quality `Bad`.
+    #[serde(default)]
+    pub plausible_min: Option<f64>,
+    #[serde(default)]
+    pub plausible_max: Option<f64>,
+}
+
+/// One named value of an enumerated point.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PointOption {
+    pub value: f64,
+    pub label: String,
 }
 
 fn default_write_level() -> WriteLevel {
@@ -138,11 +157,41 @@ impl PointDefinition {
         Ok(raw * self.scale.get() + self.offset)
     }
 
+    /// The quality of a freshly read value: `Bad` when it is implausible.
+    pub fn quality_of(&self, value: f64) -> Quality {
+        let below = self.plausible_min.is_some_and(|min| value < min);
+        let above = self.plausible_max.is_some_and(|max| value > max);
+        if below || above || !value.is_finite() {
+            Quality::Bad
+        } else {
+            Quality::Good
+        }
+    }
+
+    /// The label of `value` for enumerated points.
+    pub fn label_of(&self, value: f64) -> Option<&str> {
+        self.options
+            .iter()
+            .find(|o| o.value == value)
+            .map(|o| o.label.as_str())
+    }
+
     /// Raw registers for an engineering value, refusing anything out of the
     /// point's range, not representable at its scale, or out of the type's range.
     pub fn encode(&self, value: f64) -> Result<Vec<u16>, InvalidValue> {
         if !value.is_finite() {
             return Err(InvalidValue::new("value", "must be a finite number"));
+        }
+        if !self.options.is_empty() && self.label_of(value).is_none() {
+            let allowed: Vec<String> = self
+                .options
+                .iter()
+                .map(|o| format!("{} ({})", o.value, o.label))
+                .collect();
+            return Err(InvalidValue::new(
+                "value",
+                format!("{value} is not one of {}", allowed.join(", ")),
+            ));
         }
         if let Some(min) = self.min {
             if value < min {
@@ -291,6 +340,9 @@ mod tests {
             write_level: WriteLevel::Basic,
             min: Some(-50.0),
             max: Some(150.0),
+            options: Vec::new(),
+            plausible_min: None,
+            plausible_max: None,
         }
     }
 

@@ -124,10 +124,11 @@ pub struct HistoryBucket {
 }
 
 /// Folds readings (sorted by time) into buckets; shared by every ReadingStore
-/// that cannot aggregate natively.
+/// that cannot aggregate natively. `Bad` samples are fault codes, not
+/// values (an open sensor's 192 °C), and are left out of every aggregate.
 pub fn aggregate_sorted(
     query: &HistoryQuery,
-    samples: impl IntoIterator<Item = (DateTime<Utc>, f64)>,
+    samples: impl IntoIterator<Item = (DateTime<Utc>, f64, Quality)>,
 ) -> Vec<HistoryBucket> {
     struct Acc {
         start: DateTime<Utc>,
@@ -149,8 +150,8 @@ pub fn aggregate_sorted(
     };
     let mut out = Vec::new();
     let mut current: Option<Acc> = None;
-    for (ts, value) in samples {
-        if ts < query.from || ts >= query.to {
+    for (ts, value, quality) in samples {
+        if ts < query.from || ts >= query.to || quality == Quality::Bad {
             continue;
         }
         let start = query.bucket_start(ts);
@@ -208,8 +209,16 @@ mod tests {
     #[test]
     fn buckets_aggregate_each_kind() {
         let q = query(Aggregate::Mean);
-        let s = |sec: i64, v: f64| (q.from + chrono::Duration::seconds(sec), v);
-        let samples = vec![s(0, 1.0), s(10, 3.0), s(30, 5.0), s(59, 7.0), s(60, 100.0)];
+        let s = |sec: i64, v: f64| (q.from + chrono::Duration::seconds(sec), v, Quality::Good);
+        let bad = (q.from + chrono::Duration::seconds(20), 192.0, Quality::Bad);
+        let samples = vec![
+            s(0, 1.0),
+            s(10, 3.0),
+            bad,
+            s(30, 5.0),
+            s(59, 7.0),
+            s(60, 100.0),
+        ];
         let mean = aggregate_sorted(&q, samples.clone());
         assert_eq!(
             mean.iter().map(|b| b.value).collect::<Vec<_>>(),

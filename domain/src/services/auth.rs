@@ -1,11 +1,15 @@
 //! Login, tenant switching, token authentication and `me`.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
 use chrono::{DateTime, Utc};
 use thiserror::Error;
 
 use super::Hearth;
 use crate::error::DomainError;
-use crate::ids::TenantId;
+use crate::ids::{TenantId, UserId};
 use crate::model::{EmailAddress, Membership, Role, Tenant, User};
 use crate::ports::TokenError;
 use crate::principal::Principal;
@@ -109,26 +113,35 @@ impl Hearth {
         self.issue(&membership).await
     }
 
-    /// Resolves a bearer token to the principal it stands for, re-reading the
-    /// membership so a revoked or changed role takes effect at once.
+    /// Resolves a bearer token to the principal it stands for. The token's
+    /// signature and expiry are checked on every call; the membership behind
+    /// it is re-read at most [`PrincipalCache::TTL`] later, so a revoked or
+    /// changed role takes effect within that time on every replica.
     pub async fn authenticate(&self, token: &str) -> Result<Principal, DomainError> {
         let claims = self.ports.tokens.verify(token).map_err(|e| match e {
             TokenError::Expired | TokenError::Invalid => DomainError::Unauthenticated,
         })?;
-        let membership = self
-            .ports
-            .directory
-            .membership(claims.user_id, claims.tenant_id)
-            .await?;
-        let user = self.ports.directory.user(claims.user_id).await?;
-        match (user, membership) {
-            (Some(user), Some(m)) => Ok(Principal {
-                user_id: user.id,
-                email: user.email,
-                tenant_id: m.tenant_id,
-                role: m.role,
-                scope: m.scope,
-            }),
+        if let Some(principal) = self.principals.get(claims.user_id, claims.tenant_id) {
+            return Ok(principal);
+        }
+        let (membership, user) = tokio::join!(
+            self.ports
+                .directory
+                .membership(claims.user_id, claims.tenant_id),
+            self.ports.directory.user(claims.user_id),
+        );
+        match (user?, membership?) {
+            (Some(user), Some(m)) => {
+                let principal = Principal {
+                    user_id: user.id,
+                    email: user.email,
+                    tenant_id: m.tenant_id,
+                    role: m.role,
+                    scope: m.scope,
+                };
+                self.principals.put(principal.clone());
+                Ok(principal)
+            }
             _ => Err(DomainError::Unauthenticated),
         }
     }
@@ -202,5 +215,39 @@ impl Hearth {
             role: membership.role,
             expires_at: claims.expires_at,
         })
+    }
+}
+
+/// Recently resolved principals, so a burst of requests with one token costs
+/// one membership lookup rather than one per request.
+#[derive(Default)]
+pub(crate) struct PrincipalCache {
+    entries: Mutex<HashMap<(UserId, TenantId), (Principal, Instant)>>,
+}
+
+impl PrincipalCache {
+    /// How stale a role or scope may be after it changed in the store.
+    pub const TTL: Duration = Duration::from_secs(2);
+    /// Beyond this many entries the cache starts over rather than grow.
+    const MAX_ENTRIES: usize = 10_000;
+
+    fn get(&self, user: UserId, tenant: TenantId) -> Option<Principal> {
+        let entries = self.entries.lock().ok()?;
+        entries
+            .get(&(user, tenant))
+            .filter(|(_, at)| at.elapsed() < Self::TTL)
+            .map(|(p, _)| p.clone())
+    }
+
+    fn put(&self, principal: Principal) {
+        if let Ok(mut entries) = self.entries.lock() {
+            if entries.len() >= Self::MAX_ENTRIES {
+                entries.clear();
+            }
+            entries.insert(
+                (principal.user_id, principal.tenant_id),
+                (principal, Instant::now()),
+            );
+        }
     }
 }

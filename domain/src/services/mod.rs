@@ -8,6 +8,7 @@ mod devices;
 mod history;
 mod ingest;
 mod live;
+mod profiles;
 
 use std::sync::Arc;
 
@@ -42,6 +43,7 @@ pub struct Ports {
 pub struct Hearth {
     ports: Ports,
     writer: ReadingWriter,
+    principals: Arc<auth::PrincipalCache>,
 }
 
 impl Hearth {
@@ -49,7 +51,11 @@ impl Hearth {
     /// batched reading writer runs as a task.
     pub fn new(ports: Ports) -> Self {
         let writer = ReadingWriter::spawn(ports.readings.clone());
-        Self { ports, writer }
+        Self {
+            ports,
+            writer,
+            principals: Arc::default(),
+        }
     }
 
     pub fn ports(&self) -> &Ports {

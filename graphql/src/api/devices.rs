@@ -34,6 +34,16 @@ pub enum WriteLevel {
     Full,
 }
 
+impl From<WriteLevel> for model::WriteLevel {
+    fn from(l: WriteLevel) -> Self {
+        match l {
+            WriteLevel::Basic => model::WriteLevel::Basic,
+            WriteLevel::Limited => model::WriteLevel::Limited,
+            WriteLevel::Full => model::WriteLevel::Full,
+        }
+    }
+}
+
 impl From<model::WriteLevel> for WriteLevel {
     fn from(l: model::WriteLevel) -> Self {
         match l {
@@ -67,12 +77,30 @@ pub struct Point {
     pub write_level: WriteLevel,
     pub min: Option<f64>,
     pub max: Option<f64>,
+    /// Named values of an enumerated point (a mode); writes must pick one.
+    pub options: Vec<super::profiles::PointOption>,
+    /// The option label of the current value, for enumerated points.
+    pub value_label: Option<String>,
 }
 
 impl From<PointView> for Point {
     fn from(p: PointView) -> Self {
         let d = p.definition;
+        let value_label = p
+            .latest
+            .as_ref()
+            .and_then(|r| d.label_of(r.value))
+            .map(str::to_string);
         Point {
+            value_label,
+            options: d
+                .options
+                .iter()
+                .map(|o| super::profiles::PointOption {
+                    value: o.value,
+                    label: o.label.clone(),
+                })
+                .collect(),
             key: d.key.to_string(),
             name: d.name,
             value: p.latest.as_ref().map(|r| r.value),

@@ -8,12 +8,13 @@ mod devices;
 pub mod error;
 mod history;
 mod live;
+mod profiles;
 
 use async_graphql::{Context, MergedObject, MergedSubscription, Schema, SchemaBuilder};
 use hearth_domain::services::Hearth;
 use hearth_domain::Principal;
 
-pub use error::{Code, ErrorCodes};
+pub use error::{Code, CodedSchema};
 
 #[derive(MergedObject, Default)]
 pub struct Query(
@@ -21,10 +22,15 @@ pub struct Query(
     devices::DeviceQueries,
     history::HistoryQueries,
     control::AuditQueries,
+    profiles::ProfileQueries,
 );
 
 #[derive(MergedObject, Default)]
-pub struct Mutation(auth::AuthMutation, control::ControlMutation);
+pub struct Mutation(
+    auth::AuthMutation,
+    control::ControlMutation,
+    profiles::ProfileMutation,
+);
 
 #[derive(MergedSubscription, Default)]
 pub struct Subscription(live::LiveSubscription);
@@ -44,7 +50,6 @@ pub fn build_schema(hearth: Hearth) -> SchemaBuilder<Query, Mutation, Subscripti
         Subscription::default(),
     )
     .data(hearth)
-    .extension(ErrorCodes)
     .limit_depth(MAX_DEPTH)
     .limit_complexity(MAX_COMPLEXITY)
 }

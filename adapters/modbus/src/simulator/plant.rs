@@ -252,6 +252,19 @@ impl Plant {
         self.params.get(&address).map(|p| p.word)
     }
 
+    /// Overwrites a holding register's raw word without the write checks
+    /// or side effects of [`Plant::write`]. Returns `false`, changing
+    /// nothing, if the register does not exist.
+    pub fn set_holding(&mut self, address: u16, word: u16) -> bool {
+        match self.params.get_mut(&address) {
+            Some(param) => {
+                param.word = word;
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Advances the model by `dt` seconds ending at `clock`. Each lag uses the
     /// exact first-order step, stable for any `dt`.
     pub fn advance(&mut self, dt: f64, clock: WallClock) {

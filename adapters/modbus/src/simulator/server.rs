@@ -189,6 +189,14 @@ impl DeviceHandle {
         self.state.with_plant(|p| p.holding(address))
     }
 
+    /// Sets a holding register's raw word directly (not over the wire),
+    /// bypassing range checks and side effects, so a test or benchmark can
+    /// make a change the poller will see. Returns `false`, changing nothing,
+    /// if the device has no such register.
+    pub fn set_holding(&self, address: u16, word: u16) -> bool {
+        self.state.with_plant(|p| p.set_holding(address, word))
+    }
+
     /// Current plant temperatures.
     pub fn plant(&self) -> PlantState {
         self.state.with_plant(|p| p.state())

@@ -1,0 +1,53 @@
+//! Device profiles (register maps): reading them, and admins adding their own.
+
+use super::Hearth;
+use crate::error::{DomainError, InvalidValue};
+use crate::model::DeviceProfile;
+use crate::ports::Action;
+use crate::principal::Principal;
+
+impl Hearth {
+    /// Built-in profiles and the caller's tenant's own.
+    pub async fn profiles(&self, principal: &Principal) -> Result<Vec<DeviceProfile>, DomainError> {
+        self.require_tenant(principal, Action::View)?;
+        Ok(self.ports.documents.profiles(principal.tenant_id).await?)
+    }
+
+    /// Stores a profile owned by the caller's tenant (new, or replacing one
+    /// of the tenant's own). Its id must start with the tenant's slug and a
+    /// dot (`acme.my-ahu`): ids are global, and a per-tenant namespace means
+    /// no answer can reveal that another tenant uses some id.
+    /// Devices already polled pick a changed profile up on the poller's next reload.
+    pub async fn put_profile(
+        &self,
+        principal: &Principal,
+        mut profile: DeviceProfile,
+    ) -> Result<DeviceProfile, DomainError> {
+        self.require_tenant(principal, Action::ManageDevices)?;
+        profile.tenant_id = Some(principal.tenant_id);
+        profile.validate()?;
+        let tenant = self
+            .ports
+            .directory
+            .tenant(principal.tenant_id)
+            .await?
+            .ok_or(DomainError::Unauthenticated)?;
+        let prefix = format!("{}.", tenant.slug.as_str());
+        if !profile.id.as_str().starts_with(&prefix) || profile.id.as_str().len() == prefix.len() {
+            return Err(
+                InvalidValue::new("profile id", format!("must start with `{prefix}`")).into(),
+            );
+        }
+        if let Some(existing) = self.ports.documents.profile(&profile.id).await? {
+            if existing.tenant_id != Some(principal.tenant_id) {
+                return Err(DomainError::Conflict(format!(
+                    "profile id `{}` is taken",
+                    profile.id
+                )));
+            }
+        }
+        self.ports.documents.put_profile(&profile).await?;
+        tracing::info!(profile = %profile.id, tenant = %principal.tenant_id, "Profile stored.");
+        Ok(profile)
+    }
+}

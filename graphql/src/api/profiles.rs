@@ -1,0 +1,260 @@
+//! `profiles` and `putProfile`: device register maps as documents.
+
+use async_graphql::{Context, Enum, InputObject, Object, SimpleObject};
+use hearth_domain::model::{self, PointOption as DomainOption};
+use hearth_domain::{PointKey, ProfileId};
+
+use super::devices::WriteLevel;
+use super::error::{bad_input, from_domain};
+use super::{hearth, principal};
+
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+pub enum RegisterKind {
+    /// FC03 read, FC06/FC16 write.
+    Holding,
+    /// FC04 read, read-only.
+    Input,
+}
+
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+pub enum DataType {
+    U16,
+    I16,
+    U32,
+    I32,
+    F32,
+}
+
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+pub enum WordOrder {
+    HighFirst,
+    LowFirst,
+}
+
+#[derive(SimpleObject, InputObject, Clone)]
+#[graphql(input_name = "PointOptionInput")]
+pub struct PointOption {
+    pub value: f64,
+    pub label: String,
+}
+
+/// Where a point lives on the device and how to read and write it.
+#[derive(SimpleObject)]
+pub struct PointDefinition {
+    pub key: String,
+    pub name: String,
+    pub register: RegisterKind,
+    pub address: i32,
+    pub data_type: DataType,
+    pub word_order: WordOrder,
+    pub scale: f64,
+    pub offset: f64,
+    pub unit: String,
+    pub writable: bool,
+    pub write_level: WriteLevel,
+    pub min: Option<f64>,
+    pub max: Option<f64>,
+    pub options: Vec<PointOption>,
+    pub plausible_min: Option<f64>,
+    pub plausible_max: Option<f64>,
+}
+
+#[derive(SimpleObject)]
+pub struct DeviceProfile {
+    pub id: String,
+    pub name: String,
+    /// Built into Hearth (shared by every tenant) rather than the tenant's own.
+    pub built_in: bool,
+    pub poll_interval_ms: i32,
+    pub points: Vec<PointDefinition>,
+}
+
+#[derive(InputObject)]
+pub struct PointDefinitionInput {
+    pub key: String,
+    pub name: String,
+    pub register: RegisterKind,
+    pub address: i32,
+    pub data_type: DataType,
+    #[graphql(default_with = "WordOrder::HighFirst")]
+    pub word_order: WordOrder,
+    #[graphql(default = 1.0)]
+    pub scale: f64,
+    #[graphql(default)]
+    pub offset: f64,
+    #[graphql(default)]
+    pub unit: String,
+    #[graphql(default)]
+    pub writable: bool,
+    #[graphql(default_with = "WriteLevel::Full")]
+    pub write_level: WriteLevel,
+    pub min: Option<f64>,
+    pub max: Option<f64>,
+    #[graphql(default)]
+    pub options: Vec<PointOption>,
+    pub plausible_min: Option<f64>,
+    pub plausible_max: Option<f64>,
+}
+
+#[derive(InputObject)]
+pub struct DeviceProfileInput {
+    /// Must start with your tenant's slug and a dot, e.g. `acme.ahu-2000`.
+    pub id: String,
+    pub name: String,
+    #[graphql(default = 1000)]
+    pub poll_interval_ms: i32,
+    pub points: Vec<PointDefinitionInput>,
+}
+
+impl DeviceProfileInput {
+    /// Converts at the edge; every field the domain constrains is checked
+    /// again by `DeviceProfile::validate`.
+    fn try_into_domain(self) -> async_graphql::Result<model::DeviceProfile> {
+        let invalid = |e: hearth_domain::error::InvalidValue| bad_input(e.to_string());
+        if self.points.len() > 500 {
+            return Err(bad_input("a profile has at most 500 points"));
+        }
+        let points = self
+            .points
+            .into_iter()
+            .map(|p| {
+                let address = u16::try_from(p.address).map_err(|_| {
+                    bad_input(format!("point `{}`: address must be 0 to 65535", p.key))
+                })?;
+                Ok(model::PointDefinition {
+                    key: PointKey::new(p.key).map_err(invalid)?,
+                    name: p.name,
+                    register: match p.register {
+                        RegisterKind::Holding => model::RegisterKind::Holding,
+                        RegisterKind::Input => model::RegisterKind::Input,
+                    },
+                    address,
+                    data_type: match p.data_type {
+                        DataType::U16 => model::DataType::U16,
+                        DataType::I16 => model::DataType::I16,
+                        DataType::U32 => model::DataType::U32,
+                        DataType::I32 => model::DataType::I32,
+                        DataType::F32 => model::DataType::F32,
+                    },
+                    word_order: match p.word_order {
+                        WordOrder::HighFirst => model::WordOrder::HighFirst,
+                        WordOrder::LowFirst => model::WordOrder::LowFirst,
+                    },
+                    scale: model::Scale::new(p.scale).map_err(invalid)?,
+                    offset: p.offset,
+                    unit: p.unit,
+                    writable: p.writable,
+                    write_level: p.write_level.into(),
+                    min: p.min,
+                    max: p.max,
+                    options: p
+                        .options
+                        .into_iter()
+                        .map(|o| DomainOption {
+                            value: o.value,
+                            label: o.label,
+                        })
+                        .collect(),
+                    plausible_min: p.plausible_min,
+                    plausible_max: p.plausible_max,
+                })
+            })
+            .collect::<async_graphql::Result<Vec<_>>>()?;
+        Ok(model::DeviceProfile {
+            id: ProfileId::new(self.id).map_err(invalid)?,
+            tenant_id: None,
+            name: self.name,
+            poll_interval_ms: u32::try_from(self.poll_interval_ms)
+                .map_err(|_| bad_input("pollIntervalMs must be positive"))?,
+            points,
+        })
+    }
+}
+
+impl From<model::DeviceProfile> for DeviceProfile {
+    fn from(p: model::DeviceProfile) -> Self {
+        DeviceProfile {
+            id: p.id.to_string(),
+            name: p.name,
+            built_in: p.tenant_id.is_none(),
+            poll_interval_ms: i32::try_from(p.poll_interval_ms).unwrap_or(i32::MAX),
+            points: p.points.into_iter().map(PointDefinition::from).collect(),
+        }
+    }
+}
+
+impl From<model::PointDefinition> for PointDefinition {
+    fn from(p: model::PointDefinition) -> Self {
+        PointDefinition {
+            key: p.key.to_string(),
+            name: p.name,
+            register: match p.register {
+                model::RegisterKind::Holding => RegisterKind::Holding,
+                model::RegisterKind::Input => RegisterKind::Input,
+            },
+            address: i32::from(p.address),
+            data_type: match p.data_type {
+                model::DataType::U16 => DataType::U16,
+                model::DataType::I16 => DataType::I16,
+                model::DataType::U32 => DataType::U32,
+                model::DataType::I32 => DataType::I32,
+                model::DataType::F32 => DataType::F32,
+            },
+            word_order: match p.word_order {
+                model::WordOrder::HighFirst => WordOrder::HighFirst,
+                model::WordOrder::LowFirst => WordOrder::LowFirst,
+            },
+            scale: p.scale.get(),
+            offset: p.offset,
+            unit: p.unit,
+            writable: p.writable,
+            write_level: p.write_level.into(),
+            min: p.min,
+            max: p.max,
+            options: p
+                .options
+                .into_iter()
+                .map(|o| PointOption {
+                    value: o.value,
+                    label: o.label,
+                })
+                .collect(),
+            plausible_min: p.plausible_min,
+            plausible_max: p.plausible_max,
+        }
+    }
+}
+
+#[derive(Default)]
+pub struct ProfileQueries;
+
+#[Object]
+impl ProfileQueries {
+    /// Built-in profiles and the active tenant's own, by id.
+    async fn profiles(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<DeviceProfile>> {
+        let principal = principal(ctx)?;
+        let profiles = hearth(ctx).profiles(principal).await.map_err(from_domain)?;
+        Ok(profiles.into_iter().map(DeviceProfile::from).collect())
+    }
+}
+
+#[derive(Default)]
+pub struct ProfileMutation;
+
+#[Object]
+impl ProfileMutation {
+    /// Adds or replaces one of the active tenant's profiles (Admin and Full).
+    async fn put_profile(
+        &self,
+        ctx: &Context<'_>,
+        input: DeviceProfileInput,
+    ) -> async_graphql::Result<DeviceProfile> {
+        let principal = principal(ctx)?;
+        let profile = input.try_into_domain()?;
+        hearth(ctx)
+            .put_profile(principal, profile)
+            .await
+            .map(DeviceProfile::from)
+            .map_err(from_domain)
+    }
+}

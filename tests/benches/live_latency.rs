@@ -1,0 +1,367 @@
+//! Benchmark: end-to-end latency from a register change in a simulated
+//! controller to its receipt by live subscribers, p50/p99.
+//!
+//! Everything is real except the persistence store and the transport to the
+//! subscriber: 1,000 simulated ECL controllers on loopback, the real
+//! [`Poller`] (scheduler, gateway, decoding, `record_readings`), the
+//! [`InProcessBus`], and 1,000 subscribers that each call
+//! `Hearth::subscribe_live` with an Admin [`Principal`] of the one tenant
+//! (empty device list: every device in scope), through the oso policy, over
+//! an in-memory directory. Not through the GraphQL WebSocket: a thousand
+//! WebSocket clients each receiving every event of the tenant as JSON would
+//! measure serialisation and the client more than the live path. Readings
+//! are discarded instead of persisted unless `--persist` is given (then the
+//! embedded redb store takes them, competing for the same cores).
+//!
+//! The profile is the built-in ECL Comfort 310 with its poll interval set by
+//! `--interval-ms` (default 100 ms; the built-in profile polls every 1000 ms).
+//! A marker task writes a fresh value every `--mark-every-ms` into the
+//! holding register of `schedule_mon_start` (3109) of the next device, round
+//! robin, straight into the simulator (`DeviceHandle::set_holding`), and
+//! notes the instant. Each subscriber notes the instant it first receives
+//! that value. Reported:
+//! - change -> receipt: write to receipt. Includes the wait for the device's
+//!   next poll, uniform over one interval, so its p99 cannot be below about
+//!   0.99 x the poll interval whatever the rest costs.
+//! - poll -> receipt: the reading's timestamp (taken when the poll starts)
+//!   to receipt; the cost of reading, decoding, publishing and fan-out.
+//! - markers a subscriber never received (it lagged and the bus dropped
+//!   events for it) and the number of `Lagged` notices.
+//!
+//! `cargo bench -p hearth-tests --bench live_latency [-- --devices N --subscribers N
+//!   --interval-ms MS --mark-every-ms MS --seconds S --persist]`
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
+use hearth_auth::{Argon2Hasher, JwtTokens, OsoAuthorizer};
+use hearth_domain::model::{
+    Device, DeviceScope, EmailAddress, HistoryBucket, HistoryQuery, Membership, ModbusEndpoint,
+    Reading, Role, Tenant, TenantSlug, User,
+};
+use hearth_domain::ports::ReadingStore;
+use hearth_domain::services::{Hearth, LiveUpdate, Ports};
+use hearth_domain::{DeviceId, PointKey, Principal, StoreError, TenantId, UserId};
+use hearth_embedded::EmbeddedReadings;
+use hearth_inproc::bus::InProcessBus;
+use hearth_inproc::directory::MemoryDirectory;
+use hearth_inproc::documents::MemoryDocuments;
+use hearth_modbus::simulator::{plant, SIMULATED_UNIT};
+use hearth_modbus::{
+    ecl_comfort_310, GatewayConfig, ModbusGateway, Poller, PollerConfig, Simulator,
+};
+
+/// Marker values start here, far above any valid HHMM the register holds.
+const MARK_BASE: u16 = 10_000;
+const MARKER_POINT: &str = "schedule_mon_start";
+
+/// The persistence stand-in unless `--persist`: accepts and forgets.
+struct DiscardingReadingStore;
+
+#[async_trait]
+impl ReadingStore for DiscardingReadingStore {
+    async fn append(&self, _batch: &[Reading]) -> Result<(), StoreError> {
+        Ok(())
+    }
+    async fn history(&self, _: &HistoryQuery) -> Result<Vec<HistoryBucket>, StoreError> {
+        Ok(Vec::new())
+    }
+}
+
+fn arg(name: &str, default: f64) -> f64 {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn flag(name: &str) -> bool {
+    std::env::args().any(|a| a == name)
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[idx.min(sorted.len() - 1)]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+/// One marker as a subscriber first saw it.
+struct Receipt {
+    device: DeviceId,
+    value: u16,
+    at: Instant,
+    /// Poll start to receipt, wall clock.
+    since_poll: Duration,
+}
+
+#[derive(Default)]
+struct SubscriberLog {
+    receipts: Vec<Receipt>,
+    lagged_notices: u64,
+    lagged_events: u64,
+}
+
+/// The soft limit on open files, from `/proc/self/limits` (Linux only).
+fn open_files_limit() -> Option<u64> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    let soft = line.split_whitespace().nth(3)?;
+    if soft == "unlimited" {
+        return Some(u64::MAX);
+    }
+    soft.parse().ok()
+}
+
+#[tokio::main(flavor = "multi_thread")]
+async fn main() -> anyhow::Result<()> {
+    let devices = arg("--devices", 1000.0) as usize;
+    let subscribers = arg("--subscribers", 1000.0) as usize;
+    let interval_ms = arg("--interval-ms", 100.0) as u32;
+    let mark_every = Duration::from_secs_f64(arg("--mark-every-ms", 10.0) / 1e3);
+    let seconds = arg("--seconds", 10.0);
+    let persist = flag("--persist");
+    let interval = Duration::from_millis(u64::from(interval_ms));
+
+    let needed = devices as u64 * 3 + 256;
+    if let Some(limit) = open_files_limit().filter(|l| *l < needed) {
+        anyhow::bail!(
+            "{devices} devices need about {needed} open files but the limit is {limit}: \
+             run `ulimit -n {needed}` (or pass --devices) and try again"
+        );
+    }
+    let sim = Simulator::start(devices, 0, IpAddr::V4(Ipv4Addr::LOCALHOST))
+        .await
+        .with_context(|| format!("cannot start {devices} simulated devices"))?;
+
+    let dir = tempfile::tempdir()?;
+    let readings: Arc<dyn ReadingStore> = if persist {
+        Arc::new(EmbeddedReadings::open(dir.path())?)
+    } else {
+        Arc::new(DiscardingReadingStore)
+    };
+    let gateway = Arc::new(ModbusGateway::new(GatewayConfig::default()));
+    let hearth = Hearth::new(Ports {
+        directory: Arc::new(MemoryDirectory::new()),
+        documents: Arc::new(MemoryDocuments::new()),
+        readings,
+        live: Arc::new(InProcessBus::new()),
+        field: gateway.clone(),
+        authorizer: Arc::new(OsoAuthorizer::new()?),
+        passwords: Arc::new(Argon2Hasher::fast_for_tests()?),
+        tokens: Arc::new(JwtTokens::new(&[7u8; 64], chrono::Duration::hours(1))?),
+    });
+    let ports = hearth.ports().clone();
+
+    let tenant = Tenant {
+        id: TenantId::new(),
+        slug: TenantSlug::new("bench")?,
+        name: "Bench".into(),
+    };
+    ports.directory.insert_tenant(&tenant).await?;
+    let profile = hearth_domain::model::DeviceProfile {
+        poll_interval_ms: interval_ms,
+        ..ecl_comfort_310()
+    };
+    ports.documents.put_profile(&profile).await?;
+    let user = User {
+        id: UserId::new(),
+        email: EmailAddress::new("operator@bench.test")?,
+        display_name: "Operator".into(),
+        password_hash: None,
+    };
+    ports.directory.insert_user(&user).await?;
+    let membership = Membership {
+        user_id: user.id,
+        tenant_id: tenant.id,
+        role: Role::Admin,
+        scope: DeviceScope::All,
+    };
+    ports.directory.upsert_membership(&membership).await?;
+    let mut ids = Vec::with_capacity(devices);
+    for (i, simulated) in sim.devices().iter().enumerate() {
+        let device = Device {
+            id: DeviceId::new(),
+            tenant_id: tenant.id,
+            area_id: None,
+            name: format!("ECL {i:04}"),
+            profile_id: profile.id.clone(),
+            endpoint: ModbusEndpoint::new(
+                simulated.addr.ip().to_string(),
+                simulated.addr.port(),
+                SIMULATED_UNIT,
+            )?,
+        };
+        ports.directory.insert_device(&device).await?;
+        ids.push(device.id);
+    }
+    let principal = Principal {
+        user_id: user.id,
+        email: user.email.clone(),
+        tenant_id: tenant.id,
+        role: membership.role,
+        scope: membership.scope.clone(),
+    };
+
+    // Subscribers first, so none misses the first polls.
+    let marker = PointKey::new(MARKER_POINT)?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut tasks = Vec::with_capacity(subscribers);
+    for _ in 0..subscribers {
+        let mut stream = hearth.subscribe_live(&principal, &[]).await?;
+        let (marker, stop) = (marker.clone(), stop.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut log = SubscriberLog::default();
+            let mut last: HashMap<DeviceId, u16> = HashMap::new();
+            // Events flow every poll interval, so the flag is seen promptly.
+            while let Some(update) = stream.next().await {
+                match update {
+                    LiveUpdate::Reading(r)
+                        if r.point == marker && r.value >= f64::from(MARK_BASE) =>
+                    {
+                        let value = r.value as u16;
+                        if last.insert(r.device_id, value) != Some(value) {
+                            let since_poll =
+                                (Utc::now() - r.timestamp).to_std().unwrap_or_default();
+                            log.receipts.push(Receipt {
+                                device: r.device_id,
+                                value,
+                                at: Instant::now(),
+                                since_poll,
+                            });
+                        }
+                    }
+                    LiveUpdate::Lagged(n) => {
+                        log.lagged_notices += 1;
+                        log.lagged_events += n;
+                    }
+                    _ => {}
+                }
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+            }
+            log
+        }));
+    }
+
+    let poller = Poller::spawn_with(
+        hearth.clone(),
+        gateway,
+        PollerConfig {
+            max_start_offset: interval,
+            ..PollerConfig::default()
+        },
+    );
+    // Let every device be polled a few times and the subscribers settle.
+    tokio::time::sleep(interval * 5 + Duration::from_secs(1)).await;
+
+    // Mark: one device at a time, round robin, a fresh value each time.
+    let handles: Vec<_> = sim.devices().iter().map(|d| d.handle.clone()).collect();
+    let mut writes: HashMap<(DeviceId, u16), (Instant, DateTime<Utc>)> = HashMap::new();
+    let marking_until = Instant::now() + Duration::from_secs_f64(seconds);
+    let mut tick = tokio::time::interval(mark_every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut next_value = MARK_BASE;
+    let mut i = 0usize;
+    while Instant::now() < marking_until && next_value < u16::MAX {
+        tick.tick().await;
+        let (Some(handle), Some(device)) = (handles.get(i % devices), ids.get(i % devices)) else {
+            break;
+        };
+        let now = (Instant::now(), Utc::now());
+        anyhow::ensure!(
+            handle.set_holding(plant::SCHEDULE_START, next_value),
+            "the simulator has no register {}",
+            plant::SCHEDULE_START
+        );
+        writes.insert((*device, next_value), now);
+        next_value += 1;
+        i += 1;
+    }
+    // Every marker gets at least two polls' time to arrive.
+    tokio::time::sleep(interval * 3 + Duration::from_millis(500)).await;
+    let polled_devices = poller.polled_devices();
+    stop.store(true, Ordering::Relaxed);
+    // Events keep flowing until the poller stops, so every subscriber sees the flag.
+    tokio::time::sleep(interval * 2).await;
+    poller.stop().await;
+
+    let mut change_to_receipt = Vec::new();
+    let mut poll_to_receipt = Vec::new();
+    let (mut lagged_notices, mut lagged_events, mut lagging_subscribers) = (0u64, 0u64, 0usize);
+    let mut received = 0usize;
+    for task in tasks {
+        // A subscriber still waiting after the poller stopped gets no more
+        // events; give up on it rather than hang.
+        let log = match tokio::time::timeout(Duration::from_secs(5), task).await {
+            Ok(joined) => joined?,
+            Err(_) => continue,
+        };
+        lagged_notices += log.lagged_notices;
+        lagged_events += log.lagged_events;
+        if log.lagged_notices > 0 {
+            lagging_subscribers += 1;
+        }
+        for receipt in log.receipts {
+            if let Some((written, _)) = writes.get(&(receipt.device, receipt.value)) {
+                received += 1;
+                change_to_receipt.push(receipt.at.saturating_duration_since(*written));
+                poll_to_receipt.push(receipt.since_poll);
+            }
+        }
+    }
+    change_to_receipt.sort();
+    poll_to_receipt.sort();
+    let expected = writes.len() * subscribers;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    println!(
+        "live latency: {devices} devices ({polled_devices} polled), {subscribers} subscribers via Hearth::subscribe_live, \
+         poll interval {interval_ms} ms, {} markers ({:.0} ms apart) over {seconds} s, persistence {}, {cores} cores",
+        writes.len(),
+        ms(mark_every),
+        if persist { "embedded redb" } else { "discarded" }
+    );
+    println!(
+        "live events: {:.0}/s published, {:.0}/s delivered if nobody lags",
+        devices as f64 * profile.points.len() as f64 * 1e3 / f64::from(interval_ms.max(1)),
+        devices as f64 * profile.points.len() as f64 * 1e3 / f64::from(interval_ms.max(1))
+            * subscribers as f64
+    );
+    for (name, samples) in [
+        ("change -> receipt", &change_to_receipt),
+        ("poll   -> receipt", &poll_to_receipt),
+    ] {
+        println!(
+            "{name}: p50 {:>8.1} ms  p99 {:>8.1} ms  max {:>8.1} ms  ({} samples)",
+            ms(percentile(samples, 0.50)),
+            ms(percentile(samples, 0.99)),
+            ms(samples.last().copied().unwrap_or_default()),
+            samples.len()
+        );
+    }
+    println!(
+        "received {received} of {expected} marker deliveries ({:.1} %); {lagging_subscribers} subscribers lagged, \
+         {lagged_notices} Lagged notices, {lagged_events} events dropped",
+        if expected > 0 {
+            received as f64 * 100.0 / expected as f64
+        } else {
+            0.0
+        }
+    );
+    Ok(())
+}
