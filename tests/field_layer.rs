@@ -310,3 +310,44 @@ async fn a_slow_subscriber_does_not_delay_a_fast_one() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn one_polled_value_travels_from_poll_to_live_to_history() -> anyhow::Result<()> {
+    // Given a live subscriber of one device
+    let server = DemoServer::start().await?;
+    let admin = server.login("admin@acme.test").await?;
+    let device = first_device(&admin).await?;
+    let token =
+        json!({ "authorization": format!("Bearer {}", admin.token.clone().unwrap_or_default()) });
+    let (mut ws, _) = ws_connect(server.addr(), "graphql-transport-ws", token).await?;
+    ws_subscribe(
+        &mut ws,
+        "v",
+        "subscription($ids: [ID!]!) { liveValues(deviceIds: $ids) { point value quality timestamp } }",
+        json!({ "ids": [device] }),
+    )
+    .await?;
+    // When the poller reads the outdoor temperature, the subscriber sees it
+    let live = loop {
+        let msg = ws_next(&mut ws, Duration::from_secs(10))
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("closed"))?;
+        let v = msg["payload"]["data"]["liveValues"].clone();
+        if v["point"] == "outdoor_temp" {
+            break v;
+        }
+    };
+    assert_eq!(live["quality"], "GOOD");
+    let at = chrono::DateTime::parse_from_rfc3339(live["timestamp"].as_str().unwrap_or_default())?;
+    // Then history holds exactly that reading at that instant
+    let query = "query($d: ID!, $f: DateTime!, $t: DateTime!) { history(deviceId: $d, point: \"outdoor_temp\", from: $f, to: $t, bucketSeconds: 1, aggregate: LAST) { timestamp value } }";
+    let vars = json!({ "d": device, "f": at.to_rfc3339(), "t": (at + chrono::Duration::milliseconds(500)).to_rfc3339() });
+    let stored = eventually(Duration::from_secs(10), || async {
+        let h = admin.data(query, vars.clone()).await?;
+        Ok(h["history"].as_array().filter(|b| !b.is_empty()).cloned())
+    })
+    .await?;
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0]["value"], live["value"]);
+    Ok(())
+}

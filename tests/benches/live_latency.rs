@@ -58,6 +58,10 @@ use hearth_modbus::{
     ecl_comfort_310, GatewayConfig, ModbusGateway, Poller, PollerConfig, Simulator,
 };
 
+/// The same allocator as the `hearth` binary.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Marker values start here, far above any valid HHMM the register holds.
 const MARK_BASE: u16 = 10_000;
 const MARKER_POINT: &str = "schedule_mon_start";
@@ -177,6 +181,10 @@ async fn main() -> anyhow::Result<()> {
         poll_interval_ms: interval_ms,
         ..ecl_comfort_310()
     };
+    // The poller skips devices of an invalid profile; say why instead.
+    profile
+        .validate()
+        .with_context(|| format!("--interval-ms {interval_ms} makes the profile invalid"))?;
     ports.documents.put_profile(&profile).await?;
     let user = User {
         id: UserId::new(),
@@ -269,6 +277,12 @@ async fn main() -> anyhow::Result<()> {
     );
     // Let every device be polled a few times and the subscribers settle.
     tokio::time::sleep(interval * 5 + Duration::from_secs(1)).await;
+
+    anyhow::ensure!(
+        poller.polled_devices() == devices,
+        "only {} of {devices} devices are polled",
+        poller.polled_devices()
+    );
 
     // Mark: one device at a time, round robin, a fresh value each time.
     let handles: Vec<_> = sim.devices().iter().map(|d| d.handle.clone()).collect();

@@ -36,6 +36,10 @@ use hearth_embedded::EmbeddedReadings;
 use hearth_modbus::ecl_comfort_310;
 use redb::{Database, TableDefinition};
 
+/// The same allocator as the `hearth` binary.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// The embedded store's own layout, so the baseline does the same B-tree work.
 const SAMPLES: TableDefinition<(u64, i64), (f64, u8)> = TableDefinition::new("samples");
 /// Rows per bare write transaction: `ReadingWriter`'s batch size.

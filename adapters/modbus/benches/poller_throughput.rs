@@ -25,6 +25,8 @@
 //!   123-register block is not possible against it).
 //! - "ecl-comfort-310": the built-in profile's real plan, 4 blocks, 14 points.
 //!
+//! Runs with mimalloc, the allocator of the `hearth` binary.
+//!
 //! Needs about 5 file descriptors per device (listener, two ends of two
 //! connections); it stops with a message if `ulimit -n` is too low.
 //!
@@ -57,6 +59,10 @@ use hearth_modbus::{
 use tokio::net::TcpStream;
 use tokio_modbus::client::{Context, Reader};
 use tokio_modbus::Slave;
+
+/// The same allocator as the `hearth` binary.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 type Failure = Box<dyn std::error::Error + Send + Sync>;
 

@@ -4,7 +4,7 @@
 //! before anything reaches the wire, written, then read back: only a
 //! matching read-back is reported as confirmed. Every attempt is audited.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 
 use super::Hearth;
 use crate::error::{DomainError, InvalidValue};
@@ -129,7 +129,7 @@ impl Hearth {
         // Never retried: a write that may or may not have landed is reported
         // as it is, and the operator decides.
         let read_back = self.read_point(&device, &def).await;
-        let now = Utc::now();
+        let now = Utc::now().trunc_subsecs(6);
         let (status, read_value) = match read_back {
             Ok(v) if def.encode(v).ok().as_deref() == Some(&words[..]) => {
                 (WriteStatus::Confirmed, Some(v))

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{SubsecRound, Utc};
 use std::sync::Mutex;
 
 use tokio::sync::{mpsc, oneshot};
@@ -158,6 +158,12 @@ impl Hearth {
         readings: Vec<Reading>,
     ) {
         self.record_status(tenant, device, true);
+        let mut readings = readings;
+        for reading in &mut readings {
+            // Stores keep microseconds; publish exactly what will be stored,
+            // so a live value can be found again in history by its timestamp.
+            reading.timestamp = reading.timestamp.trunc_subsecs(6);
+        }
         for reading in &readings {
             self.ports.live.publish(LiveEvent::Reading(reading.clone()));
         }

@@ -2,7 +2,7 @@
 
 use async_graphql::{Context, SimpleObject, Subscription, ID};
 use chrono::{DateTime, Utc};
-use futures::stream::{Stream, StreamExt};
+use futures::stream::{BoxStream, Stream, StreamExt};
 use hearth_domain::services::LiveUpdate;
 use hearth_domain::DeviceId;
 
@@ -38,6 +38,22 @@ fn lagged(n: u64) -> async_graphql::Error {
     )
 }
 
+/// The caller's authorized update stream for these devices.
+async fn updates(
+    ctx: &Context<'_>,
+    device_ids: &[ID],
+) -> async_graphql::Result<BoxStream<'static, LiveUpdate>> {
+    let principal = principal(ctx)?;
+    let ids = device_ids
+        .iter()
+        .map(|id| parse_id::<DeviceId>(id, "device"))
+        .collect::<async_graphql::Result<Vec<_>>>()?;
+    hearth(ctx)
+        .subscribe_live(principal, &ids)
+        .await
+        .map_err(from_domain)
+}
+
 #[Subscription]
 impl LiveSubscription {
     /// Every new value of the given devices (all visible devices when the
@@ -48,16 +64,7 @@ impl LiveSubscription {
         ctx: &Context<'_>,
         device_ids: Vec<ID>,
     ) -> async_graphql::Result<impl Stream<Item = async_graphql::Result<LiveValue>>> {
-        let principal = principal(ctx)?;
-        let ids = device_ids
-            .iter()
-            .map(|id| parse_id::<DeviceId>(id, "device"))
-            .collect::<async_graphql::Result<Vec<_>>>()?;
-        let stream = hearth(ctx)
-            .subscribe_live(principal, &ids)
-            .await
-            .map_err(from_domain)?;
-        Ok(stream.filter_map(|update| {
+        Ok(updates(ctx, &device_ids).await?.filter_map(|update| {
             futures::future::ready(match update {
                 LiveUpdate::Reading(r) => Some(Ok(LiveValue {
                     device_id: ID(r.device_id.to_string()),
@@ -78,16 +85,7 @@ impl LiveSubscription {
         ctx: &Context<'_>,
         #[graphql(default)] device_ids: Vec<ID>,
     ) -> async_graphql::Result<impl Stream<Item = async_graphql::Result<DeviceStatusEvent>>> {
-        let principal = principal(ctx)?;
-        let ids = device_ids
-            .iter()
-            .map(|id| parse_id::<DeviceId>(id, "device"))
-            .collect::<async_graphql::Result<Vec<_>>>()?;
-        let stream = hearth(ctx)
-            .subscribe_live(principal, &ids)
-            .await
-            .map_err(from_domain)?;
-        Ok(stream.filter_map(|update| {
+        Ok(updates(ctx, &device_ids).await?.filter_map(|update| {
             futures::future::ready(match update {
                 LiveUpdate::Status(s) => Some(Ok(DeviceStatusEvent {
                     device_id: ID(s.device_id.to_string()),
