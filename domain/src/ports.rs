@@ -1,6 +1,8 @@
 //! The traits adapters implement. Each documents its contract; the shared
 //! suites in `contract` (feature `contract`) check every implementation.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use futures::stream::BoxStream;
@@ -117,9 +119,37 @@ pub struct DeviceStatus {
     pub at: DateTime<Utc>,
 }
 
+/// The readings of one poll of one device, shared rather than copied: the
+/// bus hands the same batch to every subscriber.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReadingBatch {
+    tenant_id: TenantId,
+    device_id: DeviceId,
+    readings: Arc<[Reading]>,
+}
+
+impl ReadingBatch {
+    /// `None` when empty or when a reading belongs to another device.
+    pub fn new(tenant_id: TenantId, device_id: DeviceId, readings: Vec<Reading>) -> Option<Self> {
+        let same_device = readings
+            .iter()
+            .all(|r| r.tenant_id == tenant_id && r.device_id == device_id);
+        (!readings.is_empty() && same_device).then(|| Self {
+            tenant_id,
+            device_id,
+            readings: readings.into(),
+        })
+    }
+    pub fn readings(&self) -> &Arc<[Reading]> {
+        &self.readings
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum LiveEvent {
     Reading(Reading),
+    /// Several readings of one device at once (one poll).
+    Readings(ReadingBatch),
     Status(DeviceStatus),
 }
 
@@ -127,12 +157,14 @@ impl LiveEvent {
     pub fn tenant_id(&self) -> TenantId {
         match self {
             LiveEvent::Reading(r) => r.tenant_id,
+            LiveEvent::Readings(b) => b.tenant_id,
             LiveEvent::Status(s) => s.tenant_id,
         }
     }
     pub fn device_id(&self) -> DeviceId {
         match self {
             LiveEvent::Reading(r) => r.device_id,
+            LiveEvent::Readings(b) => b.device_id,
             LiveEvent::Status(s) => s.device_id,
         }
     }

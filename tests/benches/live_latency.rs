@@ -237,10 +237,22 @@ async fn main() -> anyhow::Result<()> {
             let mut last: HashMap<DeviceId, u16> = HashMap::new();
             // Events flow every poll interval, so the flag is seen promptly.
             while let Some(update) = stream.next().await {
-                match update {
-                    LiveUpdate::Reading(r)
-                        if r.point == marker && r.value >= f64::from(MARK_BASE) =>
-                    {
+                let batch: Vec<Reading> = match update {
+                    LiveUpdate::Reading(r) => vec![r],
+                    LiveUpdate::Readings(batch) => batch
+                        .iter()
+                        .filter(|r| r.point == marker)
+                        .cloned()
+                        .collect(),
+                    LiveUpdate::Lagged(n) => {
+                        log.lagged_notices += 1;
+                        log.lagged_events += n;
+                        Vec::new()
+                    }
+                    LiveUpdate::Status(_) => Vec::new(),
+                };
+                for r in batch {
+                    if r.point == marker && r.value >= f64::from(MARK_BASE) {
                         let value = r.value as u16;
                         if last.insert(r.device_id, value) != Some(value) {
                             let since_poll =
@@ -253,11 +265,6 @@ async fn main() -> anyhow::Result<()> {
                             });
                         }
                     }
-                    LiveUpdate::Lagged(n) => {
-                        log.lagged_notices += 1;
-                        log.lagged_events += n;
-                    }
-                    _ => {}
                 }
                 if stop.load(Ordering::Relaxed) {
                     break;

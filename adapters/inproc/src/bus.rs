@@ -73,16 +73,8 @@ impl InProcessBus {
         let mut shard = write(self.shard(tenant, device));
         let state = shard.entry((tenant, device)).or_default();
         match event {
-            LiveEvent::Reading(reading) => match state.points.get_mut(&reading.point) {
-                // A late, older sample (a retried poll, out-of-order delivery)
-                // must not overwrite a newer value; an equal timestamp does
-                // replace, which is how a value is re-published as stale.
-                Some(current) if current.timestamp > reading.timestamp => {}
-                Some(current) => *current = reading.clone(),
-                None => {
-                    state.points.insert(reading.point.clone(), reading.clone());
-                }
-            },
+            LiveEvent::Reading(reading) => remember(state, reading),
+            LiveEvent::Readings(batch) => batch.readings().iter().for_each(|r| remember(state, r)),
             LiveEvent::Status(status) => state.status = Some(status.clone()),
         }
     }
@@ -143,6 +135,20 @@ impl LiveBus for InProcessBus {
         read(self.shard(tenant, device))
             .get(&(tenant, device))
             .and_then(|state| state.status.clone())
+    }
+}
+
+/// Keeps `reading` as its point's latest value unless a newer one is known:
+/// a late, older sample (a retried poll, out-of-order delivery) must not
+/// overwrite it; an equal timestamp does replace, which is how a value is
+/// re-published as stale.
+fn remember(state: &mut DeviceState, reading: &Reading) {
+    match state.points.get_mut(&reading.point) {
+        Some(current) if current.timestamp > reading.timestamp => {}
+        Some(current) => *current = reading.clone(),
+        None => {
+            state.points.insert(reading.point.clone(), reading.clone());
+        }
     }
 }
 

@@ -9,7 +9,7 @@ use futures::stream::{BoxStream, StreamExt};
 
 use crate::ids::{DeviceId, PointKey, TenantId};
 use crate::model::{Quality, Reading};
-use crate::ports::{Delivery, DeviceStatus, LiveBus, LiveEvent};
+use crate::ports::{Delivery, DeviceStatus, LiveBus, LiveEvent, ReadingBatch};
 
 /// How long a subscriber waits for an event that must arrive.
 const PATIENCE: Duration = Duration::from_secs(10);
@@ -69,6 +69,7 @@ fn sorted_by_point(mut readings: Vec<Reading>) -> Vec<Reading> {
 
 /// Checks every promise of [`LiveBus`] against an empty bus.
 pub async fn live_contract(bus: &dyn LiveBus) {
+    a_batch_is_one_event_and_updates_every_latest_value(bus).await;
     let tenant_a = TenantId::new();
     let tenant_b = TenantId::new();
     let tenant_c = TenantId::new();
@@ -330,4 +331,36 @@ pub async fn live_contract(bus: &dyn LiveBus) {
         "must keep receiving after the flood",
     )
     .await;
+}
+
+/// A batch of one poll's readings reaches a subscriber as one event, and
+/// each of its readings becomes its point's latest value.
+async fn a_batch_is_one_event_and_updates_every_latest_value(bus: &dyn LiveBus) {
+    let (tenant, device) = (TenantId::new(), DeviceId::new());
+    let mut sub = bus.subscribe(tenant);
+    let readings = vec![
+        reading(tenant, device, "flow", 0, 55.0),
+        reading(tenant, device, "return", 0, 40.0),
+    ];
+    let batch = ReadingBatch::new(tenant, device, readings.clone())
+        .expect("one device's readings form a batch");
+    let event = LiveEvent::Readings(batch);
+    bus.publish(event.clone());
+    expect_event(
+        &mut sub,
+        "batch subscriber",
+        &event,
+        "a batch must arrive whole, as one event",
+    )
+    .await;
+    assert_eq!(
+        sorted_by_point(bus.latest(tenant, device)),
+        sorted_by_point(readings),
+        "every reading of a batch must become its point's latest value"
+    );
+    let other = DeviceId::new();
+    assert!(
+        ReadingBatch::new(tenant, other, vec![reading(tenant, device, "flow", 0, 1.0)]).is_none(),
+        "a batch may not mix devices"
+    );
 }

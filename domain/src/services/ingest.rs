@@ -14,7 +14,7 @@ use tokio::task::JoinHandle;
 use super::Hearth;
 use crate::ids::{DeviceId, TenantId};
 use crate::model::{Quality, Reading};
-use crate::ports::{DeviceStatus, LiveEvent, ReadingStore};
+use crate::ports::{DeviceStatus, LiveEvent, ReadingBatch, ReadingStore};
 
 /// Counters of the batched writer, for tests and the benchmark.
 #[derive(Debug, Default)]
@@ -164,8 +164,8 @@ impl Hearth {
             // so a live value can be found again in history by its timestamp.
             reading.timestamp = reading.timestamp.trunc_subsecs(6);
         }
-        for reading in &readings {
-            self.ports.live.publish(LiveEvent::Reading(reading.clone()));
+        if let Some(batch) = ReadingBatch::new(tenant, device, readings.clone()) {
+            self.ports.live.publish(LiveEvent::Readings(batch));
         }
         self.writer.write(readings).await;
     }
@@ -184,9 +184,18 @@ impl Hearth {
             at: Utc::now(),
         }));
         if !online {
-            for mut reading in self.ports.live.latest(tenant, device) {
-                reading.quality = Quality::Stale;
-                self.ports.live.publish(LiveEvent::Reading(reading));
+            let stale = self
+                .ports
+                .live
+                .latest(tenant, device)
+                .into_iter()
+                .map(|reading| Reading {
+                    quality: Quality::Stale,
+                    ..reading
+                })
+                .collect();
+            if let Some(batch) = ReadingBatch::new(tenant, device, stale) {
+                self.ports.live.publish(LiveEvent::Readings(batch));
             }
         }
     }

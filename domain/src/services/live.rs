@@ -1,23 +1,41 @@
 //! Live value subscriptions.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
 use futures::stream::{BoxStream, StreamExt};
 
 use super::Hearth;
 use crate::error::{DomainError, InvalidValue};
 use crate::ids::DeviceId;
-use crate::model::Reading;
-use crate::ports::{Delivery, DeviceStatus, LiveEvent};
+use crate::model::{DeviceScope, Reading, Role};
+use crate::ports::{Action, Delivery, DeviceStatus, LiveEvent};
 use crate::principal::Principal;
 
 /// What a live subscriber receives.
 #[derive(Debug, Clone, PartialEq)]
 pub enum LiveUpdate {
     Reading(Reading),
+    /// The readings of one poll of one device, shared by all subscribers.
+    Readings(Arc<[Reading]>),
     Status(DeviceStatus),
     /// The subscriber fell behind; this many updates were dropped for it.
     Lagged(u64),
+}
+
+/// Which of the tenant's devices a subscription carries.
+enum Watch {
+    Tenant,
+    Devices(HashSet<DeviceId>),
+}
+
+impl Watch {
+    fn covers(&self, device: DeviceId) -> bool {
+        match self {
+            Watch::Tenant => true,
+            Watch::Devices(set) => set.contains(&device),
+        }
+    }
 }
 
 impl Hearth {
@@ -39,33 +57,23 @@ impl Hearth {
             )
             .into());
         }
-        let mut allowed = HashSet::new();
-        if devices.is_empty() {
-            let mut offset = 0;
-            loop {
-                let page = self
-                    .list_devices(
-                        principal,
-                        super::DeviceQuery {
-                            offset,
-                            limit: Self::MAX_PAGE,
-                            ..Default::default()
-                        },
-                    )
-                    .await?;
-                let n = page.items.len() as u64;
-                allowed.extend(page.items.into_iter().map(|d| d.device.id));
-                offset += n;
-                if n == 0 || offset >= page.total {
-                    break;
-                }
+        let watch = if devices.is_empty() {
+            self.require_tenant(principal, Action::View)?;
+            if principal.role == Role::Admin || principal.scope == DeviceScope::All {
+                // Every device of the tenant, present and future: the tenant's
+                // channel already carries nothing else.
+                Watch::Tenant
+            } else {
+                Watch::Devices(self.devices_in_scope(principal).await?)
             }
         } else {
+            let mut allowed = HashSet::new();
             for id in devices {
                 self.visible_device(principal, *id).await?;
                 allowed.insert(*id);
             }
-        }
+            Watch::Devices(allowed)
+        };
         let tenant = principal.tenant_id;
         let stream = self
             .ports
@@ -74,10 +82,13 @@ impl Hearth {
             .filter_map(move |delivery| {
                 let update = match delivery {
                     Delivery::Event(event)
-                        if event.tenant_id() == tenant && allowed.contains(&event.device_id()) =>
+                        if event.tenant_id() == tenant && watch.covers(event.device_id()) =>
                     {
                         Some(match event {
                             LiveEvent::Reading(r) => LiveUpdate::Reading(r),
+                            LiveEvent::Readings(batch) => {
+                                LiveUpdate::Readings(batch.readings().clone())
+                            }
                             LiveEvent::Status(s) => LiveUpdate::Status(s),
                         })
                     }
@@ -87,5 +98,34 @@ impl Hearth {
                 futures::future::ready(update)
             });
         Ok(stream.boxed())
+    }
+}
+
+impl Hearth {
+    /// Ids of every device in a restricted caller's scope.
+    async fn devices_in_scope(
+        &self,
+        principal: &Principal,
+    ) -> Result<HashSet<DeviceId>, DomainError> {
+        let mut allowed = HashSet::new();
+        let mut offset = 0;
+        loop {
+            let page = self
+                .list_devices(
+                    principal,
+                    super::DeviceQuery {
+                        offset,
+                        limit: Self::MAX_PAGE,
+                        ..Default::default()
+                    },
+                )
+                .await?;
+            let n = page.items.len() as u64;
+            allowed.extend(page.items.into_iter().map(|d| d.device.id));
+            offset += n;
+            if n == 0 || offset >= page.total {
+                return Ok(allowed);
+            }
+        }
     }
 }

@@ -3,6 +3,7 @@
 use async_graphql::{Context, SimpleObject, Subscription, ID};
 use chrono::{DateTime, Utc};
 use futures::stream::{BoxStream, Stream, StreamExt};
+use hearth_domain::model::Reading;
 use hearth_domain::services::LiveUpdate;
 use hearth_domain::DeviceId;
 
@@ -38,6 +39,16 @@ fn lagged(n: u64) -> async_graphql::Error {
     )
 }
 
+fn live_value(r: &Reading) -> LiveValue {
+    LiveValue {
+        device_id: ID(r.device_id.to_string()),
+        point: r.point.to_string(),
+        value: r.value,
+        quality: r.quality.into(),
+        timestamp: r.timestamp,
+    }
+}
+
 /// The caller's authorized update stream for these devices.
 async fn updates(
     ctx: &Context<'_>,
@@ -64,18 +75,14 @@ impl LiveSubscription {
         ctx: &Context<'_>,
         device_ids: Vec<ID>,
     ) -> async_graphql::Result<impl Stream<Item = async_graphql::Result<LiveValue>>> {
-        Ok(updates(ctx, &device_ids).await?.filter_map(|update| {
-            futures::future::ready(match update {
-                LiveUpdate::Reading(r) => Some(Ok(LiveValue {
-                    device_id: ID(r.device_id.to_string()),
-                    point: r.point.to_string(),
-                    value: r.value,
-                    quality: r.quality.into(),
-                    timestamp: r.timestamp,
-                })),
-                LiveUpdate::Status(_) => None,
-                LiveUpdate::Lagged(n) => Some(Err(lagged(n))),
-            })
+        Ok(updates(ctx, &device_ids).await?.flat_map(|update| {
+            let items: Vec<async_graphql::Result<LiveValue>> = match update {
+                LiveUpdate::Reading(r) => vec![Ok(live_value(&r))],
+                LiveUpdate::Readings(batch) => batch.iter().map(|r| Ok(live_value(r))).collect(),
+                LiveUpdate::Status(_) => Vec::new(),
+                LiveUpdate::Lagged(n) => vec![Err(lagged(n))],
+            };
+            futures::stream::iter(items)
         }))
     }
 
@@ -92,7 +99,7 @@ impl LiveSubscription {
                     online: s.online,
                     timestamp: s.at,
                 })),
-                LiveUpdate::Reading(_) => None,
+                LiveUpdate::Reading(_) | LiveUpdate::Readings(_) => None,
                 LiveUpdate::Lagged(n) => Some(Err(lagged(n))),
             })
         }))

@@ -236,6 +236,12 @@ impl LiveBus for MemoryLive {
                     .expect("lock")
                     .insert((r.device_id, r.point.clone()), r);
             }
+            LiveEvent::Readings(batch) => {
+                let mut latest = self.latest.lock().expect("lock");
+                for r in batch.readings().iter() {
+                    latest.insert((r.device_id, r.point.clone()), r.clone());
+                }
+            }
             LiveEvent::Status(s) => {
                 self.status.lock().expect("lock").insert(s.device_id, s);
             }
