@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use futures::stream::BoxStream;
+use futures::stream::{BoxStream, StreamExt};
 
 use crate::error::StoreError;
 use crate::ids::{AreaId, DeviceId, ProfileId, TenantId, UserId};
@@ -186,6 +186,24 @@ pub trait LiveBus: Send + Sync + 'static {
     /// Events of one tenant only, from now on. A slow subscriber MUST NOT slow
     /// others; it gets `Delivery::Lagged` instead.
     fn subscribe(&self, tenant: TenantId) -> BoxStream<'static, Delivery>;
+    /// Events of the listed devices of one tenant only. Same promises as
+    /// `subscribe`; implementations SHOULD route per device so that a
+    /// subscriber's cost grows with what it watches, not with the tenant.
+    fn subscribe_devices(
+        &self,
+        tenant: TenantId,
+        devices: &[DeviceId],
+    ) -> BoxStream<'static, Delivery> {
+        let wanted: std::collections::HashSet<DeviceId> = devices.iter().copied().collect();
+        self.subscribe(tenant)
+            .filter(move |d| {
+                futures::future::ready(match d {
+                    Delivery::Event(e) => wanted.contains(&e.device_id()),
+                    Delivery::Lagged(_) => true,
+                })
+            })
+            .boxed()
+    }
     /// The latest reading of each point of a device.
     fn latest(&self, tenant: TenantId, device: DeviceId) -> Vec<Reading>;
     /// The device's last known status, `None` if never polled.

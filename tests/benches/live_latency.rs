@@ -29,7 +29,7 @@
 //!   events for it) and the number of `Lagged` notices.
 //!
 //! `cargo bench -p hearth-tests --bench live_latency [-- --devices N --subscribers N
-//!   --interval-ms MS --mark-every-ms MS --seconds S --persist]`
+//!   --interval-ms MS --mark-every-ms MS --seconds S --watch K --persist]`
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
@@ -138,6 +138,10 @@ async fn main() -> anyhow::Result<()> {
     let interval_ms = arg("--interval-ms", 100.0) as u32;
     let mark_every = Duration::from_secs_f64(arg("--mark-every-ms", 10.0) / 1e3);
     let seconds = arg("--seconds", 10.0);
+    // 0: every subscriber watches the whole tenant (an empty device list);
+    // K: subscriber i watches devices i*K .. i*K+K-1 (mod devices), like an
+    // operator's screen showing a few plants.
+    let watch = arg("--watch", 0.0) as usize;
     let persist = flag("--persist");
     let interval = Duration::from_millis(u64::from(interval_ms));
 
@@ -229,8 +233,15 @@ async fn main() -> anyhow::Result<()> {
     let marker = PointKey::new(MARKER_POINT)?;
     let stop = Arc::new(AtomicBool::new(false));
     let mut tasks = Vec::with_capacity(subscribers);
-    for _ in 0..subscribers {
-        let mut stream = hearth.subscribe_live(&principal, &[]).await?;
+    let mut watchers: HashMap<DeviceId, usize> = HashMap::new();
+    for s in 0..subscribers {
+        let watched: Vec<DeviceId> = (0..watch)
+            .filter_map(|k| ids.get((s * watch + k) % devices).copied())
+            .collect();
+        for d in &watched {
+            *watchers.entry(*d).or_default() += 1;
+        }
+        let mut stream = hearth.subscribe_live(&principal, &watched).await?;
         let (marker, stop) = (marker.clone(), stop.clone());
         tasks.push(tokio::spawn(async move {
             let mut log = SubscriberLog::default();
@@ -348,11 +359,19 @@ async fn main() -> anyhow::Result<()> {
     }
     change_to_receipt.sort();
     poll_to_receipt.sort();
-    let expected = writes.len() * subscribers;
+    let expected: usize = if watch == 0 {
+        writes.len() * subscribers
+    } else {
+        writes
+            .keys()
+            .map(|(d, _)| watchers.get(d).copied().unwrap_or(0))
+            .sum()
+    };
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     println!(
-        "live latency: {devices} devices ({polled_devices} polled), {subscribers} subscribers via Hearth::subscribe_live, \
-         poll interval {interval_ms} ms, {} markers ({:.0} ms apart) over {seconds} s, persistence {}, {cores} cores",
+        "live latency: {devices} devices ({polled_devices} polled), {subscribers} subscribers via Hearth::subscribe_live \
+         watching {}, poll interval {interval_ms} ms, {} markers ({:.0} ms apart) over {seconds} s, persistence {}, {cores} cores",
+        if watch == 0 { "every device".to_string() } else { format!("{watch} devices each") },
         writes.len(),
         ms(mark_every),
         if persist { "embedded redb" } else { "discarded" }
@@ -361,7 +380,11 @@ async fn main() -> anyhow::Result<()> {
         "live events: {:.0}/s published, {:.0}/s delivered if nobody lags",
         devices as f64 * profile.points.len() as f64 * 1e3 / f64::from(interval_ms.max(1)),
         devices as f64 * profile.points.len() as f64 * 1e3 / f64::from(interval_ms.max(1))
-            * subscribers as f64
+            * if watch == 0 {
+                subscribers as f64
+            } else {
+                (subscribers * watch) as f64 / devices as f64
+            }
     );
     for (name, samples) in [
         ("change -> receipt", &change_to_receipt),

@@ -39,6 +39,9 @@ pub struct InProcessBus {
     /// separate channels so a subscriber can never receive another tenant's
     /// events, not even to filter them out.
     channels: RwLock<HashMap<TenantId, broadcast::Sender<LiveEvent>>>,
+    /// One sender per device with at least one subscriber watching it alone,
+    /// so a subscriber of a few devices never handles the rest of the tenant.
+    device_channels: RwLock<HashMap<(TenantId, DeviceId), broadcast::Sender<LiveEvent>>>,
     capacity: usize,
 }
 
@@ -58,6 +61,7 @@ impl InProcessBus {
         Self {
             shards: (0..SHARDS).map(|_| RwLock::new(Shard::new())).collect(),
             channels: RwLock::new(HashMap::new()),
+            device_channels: RwLock::new(HashMap::new()),
             capacity: capacity.max(1),
         }
     }
@@ -80,26 +84,45 @@ impl InProcessBus {
     }
 
     fn fan_out(&self, event: LiveEvent) {
-        let tenant = event.tenant_id();
-        let unheard = {
-            let channels = read(&self.channels);
-            match channels.get(&tenant) {
-                Some(sender) => sender.send(event).is_err(),
-                None => false,
-            }
-        };
-        if unheard {
-            // Every subscriber of the tenant is gone: free its buffer. Re-check
-            // under the write lock, as `subscribe` may have raced us.
-            let mut channels = write(&self.channels);
-            if channels
-                .get(&tenant)
-                .is_some_and(|s| s.receiver_count() == 0)
-            {
-                channels.remove(&tenant);
-            }
+        let (tenant, device) = (event.tenant_id(), event.device_id());
+        send_or_free(&self.device_channels, (tenant, device), || event.clone());
+        send_or_free(&self.channels, tenant, || event);
+    }
+
+    /// Events buffered per device subscription: a device publishes one event
+    /// per poll, so this is minutes of backlog at most.
+    fn device_capacity(&self) -> usize {
+        (self.capacity / 16).max(16)
+    }
+}
+
+/// Sends to the channel of `key`, if anyone listens; frees a channel whose
+/// last subscriber left. `event` is built only when there is a channel.
+fn send_or_free<K: Hash + Eq + Copy>(
+    channels: &RwLock<HashMap<K, broadcast::Sender<LiveEvent>>>,
+    key: K,
+    event: impl FnOnce() -> LiveEvent,
+) {
+    let unheard = match read(channels).get(&key) {
+        Some(sender) => sender.send(event()).is_err(),
+        None => false,
+    };
+    if unheard {
+        // Re-check under the write lock, as `subscribe` may have raced us.
+        let mut channels = write(channels);
+        if channels.get(&key).is_some_and(|s| s.receiver_count() == 0) {
+            channels.remove(&key);
         }
     }
+}
+
+fn deliveries(receiver: broadcast::Receiver<LiveEvent>) -> BoxStream<'static, Delivery> {
+    BroadcastStream::new(receiver)
+        .map(|item| match item {
+            Ok(event) => Delivery::Event(event),
+            Err(BroadcastStreamRecvError::Lagged(n)) => Delivery::Lagged(n),
+        })
+        .boxed()
 }
 
 impl LiveBus for InProcessBus {
@@ -116,12 +139,27 @@ impl LiveBus for InProcessBus {
                 .or_insert_with(|| broadcast::channel(self.capacity).0);
             sender.subscribe()
         };
-        BroadcastStream::new(receiver)
-            .map(|item| match item {
-                Ok(event) => Delivery::Event(event),
-                Err(BroadcastStreamRecvError::Lagged(n)) => Delivery::Lagged(n),
-            })
-            .boxed()
+        deliveries(receiver)
+    }
+
+    fn subscribe_devices(
+        &self,
+        tenant: TenantId,
+        devices: &[DeviceId],
+    ) -> BoxStream<'static, Delivery> {
+        let receivers: Vec<_> = {
+            let mut channels = write(&self.device_channels);
+            devices
+                .iter()
+                .map(|device| {
+                    channels
+                        .entry((tenant, *device))
+                        .or_insert_with(|| broadcast::channel(self.device_capacity()).0)
+                        .subscribe()
+                })
+                .collect()
+        };
+        futures::stream::select_all(receivers.into_iter().map(deliveries)).boxed()
     }
 
     fn latest(&self, tenant: TenantId, device: DeviceId) -> Vec<Reading> {

@@ -70,6 +70,7 @@ fn sorted_by_point(mut readings: Vec<Reading>) -> Vec<Reading> {
 /// Checks every promise of [`LiveBus`] against an empty bus.
 pub async fn live_contract(bus: &dyn LiveBus) {
     a_batch_is_one_event_and_updates_every_latest_value(bus).await;
+    a_device_subscription_carries_only_its_devices(bus).await;
     let tenant_a = TenantId::new();
     let tenant_b = TenantId::new();
     let tenant_c = TenantId::new();
@@ -363,4 +364,40 @@ async fn a_batch_is_one_event_and_updates_every_latest_value(bus: &dyn LiveBus) 
         ReadingBatch::new(tenant, other, vec![reading(tenant, device, "flow", 0, 1.0)]).is_none(),
         "a batch may not mix devices"
     );
+}
+
+/// `subscribe_devices` delivers the listed devices' events of that tenant
+/// and nothing else — not other devices, not the same device id elsewhere.
+async fn a_device_subscription_carries_only_its_devices(bus: &dyn LiveBus) {
+    let (tenant, other_tenant) = (TenantId::new(), TenantId::new());
+    let (watched, unwatched) = (DeviceId::new(), DeviceId::new());
+    let mut sub = bus.subscribe_devices(tenant, &[watched]);
+    bus.publish(LiveEvent::Reading(reading(
+        tenant, unwatched, "flow", 0, 1.0,
+    )));
+    bus.publish(LiveEvent::Reading(reading(
+        other_tenant,
+        watched,
+        "flow",
+        0,
+        2.0,
+    )));
+    let wanted = LiveEvent::Reading(reading(tenant, watched, "flow", 0, 3.0));
+    bus.publish(wanted.clone());
+    expect_event(
+        &mut sub,
+        "device subscriber",
+        &wanted,
+        "only the watched device of the subscribed tenant may be delivered",
+    )
+    .await;
+    let status = LiveEvent::Status(status(tenant, watched, false, 1));
+    bus.publish(status.clone());
+    expect_event(
+        &mut sub,
+        "device subscriber",
+        &status,
+        "statuses of a watched device are delivered too",
+    )
+    .await;
 }

@@ -75,28 +75,33 @@ impl Hearth {
             Watch::Devices(allowed)
         };
         let tenant = principal.tenant_id;
-        let stream = self
-            .ports
-            .live
-            .subscribe(tenant)
-            .filter_map(move |delivery| {
-                let update = match delivery {
-                    Delivery::Event(event)
-                        if event.tenant_id() == tenant && watch.covers(event.device_id()) =>
-                    {
-                        Some(match event {
-                            LiveEvent::Reading(r) => LiveUpdate::Reading(r),
-                            LiveEvent::Readings(batch) => {
-                                LiveUpdate::Readings(batch.readings().clone())
-                            }
-                            LiveEvent::Status(s) => LiveUpdate::Status(s),
-                        })
-                    }
-                    Delivery::Event(_) => None,
-                    Delivery::Lagged(n) => Some(LiveUpdate::Lagged(n)),
-                };
-                futures::future::ready(update)
-            });
+        let deliveries = match &watch {
+            Watch::Tenant => self.ports.live.subscribe(tenant),
+            Watch::Devices(set) => {
+                let ids: Vec<DeviceId> = set.iter().copied().collect();
+                self.ports.live.subscribe_devices(tenant, &ids)
+            }
+        };
+        // The filter stays even where the bus routes per device: what leaves
+        // here is checked against what the caller was authorized for.
+        let stream = deliveries.filter_map(move |delivery| {
+            let update = match delivery {
+                Delivery::Event(event)
+                    if event.tenant_id() == tenant && watch.covers(event.device_id()) =>
+                {
+                    Some(match event {
+                        LiveEvent::Reading(r) => LiveUpdate::Reading(r),
+                        LiveEvent::Readings(batch) => {
+                            LiveUpdate::Readings(batch.readings().clone())
+                        }
+                        LiveEvent::Status(s) => LiveUpdate::Status(s),
+                    })
+                }
+                Delivery::Event(_) => None,
+                Delivery::Lagged(n) => Some(LiveUpdate::Lagged(n)),
+            };
+            futures::future::ready(update)
+        });
         Ok(stream.boxed())
     }
 }
