@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -68,12 +69,14 @@ uuid_id!(
     DeviceId
 );
 
+/// Keys are cloned into every reading and every latest-value entry, so they
+/// share one allocation (`Arc<str>`) instead of copying the text each time.
 macro_rules! key_id {
     ($(#[$doc:meta])* $name:ident, $max:expr) => {
         $(#[$doc])*
         #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
         #[serde(try_from = "String", into = "String")]
-        pub struct $name(String);
+        pub struct $name(Arc<str>);
 
         impl $name {
             /// Accepts 1..=max characters of `[A-Za-z0-9_.-]`.
@@ -83,7 +86,7 @@ macro_rules! key_id {
                     && value.len() <= $max
                     && value.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
                 if ok {
-                    Ok(Self(value))
+                    Ok(Self(value.into()))
                 } else {
                     Err(InvalidValue::new(
                         stringify!($name),
@@ -105,7 +108,7 @@ macro_rules! key_id {
 
         impl From<$name> for String {
             fn from(value: $name) -> Self {
-                value.0
+                value.0.to_string()
             }
         }
 
