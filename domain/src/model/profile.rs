@@ -154,7 +154,15 @@ impl PointDefinition {
             DataType::I32 => f64::from(wide() as i32),
             DataType::F32 => f64::from(f32::from_bits(wide())),
         };
-        Ok(raw * self.scale.get() + self.offset)
+        let value = raw * self.scale.get() + self.offset;
+        if self.data_type == DataType::F32 {
+            return Ok(value);
+        }
+        // 7960 x 0.01 is 79.60000000000001 in binary floating point; an
+        // integer register scaled by 0.01 has exactly two decimals.
+        let decimals = decimals_of(self.scale.get()).max(decimals_of(self.offset));
+        let factor = 10f64.powi(decimals);
+        Ok((value * factor).round() / factor)
     }
 
     /// The quality of a freshly read value: `Bad` when it is implausible.
@@ -255,6 +263,16 @@ impl PointDefinition {
             WordOrder::LowFirst => vec![lo, hi],
         }
     }
+}
+
+/// Decimal places needed to write `x` exactly (at most 9).
+fn decimals_of(x: f64) -> i32 {
+    (0..9)
+        .find(|d| {
+            let scaled = x * 10f64.powi(*d);
+            (scaled - scaled.round()).abs() < 1e-9 * scaled.abs().max(1.0)
+        })
+        .unwrap_or(9)
 }
 
 /// A register map for a controller model. Stored as a document.
@@ -375,6 +393,13 @@ mod tests {
         assert!(p.encode(f64::NAN).is_err());
         let u = point(DataType::U16, 1.0);
         assert!(u.encode(-1.0).is_err());
+    }
+
+    #[test]
+    fn decoded_values_have_the_resolution_of_their_scale() {
+        let p = point(DataType::I16, 0.01);
+        assert_eq!(p.decode(&[7960]).expect("one word"), 79.6);
+        assert_eq!(p.decode(&[(-1234i16) as u16]).expect("one word"), -12.34);
     }
 
     #[test]
