@@ -111,8 +111,15 @@ pub async fn build(config: &Config) -> anyhow::Result<(Hearth, Arc<ModbusGateway
 /// Builds everything, seeds the demo when asked, and serves on `config.listen`.
 pub async fn start(config: Config) -> anyhow::Result<Running> {
     let (hearth, gateway) = build(&config).await?;
+    // Built-in profiles are code; storing them at every start keeps the
+    // document store in step with the running version.
+    hearth
+        .ports()
+        .documents
+        .put_profile(&hearth_modbus::ecl_comfort_310())
+        .await
+        .context("cannot store the built-in device profiles")?;
     let mut simulator = None;
-    let mut poller = None;
     if config.demo {
         let sim = Simulator::start(crate::demo::DEVICE_COUNT, config.sim_base_port, IpAddr::from([127, 0, 0, 1]))
             .await
@@ -126,9 +133,10 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         crate::demo::seed(&hearth, &addresses)
             .await
             .context("cannot seed the demo")?;
-        poller = Some(Poller::spawn(hearth.clone(), gateway));
         simulator = Some(sim);
     }
+    // Every device in the directory is polled, demo or not.
+    let poller = Some(Poller::spawn(hearth.clone(), gateway));
     let schema = api::build_schema(hearth.clone()).finish();
     let listener = TcpListener::bind(config.listen)
         .await

@@ -43,7 +43,6 @@ pub async fn seed(hearth: &Hearth, addresses: &[SocketAddr]) -> anyhow::Result<(
     );
     let ports = hearth.ports();
     let profile = hearth_modbus::ecl_comfort_310();
-    ports.documents.put_profile(&profile).await?;
     let dir = &ports.directory;
     if dir.tenant_by_slug("acme").await?.is_some() {
         tracing::info!("Demo data present; not seeding again.");
