@@ -37,6 +37,10 @@ pub struct PollerConfig {
     /// Blocks split after a refusal are merged again this often, in case the
     /// refusal was passing (an injected fault, a firmware update).
     pub replan_every: Duration,
+    /// Devices and profiles are re-read this often, so devices added and
+    /// profiles changed elsewhere (another replica, `putProfile`) are polled
+    /// without a restart. `None`: only on `PollerHandle::reload`.
+    pub reload_every: Option<Duration>,
 }
 
 impl Default for PollerConfig {
@@ -46,6 +50,7 @@ impl Default for PollerConfig {
             max_start_offset: Duration::from_secs(1),
             backoff_cap: Duration::from_secs(10),
             replan_every: Duration::from_secs(600),
+            reload_every: Some(Duration::from_secs(30)),
         }
     }
 }
@@ -156,6 +161,11 @@ impl Supervisor {
     async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
         let mut loaded = false;
         let mut retry = Duration::from_secs(1);
+        let reload_every = self.config.reload_every;
+        let mut reload_tick =
+            tokio::time::interval(reload_every.unwrap_or(Duration::from_secs(3600)));
+        reload_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        reload_tick.reset();
         loop {
             if !loaded {
                 match self.reload().await {
@@ -181,6 +191,11 @@ impl Supervisor {
                 Some(ended) = self.tasks.join_next_with_id() => self.reap(ended),
                 () = tokio::time::sleep(retry), if !loaded => {
                     retry = (retry * 2).min(Duration::from_secs(30));
+                }
+                _ = reload_tick.tick(), if loaded && reload_every.is_some() => {
+                    if let Err(err) = self.reload().await {
+                        tracing::warn!(error = %err, "Could not reload devices to poll; keeping the current ones.");
+                    }
                 }
             }
         }

@@ -96,6 +96,37 @@ async fn polls_every_device_and_marks_unreachable_ones_stale() {
 }
 
 #[tokio::test]
+async fn devices_added_later_are_picked_up_without_an_explicit_reload() {
+    // Given a poller that re-reads the directory every 200 ms
+    let sim = simulator(2).await;
+    let gw = Arc::new(gateway());
+    let t = hearth(gw.clone());
+    let profile = fast_profile();
+    t.documents.put_profile(&profile).await.expect("stored");
+    let first = device_for(&sim, 0, &profile.id);
+    t.directory.insert_device(&first).await.expect("stored");
+    let config = PollerConfig {
+        reload_every: Some(Duration::from_millis(200)),
+        ..fast_config()
+    };
+    let poller = Poller::spawn_with(t.hearth.clone(), gw.clone(), config);
+    eventually("the first device is polled", || async {
+        t.live.online(first.id) == Some(true)
+    })
+    .await;
+    // When another device is added to the directory, and nobody calls reload
+    let second = device_for(&sim, 1, &profile.id);
+    t.directory.insert_device(&second).await.expect("stored");
+    // Then it is polled too
+    eventually("the second device is polled", || async {
+        t.live.online(second.id) == Some(true)
+    })
+    .await;
+    assert_eq!(poller.polled_devices(), 2);
+    poller.stop().await;
+}
+
+#[tokio::test]
 async fn reload_starts_new_and_stops_removed_devices() {
     // Given a poller over one device
     let sim = simulator(2).await;
