@@ -43,7 +43,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// The embedded store's own layout, so the baseline does the same B-tree work.
 const SAMPLES: TableDefinition<(u64, i64), (f64, u8)> = TableDefinition::new("samples");
 /// Rows per bare write transaction: `ReadingWriter`'s batch size.
-const BATCH: usize = 10_000;
+const BATCH: usize = ReadingWriter::MAX_BATCH;
 
 type Row = ((u64, i64), (f64, u8));
 

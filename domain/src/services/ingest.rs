@@ -36,10 +36,15 @@ pub struct ReadingWriter {
 type StopHandle = (oneshot::Sender<()>, JoinHandle<()>);
 
 impl ReadingWriter {
-    /// Batches of at most this many readings per store call.
-    const MAX_BATCH: usize = 10_000;
-    /// A batch waits at most this long before it is written.
-    const MAX_DELAY: Duration = Duration::from_millis(200);
+    /// Batches of at most this many readings per store call. Large batches
+    /// matter for the embedded store: each batch rewrites one B-tree page per
+    /// series it touches, so more readings per series per batch means fewer
+    /// pages written per reading.
+    pub const MAX_BATCH: usize = 50_000;
+    /// A batch waits at most this long before it is written: history lags
+    /// live values by at most this (plus the write), and a crash loses at
+    /// most this much of what was not yet stored.
+    pub const MAX_DELAY: Duration = Duration::from_millis(1000);
 
     pub fn spawn(store: Arc<dyn ReadingStore>) -> Self {
         let (tx, rx) = mpsc::channel(1024);
