@@ -7,13 +7,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hearth_domain::model::{
-    DataType, DeviceProfile, PointDefinition, Quality, RegisterKind, Scale, WordOrder, WriteLevel,
+    DataType, Device, DeviceProfile, PointDefinition, Quality, RegisterKind, Scale, WordOrder,
+    WriteLevel,
 };
 use hearth_domain::ports::{Directory, DocumentStore};
 use hearth_domain::{PointKey, ProfileId};
 use hearth_modbus::simulator::plant;
-use hearth_modbus::{ecl_comfort_310, Fault, Poller, PollerConfig};
-use support::{device_for, eventually, gateway, hearth, simulator};
+use hearth_modbus::{ecl_comfort_310, Fault, Poller, PollerConfig, PollerHandle, Simulator};
+use support::{device_for, eventually, gateway, hearth, simulator, TestHearth};
 
 /// The ECL profile, polled fast so the tests need not wait long.
 fn fast_profile() -> DeviceProfile {
@@ -95,9 +96,11 @@ async fn polls_every_device_and_marks_unreachable_ones_stale() {
     poller.stop().await;
 }
 
-#[tokio::test]
-async fn devices_added_later_are_picked_up_without_an_explicit_reload() {
-    // Given a poller that re-reads the directory every 200 ms
+/// Two simulated controllers, only the first in the directory, and a poller
+/// (with `config`) that is already polling it.
+async fn polling_one_of_two(
+    config: PollerConfig,
+) -> (Simulator, TestHearth, DeviceProfile, Device, PollerHandle) {
     let sim = simulator(2).await;
     let gw = Arc::new(gateway());
     let t = hearth(gw.clone());
@@ -105,15 +108,22 @@ async fn devices_added_later_are_picked_up_without_an_explicit_reload() {
     t.documents.put_profile(&profile).await.expect("stored");
     let first = device_for(&sim, 0, &profile.id);
     t.directory.insert_device(&first).await.expect("stored");
-    let config = PollerConfig {
-        reload_every: Some(Duration::from_millis(200)),
-        ..fast_config()
-    };
-    let poller = Poller::spawn_with(t.hearth.clone(), gw.clone(), config);
+    let poller = Poller::spawn_with(t.hearth.clone(), gw, config);
     eventually("the first device is polled", || async {
         t.live.online(first.id) == Some(true)
     })
     .await;
+    (sim, t, profile, first, poller)
+}
+
+#[tokio::test]
+async fn devices_added_later_are_picked_up_without_an_explicit_reload() {
+    // Given a poller that re-reads the directory every 200 ms
+    let config = PollerConfig {
+        reload_every: Some(Duration::from_millis(200)),
+        ..fast_config()
+    };
+    let (sim, t, profile, _first, poller) = polling_one_of_two(config).await;
     // When another device is added to the directory, and nobody calls reload
     let second = device_for(&sim, 1, &profile.id);
     t.directory.insert_device(&second).await.expect("stored");
@@ -129,18 +139,7 @@ async fn devices_added_later_are_picked_up_without_an_explicit_reload() {
 #[tokio::test]
 async fn reload_starts_new_and_stops_removed_devices() {
     // Given a poller over one device
-    let sim = simulator(2).await;
-    let gw = Arc::new(gateway());
-    let t = hearth(gw.clone());
-    let profile = fast_profile();
-    t.documents.put_profile(&profile).await.expect("stored");
-    let first = device_for(&sim, 0, &profile.id);
-    t.directory.insert_device(&first).await.expect("stored");
-    let poller = Poller::spawn_with(t.hearth.clone(), gw.clone(), fast_config());
-    eventually("the first device is polled", || async {
-        t.live.online(first.id) == Some(true)
-    })
-    .await;
+    let (sim, t, profile, first, poller) = polling_one_of_two(fast_config()).await;
 
     // When a device is added and the poller reloads
     let second = device_for(&sim, 1, &profile.id);
