@@ -121,7 +121,7 @@ async fn writer_round(
     let writer = ReadingWriter::spawn(store.clone());
     let began = Instant::now();
     for poll in polls {
-        writer.write(poll).await;
+        writer.write(&poll).await;
     }
     writer.shutdown().await;
     let secs = began.elapsed().as_secs_f64();

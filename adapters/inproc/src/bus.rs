@@ -2,7 +2,7 @@
 //! fan-out through one bounded broadcast channel per tenant.
 
 use std::collections::hash_map::DefaultHasher;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
@@ -25,9 +25,58 @@ pub const DEFAULT_CAPACITY: usize = 4096;
 /// What the bus remembers about one device.
 #[derive(Default)]
 struct DeviceState {
-    /// Ordered by point key so `latest` is deterministic.
-    points: BTreeMap<PointKey, Reading>,
+    /// Latest value per point, in the order the points were first seen. A
+    /// poll publishes its points in the same order every time, so the
+    /// reading at position `i` of a batch is almost always `points[i]`'s
+    /// point: recording a poll compares keys once per reading instead of
+    /// searching a map.
+    points: Vec<Reading>,
+    /// Position in `points` by key, for readings out of that order.
+    index: HashMap<PointKey, usize>,
+    /// Positions in `points` ordered by key, so `latest` is deterministic.
+    by_key: Vec<usize>,
     status: Option<DeviceStatus>,
+}
+
+impl DeviceState {
+    /// Keeps `reading` as its point's latest value unless a newer one is
+    /// known: a late, older sample (a retried poll, out-of-order delivery)
+    /// must not overwrite it; an equal timestamp does replace, which is how
+    /// a value is re-published as stale. `hint` is where the point was last
+    /// time if it comes in the usual order.
+    fn remember(&mut self, reading: &Reading, hint: usize) {
+        let slot = match self.points.get(hint) {
+            Some(current) if current.point == reading.point => Some(hint),
+            _ => self.index.get(&reading.point).copied(),
+        };
+        match slot.and_then(|i| self.points.get_mut(i)) {
+            Some(current) if current.timestamp > reading.timestamp => {}
+            // Same device and point: only what changes is copied.
+            Some(current) => {
+                current.timestamp = reading.timestamp;
+                current.value = reading.value;
+                current.quality = reading.quality;
+            }
+            None => {
+                let position = self.points.len();
+                self.index.insert(reading.point.clone(), position);
+                self.points.push(reading.clone());
+                let points = &self.points;
+                let at = self
+                    .by_key
+                    .partition_point(|&i| points.get(i).is_some_and(|p| p.point < reading.point));
+                self.by_key.insert(at, position);
+            }
+        }
+    }
+
+    fn latest(&self) -> Vec<Reading> {
+        self.by_key
+            .iter()
+            .filter_map(|&i| self.points.get(i))
+            .cloned()
+            .collect()
+    }
 }
 
 type Shard = HashMap<(TenantId, DeviceId), DeviceState>;
@@ -77,8 +126,12 @@ impl InProcessBus {
         let mut shard = write(self.shard(tenant, device));
         let state = shard.entry((tenant, device)).or_default();
         match event {
-            LiveEvent::Reading(reading) => remember(state, reading),
-            LiveEvent::Readings(batch) => batch.readings().iter().for_each(|r| remember(state, r)),
+            LiveEvent::Reading(reading) => state.remember(reading, 0),
+            LiveEvent::Readings(batch) => {
+                for (i, reading) in batch.readings().iter().enumerate() {
+                    state.remember(reading, i);
+                }
+            }
             LiveEvent::Status(status) => state.status = Some(status.clone()),
         }
     }
@@ -165,7 +218,7 @@ impl LiveBus for InProcessBus {
     fn latest(&self, tenant: TenantId, device: DeviceId) -> Vec<Reading> {
         read(self.shard(tenant, device))
             .get(&(tenant, device))
-            .map(|state| state.points.values().cloned().collect())
+            .map(DeviceState::latest)
             .unwrap_or_default()
     }
 
@@ -173,20 +226,6 @@ impl LiveBus for InProcessBus {
         read(self.shard(tenant, device))
             .get(&(tenant, device))
             .and_then(|state| state.status.clone())
-    }
-}
-
-/// Keeps `reading` as its point's latest value unless a newer one is known:
-/// a late, older sample (a retried poll, out-of-order delivery) must not
-/// overwrite it; an equal timestamp does replace, which is how a value is
-/// re-published as stale.
-fn remember(state: &mut DeviceState, reading: &Reading) {
-    match state.points.get_mut(&reading.point) {
-        Some(current) if current.timestamp > reading.timestamp => {}
-        Some(current) => *current = reading.clone(),
-        None => {
-            state.points.insert(reading.point.clone(), reading.clone());
-        }
     }
 }
 
@@ -207,6 +246,7 @@ mod tests {
     use super::*;
     use chrono::Utc;
     use hearth_domain::model::Quality;
+    use hearth_domain::ports::ReadingBatch;
 
     fn reading(tenant: TenantId, device: DeviceId, seconds: i64) -> Reading {
         Reading {
@@ -227,6 +267,42 @@ mod tests {
         bus.publish(LiveEvent::Reading(newer.clone()));
         bus.publish(LiveEvent::Reading(reading(tenant, device, 0)));
         assert_eq!(bus.latest(tenant, device), vec![newer]);
+    }
+
+    #[test]
+    fn latest_values_follow_batches_in_any_point_order_and_list_by_key() {
+        let bus = InProcessBus::new();
+        let (tenant, device) = (TenantId::new(), DeviceId::new());
+        let at = |key: &str, seconds: i64| Reading {
+            point: PointKey::new(key).expect("valid key"),
+            ..reading(tenant, device, seconds)
+        };
+        let batch = |readings: Vec<Reading>| {
+            LiveEvent::Readings(ReadingBatch::new(tenant, device, readings).expect("one device"))
+        };
+        // First poll in address order, the next in another order with a new
+        // point and one reading older than what is known.
+        bus.publish(batch(vec![at("zeta", 1), at("alpha", 1), at("mid", 1)]));
+        bus.publish(batch(vec![
+            at("mid", 2),
+            at("beta", 2),
+            at("zeta", 0),
+            at("alpha", 2),
+        ]));
+        let latest: Vec<(String, f64)> = bus
+            .latest(tenant, device)
+            .iter()
+            .map(|r| (r.point.to_string(), r.value))
+            .collect();
+        assert_eq!(
+            latest,
+            vec![
+                ("alpha".into(), 2.0),
+                ("beta".into(), 2.0),
+                ("mid".into(), 2.0),
+                ("zeta".into(), 1.0),
+            ]
+        );
     }
 
     #[tokio::test]

@@ -31,7 +31,7 @@
 //! connections); it stops with a message if `ulimit -n` is too low.
 //!
 //! `cargo bench -p hearth-modbus --bench poller_throughput [-- --devices N --seconds S --rounds R
-//!   --scenario schedule|ecl-comfort-310]`
+//!   --scenario schedule|ecl-comfort-310 --sides poll_once,bare,read_once]`
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -115,6 +115,10 @@ fn arg(name: &str, default: f64) -> f64 {
         .and_then(|i| args.get(i + 1))
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
+}
+
+fn arg_text(name: &str) -> Option<String> {
+    std::env::args().skip_while(|a| a != name).nth(1)
 }
 
 /// The soft limit on open files, from `/proc/self/limits` (Linux only).
@@ -359,11 +363,22 @@ async fn scenario(
     bare_round(&mut bare, 1.0).await?;
 
     const SIDES: [&str; 3] = ["hearth poll_once", "bare tokio-modbus", "hearth read_once"];
+    // `--sides poll_once,bare` runs only those (to profile one side alone).
+    let chosen = arg_text("--sides");
+    let runs = |side: usize| {
+        let short = ["poll_once", "bare", "read_once"][side];
+        chosen
+            .as_deref()
+            .is_none_or(|c| c.split(',').any(|s| s == short))
+    };
     let mut totals = [Tally::default(); 3];
     for r in 0..rounds {
         // Rotate which side goes first, so drift over time favours none.
         for step in 0..SIDES.len() {
             let side = (step + r) % SIDES.len();
+            if !runs(side) {
+                continue;
+            }
             let t = match side {
                 0 => hearth_round(&mut ours, seconds, true).await?,
                 1 => bare_round(&mut bare, seconds).await?,
@@ -442,7 +457,7 @@ async fn main() -> Result<(), Failure> {
         "poller throughput: {devices} simulated devices in-process on loopback, \
          one task per device per side, {rounds} rounds x {seconds} s per side, {cores} cores"
     );
-    let only = std::env::args().skip_while(|a| a != "--scenario").nth(1);
+    let only = arg_text("--scenario");
     let wanted = |name: &str| only.as_deref().is_none_or(|o| o == name);
     if wanted("schedule") {
         scenario(

@@ -40,24 +40,6 @@ impl Default for GatewayConfig {
     }
 }
 
-/// The identity of a link: one controller behind one TCP endpoint.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-struct EndpointKey {
-    host: String,
-    port: u16,
-    unit: u8,
-}
-
-impl From<&ModbusEndpoint> for EndpointKey {
-    fn from(e: &ModbusEndpoint) -> Self {
-        Self {
-            host: e.host.clone(),
-            port: e.port,
-            unit: e.unit,
-        }
-    }
-}
-
 /// A cached connection; its async mutex is the per-device request lock.
 #[derive(Debug, Default)]
 struct Link {
@@ -72,7 +54,9 @@ struct Link {
 #[derive(Debug)]
 struct Inner {
     config: GatewayConfig,
-    links: StdMutex<HashMap<EndpointKey, Arc<Mutex<Link>>>>,
+    /// One link per endpoint (host, port, unit): one controller behind one
+    /// TCP endpoint.
+    links: StdMutex<HashMap<ModbusEndpoint, Arc<Mutex<Link>>>>,
     reaper_started: std::sync::atomic::AtomicBool,
 }
 
@@ -142,7 +126,12 @@ impl ModbusGateway {
             // half-updated (single insert), so its contents are still usable.
             Err(poisoned) => poisoned.into_inner(),
         };
-        map.entry(EndpointKey::from(endpoint)).or_default().clone()
+        // Looked up by reference: every request passes here, and cloning the
+        // endpoint's host for the lookup would cost an allocation each time.
+        if let Some(link) = map.get(endpoint) {
+            return link.clone();
+        }
+        map.entry(endpoint.clone()).or_default().clone()
     }
 
     /// Starts the idle-connection reaper on first use, when a runtime is

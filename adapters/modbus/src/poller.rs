@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{SubsecRound, Utc};
 use hearth_domain::model::{Device, DeviceProfile, Reading};
 use hearth_domain::ports::{FieldError, FieldGateway};
 use hearth_domain::services::Hearth;
@@ -432,40 +432,38 @@ impl DevicePoller {
             self.blocks = plan_reads(&self.profile.points, self.config.max_gap);
             self.replan_at = None;
         }
-        let timestamp = Utc::now();
+        // Stores keep microseconds; a live value must be found again in
+        // history by its timestamp.
+        let timestamp = Utc::now().trunc_subsecs(6);
         let mut readings = Vec::with_capacity(self.profile.points.len());
+        let mut refused = Vec::new();
         let mut i = 0;
-        while let Some(block) = self.blocks.get(i).cloned() {
+        while let Some(block) = self.blocks.get(i) {
             let result = self
                 .gateway
                 .read_registers(&self.device, block.kind, block.address, block.count)
                 .await;
+            // Re-borrowed after the await: `self.blocks` may change below.
+            let Some(block) = self.blocks.get(i) else {
+                break;
+            };
             match result {
                 Ok(words) => {
-                    let points = &self.profile.points;
-                    // `decode` yields the block's points in this order, so
-                    // each value meets its definition without a lookup by key.
-                    let definitions = block.points.iter().filter_map(|&p| points.get(p));
-                    let mut refused = Vec::new();
-                    for (definition, (point, value)) in
-                        definitions.zip(block.decode(points, &words))
-                    {
+                    let (tenant_id, device_id) = (self.device.tenant_id, self.device.id);
+                    for (definition, value) in block.decoded(&self.profile.points, &words) {
                         match value {
                             Ok(value) => readings.push(Reading {
-                                tenant_id: self.device.tenant_id,
-                                device_id: self.device.id,
+                                tenant_id,
+                                device_id,
                                 // Fault codes (an open sensor's 192 °C) are
                                 // kept, but marked as not a real value.
                                 quality: definition.quality_of(value),
-                                point,
+                                point: definition.key.clone(),
                                 timestamp,
                                 value,
                             }),
-                            Err(reason) => refused.push((point, reason)),
+                            Err(reason) => refused.push((definition.key.clone(), reason)),
                         }
-                    }
-                    for (point, reason) in refused {
-                        self.refuse(point, &reason);
                     }
                     i += 1;
                 }
@@ -488,18 +486,20 @@ impl DevicePoller {
                 Err(FieldError::Exception {
                     code: code @ (2 | 3),
                 }) => {
-                    let keys: Vec<PointKey> = block
-                        .points
-                        .iter()
-                        .filter_map(|&p| self.profile.points.get(p).map(|p| p.key.clone()))
-                        .collect();
-                    for key in keys {
-                        self.refuse(key, &format!("exception {code}"));
-                    }
+                    refused.extend(
+                        block
+                            .points
+                            .iter()
+                            .filter_map(|&p| self.profile.points.get(p))
+                            .map(|p| (p.key.clone(), format!("exception {code}"))),
+                    );
                     i += 1;
                 }
                 Err(other) => return Err(other),
             }
+        }
+        for (point, reason) in refused {
+            self.refuse(point, &reason);
         }
         Ok(readings)
     }

@@ -4,7 +4,7 @@ use crate::error::InvalidValue;
 use crate::ids::{AreaId, DeviceId, ProfileId, TenantId};
 
 /// Where a controller answers Modbus TCP.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct ModbusEndpoint {
     pub host: String,
     pub port: u16,

@@ -48,24 +48,39 @@ pub enum WordOrder {
 /// A multiplier from raw register value to engineering value; never zero or non-finite.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(try_from = "f64", into = "f64")]
-pub struct Scale(f64);
+pub struct Scale {
+    value: f64,
+    /// Decimals of `value` (0.01 has 2), worked out once here rather than at
+    /// every one of the millions of decodes a second.
+    decimals: u8,
+}
 
 impl Scale {
     pub fn new(value: f64) -> Result<Self, InvalidValue> {
         if value.is_finite() && value != 0.0 {
-            Ok(Self(value))
+            Ok(Self {
+                value,
+                decimals: decimals_of(value),
+            })
         } else {
             Err(InvalidValue::new("scale", "must be finite and non-zero"))
         }
     }
     pub fn get(self) -> f64 {
-        self.0
+        self.value
+    }
+    /// How many decimals a value scaled by this has (at most 9).
+    pub fn decimals(self) -> u8 {
+        self.decimals
     }
 }
 
 impl Default for Scale {
     fn default() -> Self {
-        Self(1.0)
+        Self {
+            value: 1.0,
+            decimals: 0,
+        }
     }
 }
 
@@ -78,7 +93,7 @@ impl TryFrom<f64> for Scale {
 
 impl From<Scale> for f64 {
     fn from(value: Scale) -> Self {
-        value.0
+        value.value
     }
 }
 
@@ -160,8 +175,17 @@ impl PointDefinition {
         }
         // 7960 x 0.01 is 79.60000000000001 in binary floating point; an
         // integer register scaled by 0.01 has exactly two decimals.
-        let decimals = decimals_of(self.scale.get()).max(decimals_of(self.offset));
-        let factor = 10f64.powi(decimals);
+        let offset_decimals = if self.offset == 0.0 {
+            0
+        } else {
+            decimals_of(self.offset)
+        };
+        let decimals = self.scale.decimals().max(offset_decimals);
+        if decimals == 0 {
+            // Integers times an integral scale plus an integral offset: exact.
+            return Ok(value);
+        }
+        let factor = 10f64.powi(i32::from(decimals));
         Ok((value * factor).round() / factor)
     }
 
@@ -266,10 +290,10 @@ impl PointDefinition {
 }
 
 /// Decimal places needed to write `x` exactly (at most 9).
-fn decimals_of(x: f64) -> i32 {
-    (0..9)
-        .find(|d| {
-            let scaled = x * 10f64.powi(*d);
+fn decimals_of(x: f64) -> u8 {
+    (0..9u8)
+        .find(|&d| {
+            let scaled = x * 10f64.powi(i32::from(d));
             (scaled - scaled.round()).abs() < 1e-9 * scaled.abs().max(1.0)
         })
         .unwrap_or(9)

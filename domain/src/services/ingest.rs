@@ -6,9 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{SubsecRound, Utc};
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{oneshot, Notify};
 use tokio::task::JoinHandle;
 
 use super::Hearth;
@@ -25,11 +25,33 @@ pub struct ReadingWriterStats {
 }
 
 /// Persists readings in batches off the polling path.
+///
+/// Pollers copy each poll into a shared queue under a short lock: no
+/// channel message and no task wake-up per poll. The writer task wakes when
+/// a full batch is queued or [`Self::MAX_DELAY`] has passed, swaps the queue
+/// for its empty spare and stores it. Both vectors keep their capacity, so
+/// steady polling allocates nothing here.
 #[derive(Clone)]
 pub struct ReadingWriter {
-    tx: mpsc::Sender<Vec<Reading>>,
-    stats: Arc<ReadingWriterStats>,
+    shared: Arc<Shared>,
     stop: Arc<Mutex<Option<StopHandle>>>,
+}
+
+/// What pollers and the writer task share.
+struct Shared {
+    intake: Mutex<Intake>,
+    /// Wakes the writer: a full batch is queued.
+    full: Notify,
+    /// Wakes pollers waiting for room in the queue.
+    drained: Notify,
+    stats: ReadingWriterStats,
+}
+
+#[derive(Default)]
+struct Intake {
+    queued: Vec<Reading>,
+    /// Set by `shutdown`: later writes are counted as dropped.
+    closed: bool,
 }
 
 /// Signals the writer task to flush and stop, and waits for it.
@@ -45,15 +67,21 @@ impl ReadingWriter {
     /// live values by at most this (plus the write), and a crash loses at
     /// most this much of what was not yet stored.
     pub const MAX_DELAY: Duration = Duration::from_millis(1000);
+    /// Readings queued before `write` waits for the store: back-pressure on
+    /// the pollers rather than unbounded memory when the store is slow.
+    pub const MAX_QUEUED: usize = 4 * Self::MAX_BATCH;
 
     pub fn spawn(store: Arc<dyn ReadingStore>) -> Self {
-        let (tx, rx) = mpsc::channel(1024);
         let (stop_tx, stop_rx) = oneshot::channel();
-        let stats = Arc::new(ReadingWriterStats::default());
-        let task = tokio::spawn(Self::run(store, rx, stop_rx, stats.clone()));
+        let shared = Arc::new(Shared {
+            intake: Mutex::new(Intake::default()),
+            full: Notify::new(),
+            drained: Notify::new(),
+            stats: ReadingWriterStats::default(),
+        });
+        let task = tokio::spawn(Self::run(store, shared.clone(), stop_rx));
         Self {
-            tx,
-            stats,
+            shared,
             stop: Arc::new(Mutex::new(Some((stop_tx, task)))),
         }
     }
@@ -69,57 +97,76 @@ impl ReadingWriter {
     }
 
     pub fn stats(&self) -> &ReadingWriterStats {
-        &self.stats
+        &self.shared.stats
     }
 
-    /// Queues readings; waits only when the queue is full (back-pressure on
-    /// the poller rather than unbounded memory).
-    pub async fn write(&self, readings: Vec<Reading>) {
-        let n = readings.len() as u64;
-        if self.tx.send(readings).await.is_err() {
-            self.stats.dropped.fetch_add(n, Ordering::Relaxed);
+    /// Queues readings; waits only while [`Self::MAX_QUEUED`] readings are
+    /// already queued.
+    pub async fn write(&self, readings: &[Reading]) {
+        while !self.try_queue(readings) {
+            // Registered before looking again, so a drain between the look
+            // and the wait still wakes us.
+            let drained = self.shared.drained.notified();
+            tokio::pin!(drained);
+            drained.as_mut().enable();
+            if self.try_queue(readings) {
+                return;
+            }
+            drained.await;
         }
+    }
+
+    /// Queues `readings` (or counts them dropped after shutdown); `false`
+    /// when the queue is full.
+    fn try_queue(&self, readings: &[Reading]) -> bool {
+        let mut intake = lock(&self.shared.intake);
+        if intake.closed {
+            self.shared
+                .stats
+                .dropped
+                .fetch_add(readings.len() as u64, Ordering::Relaxed);
+            return true;
+        }
+        if intake.queued.len() >= Self::MAX_QUEUED {
+            return false;
+        }
+        let before = intake.queued.len();
+        intake.queued.extend_from_slice(readings);
+        // Once, when the queue first holds a full batch.
+        if before < Self::MAX_BATCH && intake.queued.len() >= Self::MAX_BATCH {
+            self.shared.full.notify_one();
+        }
+        true
     }
 
     async fn run(
         store: Arc<dyn ReadingStore>,
-        mut rx: mpsc::Receiver<Vec<Reading>>,
+        shared: Arc<Shared>,
         mut stop: oneshot::Receiver<()>,
-        stats: Arc<ReadingWriterStats>,
     ) {
         let mut batch: Vec<Reading> = Vec::new();
-        loop {
-            let deadline = tokio::time::sleep(Self::MAX_DELAY);
-            tokio::pin!(deadline);
-            let closed = loop {
-                tokio::select! {
-                    more = rx.recv() => match more {
-                        Some(readings) => {
-                            batch.extend(readings);
-                            if batch.len() >= Self::MAX_BATCH { break false; }
-                        }
-                        None => break true,
-                    },
-                    _ = &mut deadline => break false,
-                    _ = &mut stop => {
-                        rx.close();
-                        while let Ok(readings) = rx.try_recv() {
-                            batch.extend(readings);
-                        }
-                        break true;
-                    }
-                }
-            };
-            if !batch.is_empty() {
-                Self::flush(&*store, &mut batch, &stats).await;
+        let mut stopping = false;
+        while !stopping {
+            tokio::select! {
+                () = shared.full.notified() => {}
+                () = tokio::time::sleep(Self::MAX_DELAY) => {}
+                _ = &mut stop => stopping = true,
             }
-            if closed {
-                return;
+            {
+                let mut intake = lock(&shared.intake);
+                intake.closed |= stopping;
+                // `batch` is empty (flushed or dropped below) with its capacity.
+                std::mem::swap(&mut intake.queued, &mut batch);
             }
+            shared.drained.notify_waiters();
+            for chunk in batch.chunks(Self::MAX_BATCH) {
+                Self::flush(&*store, chunk, &shared.stats).await;
+            }
+            batch.clear();
         }
     }
 
-    async fn flush(store: &dyn ReadingStore, batch: &mut Vec<Reading>, stats: &ReadingWriterStats) {
+    async fn flush(store: &dyn ReadingStore, batch: &[Reading], stats: &ReadingWriterStats) {
         let mut delay = Duration::from_millis(50);
         for attempt in 1..=5 {
             match store.append(batch).await {
@@ -128,7 +175,6 @@ impl ReadingWriter {
                         .persisted
                         .fetch_add(batch.len() as u64, Ordering::Relaxed);
                     stats.batches.fetch_add(1, Ordering::Relaxed);
-                    batch.clear();
                     return;
                 }
                 Err(err) => {
@@ -145,8 +191,15 @@ impl ReadingWriter {
         stats
             .dropped
             .fetch_add(batch.len() as u64, Ordering::Relaxed);
-        batch.clear();
     }
+}
+
+/// A panic while the intake lock is held cannot leave it half-updated
+/// (readings are cloned in whole or not at all), so a poisoned lock is used as is.
+fn lock(intake: &Mutex<Intake>) -> MutexGuard<'_, Intake> {
+    intake
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl Hearth {
@@ -164,15 +217,27 @@ impl Hearth {
     ) {
         self.record_status(tenant, device, true);
         let mut readings = readings;
-        for reading in &mut readings {
-            // Stores keep microseconds; publish exactly what will be stored,
-            // so a live value can be found again in history by its timestamp.
+        // Stores keep microseconds; publish exactly what will be stored, so
+        // a live value can be found again in history by its timestamp. (The
+        // poller truncates already; this keeps every other caller honest.)
+        for reading in readings
+            .iter_mut()
+            .filter(|r| r.timestamp.timestamp_subsec_nanos() % 1_000 != 0)
+        {
             reading.timestamp = reading.timestamp.trunc_subsecs(6);
         }
-        if let Some(batch) = ReadingBatch::new(tenant, device, readings.clone()) {
-            self.ports.live.publish(LiveEvent::Readings(batch));
-        }
-        self.writer.write(readings).await;
+        let count = readings.len();
+        let Some(batch) = ReadingBatch::new(tenant, device, readings) else {
+            if count > 0 {
+                // A caller bug; storing them could file readings under the
+                // wrong tenant, so they are dropped and said so.
+                tracing::error!(%tenant, %device, count, "Readings of another device were recorded for this one; dropping them.");
+            }
+            return;
+        };
+        let published = batch.clone();
+        self.ports.live.publish(LiveEvent::Readings(published));
+        self.writer.write(batch.readings()).await;
     }
 
     /// Records a device's reachability. Going offline re-publishes its last
@@ -203,5 +268,125 @@ impl Hearth {
                 self.ports.live.publish(LiveEvent::Readings(batch));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::StoreError;
+    use crate::ids::PointKey;
+    use crate::model::{HistoryBucket, HistoryQuery};
+    use async_trait::async_trait;
+    use futures::FutureExt;
+    use tokio::sync::Semaphore;
+
+    /// A store stand-in that records batch sizes and, while its gate is
+    /// closed, holds every append (a slow disk).
+    struct GatedStore {
+        gate: Semaphore,
+        entered: Notify,
+        batches: Mutex<Vec<usize>>,
+    }
+
+    impl GatedStore {
+        fn new(open: bool) -> Arc<Self> {
+            Arc::new(Self {
+                gate: Semaphore::new(if open { Semaphore::MAX_PERMITS } else { 0 }),
+                entered: Notify::new(),
+                batches: Mutex::new(Vec::new()),
+            })
+        }
+        fn batches(&self) -> Vec<usize> {
+            self.batches.lock().map(|b| b.clone()).unwrap_or_default()
+        }
+    }
+
+    #[async_trait]
+    impl ReadingStore for GatedStore {
+        async fn append(&self, batch: &[Reading]) -> Result<(), StoreError> {
+            self.entered.notify_one();
+            let _pass = self
+                .gate
+                .acquire()
+                .await
+                .map_err(|e| StoreError::Backend(e.into()))?;
+            if let Ok(mut batches) = self.batches.lock() {
+                batches.push(batch.len());
+            }
+            Ok(())
+        }
+        async fn history(&self, _: &HistoryQuery) -> Result<Vec<HistoryBucket>, StoreError> {
+            Ok(Vec::new())
+        }
+    }
+
+    fn poll(readings: usize) -> Vec<Reading> {
+        let (tenant_id, device_id) = (TenantId::new(), DeviceId::new());
+        let timestamp = Utc::now().trunc_subsecs(6);
+        (0..readings)
+            .map(|i| Reading {
+                tenant_id,
+                device_id,
+                point: PointKey::new(format!("p{i}")).expect("valid key"),
+                timestamp,
+                value: i as f64,
+                quality: Quality::Good,
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn shutdown_stores_everything_queued_in_batches_no_larger_than_max_batch() {
+        // Given a writer on a store that keeps up
+        let store = GatedStore::new(true);
+        let writer = ReadingWriter::spawn(store.clone());
+        let poll = poll(10_000);
+
+        // When 12 polls of 10,000 readings are queued and the writer stops
+        for _ in 0..12 {
+            writer.write(&poll).await;
+        }
+        writer.shutdown().await;
+
+        // Then all 120,000 are stored, in batches of at most MAX_BATCH
+        let batches = store.batches();
+        assert_eq!(batches.iter().sum::<usize>(), 120_000);
+        assert!(batches.iter().all(|&b| b <= ReadingWriter::MAX_BATCH));
+        assert_eq!(writer.stats().persisted.load(Ordering::Relaxed), 120_000);
+        // And what comes after the stop is counted as dropped, not lost silently
+        writer.write(&poll).await;
+        assert_eq!(writer.stats().dropped.load(Ordering::Relaxed), 10_000);
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_holds_writers_back_until_the_store_catches_up() {
+        // Given a store that holds its first append, with a full batch in it
+        let store = GatedStore::new(false);
+        let writer = ReadingWriter::spawn(store.clone());
+        let poll = poll(10_000);
+        let entered = store.entered.notified();
+        for _ in 0..ReadingWriter::MAX_BATCH / 10_000 {
+            writer.write(&poll).await;
+        }
+        entered.await;
+
+        // When the queue fills up to MAX_QUEUED behind it
+        for _ in 0..ReadingWriter::MAX_QUEUED / 10_000 {
+            writer.write(&poll).await;
+        }
+
+        // Then one more write has to wait
+        assert!(
+            writer.write(&poll).now_or_never().is_none(),
+            "a write into a full queue must wait for the store"
+        );
+        // And once the store catches up it goes through, and nothing is lost
+        store.gate.add_permits(Semaphore::MAX_PERMITS / 2);
+        writer.write(&poll).await;
+        writer.shutdown().await;
+        let expected = (ReadingWriter::MAX_BATCH + ReadingWriter::MAX_QUEUED + 10_000) as u64;
+        assert_eq!(writer.stats().persisted.load(Ordering::Relaxed), expected);
+        assert_eq!(writer.stats().dropped.load(Ordering::Relaxed), 0);
     }
 }
