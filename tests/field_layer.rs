@@ -188,9 +188,9 @@ async fn enumerated_points_carry_labels_and_refuse_other_values() -> anyhow::Res
 async fn admins_add_profiles_that_stay_within_their_tenant() -> anyhow::Result<()> {
     let server = DemoServer::start().await?;
     let admin = server.login("admin@acme.test").await?;
-    let put = "mutation($p: DeviceProfileInput!) { putProfile(input: $p) { id builtIn points { key options { label } } } }";
+    let put = "mutation($p: DeviceProfileInput!) { putProfile(input: $p) { id builtIn livePollIntervalMs points { key options { label } } } }";
     let profile = |id: &str| {
-        json!({ "id": id, "name": "AHU 2000", "pollIntervalMs": 2000, "points": [
+        json!({ "id": id, "name": "AHU 2000", "pollIntervalMs": 2000, "livePollIntervalMs": 500, "points": [
             { "key": "supply_temp", "name": "Supply air", "register": "INPUT", "address": 1, "dataType": "I16", "scale": 0.1, "unit": "°C" },
             { "key": "fan_mode", "name": "Fan", "register": "HOLDING", "address": 10, "dataType": "U16", "writable": true,
               "writeLevel": "BASIC", "min": 0, "max": 2, "options": [{ "value": 0, "label": "off" }, { "value": 1, "label": "low" }, { "value": 2, "label": "high" }] }
@@ -201,11 +201,14 @@ async fn admins_add_profiles_that_stay_within_their_tenant() -> anyhow::Result<(
         .data(put, json!({ "p": profile("acme.ahu-2000") }))
         .await?;
     assert_eq!(res["putProfile"]["builtIn"], false);
+    assert_eq!(res["putProfile"]["livePollIntervalMs"], 500);
     assert_eq!(
         res["putProfile"]["points"][1]["options"][2]["label"],
         "high"
     );
-    let listed = admin.data("{ profiles { id builtIn } }", json!({})).await?;
+    let listed = admin
+        .data("{ profiles { id builtIn livePollIntervalMs } }", json!({}))
+        .await?;
     let ids: Vec<&str> = listed["profiles"]
         .as_array()
         .map(|p| p.iter().filter_map(|p| p["id"].as_str()).collect())
@@ -214,6 +217,11 @@ async fn admins_add_profiles_that_stay_within_their_tenant() -> anyhow::Result<(
         ids.contains(&"acme.ahu-2000") && ids.contains(&"ecl-comfort-310"),
         "{ids:?}"
     );
+    let built_in = listed["profiles"]
+        .as_array()
+        .and_then(|p| p.iter().find(|p| p["id"] == "ecl-comfort-310"))
+        .map(|p| p["livePollIntervalMs"].clone());
+    assert_eq!(built_in, Some(json!(250)), "{listed}");
 
     // Other tenants never see it, nor can they write into acme's namespace
     let globex = server.login("admin@globex.test").await?;
@@ -232,6 +240,13 @@ async fn admins_add_profiles_that_stay_within_their_tenant() -> anyhow::Result<(
     empty["points"] = json!([]);
     let res = admin.gql(put, json!({ "p": empty })).await?;
     assert_eq!(error_code(&res).as_deref(), Some("BAD_USER_INPUT"));
+    for live in [json!(20), json!(5000), json!(-1)] {
+        // Faster than 50 ms, slower than the poll interval, negative
+        let mut too_fast = profile("acme.fast");
+        too_fast["livePollIntervalMs"] = live;
+        let res = admin.gql(put, json!({ "p": too_fast })).await?;
+        assert_eq!(error_code(&res).as_deref(), Some("BAD_USER_INPUT"), "{res}");
+    }
     let mut writable_input = profile("acme.bad");
     writable_input["points"][0]["writable"] = json!(true);
     let res = admin.gql(put, json!({ "p": writable_input })).await?;

@@ -208,6 +208,13 @@ pub trait LiveBus: Send + Sync + 'static {
     fn latest(&self, tenant: TenantId, device: DeviceId) -> Vec<Reading>;
     /// The device's last known status, `None` if never polled.
     fn status(&self, tenant: TenantId, device: DeviceId) -> Option<DeviceStatus>;
+    /// Whether a subscription made with `subscribe_devices` that names this
+    /// device is open: somebody is watching it, so the poller may poll it at
+    /// its profile's live interval. Tenant-wide subscriptions (dashboards,
+    /// integrations) do not count. MUST turn false once those subscriptions
+    /// are dropped. A bus that cannot tell answers `false` (devices are then
+    /// polled at their normal interval).
+    fn is_watched(&self, tenant: TenantId, device: DeviceId) -> bool;
 }
 
 // --------------------------------------------------------------------- field

@@ -91,6 +91,7 @@ fn profile() -> anyhow::Result<DeviceProfile> {
         tenant_id: None,
         name: "Bench".into(),
         poll_interval_ms: 1000,
+        live_poll_interval_ms: None,
         points,
     })
 }

@@ -14,7 +14,12 @@
 //! embedded redb store takes them, competing for the same cores).
 //!
 //! The profile is the built-in ECL Comfort 310 with its poll interval set by
-//! `--interval-ms` (default 100 ms; the built-in profile polls every 1000 ms).
+//! `--interval-ms` (default 1000 ms, as built in) and its live interval, the
+//! interval of devices somebody watches through a device subscription, by
+//! `--live-interval-ms` (default 50 ms; built in: 250 ms; 0: none). With
+//! `--watch K` the subscribers watch devices and those are polled at the live
+//! interval; with `--watch 0` they watch the whole tenant, which watches no
+//! device in particular, so every device is polled at `--interval-ms`.
 //! A marker task writes a fresh value every `--mark-every-ms` into the
 //! holding register of `schedule_mon_start` (3109) of the next device, round
 //! robin, straight into the simulator (`DeviceHandle::set_holding`), and
@@ -22,14 +27,14 @@
 //! that value. Reported:
 //! - change -> receipt: write to receipt. Includes the wait for the device's
 //!   next poll, uniform over one interval, so its p99 cannot be below about
-//!   0.99 x the poll interval whatever the rest costs.
+//!   0.99 x the (live) poll interval whatever the rest costs.
 //! - poll -> receipt: the reading's timestamp (taken when the poll starts)
 //!   to receipt; the cost of reading, decoding, publishing and fan-out.
 //! - markers a subscriber never received (it lagged and the bus dropped
 //!   events for it) and the number of `Lagged` notices.
 //!
 //! `cargo bench -p hearth-tests --bench live_latency [-- --devices N --subscribers N
-//!   --interval-ms MS --mark-every-ms MS --seconds S --watch K --persist]`
+//!   --interval-ms MS --live-interval-ms MS --mark-every-ms MS --seconds S --watch K --persist]`
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
@@ -135,7 +140,9 @@ fn open_files_limit() -> Option<u64> {
 async fn main() -> anyhow::Result<()> {
     let devices = arg("--devices", 1000.0) as usize;
     let subscribers = arg("--subscribers", 1000.0) as usize;
-    let interval_ms = arg("--interval-ms", 100.0) as u32;
+    let interval_ms = arg("--interval-ms", 1000.0) as u32;
+    // 0: no live interval (devices always polled every --interval-ms).
+    let live_interval_ms = Some(arg("--live-interval-ms", 50.0) as u32).filter(|ms| *ms > 0);
     let mark_every = Duration::from_secs_f64(arg("--mark-every-ms", 10.0) / 1e3);
     let seconds = arg("--seconds", 10.0);
     // 0: every subscriber watches the whole tenant (an empty device list);
@@ -183,12 +190,13 @@ async fn main() -> anyhow::Result<()> {
     ports.directory.insert_tenant(&tenant).await?;
     let profile = hearth_domain::model::DeviceProfile {
         poll_interval_ms: interval_ms,
+        live_poll_interval_ms: live_interval_ms,
         ..ecl_comfort_310()
     };
     // The poller skips devices of an invalid profile; say why instead.
-    profile
-        .validate()
-        .with_context(|| format!("--interval-ms {interval_ms} makes the profile invalid"))?;
+    profile.validate().with_context(|| {
+        format!("--interval-ms {interval_ms} --live-interval-ms {live_interval_ms:?} make the profile invalid")
+    })?;
     ports.documents.put_profile(&profile).await?;
     let user = User {
         id: UserId::new(),
@@ -368,9 +376,14 @@ async fn main() -> anyhow::Result<()> {
             .sum()
     };
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    // Devices a device subscription names are polled at the live interval.
+    let effective_ms = match live_interval_ms {
+        Some(live) if watch > 0 => live,
+        _ => interval_ms,
+    };
     println!(
         "live latency: {devices} devices ({polled_devices} polled), {subscribers} subscribers via Hearth::subscribe_live \
-         watching {}, poll interval {interval_ms} ms, {} markers ({:.0} ms apart) over {seconds} s, persistence {}, {cores} cores",
+         watching {}, poll interval {interval_ms} ms (live {live_interval_ms:?} ms; watched devices polled every {effective_ms} ms), {} markers ({:.0} ms apart) over {seconds} s, persistence {}, {cores} cores",
         if watch == 0 { "every device".to_string() } else { format!("{watch} devices each") },
         writes.len(),
         ms(mark_every),
@@ -378,8 +391,8 @@ async fn main() -> anyhow::Result<()> {
     );
     println!(
         "live events: {:.0}/s published, {:.0}/s delivered if nobody lags",
-        devices as f64 * profile.points.len() as f64 * 1e3 / f64::from(interval_ms.max(1)),
-        devices as f64 * profile.points.len() as f64 * 1e3 / f64::from(interval_ms.max(1))
+        devices as f64 * profile.points.len() as f64 * 1e3 / f64::from(effective_ms.max(1)),
+        devices as f64 * profile.points.len() as f64 * 1e3 / f64::from(effective_ms.max(1))
             * if watch == 0 {
                 subscribers as f64
             } else {

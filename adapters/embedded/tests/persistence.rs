@@ -16,6 +16,7 @@ fn profile(id: &str, tenant_id: Option<TenantId>) -> DeviceProfile {
         tenant_id,
         name: format!("profile {id}"),
         poll_interval_ms: 1_000,
+        live_poll_interval_ms: None,
         points: vec![PointDefinition {
             key: PointKey::new("outdoor").expect("valid key"),
             name: "Outdoor".into(),

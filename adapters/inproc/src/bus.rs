@@ -222,6 +222,12 @@ impl LiveBus for InProcessBus {
             .unwrap_or_default()
     }
 
+    fn is_watched(&self, tenant: TenantId, device: DeviceId) -> bool {
+        read(&self.device_channels)
+            .get(&(tenant, device))
+            .is_some_and(|sender| sender.receiver_count() > 0)
+    }
+
     fn status(&self, tenant: TenantId, device: DeviceId) -> Option<DeviceStatus> {
         read(self.shard(tenant, device))
             .get(&(tenant, device))

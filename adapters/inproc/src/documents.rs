@@ -78,6 +78,7 @@ mod tests {
             tenant_id,
             name: id.into(),
             poll_interval_ms: 1_000,
+            live_poll_interval_ms: None,
             points: vec![PointDefinition {
                 key: PointKey::new("p").expect("valid key"),
                 name: "p".into(),

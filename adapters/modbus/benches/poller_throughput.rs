@@ -162,6 +162,7 @@ fn schedule_profile() -> Result<DeviceProfile, Failure> {
         tenant_id: None,
         name: "ECL schedule registers".into(),
         poll_interval_ms: 1_000,
+        live_poll_interval_ms: None,
         points,
     })
 }

@@ -321,6 +321,22 @@ impl DeviceTask {
         Duration::from_millis(u64::from(self.poller.profile.poll_interval_ms))
     }
 
+    /// The profile's live interval, if it has one.
+    fn live_interval(&self) -> Option<Duration> {
+        self.poller
+            .profile
+            .live_poll_interval_ms
+            .map(|ms| Duration::from_millis(u64::from(ms)))
+    }
+
+    fn is_watched(&self) -> bool {
+        let device = &self.poller.device;
+        self.hearth
+            .ports()
+            .live
+            .is_watched(device.tenant_id, device.id)
+    }
+
     async fn run(mut self) {
         let interval = self.interval();
         let spread = interval.min(self.poller.config.max_start_offset);
@@ -331,14 +347,14 @@ impl DeviceTask {
         let mut failures: u32 = 0;
         loop {
             let started = Instant::now();
-            let next = match self.poller.poll_once(&self.hearth).await {
+            match self.poller.poll_once(&self.hearth).await {
                 Ok(_) => {
                     if failures > 0 {
                         tracing::info!(device = %id, failures, "Device answers again.");
                     }
                     failures = 0;
                     // Fixed rate from the start of the poll, without catching up.
-                    started + interval
+                    self.wait_for_next_poll(started).await;
                 }
                 Err(err) => {
                     failures = failures.saturating_add(1);
@@ -348,11 +364,32 @@ impl DeviceTask {
                         tracing::debug!(device = %id, error = %err, failures, "Device still does not answer.");
                     }
                     self.hearth.record_status(tenant, id, false);
-                    Instant::now() + self.backoff(failures)
+                    tokio::time::sleep(self.backoff(failures)).await;
                 }
-            };
-            tokio::time::sleep_until(next).await;
+            }
         }
+    }
+
+    /// Sleeps until the next poll is due: one poll interval after `started`,
+    /// or one live interval after it while somebody watches the device. The
+    /// watch is looked at every live interval, so a device that gets watched
+    /// mid-interval is polled fast within one live interval, not after a
+    /// whole poll interval.
+    async fn wait_for_next_poll(&self, started: Instant) {
+        let regular = started + self.interval();
+        let Some(live) = self.live_interval() else {
+            tokio::time::sleep_until(regular).await;
+            return;
+        };
+        let mut next = started + live;
+        while next < regular {
+            tokio::time::sleep_until(next).await;
+            if self.is_watched() {
+                return;
+            }
+            next += live;
+        }
+        tokio::time::sleep_until(regular).await;
     }
 
     /// Exponential from the poll interval, capped, with ±20 % jitter so that

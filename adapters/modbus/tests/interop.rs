@@ -499,6 +499,7 @@ fn image_profile() -> DeviceProfile {
         tenant_id: None,
         name: "pymodbus register image".into(),
         poll_interval_ms: 200,
+        live_poll_interval_ms: None,
         points: image().into_iter().map(|(p, _)| p).collect(),
     };
     profile.validate().expect("the image is a valid profile");

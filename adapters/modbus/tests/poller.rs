@@ -21,6 +21,7 @@ fn fast_profile() -> DeviceProfile {
     DeviceProfile {
         id: ProfileId::new("ecl-fast").expect("valid id"),
         poll_interval_ms: 200,
+        live_poll_interval_ms: None,
         ..ecl_comfort_310()
     }
 }
@@ -248,5 +249,75 @@ async fn writes_interleave_with_polling_one_request_at_a_time() {
 
     // Then the controller never saw two requests at once
     assert_eq!(handle.max_concurrent_requests(), 1);
+    poller.stop().await;
+}
+
+#[tokio::test]
+async fn a_watched_device_is_polled_at_its_live_interval() {
+    // Given two devices whose profile polls hourly, or every 50 ms while watched
+    let sim = simulator(2).await;
+    let gw = Arc::new(gateway());
+    let t = hearth(gw.clone());
+    let profile = DeviceProfile {
+        id: ProfileId::new("ecl-watchable").expect("valid id"),
+        poll_interval_ms: 3_600_000,
+        live_poll_interval_ms: Some(50),
+        ..ecl_comfort_310()
+    };
+    t.documents.put_profile(&profile).await.expect("stored");
+    let devices = [
+        device_for(&sim, 0, &profile.id),
+        device_for(&sim, 1, &profile.id),
+    ];
+    for d in &devices {
+        t.directory.insert_device(d).await.expect("stored");
+    }
+    let poller = Poller::spawn_with(t.hearth.clone(), gw, fast_config());
+    for d in &devices {
+        eventually("the first poll", || async {
+            t.live.online(d.id) == Some(true)
+        })
+        .await;
+    }
+    let marker = |device: &Device| {
+        t.live
+            .point(device.id, "schedule_mon_start")
+            .map(|r| (r.value, r.timestamp))
+    };
+    let before = marker(&devices[1]);
+
+    // When both controllers' registers change and somebody watches the first
+    for i in 0..2 {
+        let handle = sim.handle(i).expect("simulated device");
+        assert!(
+            handle.set_holding(plant::SCHEDULE_START, 1234),
+            "the simulator serves the schedule registers"
+        );
+    }
+    t.live.watch(devices[0].id, true);
+
+    // Then the watched one is polled again and shows the change at once
+    eventually("the watched device shows the change", || async {
+        marker(&devices[0]).map(|(value, _)| value) == Some(1234.0)
+    })
+    .await;
+    // And the other one waits for its hourly poll
+    assert_eq!(
+        marker(&devices[1]),
+        before,
+        "an unwatched device must not be polled before its interval"
+    );
+
+    // When nobody watches any more (and a poll already under way has ended)
+    t.live.watch(devices[0].id, false);
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let settled = marker(&devices[0]);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Then it is back to hourly polling
+    assert_eq!(
+        marker(&devices[0]),
+        settled,
+        "a device nobody watches any more must fall back to its poll interval"
+    );
     poller.stop().await;
 }

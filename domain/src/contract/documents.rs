@@ -23,6 +23,7 @@ fn profile(profile_id: &str, tenant_id: Option<TenantId>, name: &str) -> DeviceP
         tenant_id,
         name: name.to_owned(),
         poll_interval_ms: 2_500,
+        live_poll_interval_ms: None,
         points: vec![
             PointDefinition {
                 key: key("room_setpoint_comfort"),

@@ -71,6 +71,7 @@ fn sorted_by_point(mut readings: Vec<Reading>) -> Vec<Reading> {
 pub async fn live_contract(bus: &dyn LiveBus) {
     a_batch_is_one_event_and_updates_every_latest_value(bus).await;
     a_device_subscription_carries_only_its_devices(bus).await;
+    a_device_subscription_marks_its_devices_watched(bus).await;
     let tenant_a = TenantId::new();
     let tenant_b = TenantId::new();
     let tenant_c = TenantId::new();
@@ -400,4 +401,46 @@ async fn a_device_subscription_carries_only_its_devices(bus: &dyn LiveBus) {
         "statuses of a watched device are delivered too",
     )
     .await;
+}
+
+/// `is_watched` follows device subscriptions: on while one is open, for
+/// exactly its devices in its tenant, off when the last is dropped; a
+/// tenant-wide subscription does not count.
+async fn a_device_subscription_marks_its_devices_watched(bus: &dyn LiveBus) {
+    let (tenant, other_tenant) = (TenantId::new(), TenantId::new());
+    let (device, other_device) = (DeviceId::new(), DeviceId::new());
+    assert!(
+        !bus.is_watched(tenant, device),
+        "nobody watches a device on an empty bus"
+    );
+    let everything = bus.subscribe(tenant);
+    assert!(
+        !bus.is_watched(tenant, device),
+        "a tenant-wide subscription must not count as watching every device"
+    );
+    let first = bus.subscribe_devices(tenant, &[device]);
+    let second = bus.subscribe_devices(tenant, &[device]);
+    assert!(
+        bus.is_watched(tenant, device),
+        "a device subscription watches its device"
+    );
+    assert!(
+        !bus.is_watched(tenant, other_device),
+        "only the devices a subscription names are watched"
+    );
+    assert!(
+        !bus.is_watched(other_tenant, device),
+        "the same device id in another tenant is not watched"
+    );
+    drop(first);
+    assert!(
+        bus.is_watched(tenant, device),
+        "still watched while one device subscription is open"
+    );
+    drop(second);
+    assert!(
+        !bus.is_watched(tenant, device),
+        "no longer watched once its last device subscription is dropped"
+    );
+    drop(everything);
 }

@@ -308,10 +308,21 @@ pub struct DeviceProfile {
     pub name: String,
     /// How often the poller reads the device, in milliseconds.
     pub poll_interval_ms: u32,
+    /// How often it reads the device while somebody watches that device's
+    /// live values (a subscription naming it), so an operator looking at a
+    /// plant sees changes within a fraction of a second while the rest of
+    /// the fleet is polled at the gentler `poll_interval_ms`. `None`: always
+    /// `poll_interval_ms`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub live_poll_interval_ms: Option<u32>,
     pub points: Vec<PointDefinition>,
 }
 
 impl DeviceProfile {
+    /// The fastest a watched device may be polled. One request in flight per
+    /// link still holds, so a slow device is simply polled as fast as it answers.
+    pub const MIN_LIVE_POLL_INTERVAL_MS: u32 = 50;
+
     /// Checks the invariants a profile must hold before it is stored.
     pub fn validate(&self) -> Result<(), InvalidValue> {
         if self.points.is_empty() {
@@ -325,6 +336,18 @@ impl DeviceProfile {
                 "profile",
                 "poll interval must be 100 ms to 1 h",
             ));
+        }
+        if let Some(live) = self.live_poll_interval_ms {
+            if !(Self::MIN_LIVE_POLL_INTERVAL_MS..=self.poll_interval_ms).contains(&live) {
+                return Err(InvalidValue::new(
+                    "profile",
+                    format!(
+                        "live poll interval must be {} ms to the poll interval ({} ms)",
+                        Self::MIN_LIVE_POLL_INTERVAL_MS,
+                        self.poll_interval_ms
+                    ),
+                ));
+            }
         }
         let mut keys = std::collections::HashSet::new();
         for point in &self.points {

@@ -66,6 +66,9 @@ pub struct DeviceProfile {
     /// Built into Hearth (shared by every tenant) rather than the tenant's own.
     pub built_in: bool,
     pub poll_interval_ms: i32,
+    /// How often a device is polled while somebody watches its live values
+    /// (a `liveValues` subscription naming it); null: always `pollIntervalMs`.
+    pub live_poll_interval_ms: Option<i32>,
     pub points: Vec<PointDefinition>,
 }
 
@@ -103,6 +106,9 @@ pub struct DeviceProfileInput {
     pub name: String,
     #[graphql(default = 1000)]
     pub poll_interval_ms: i32,
+    /// Faster polling while somebody watches the device's live values: 50 ms
+    /// up to `pollIntervalMs`. Omit to always poll at `pollIntervalMs`.
+    pub live_poll_interval_ms: Option<i32>,
     pub points: Vec<PointDefinitionInput>,
 }
 
@@ -166,6 +172,12 @@ impl DeviceProfileInput {
             name: self.name,
             poll_interval_ms: u32::try_from(self.poll_interval_ms)
                 .map_err(|_| bad_input("pollIntervalMs must be positive"))?,
+            live_poll_interval_ms: self
+                .live_poll_interval_ms
+                .map(|ms| {
+                    u32::try_from(ms).map_err(|_| bad_input("livePollIntervalMs must be positive"))
+                })
+                .transpose()?,
             points,
         })
     }
@@ -178,6 +190,9 @@ impl From<model::DeviceProfile> for DeviceProfile {
             name: p.name,
             built_in: p.tenant_id.is_none(),
             poll_interval_ms: i32::try_from(p.poll_interval_ms).unwrap_or(i32::MAX),
+            live_poll_interval_ms: p
+                .live_poll_interval_ms
+                .map(|ms| i32::try_from(ms).unwrap_or(i32::MAX)),
             points: p.points.into_iter().map(PointDefinition::from).collect(),
         }
     }

@@ -4,7 +4,7 @@
 
 #![allow(dead_code)]
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::{Arc, Mutex};
@@ -198,14 +198,24 @@ impl ReadingStore for MemoryReadings {
     }
 }
 
-/// Keeps the latest reading per point and the latest status per device.
+/// Keeps the latest reading per point and the latest status per device;
+/// which devices are watched is set by the test.
 #[derive(Default)]
 pub struct MemoryLive {
     latest: Mutex<HashMap<(DeviceId, PointKey), Reading>>,
     status: Mutex<HashMap<DeviceId, DeviceStatus>>,
+    watched: Mutex<HashSet<DeviceId>>,
 }
 
 impl MemoryLive {
+    pub fn watch(&self, device: DeviceId, watched: bool) {
+        let mut set = self.watched.lock().expect("lock");
+        if watched {
+            set.insert(device);
+        } else {
+            set.remove(&device);
+        }
+    }
     pub fn online(&self, device: DeviceId) -> Option<bool> {
         self.status
             .lock()
@@ -255,6 +265,9 @@ impl LiveBus for MemoryLive {
             .into_iter()
             .filter(|r| r.tenant_id == tenant)
             .collect()
+    }
+    fn is_watched(&self, _: TenantId, device: DeviceId) -> bool {
+        self.watched.lock().expect("lock").contains(&device)
     }
     fn status(&self, tenant: TenantId, device: DeviceId) -> Option<DeviceStatus> {
         let status = self.status.lock().expect("lock");
