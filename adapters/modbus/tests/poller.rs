@@ -13,7 +13,9 @@ use hearth_domain::model::{
 use hearth_domain::ports::{Directory, DocumentStore};
 use hearth_domain::{PointKey, ProfileId};
 use hearth_modbus::simulator::plant;
-use hearth_modbus::{ecl_comfort_310, Fault, Poller, PollerConfig, PollerHandle, Simulator};
+use hearth_modbus::{
+    ecl_comfort_310, Fault, ModbusGateway, Poller, PollerConfig, PollerHandle, Simulator,
+};
 use support::{device_for, eventually, gateway, hearth, simulator, TestHearth};
 
 /// The ECL profile, polled fast so the tests need not wait long.
@@ -34,14 +36,14 @@ fn fast_config() -> PollerConfig {
     }
 }
 
-#[tokio::test]
-async fn polls_every_device_and_marks_unreachable_ones_stale() {
-    // Given two simulated controllers registered as devices
+/// Two simulated controllers, both in the directory with `profile`.
+async fn two_devices(
+    profile: &DeviceProfile,
+) -> (Simulator, Arc<ModbusGateway>, TestHearth, [Device; 2]) {
     let sim = simulator(2).await;
     let gw = Arc::new(gateway());
     let t = hearth(gw.clone());
-    let profile = fast_profile();
-    t.documents.put_profile(&profile).await.expect("stored");
+    t.documents.put_profile(profile).await.expect("stored");
     let devices = [
         device_for(&sim, 0, &profile.id),
         device_for(&sim, 1, &profile.id),
@@ -49,6 +51,14 @@ async fn polls_every_device_and_marks_unreachable_ones_stale() {
     for d in &devices {
         t.directory.insert_device(d).await.expect("stored");
     }
+    (sim, gw, t, devices)
+}
+
+#[tokio::test]
+async fn polls_every_device_and_marks_unreachable_ones_stale() {
+    // Given two simulated controllers registered as devices
+    let profile = fast_profile();
+    let (sim, gw, t, devices) = two_devices(&profile).await;
 
     // When the poller runs
     let poller = Poller::spawn_with(t.hearth.clone(), gw.clone(), fast_config());
@@ -255,23 +265,13 @@ async fn writes_interleave_with_polling_one_request_at_a_time() {
 #[tokio::test]
 async fn a_watched_device_is_polled_at_its_live_interval() {
     // Given two devices whose profile polls hourly, or every 50 ms while watched
-    let sim = simulator(2).await;
-    let gw = Arc::new(gateway());
-    let t = hearth(gw.clone());
     let profile = DeviceProfile {
         id: ProfileId::new("ecl-watchable").expect("valid id"),
         poll_interval_ms: 3_600_000,
         live_poll_interval_ms: Some(50),
         ..ecl_comfort_310()
     };
-    t.documents.put_profile(&profile).await.expect("stored");
-    let devices = [
-        device_for(&sim, 0, &profile.id),
-        device_for(&sim, 1, &profile.id),
-    ];
-    for d in &devices {
-        t.directory.insert_device(d).await.expect("stored");
-    }
+    let (sim, gw, t, devices) = two_devices(&profile).await;
     let poller = Poller::spawn_with(t.hearth.clone(), gw, fast_config());
     for d in &devices {
         eventually("the first poll", || async {
