@@ -145,11 +145,14 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let (tx, rx) = oneshot::channel::<()>();
     let app = crate::server::router(schema, hearth.clone());
     let server = tokio::spawn(async move {
-        let served = axum::serve(listener, app)
-            .with_graceful_shutdown(async {
-                let _ = rx.await;
-            })
-            .await;
+        let served = axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async {
+            let _ = rx.await;
+        })
+        .await;
         if let Err(err) = served {
             tracing::error!(error = %err, "The HTTP server stopped.");
         }

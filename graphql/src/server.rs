@@ -1,12 +1,13 @@
 //! HTTP and WebSocket transport: `/graphql` (POST, GET, GraphiQL for
 //! browsers, `graphql-transport-ws` and legacy `graphql-ws`) and `/healthz`.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use async_graphql::http::{GraphiQLSource, ALL_WEBSOCKET_PROTOCOLS};
 use async_graphql::{Data, Executor};
 use async_graphql_axum::{GraphQLProtocol, GraphQLRequest, GraphQLResponse, GraphQLWebSocket};
-use axum::extract::{FromRequest, FromRequestParts, Request, State, WebSocketUpgrade};
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request, State, WebSocketUpgrade};
 use axum::http::{header, HeaderMap};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
@@ -15,7 +16,9 @@ use hearth_domain::services::Hearth;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
-use crate::api::{Caller, CodedSchema, HearthSchema};
+use tokio::net::TcpListener;
+
+use crate::api::{Caller, ClientAddr, CodedSchema, HearthSchema};
 
 #[derive(Clone)]
 struct AppState {
@@ -75,25 +78,53 @@ fn authorization(headers: &HeaderMap) -> Option<&str> {
         .and_then(|v| v.to_str().ok())
 }
 
+/// The TCP peer of a request, when the server was started with
+/// [`serve`] (connect info); `None` for routers driven some other way.
+fn client_addr(extensions: &axum::http::Extensions) -> Option<ClientAddr> {
+    extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| ClientAddr(addr.ip()))
+}
+
 async fn execute(
     state: &AppState,
     headers: &HeaderMap,
+    client: Option<ClientAddr>,
     request: GraphQLRequest,
 ) -> GraphQLResponse {
     let caller = caller(&state.hearth, authorization(headers)).await;
-    state
-        .schema
-        .execute(request.into_inner().data(caller))
-        .await
-        .into()
+    let mut request = request.into_inner().data(caller);
+    if let Some(client) = client {
+        request = request.data(client);
+    }
+    state.schema.execute(request).await.into()
 }
 
-async fn graphql_post(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    request: GraphQLRequest,
-) -> GraphQLResponse {
-    execute(&state, &headers, request).await
+async fn graphql_post(State(state): State<AppState>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let client = client_addr(&parts.extensions);
+    let headers = parts.headers.clone();
+    match GraphQLRequest::<async_graphql_axum::rejection::GraphQLRejection>::from_request(
+        Request::from_parts(parts, body),
+        &state,
+    )
+    .await
+    {
+        Ok(request) => execute(&state, &headers, client, request)
+            .await
+            .into_response(),
+        Err(rejection) => rejection.into_response(),
+    }
+}
+
+/// Serves `router` on `listener` with each connection's peer address
+/// available to handlers (login throttling keys on it).
+pub async fn serve(listener: TcpListener, router: Router) -> std::io::Result<()> {
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .await
 }
 
 /// GET serves three things on one path: WebSocket upgrades, GraphiQL for a
@@ -145,13 +176,16 @@ async fn graphql_get(State(state): State<AppState>, request: Request) -> Respons
         .into_response();
     }
     let headers = parts.headers.clone();
+    let client = client_addr(&parts.extensions);
     let request = Request::from_parts(parts, body);
     match GraphQLRequest::<async_graphql_axum::rejection::GraphQLRejection>::from_request(
         request, &state,
     )
     .await
     {
-        Ok(request) => execute(&state, &headers, request).await.into_response(),
+        Ok(request) => execute(&state, &headers, client, request)
+            .await
+            .into_response(),
         Err(rejection) => rejection.into_response(),
     }
 }

@@ -148,7 +148,7 @@ async fn side(name: &'static str, ports: Ports) -> anyhow::Result<Side> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     tokio::spawn(async move {
-        let _ = axum_serve(listener, router).await;
+        let _ = hearth::server::serve(listener, router).await;
     });
     Ok(Side {
         name,
@@ -156,13 +156,6 @@ async fn side(name: &'static str, ports: Ports) -> anyhow::Result<Side> {
         token: session.token,
         _hearth: hearth,
     })
-}
-
-async fn axum_serve(
-    listener: tokio::net::TcpListener,
-    router: axum::Router,
-) -> std::io::Result<()> {
-    axum::serve(listener, router).await
 }
 
 /// Runs `concurrency` clients against one side for `seconds`; returns latencies.

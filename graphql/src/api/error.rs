@@ -17,6 +17,10 @@ pub enum Code {
     BadUserInput,
     DeviceUnreachable,
     Conflict,
+    /// Too many attempts; `extensions.retryAfter` says how many seconds to wait.
+    RateLimited,
+    /// A store or service Hearth depends on is down; retry later.
+    Unavailable,
     Internal,
     /// A live subscriber fell behind and updates were dropped for it.
     Lagged,
@@ -31,6 +35,8 @@ impl Code {
             Code::BadUserInput => "BAD_USER_INPUT",
             Code::DeviceUnreachable => "DEVICE_UNREACHABLE",
             Code::Conflict => "CONFLICT",
+            Code::RateLimited => "RATE_LIMITED",
+            Code::Unavailable => "UNAVAILABLE",
             Code::Internal => "INTERNAL",
             Code::Lagged => "LAGGED",
         }

@@ -65,6 +65,10 @@ pub fn sdl() -> String {
     .sdl()
 }
 
+/// The network address a request came from (the TCP peer), for throttling.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientAddr(pub std::net::IpAddr);
+
 /// Who is calling, as established by the transport from a bearer token.
 #[derive(Debug, Clone)]
 pub enum Caller {
