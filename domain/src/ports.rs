@@ -61,6 +61,9 @@ pub trait Directory: Send + Sync + 'static {
         user: UserId,
         tenant: TenantId,
     ) -> Result<Option<Membership>, StoreError>;
+    /// Deletes the membership of `(user, tenant)`; `true` when there was one.
+    /// The user's other memberships keep their order.
+    async fn remove_membership(&self, user: UserId, tenant: TenantId) -> Result<bool, StoreError>;
 
     async fn insert_area(&self, area: &Area) -> Result<(), StoreError>;
     async fn areas(&self, tenant: TenantId) -> Result<Vec<Area>, StoreError>;

@@ -26,6 +26,8 @@ pub struct Config {
     pub demo: bool,
     /// 0: the demo's simulated controllers take any free ports.
     pub sim_base_port: u16,
+    /// WebSocket limits (handshake deadline, keepalive, subscriptions).
+    pub ws: crate::ws::WsLimits,
 }
 
 /// How long a login token is valid.
@@ -143,7 +145,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let address = listener.local_addr()?;
     let (tx, rx) = oneshot::channel::<()>();
-    let app = crate::server::router(schema, hearth.clone());
+    let app = crate::server::router_with(schema, hearth.clone(), config.ws.clone());
     let server = tokio::spawn(async move {
         let served = axum::serve(
             listener,

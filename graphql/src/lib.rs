@@ -6,3 +6,4 @@ pub mod app;
 pub mod cli;
 pub mod demo;
 pub mod server;
+pub mod ws;

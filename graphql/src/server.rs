@@ -2,13 +2,12 @@
 //! browsers, `graphql-transport-ws` and legacy `graphql-ws`) and `/healthz`.
 
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use async_graphql::http::{GraphiQLSource, ALL_WEBSOCKET_PROTOCOLS};
-use async_graphql::{Data, Executor};
-use async_graphql_axum::{GraphQLProtocol, GraphQLRequest, GraphQLResponse, GraphQLWebSocket};
+use async_graphql::Executor;
+use async_graphql_axum::{GraphQLRequest, GraphQLResponse};
 use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request, State, WebSocketUpgrade};
-use axum::http::{header, HeaderMap};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
@@ -19,19 +18,27 @@ use tower_http::trace::TraceLayer;
 use tokio::net::TcpListener;
 
 use crate::api::{Caller, ClientAddr, CodedSchema, HearthSchema};
+use crate::ws::{WsHub, WsLimits};
 
 #[derive(Clone)]
 struct AppState {
     schema: CodedSchema,
     hearth: Hearth,
+    ws: WsHub,
 }
 
 pub fn router(schema: HearthSchema, hearth: Hearth) -> Router {
+    router_with(schema, hearth, WsLimits::default())
+}
+
+/// [`router`] with other WebSocket limits (tests use short timeouts).
+pub fn router_with(schema: HearthSchema, hearth: Hearth, ws_limits: WsLimits) -> Router {
     let request_id = header::HeaderName::from_static("x-request-id");
     Router::new()
         .route("/graphql", get(graphql_get).post(graphql_post))
         .route("/healthz", get(|| async { "ok" }))
         .with_state(AppState {
+            ws: WsHub::new(hearth.clone(), CodedSchema(schema.clone()), ws_limits),
             schema: CodedSchema(schema),
             hearth,
         })
@@ -49,16 +56,21 @@ pub fn router(schema: HearthSchema, hearth: Hearth) -> Router {
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
 }
 
-/// Resolves the bearer token of a request, if any.
-async fn caller(hearth: &Hearth, authorization: Option<&str>) -> Caller {
-    let Some(value) = authorization else {
-        return Caller::Anonymous;
-    };
-    let token = value
+/// The token of an `Authorization` value (`Bearer` is optional).
+pub(crate) fn bearer_token(value: &str) -> &str {
+    value
         .strip_prefix("Bearer ")
         .or_else(|| value.strip_prefix("bearer "))
         .unwrap_or(value)
-        .trim();
+        .trim()
+}
+
+/// Resolves the bearer token of a request, if any.
+pub(crate) async fn caller(hearth: &Hearth, authorization: Option<&str>) -> Caller {
+    let Some(value) = authorization else {
+        return Caller::Anonymous;
+    };
+    let token = bearer_token(value);
     if token.is_empty() || token.len() > 4096 {
         return Caller::Rejected;
     }
@@ -137,26 +149,39 @@ async fn graphql_get(State(state): State<AppState>, request: Request) -> Respons
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
     if is_upgrade {
-        let protocol = match GraphQLProtocol::from_request_parts(&mut parts, &state).await {
-            Ok(protocol) => protocol,
-            Err(status) => return (status, "unsupported WebSocket sub-protocol").into_response(),
+        let Some(protocol) = crate::ws::requested_protocol(&parts.headers) else {
+            return (
+                StatusCode::BAD_REQUEST,
+                "unsupported WebSocket sub-protocol: use graphql-transport-ws or graphql-ws",
+            )
+                .into_response();
         };
         let upgrade = match WebSocketUpgrade::from_request_parts(&mut parts, &state).await {
             Ok(upgrade) => upgrade,
             Err(rejection) => return rejection.into_response(),
         };
+        let Some(handshake) = state.ws.reserve_handshake() else {
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "too many WebSocket handshakes in progress; retry shortly",
+            )
+                .into_response();
+        };
         let header_auth = authorization(&parts.headers).map(str::to_owned);
+        let client = client_addr(&parts.extensions);
+        let max = state.ws.limits().max_message_bytes;
+        let hub = state.ws.clone();
         return upgrade
             .protocols(ALL_WEBSOCKET_PROTOCOLS)
-            .on_upgrade(move |socket| async move {
-                let hearth = state.hearth.clone();
-                GraphQLWebSocket::new(socket, state.schema.clone(), protocol)
-                    .on_connection_init(move |payload| {
-                        connection_init(hearth, payload, header_auth)
-                    })
-                    .keepalive_timeout(Duration::from_secs(30))
-                    .serve()
-                    .await
+            .max_message_size(max)
+            .max_frame_size(max)
+            // Idle sockets are the common case: small buffers keep a
+            // thousand of them cheap (tungstenite's default is 128 KiB each).
+            .read_buffer_size(8 * 1024)
+            .write_buffer_size(8 * 1024)
+            .max_write_buffer_size(4 * 1024 * 1024)
+            .on_upgrade(move |socket| {
+                crate::ws::serve_socket(hub, socket, protocol, header_auth, client, handshake)
             });
     }
     let wants_html = parts
@@ -188,26 +213,4 @@ async fn graphql_get(State(state): State<AppState>, request: Request) -> Respons
             .into_response(),
         Err(rejection) => rejection.into_response(),
     }
-}
-
-/// `connection_init` carries `{ "authorization": "Bearer …" }`; a present but
-/// invalid token closes the connection, a missing one leaves it anonymous
-/// (every operation then answers `UNAUTHENTICATED`).
-async fn connection_init(
-    hearth: Hearth,
-    payload: serde_json::Value,
-    header_auth: Option<String>,
-) -> async_graphql::Result<Data> {
-    let from_payload = payload
-        .as_object()
-        .and_then(|o| o.get("authorization").or_else(|| o.get("Authorization")))
-        .and_then(|v| v.as_str())
-        .map(str::to_owned);
-    let caller = caller(&hearth, from_payload.or(header_auth).as_deref()).await;
-    if matches!(caller, Caller::Rejected) {
-        return Err(async_graphql::Error::new("invalid or expired token"));
-    }
-    let mut data = Data::default();
-    data.insert(caller);
-    Ok(data)
 }

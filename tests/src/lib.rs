@@ -25,8 +25,13 @@ pub struct DemoServer {
 
 impl DemoServer {
     pub async fn start() -> anyhow::Result<Self> {
+        Self::start_with(hearth::ws::WsLimits::default()).await
+    }
+
+    /// A demo server with other WebSocket limits (short timeouts for tests).
+    pub async fn start_with(ws: hearth::ws::WsLimits) -> anyhow::Result<Self> {
         let data_dir = tempfile::tempdir()?;
-        let running = start_in(data_dir.path(), true).await?;
+        let running = start_with(data_dir.path(), true, ws).await?;
         Ok(Self {
             running,
             data_dir,
@@ -69,12 +74,17 @@ impl DemoServer {
 
 /// Starts hearth on an ephemeral port with its data in `dir`.
 pub async fn start_in(dir: &Path, demo: bool) -> anyhow::Result<Running> {
+    start_with(dir, demo, hearth::ws::WsLimits::default()).await
+}
+
+async fn start_with(dir: &Path, demo: bool, ws: hearth::ws::WsLimits) -> anyhow::Result<Running> {
     app::start(Config {
         listen: "127.0.0.1:0".parse()?,
         data_dir: dir.to_path_buf(),
         database_url: None,
         demo,
         sim_base_port: 0,
+        ws,
     })
     .await
 }
@@ -147,18 +157,40 @@ pub fn error_code(res: &Value) -> Option<String> {
 pub type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-/// Opens a `graphql-transport-ws` connection and sends `connection_init`
+/// Opens a WebSocket speaking `protocol` without initialising it.
+pub async fn ws_open(addr: SocketAddr, protocol: &str) -> anyhow::Result<Ws> {
+    let mut request = format!("ws://{addr}/graphql").into_client_request()?;
+    request
+        .headers_mut()
+        .insert("Sec-WebSocket-Protocol", HeaderValue::from_str(protocol)?);
+    let (ws, _) = tokio_tungstenite::connect_async(request).await?;
+    Ok(ws)
+}
+
+/// Reads until the server closes the socket; its close code (`None` when
+/// the connection ended without a close frame).
+pub async fn ws_close_code(ws: &mut Ws, wait: Duration) -> anyhow::Result<Option<u16>> {
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        let msg = tokio::time::timeout_at(deadline, ws.next())
+            .await
+            .map_err(|_| anyhow!("the socket was not closed within {wait:?}"))?;
+        match msg {
+            Some(Ok(Message::Close(frame))) => return Ok(frame.map(|f| u16::from(f.code))),
+            None | Some(Err(_)) => return Ok(None),
+            Some(Ok(_)) => continue,
+        }
+    }
+}
+
+/// Opens a connection speaking `protocol` and sends `connection_init`
 /// with `payload`; returns the socket and the server's first reply.
 pub async fn ws_connect(
     addr: SocketAddr,
     protocol: &str,
     payload: Value,
 ) -> anyhow::Result<(Ws, Option<Value>)> {
-    let mut request = format!("ws://{addr}/graphql").into_client_request()?;
-    request
-        .headers_mut()
-        .insert("Sec-WebSocket-Protocol", HeaderValue::from_str(protocol)?);
-    let (mut ws, _) = tokio_tungstenite::connect_async(request).await?;
+    let mut ws = ws_open(addr, protocol).await?;
     ws.send(Message::Text(
         json!({ "type": "connection_init", "payload": payload })
             .to_string()

@@ -224,6 +224,15 @@ impl Directory for MemoryDirectory {
         Ok(self.read().memberships.get(&(user, tenant)).cloned())
     }
 
+    async fn remove_membership(&self, user: UserId, tenant: TenantId) -> Result<bool, StoreError> {
+        let mut s = self.write();
+        let removed = s.memberships.remove(&(user, tenant)).is_some();
+        if let Some(order) = s.membership_order.get_mut(&user) {
+            order.retain(|t| *t != tenant);
+        }
+        Ok(removed)
+    }
+
     async fn insert_area(&self, area: &Area) -> Result<(), StoreError> {
         let mut s = self.write();
         if s.areas.contains_key(&area.id) {

@@ -270,6 +270,16 @@ impl Directory for SqlDirectory {
             .transpose()
     }
 
+    async fn remove_membership(&self, user: UserId, tenant: TenantId) -> Result<bool, StoreError> {
+        let deleted = memberships::Entity::delete_many()
+            .filter(memberships::Column::UserId.eq(user.to_string()))
+            .filter(memberships::Column::TenantId.eq(tenant.to_string()))
+            .exec(&self.db)
+            .await
+            .map_err(backend("could not remove a membership"))?;
+        Ok(deleted.rows_affected > 0)
+    }
+
     async fn insert_area(&self, area: &Area) -> Result<(), StoreError> {
         areas::Entity::insert(areas::Model::from_domain(area).into_active_model())
             .exec_without_returning(&self.db)

@@ -434,9 +434,42 @@ async fn memberships(dir: &dyn Directory, w: &World) {
         dir.membership(tech.id, w.globex.id)
             .await
             .expect("membership() failed"),
-        Some(m_globex),
+        Some(m_globex.clone()),
         "membership(user, tenant) must be per tenant"
     );
+
+    // Removing one membership leaves the others, in order, and only once.
+    assert!(
+        dir.remove_membership(tech.id, w.globex.id)
+            .await
+            .expect("remove_membership() failed"),
+        "remove_membership must report an existing membership as removed"
+    );
+    assert!(
+        !dir.remove_membership(tech.id, w.globex.id)
+            .await
+            .expect("remove_membership() (again) failed"),
+        "remove_membership of a missing membership must report false"
+    );
+    assert_eq!(
+        dir.membership(tech.id, w.globex.id)
+            .await
+            .expect("membership() failed"),
+        None,
+        "a removed membership must be gone"
+    );
+    let left = dir
+        .memberships_of(tech.id)
+        .await
+        .expect("memberships_of() failed");
+    assert_eq!(
+        left.iter().map(|m| m.tenant_id).collect::<Vec<_>>(),
+        vec![w.acme.id, m_third.tenant_id],
+        "removing a membership must keep the others in order"
+    );
+    dir.upsert_membership(&m_globex)
+        .await
+        .expect("upsert_membership() (re-add) failed");
 
     let stranger = user("stranger@acme.test", "Stranger", None);
     dir.insert_user(&stranger)

@@ -227,7 +227,7 @@ pub(crate) struct PrincipalCache {
 
 impl PrincipalCache {
     /// How stale a role or scope may be after it changed in the store.
-    pub const TTL: Duration = Duration::from_secs(2);
+    pub const TTL: Duration = Duration::from_secs(1);
     /// Beyond this many entries the cache starts over rather than grow.
     const MAX_ENTRIES: usize = 10_000;
 

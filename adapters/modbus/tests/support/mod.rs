@@ -123,6 +123,9 @@ impl Directory for MemoryDirectory {
     async fn membership(&self, _: UserId, _: TenantId) -> Result<Option<Membership>, StoreError> {
         unused()
     }
+    async fn remove_membership(&self, _: UserId, _: TenantId) -> Result<bool, StoreError> {
+        unused()
+    }
     async fn insert_area(&self, _: &Area) -> Result<(), StoreError> {
         unused()
     }
