@@ -346,16 +346,22 @@ async fn an_oversized_message_closes_the_socket_and_the_server_serves_on() -> an
                 .into(),
         ))
         .await;
-    // Then the socket ends without an answer to it ...
+    // Then the socket is closed (1009, message too big) without an answer to it ...
     let mut answered = false;
+    let mut code = None;
     while let Ok(Some(msg)) = tokio::time::timeout(Duration::from_secs(10), ws.next()).await {
         match msg {
             Ok(Message::Text(text)) if text.contains("\"big\"") => answered = true,
-            Ok(Message::Close(_)) | Err(_) => break,
+            Ok(Message::Close(frame)) => {
+                code = frame.map(|f| u16::from(f.code));
+                break;
+            }
+            Err(_) => break,
             _ => {}
         }
     }
     assert!(!answered, "an oversized message must not be executed");
+    assert!(matches!(code, Some(1009) | None), "closed with {code:?}");
     // ... and the server goes on serving
     still_serves(&server).await
 }

@@ -78,6 +78,8 @@ mod close {
     pub const TOO_MANY: u16 = 4429;
     /// RFC 6455: the peer stopped answering.
     pub const GOING_AWAY: u16 = 1001;
+    /// RFC 6455: a message over the size limit.
+    pub const TOO_BIG: u16 = 1009;
 }
 
 /// State shared by every WebSocket connection of a server.
@@ -475,9 +477,19 @@ fn client_messages(
     last_heard: Arc<Mutex<Instant>>,
     control: mpsc::UnboundedSender<Control>,
 ) -> impl futures::Stream<Item = serde_json::Result<ClientMessage>> + Send + 'static {
+    let on_error = control.clone();
     inbound
-        // A read error (such as a message over the size limit) ends the socket.
-        .take_while(|frame| futures::future::ready(frame.is_ok()))
+        // A read error ends the socket: most often a message over the size
+        // limit (1009), otherwise the peer is gone and nobody reads the frame.
+        .take_while(move |frame| {
+            if frame.is_err() {
+                let _ = on_error.send(Control::Close(
+                    close::TOO_BIG,
+                    "Message too big or malformed".into(),
+                ));
+            }
+            futures::future::ready(frame.is_ok())
+        })
         .filter_map(move |frame| {
             if let Ok(mut t) = last_heard.lock() {
                 *t = Instant::now();
