@@ -78,6 +78,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 database_url: args.database_url,
                 demo: args.demo,
                 sim_base_port: args.sim_base_port,
+                login: Default::default(),
             };
             let running = app::start(config).await?;
             tracing::info!(address = %running.address, "Hearth is serving GraphQL at http://{}/graphql.", running.address);

@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::{anyhow, Context as _};
 use futures::{SinkExt, StreamExt};
 use hearth::app::{self, Config, Running};
+use hearth_domain::services::LoginLimits;
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
@@ -25,8 +26,14 @@ pub struct DemoServer {
 
 impl DemoServer {
     pub async fn start() -> anyhow::Result<Self> {
+        Self::start_with_login_limits(LoginLimits::default()).await
+    }
+
+    /// The demo with login throttling of its own (e.g. lock-outs long enough
+    /// that a test never races their end).
+    pub async fn start_with_login_limits(login: LoginLimits) -> anyhow::Result<Self> {
         let data_dir = tempfile::tempdir()?;
-        let running = start_in(data_dir.path(), true).await?;
+        let running = start_with(data_dir.path(), true, login).await?;
         Ok(Self {
             running,
             data_dir,
@@ -69,12 +76,17 @@ impl DemoServer {
 
 /// Starts hearth on an ephemeral port with its data in `dir`.
 pub async fn start_in(dir: &Path, demo: bool) -> anyhow::Result<Running> {
+    start_with(dir, demo, LoginLimits::default()).await
+}
+
+async fn start_with(dir: &Path, demo: bool, login: LoginLimits) -> anyhow::Result<Running> {
     app::start(Config {
         listen: "127.0.0.1:0".parse()?,
         data_dir: dir.to_path_buf(),
         database_url: None,
         demo,
         sim_base_port: 0,
+        login,
     })
     .await
 }
