@@ -378,13 +378,20 @@ async fn write_parameter_is_confirmed_by_read_back_and_audited() -> anyhow::Resu
     let admin = server.login("admin@acme.test").await?;
     let audit = admin
         .data(
-            "{ auditLog(limit: 10) { point newValue outcome actorId } }",
+            "{ auditLog(first: 10) { edges { node { point newValue outcome actorId count } } } }",
             json!({}),
         )
         .await?;
-    assert_eq!(audit["auditLog"][0]["point"], COMFORT);
-    assert_eq!(audit["auditLog"][0]["newValue"], 23.5);
-    assert_eq!(audit["auditLog"][0]["outcome"], "confirmed");
+    let newest = &audit["auditLog"]["edges"][0]["node"];
+    assert_eq!(newest["point"], COMFORT);
+    assert_eq!(newest["newValue"], 23.5);
+    assert_eq!(newest["outcome"], "confirmed");
+    assert_eq!(newest["count"], 1);
+    // The deprecated `limit` still works
+    let old_style = admin
+        .data("{ auditLog(limit: 1) { nodes { outcome } } }", json!({}))
+        .await?;
+    assert_eq!(old_style["auditLog"]["nodes"][0]["outcome"], "confirmed");
     // But not by Basic
     let res = basic.gql("{ auditLog { outcome } }", json!({})).await?;
     assert_eq!(error_code(&res).as_deref(), Some("FORBIDDEN"));

@@ -70,9 +70,9 @@ async fn users_devices_writes_and_readings_survive_a_restart() -> anyhow::Result
     assert!(data["history"][0]["value"].as_f64().unwrap_or(0.0) >= before);
     login(&mut client, "admin@acme.test").await?;
     let audit = client
-        .data("{ auditLog { newValue outcome } }", json!({}))
+        .data("{ auditLog { nodes { newValue outcome } } }", json!({}))
         .await?;
-    assert_eq!(audit["auditLog"][0]["newValue"], 22.5);
+    assert_eq!(audit["auditLog"]["nodes"][0]["newValue"], 22.5);
     second.stop().await;
     Ok(())
 }

@@ -36,6 +36,60 @@ pub struct Page<T> {
     pub total: u64,
 }
 
+/// Which audit entries a listing may return; built by the use case from the
+/// caller's scope and filters, so entries about out-of-scope devices never
+/// leave the store.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AuditFilter {
+    /// `None`: every entry, tenant-level ones (no device) included.
+    /// `Some`: only entries about these devices; never tenant-level ones.
+    pub devices: Option<Vec<DeviceId>>,
+    /// Only entries of this actor.
+    pub actor: Option<UserId>,
+    /// Only entries active at or after this instant (`last_at >= from`).
+    pub from: Option<DateTime<Utc>>,
+    /// Only entries begun before this instant (`at < to`).
+    pub to: Option<DateTime<Utc>>,
+}
+
+/// A position in the audit log: entries order by `at` then by the store's
+/// arrival sequence, both descending. Stable: coalescing never moves an entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct AuditCursor {
+    pub at: DateTime<Utc>,
+    /// Assigned by the store on insertion, increasing, unique per store.
+    pub seq: u64,
+}
+
+impl std::fmt::Display for AuditCursor {
+    /// Microseconds (what every store keeps) and the sequence number.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.at.timestamp_micros(), self.seq)
+    }
+}
+
+impl std::str::FromStr for AuditCursor {
+    type Err = crate::error::InvalidValue;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let invalid = || crate::error::InvalidValue::new("cursor", "not a cursor of this listing");
+        let (micros, seq) = s.split_once(':').ok_or_else(invalid)?;
+        let at = micros
+            .parse::<i64>()
+            .ok()
+            .and_then(DateTime::from_timestamp_micros)
+            .ok_or_else(invalid)?;
+        let seq = seq.parse::<u64>().map_err(|_| invalid())?;
+        Ok(Self { at, seq })
+    }
+}
+
+/// A stored audit entry and its position.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditRecord {
+    pub cursor: AuditCursor,
+    pub entry: AuditEntry,
+}
+
 /// Tenants, users, memberships, areas, devices and the audit log.
 ///
 /// Every tenant-owned read takes the tenant id and MUST NOT return rows of
@@ -82,9 +136,29 @@ pub trait Directory: Send + Sync + 'static {
     /// Every device of every tenant, for the poller (system use only).
     async fn all_devices(&self) -> Result<Vec<Device>, StoreError>;
 
-    async fn append_audit(&self, entry: &AuditEntry) -> Result<(), StoreError>;
-    /// Newest first.
-    async fn audit(&self, tenant: TenantId, limit: u64) -> Result<Vec<AuditEntry>, StoreError>;
+    /// Appends an entry, or coalesces it: when `entry` is `Refused` and the
+    /// latest `Refused` entry of the same tenant, actor, action, device and
+    /// point ([`AuditEntry::same_refusal`]) began less than `coalesce_within`
+    /// before `entry.at`, that entry MUST absorb it instead of a row being
+    /// added: `count += entry.count`, `last_at` = the later of the two, and
+    /// `old_value`, `new_value` and `detail` become the new entry's; its `at`
+    /// and position never change. A zero window never coalesces. Concurrent
+    /// appends MUST NOT lose counts; they MAY occasionally add a row that
+    /// could have been absorbed.
+    async fn append_audit(
+        &self,
+        entry: &AuditEntry,
+        coalesce_within: chrono::Duration,
+    ) -> Result<(), StoreError>;
+    /// The tenant's entries matching `filter`, newest `at` first (ties: last
+    /// appended first), starting after `after`, at most `limit`.
+    async fn audit(
+        &self,
+        tenant: TenantId,
+        filter: &AuditFilter,
+        after: Option<AuditCursor>,
+        limit: u64,
+    ) -> Result<Vec<AuditRecord>, StoreError>;
 }
 
 // ----------------------------------------------------------------- documents
@@ -300,6 +374,10 @@ pub enum Action {
     WritePoint(WriteLevel),
     ManageDevices,
     ManageUsers,
+    /// Change what applies to the whole tenant (profiles; alarm rules
+    /// later): managing devices *and* a membership that covers every device,
+    /// so a guest scoped to one area cannot reach beyond it this way.
+    ManageTenant,
 }
 
 /// What the action is done to.

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use hearth_auth::{load_or_create_secret, Argon2Hasher, JwtTokens, OsoAuthorizer};
 use hearth_domain::ports::Directory;
-use hearth_domain::services::{Hearth, Ports};
+use hearth_domain::services::{Hearth, LoginLimits, Ports};
 use hearth_embedded::{EmbeddedDocuments, EmbeddedReadings};
 use hearth_inproc::bus::InProcessBus;
 use hearth_modbus::{GatewayConfig, ModbusGateway, Poller, PollerHandle, Simulator};
@@ -28,6 +28,8 @@ pub struct Config {
     pub sim_base_port: u16,
     /// WebSocket limits (handshake deadline, keepalive, subscriptions).
     pub ws: crate::ws::WsLimits,
+    /// Login throttling and password hashing limits.
+    pub login: LoginLimits,
 }
 
 /// How long a login token is valid.
@@ -107,7 +109,10 @@ pub async fn build(config: &Config) -> anyhow::Result<(Hearth, Arc<ModbusGateway
                 .context("invalid token secret")?,
         ),
     };
-    Ok((Hearth::new(ports), gateway))
+    Ok((
+        Hearth::with_login_limits(ports, config.login.clone()),
+        gateway,
+    ))
 }
 
 /// Builds everything, seeds the demo when asked, and serves on `config.listen`.

@@ -134,7 +134,7 @@ pub async fn seed(hearth: &Hearth, addresses: &[SocketAddr]) -> anyhow::Result<(
         ),
     ];
     for (email, name, memberships) in users {
-        let hash = ports.passwords.hash(PASSWORD)?;
+        let hash = hearth.hash_password(PASSWORD).await?;
         let user = User {
             id: UserId::new(),
             email: EmailAddress::new(email)?,

@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::{anyhow, Context as _};
 use futures::{SinkExt, StreamExt};
 use hearth::app::{self, Config, Running};
+use hearth_domain::services::LoginLimits;
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
@@ -25,13 +26,23 @@ pub struct DemoServer {
 
 impl DemoServer {
     pub async fn start() -> anyhow::Result<Self> {
-        Self::start_with(hearth::ws::WsLimits::default()).await
+        Self::start_tuned(hearth::ws::WsLimits::default(), LoginLimits::default()).await
     }
 
     /// A demo server with other WebSocket limits (short timeouts for tests).
     pub async fn start_with(ws: hearth::ws::WsLimits) -> anyhow::Result<Self> {
+        Self::start_tuned(ws, LoginLimits::default()).await
+    }
+
+    /// The demo with login throttling of its own (e.g. lock-outs long enough
+    /// that a test never races their end).
+    pub async fn start_with_login_limits(login: LoginLimits) -> anyhow::Result<Self> {
+        Self::start_tuned(hearth::ws::WsLimits::default(), login).await
+    }
+
+    async fn start_tuned(ws: hearth::ws::WsLimits, login: LoginLimits) -> anyhow::Result<Self> {
         let data_dir = tempfile::tempdir()?;
-        let running = start_with(data_dir.path(), true, ws).await?;
+        let running = start_with(data_dir.path(), true, ws, login).await?;
         Ok(Self {
             running,
             data_dir,
@@ -74,10 +85,21 @@ impl DemoServer {
 
 /// Starts hearth on an ephemeral port with its data in `dir`.
 pub async fn start_in(dir: &Path, demo: bool) -> anyhow::Result<Running> {
-    start_with(dir, demo, hearth::ws::WsLimits::default()).await
+    start_with(
+        dir,
+        demo,
+        hearth::ws::WsLimits::default(),
+        LoginLimits::default(),
+    )
+    .await
 }
 
-async fn start_with(dir: &Path, demo: bool, ws: hearth::ws::WsLimits) -> anyhow::Result<Running> {
+async fn start_with(
+    dir: &Path,
+    demo: bool,
+    ws: hearth::ws::WsLimits,
+    login: LoginLimits,
+) -> anyhow::Result<Running> {
     app::start(Config {
         listen: "127.0.0.1:0".parse()?,
         data_dir: dir.to_path_buf(),
@@ -85,6 +107,7 @@ async fn start_with(dir: &Path, demo: bool, ws: hearth::ws::WsLimits) -> anyhow:
         demo,
         sim_base_port: 0,
         ws,
+        login,
     })
     .await
 }

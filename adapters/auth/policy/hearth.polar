@@ -4,7 +4,8 @@
 # Vocabulary (the Rust side passes these as strings):
 #   roles:        admin, full, limited, basic, read_only
 #   capabilities: view, acknowledge, write_basic, write_limited, write_full,
-#                 manage_devices, manage_users
+#                 manage_devices, manage_users   (granted by the role table)
+#   derived:      manage_tenant                  (a rule below, never granted)
 #   Principal { tenant_id, role, scope_all, scoped_areas, scoped_devices }
 #   Tenant    { tenant_id }
 #   Device    { tenant_id, device_id, area_path }   (area_path: nearest area first)
@@ -60,15 +61,30 @@ allow(actor: Principal, action: String, device: Device) if
     grants(actor.role, action) and
     in_scope(actor, device);
 
-# ---------------------------------------------------------------- device scope
+# Tenant-wide management (profiles now, alarm rules later) changes what every
+# device of the tenant does, so a device scope must not be a way around it:
+# the role must manage devices AND the membership must cover the whole
+# tenant. The same rule decides who sees tenant-level audit entries.
+# `manage_tenant` is deliberately not in the role table: a
+# grants(_, "manage_tenant") fact would let scoped members through the
+# generic tenant rule above, so start-up refuses one.
+allow(actor: Principal, "manage_tenant", tenant: Tenant) if
+    actor.tenant_id = tenant.tenant_id and
+    grants(actor.role, "manage_devices") and
+    unscoped(actor);
 
-# Admins always see every device of their tenant, whatever scope is stored.
-in_scope(actor: Principal, _device: Device) if
+# Admins always cover the whole tenant, whatever scope is stored.
+unscoped(actor: Principal) if
     actor.role = "admin";
 
-# A membership scoped to all devices.
-in_scope(actor: Principal, _device: Device) if
+unscoped(actor: Principal) if
     actor.scope_all = true;
+
+# ---------------------------------------------------------------- device scope
+
+# Admins and memberships scoped to all devices see every device.
+in_scope(actor: Principal, _device: Device) if
+    unscoped(actor);
 
 # A single-device grant.
 in_scope(actor: Principal, device: Device) if

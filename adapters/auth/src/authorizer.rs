@@ -22,7 +22,10 @@ pub const CAPABILITIES: [&str; 7] = [
     "manage_users",
 ];
 
-/// The policy's name for what an [`Action`] needs.
+/// The policy's name for what an [`Action`] needs. `ManageTenant` maps to
+/// `manage_tenant`, which the policy derives from `manage_devices` and the
+/// membership's scope: it is no column of the role table, and a `grants`
+/// fact naming it is refused at start-up like any unknown capability.
 pub fn capability(action: Action) -> &'static str {
     match action {
         Action::View => "view",
@@ -32,6 +35,7 @@ pub fn capability(action: Action) -> &'static str {
         Action::WritePoint(WriteLevel::Full) => "write_full",
         Action::ManageDevices => "manage_devices",
         Action::ManageUsers => "manage_users",
+        Action::ManageTenant => "manage_tenant",
     }
 }
 
@@ -489,6 +493,74 @@ mod tests {
                 "{action:?}"
             );
         }
+    }
+
+    #[test]
+    fn managing_the_tenant_needs_manage_devices_and_an_unscoped_membership() {
+        let authz = authorizer();
+        let tenant = TenantId::new();
+        let area_only = DeviceScope::Restricted {
+            areas: vec![AreaId::new()],
+            devices: vec![],
+        };
+        let device_only = DeviceScope::Restricted {
+            areas: vec![],
+            devices: vec![DeviceId::new()],
+        };
+        let may = |role, scope: &DeviceScope| {
+            authz
+                .authorize(
+                    &principal(tenant, role, scope.clone()),
+                    Action::ManageTenant,
+                    &Resource::Tenant(tenant),
+                )
+                .is_ok()
+        };
+        // Admin always (a stored scope does not narrow an admin); Full only unscoped.
+        for scope in [&DeviceScope::All, &area_only, &device_only] {
+            assert!(may(Role::Admin, scope), "admin, {scope:?}");
+        }
+        assert!(may(Role::Full, &DeviceScope::All));
+        assert!(!may(Role::Full, &area_only), "a scoped Full guest");
+        assert!(
+            !may(Role::Full, &device_only),
+            "a Full member with single devices"
+        );
+        // Roles without manage_devices never, whatever the scope.
+        for role in [Role::Limited, Role::Basic, Role::ReadOnly] {
+            assert!(!may(role, &DeviceScope::All), "{role}");
+        }
+        // Not on another tenant, and not through a device resource.
+        let admin = principal(tenant, Role::Admin, DeviceScope::All);
+        assert!(authz
+            .authorize(
+                &admin,
+                Action::ManageTenant,
+                &Resource::Tenant(TenantId::new())
+            )
+            .is_err());
+        assert!(authz
+            .authorize(
+                &admin,
+                Action::ManageTenant,
+                &device(tenant, DeviceId::new(), vec![])
+            )
+            .is_err());
+        // And the scoped Full guest still manages devices in its scope.
+        let guest = principal(tenant, Role::Full, area_only);
+        assert!(authz
+            .authorize(&guest, Action::ManageDevices, &Resource::Tenant(tenant))
+            .is_ok());
+    }
+
+    #[test]
+    fn manage_tenant_cannot_be_granted_as_a_fact() {
+        // A grant would let scoped members through the generic tenant rule.
+        let granted = format!("{POLICY}\ngrants(\"full\", \"manage_tenant\");\n");
+        assert!(matches!(
+            OsoAuthorizer::from_policy(&granted),
+            Err(AuthSetupError::UnknownGrant { capability, .. }) if capability == "manage_tenant"
+        ));
     }
 
     #[test]

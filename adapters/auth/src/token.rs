@@ -25,6 +25,9 @@ pub const SECRET_FILE: &str = "token.secret";
 /// are still refused.
 const ISSUER: &str = "hearth";
 const AUDIENCE: &str = "hearth";
+/// How far in the future an `iat` may lie: clocks of replicas drift a little,
+/// a token minted "later" than that was not minted by us now.
+const IAT_LEEWAY_SECS: i64 = 60;
 
 /// Why a token service could not be built.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -44,6 +47,11 @@ struct Claims {
     exp: i64,
     iss: String,
     aud: String,
+    /// Not set by `issue` (a replica whose clock lags would refuse fresh
+    /// tokens); checked when present. Typed, so a malformed one is refused
+    /// rather than skipped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    nbf: Option<i64>,
 }
 
 /// Issues and verifies HS256 tokens with one shared secret.
@@ -78,6 +86,8 @@ impl JwtTokens {
         validation.set_issuer(&[ISSUER]);
         validation.set_audience(&[AUDIENCE]);
         validation.set_required_spec_claims(&["exp", "iat", "iss", "aud", "sub"]);
+        // A token with `nbf` is refused before that instant.
+        validation.validate_nbf = true;
         // One issuer signs and checks, so `expires_at` is exact: no leeway.
         validation.leeway = 0;
         Ok(Self {
@@ -111,6 +121,7 @@ impl TokenService for JwtTokens {
             exp,
             iss: ISSUER.to_owned(),
             aud: AUDIENCE.to_owned(),
+            nbf: None,
         };
         let token = self
             .sign(&claims)
@@ -134,6 +145,12 @@ impl TokenService for JwtTokens {
                 _ => TokenError::Invalid,
             })?;
         let claims = data.claims;
+        // jsonwebtoken does not look at `iat`. One from the future means the
+        // key signed something it should not have (or a clock is far off):
+        // either way not a token to trust.
+        if claims.iat > Utc::now().timestamp().saturating_add(IAT_LEEWAY_SECS) {
+            return Err(TokenError::Invalid);
+        }
         Ok(TokenClaims {
             user_id: claims.sub.parse().map_err(|_| TokenError::Invalid)?,
             tenant_id: claims.tid.parse().map_err(|_| TokenError::Invalid)?,
@@ -217,6 +234,7 @@ mod tests {
             exp,
             iss: ISSUER.to_owned(),
             aud: AUDIENCE.to_owned(),
+            nbf: None,
         }
     }
 
@@ -349,6 +367,89 @@ mod tests {
                 "{claims:?}"
             );
         }
+    }
+
+    #[test]
+    fn a_token_not_yet_valid_is_invalid() {
+        // Given tokens signed with our own secret, with `nbf` set
+        let tokens = tokens();
+        let now = Utc::now().timestamp();
+        let with_nbf = |nbf: i64| {
+            let mut c = claims(
+                UserId::new().to_string(),
+                TenantId::new().to_string(),
+                later(),
+            );
+            c.nbf = Some(nbf);
+            tokens.sign(&c).expect("signing works")
+        };
+        // When `nbf` lies ahead (by a minute; no leeway), Then it is refused
+        assert_eq!(
+            tokens.verify(&with_nbf(now + 300)),
+            Err(TokenError::Invalid)
+        );
+        assert_eq!(tokens.verify(&with_nbf(now + 60)), Err(TokenError::Invalid));
+        // And one already past verifies
+        assert!(tokens.verify(&with_nbf(now - 10)).is_ok());
+        // And a malformed `nbf` is refused, not skipped
+        let mut body = serde_json::to_value(claims(
+            UserId::new().to_string(),
+            TenantId::new().to_string(),
+            later(),
+        ))
+        .expect("claims serialise");
+        body["nbf"] = serde_json::json!("never");
+        let token = jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &body,
+            &EncodingKey::from_secret(SECRET),
+        )
+        .expect("signing works");
+        assert_eq!(tokens.verify(&token), Err(TokenError::Invalid));
+    }
+
+    #[test]
+    fn a_token_issued_in_the_future_is_invalid() {
+        // Given tokens signed with our own secret, claiming to be issued later
+        let tokens = tokens();
+        let now = Utc::now().timestamp();
+        let issued_at = |iat: i64| {
+            let mut c = claims(
+                UserId::new().to_string(),
+                TenantId::new().to_string(),
+                later(),
+            );
+            c.iat = iat;
+            tokens.sign(&c).expect("signing works")
+        };
+        // When `iat` is well beyond the leeway, Then it is refused
+        assert_eq!(
+            tokens.verify(&issued_at(now + IAT_LEEWAY_SECS + 120)),
+            Err(TokenError::Invalid)
+        );
+        assert_eq!(
+            tokens.verify(&issued_at(now + 86_400)),
+            Err(TokenError::Invalid)
+        );
+        // And small clock skew within the leeway, or the past, is accepted
+        assert!(tokens.verify(&issued_at(now + 10)).is_ok());
+        assert!(tokens.verify(&issued_at(now - 3600)).is_ok());
+    }
+
+    #[test]
+    fn issued_tokens_carry_no_nbf() {
+        // So a replica whose clock lags a little still accepts a fresh token.
+        let tokens = tokens();
+        let (token, _) = tokens
+            .issue(UserId::new(), TenantId::new())
+            .expect("issuing works");
+        let body = token.split('.').nth(1).unwrap_or_default();
+        let body = URL_SAFE_NO_PAD.decode(body).expect("base64 body");
+        let body: serde_json::Value = serde_json::from_slice(&body).expect("JSON body");
+        assert!(body.get("nbf").is_none(), "{body}");
+        assert!(body["iat"]
+            .as_i64()
+            .is_some_and(|iat| iat <= Utc::now().timestamp()));
     }
 
     #[test]

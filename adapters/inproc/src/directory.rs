@@ -10,9 +10,9 @@ use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use anyhow::anyhow;
 use async_trait::async_trait;
 use hearth_domain::model::{
-    Area, AuditEntry, Device, EmailAddress, Membership, PasswordHash, Tenant, User,
+    Area, AuditEntry, AuditOutcome, Device, EmailAddress, Membership, PasswordHash, Tenant, User,
 };
-use hearth_domain::ports::{DeviceFilter, Directory, Page};
+use hearth_domain::ports::{AuditCursor, AuditFilter, AuditRecord, DeviceFilter, Directory, Page};
 use hearth_domain::{AreaId, DeviceId, StoreError, TenantId, UserId};
 
 /// Tenants, users, memberships, areas, devices and audit log in hash maps
@@ -37,8 +37,10 @@ struct State {
     /// Each tenant's device ids kept sorted by (name, id), so listings walk
     /// them in order without sorting and name conflicts are a binary search.
     devices_of: HashMap<TenantId, Vec<DeviceId>>,
-    /// Each tenant's entries sorted by (at, arrival), oldest first.
-    audit_of: HashMap<TenantId, Vec<AuditEntry>>,
+    /// Each tenant's entries sorted by their cursor (at, arrival), oldest first.
+    audit_of: HashMap<TenantId, Vec<AuditRecord>>,
+    /// The last arrival number handed out, across tenants.
+    audit_seq: u64,
 }
 
 impl MemoryDirectory {
@@ -368,23 +370,82 @@ impl Directory for MemoryDirectory {
             .collect())
     }
 
-    async fn append_audit(&self, entry: &AuditEntry) -> Result<(), StoreError> {
+    async fn append_audit(
+        &self,
+        entry: &AuditEntry,
+        coalesce_within: chrono::Duration,
+    ) -> Result<(), StoreError> {
         let mut s = self.write();
         require_tenant(&s, entry.tenant_id)?;
+        s.audit_seq += 1;
+        let seq = s.audit_seq;
         let log = s.audit_of.entry(entry.tenant_id).or_default();
-        // After every entry at the same instant: ties keep arrival order.
-        let at = log.partition_point(|e| e.at <= entry.at);
-        log.insert(at, entry.clone());
+        if entry.outcome == AuditOutcome::Refused && coalesce_within > chrono::Duration::zero() {
+            // Only entries begun within the window can absorb, and the log
+            // is sorted by `at`: walk back from the newest until the window ends.
+            let since = entry.at - coalesce_within;
+            let latest = log
+                .iter_mut()
+                .rev()
+                .take_while(|r| r.entry.at > since)
+                .find(|r| r.entry.same_refusal(entry));
+            if let Some(record) = latest {
+                let run = &mut record.entry;
+                run.count = run.count.saturating_add(entry.count);
+                run.last_at = run.last_at.max(entry.last_at);
+                run.old_value = entry.old_value;
+                run.new_value = entry.new_value;
+                run.detail.clone_from(&entry.detail);
+                return Ok(());
+            }
+        }
+        let cursor = AuditCursor { at: entry.at, seq };
+        // Sequence numbers only grow, so this lands after every entry at the
+        // same instant: ties keep arrival order.
+        let index = log.partition_point(|r| r.cursor < cursor);
+        log.insert(
+            index,
+            AuditRecord {
+                cursor,
+                entry: entry.clone(),
+            },
+        );
         Ok(())
     }
 
-    async fn audit(&self, tenant: TenantId, limit: u64) -> Result<Vec<AuditEntry>, StoreError> {
+    async fn audit(
+        &self,
+        tenant: TenantId,
+        filter: &AuditFilter,
+        after: Option<AuditCursor>,
+        limit: u64,
+    ) -> Result<Vec<AuditRecord>, StoreError> {
         let s = self.read();
+        let Some(log) = s.audit_of.get(&tenant) else {
+            return Ok(Vec::new());
+        };
+        let end = after.map_or(log.len(), |c| log.partition_point(|r| r.cursor < c));
+        let devices = filter.devices.as_deref().map(IdSet::new);
+        let matches = |e: &AuditEntry| {
+            let about = match (&devices, e.device_id) {
+                (None, _) => true,
+                (Some(set), Some(id)) => set.contains(&id),
+                (Some(_), None) => false,
+            };
+            about
+                && filter.actor.is_none_or(|a| e.actor == a)
+                && filter.from.is_none_or(|from| e.last_at >= from)
+                && filter.to.is_none_or(|to| e.at < to)
+        };
         let limit = usize::try_from(limit).unwrap_or(usize::MAX);
-        Ok(s.audit_of
-            .get(&tenant)
-            .map(|log| log.iter().rev().take(limit).cloned().collect())
-            .unwrap_or_default())
+        // Belt and braces: the per-tenant log only holds this tenant's entries.
+        Ok(log[..end]
+            .iter()
+            .rev()
+            .filter(|r| r.entry.tenant_id == tenant && matches(&r.entry))
+            .take(limit)
+            .cloned()
+            .collect())
     }
 }
 

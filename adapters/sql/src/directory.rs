@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use hearth_domain::model::{
-    Area, AuditEntry, Device, EmailAddress, Membership, PasswordHash, Tenant, User,
+    Area, AuditEntry, AuditOutcome, Device, EmailAddress, Membership, PasswordHash, Tenant, User,
 };
-use hearth_domain::ports::{DeviceFilter, Directory, Page};
+use hearth_domain::ports::{AuditCursor, AuditFilter, AuditRecord, DeviceFilter, Directory, Page};
 use hearth_domain::{DeviceId, StoreError, TenantId, UserId};
 use sea_orm::sea_query::{Expr, Func, LikeExpr, OnConflict};
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
@@ -23,7 +23,7 @@ use sea_orm::{
 use sea_orm_migration::MigratorTrait;
 
 use crate::entity::{areas, audit_log, devices, memberships, micros, tenants, users};
-use crate::error::{backend, on_insert, SqlError};
+use crate::error::{backend, invalid_row, on_insert, SqlError};
 use crate::migration::Migrator;
 
 /// The character that escapes `%`, `_` and itself in LIKE patterns. Not `\`:
@@ -383,7 +383,40 @@ impl Directory for SqlDirectory {
             .collect()
     }
 
-    async fn append_audit(&self, entry: &AuditEntry) -> Result<(), StoreError> {
+    async fn append_audit(
+        &self,
+        entry: &AuditEntry,
+        coalesce_within: chrono::Duration,
+    ) -> Result<(), StoreError> {
+        if entry.outcome == AuditOutcome::Refused && coalesce_within > chrono::Duration::zero() {
+            if let Some(run) = self.latest_refusal(entry, coalesce_within).await? {
+                // A plain UPDATE by id: `count = count + n` is atomic, so
+                // concurrent refusals never lose a count. (Two first refusals
+                // racing may both insert: one row more, nothing lost.)
+                let last_at = micros(entry.last_at);
+                let result = audit_log::Entity::update_many()
+                    .col_expr(
+                        audit_log::Column::Count,
+                        Expr::col(audit_log::Column::Count).add(count_column(entry.count)),
+                    )
+                    .col_expr(
+                        audit_log::Column::LastAt,
+                        Expr::case(Expr::col(audit_log::Column::LastAt).lt(last_at), last_at)
+                            .finally(Expr::col(audit_log::Column::LastAt))
+                            .into(),
+                    )
+                    .col_expr(audit_log::Column::OldValue, Expr::value(entry.old_value))
+                    .col_expr(audit_log::Column::NewValue, Expr::value(entry.new_value))
+                    .col_expr(audit_log::Column::Detail, Expr::value(entry.detail.clone()))
+                    .filter(audit_log::Column::Id.eq(run))
+                    .exec(&self.db)
+                    .await
+                    .map_err(backend("could not coalesce an audit entry"))?;
+                if result.rows_affected > 0 {
+                    return Ok(());
+                }
+            }
+        }
         let row = audit_log::ActiveModel {
             id: NotSet,
             tenant_id: Set(entry.tenant_id.to_string()),
@@ -396,6 +429,8 @@ impl Directory for SqlDirectory {
             new_value: Set(entry.new_value),
             outcome: Set(entry.outcome.as_str().to_owned()),
             detail: Set(entry.detail.clone()),
+            count: Set(count_column(entry.count)),
+            last_at: Set(micros(entry.last_at)),
         };
         audit_log::Entity::insert(row)
             .exec_without_returning(&self.db)
@@ -404,12 +439,21 @@ impl Directory for SqlDirectory {
         Ok(())
     }
 
-    async fn audit(&self, tenant: TenantId, limit: u64) -> Result<Vec<AuditEntry>, StoreError> {
+    async fn audit(
+        &self,
+        tenant: TenantId,
+        filter: &AuditFilter,
+        after: Option<AuditCursor>,
+        limit: u64,
+    ) -> Result<Vec<AuditRecord>, StoreError> {
+        let Some(condition) = audit_condition(tenant, filter, after) else {
+            return Ok(Vec::new());
+        };
         if limit == 0 {
             return Ok(Vec::new());
         }
         audit_log::Entity::find()
-            .filter(audit_log::Column::TenantId.eq(tenant.to_string()))
+            .filter(condition)
             .order_by_desc(audit_log::Column::At)
             .order_by_desc(audit_log::Column::Id)
             .limit(clamp(limit))
@@ -417,9 +461,98 @@ impl Directory for SqlDirectory {
             .await
             .map_err(backend("could not read the audit log"))?
             .into_iter()
-            .map(audit_log::Model::try_into_domain)
+            .map(|row| {
+                let seq = u64::try_from(row.id)
+                    .map_err(|e| invalid_row("audit_log", &row.id.to_string(), e))?;
+                let entry = row.try_into_domain()?;
+                Ok(AuditRecord {
+                    cursor: AuditCursor { at: entry.at, seq },
+                    entry,
+                })
+            })
             .collect()
     }
+}
+
+impl SqlDirectory {
+    /// The id of the latest refused entry of `entry`'s key begun within the
+    /// window before it (served by `ix_audit_log_refusals`).
+    async fn latest_refusal(
+        &self,
+        entry: &AuditEntry,
+        window: chrono::Duration,
+    ) -> Result<Option<i64>, StoreError> {
+        let since = entry.at.checked_sub_signed(window).map_or(i64::MIN, micros);
+        let mut key = Condition::all()
+            .add(audit_log::Column::TenantId.eq(entry.tenant_id.to_string()))
+            .add(audit_log::Column::Actor.eq(entry.actor.to_string()))
+            .add(audit_log::Column::Outcome.eq(AuditOutcome::Refused.as_str()))
+            .add(audit_log::Column::Action.eq(entry.action.as_str()))
+            .add(audit_log::Column::At.gt(since));
+        key = key.add(match entry.device_id {
+            Some(device) => audit_log::Column::DeviceId.eq(device.to_string()),
+            None => audit_log::Column::DeviceId.is_null(),
+        });
+        key = key.add(match &entry.point {
+            Some(point) => audit_log::Column::Point.eq(point.as_str()),
+            None => audit_log::Column::Point.is_null(),
+        });
+        audit_log::Entity::find()
+            .select_only()
+            .column(audit_log::Column::Id)
+            .filter(key)
+            .order_by_desc(audit_log::Column::At)
+            .order_by_desc(audit_log::Column::Id)
+            .limit(1)
+            .into_tuple::<i64>()
+            .one(&self.db)
+            .await
+            .map_err(backend("could not look up the latest refusal"))
+    }
+}
+
+/// Counts beyond `i64::MAX` are not reachable; saturate rather than wrap.
+fn count_column(count: u64) -> i64 {
+    i64::try_from(count).unwrap_or(i64::MAX)
+}
+
+/// The `WHERE` of an audit listing, or `None` when nothing can match.
+fn audit_condition(
+    tenant: TenantId,
+    filter: &AuditFilter,
+    after: Option<AuditCursor>,
+) -> Option<Condition> {
+    // Always first: whatever the filter says, only this tenant's rows.
+    let mut condition = Condition::all().add(audit_log::Column::TenantId.eq(tenant.to_string()));
+    if let Some(devices) = &filter.devices {
+        if devices.is_empty() {
+            return None;
+        }
+        // `IN` never matches NULL: tenant-level entries are left out.
+        condition = condition
+            .add(audit_log::Column::DeviceId.is_in(devices.iter().map(ToString::to_string)));
+    }
+    if let Some(actor) = filter.actor {
+        condition = condition.add(audit_log::Column::Actor.eq(actor.to_string()));
+    }
+    if let Some(from) = filter.from {
+        condition = condition.add(audit_log::Column::LastAt.gte(micros(from)));
+    }
+    if let Some(to) = filter.to {
+        condition = condition.add(audit_log::Column::At.lt(micros(to)));
+    }
+    if let Some(cursor) = after {
+        let at = micros(cursor.at);
+        let seq = i64::try_from(cursor.seq).unwrap_or(i64::MAX);
+        condition = condition.add(
+            Condition::any().add(audit_log::Column::At.lt(at)).add(
+                Condition::all()
+                    .add(audit_log::Column::At.eq(at))
+                    .add(audit_log::Column::Id.lt(seq)),
+            ),
+        );
+    }
+    Some(condition)
 }
 
 #[cfg(test)]

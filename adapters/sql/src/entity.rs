@@ -137,6 +137,10 @@ pub(crate) mod audit_log {
         pub new_value: Option<f64>,
         pub outcome: String,
         pub detail: String,
+        /// Identical refused attempts this row stands for (migration 2).
+        pub count: i64,
+        /// Microseconds since the Unix epoch of the last of them (migration 2).
+        pub last_at: i64,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -300,6 +304,10 @@ impl audit_log::Model {
         let row = self.id.to_string();
         let at = DateTime::from_timestamp_micros(self.at)
             .ok_or_else(|| invalid_row(T, &row, "at out of range"))?;
+        let last_at = DateTime::from_timestamp_micros(self.last_at)
+            .ok_or_else(|| invalid_row(T, &row, "last_at out of range"))?;
+        let count =
+            u64::try_from(self.count).map_err(|e| invalid_row(T, &row, format!("count: {e}")))?;
         let outcome = AuditOutcome::parse(&self.outcome)
             .ok_or_else(|| invalid_row(T, &row, format!("outcome `{}`", self.outcome)))?;
         Ok(AuditEntry {
@@ -317,6 +325,8 @@ impl audit_log::Model {
             new_value: self.new_value,
             outcome,
             detail: self.detail,
+            count,
+            last_at,
         })
     }
 }

@@ -10,7 +10,10 @@ pub(crate) struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m20250101_000001_directory::Migration)]
+        vec![
+            Box::new(m20250101_000001_directory::Migration),
+            Box::new(m20250601_000002_audit_coalescing::Migration),
+        ]
     }
 }
 
@@ -324,5 +327,171 @@ mod m20250101_000001_directory {
             }
             Ok(())
         }
+    }
+}
+
+/// Coalesced refusals: `count` and `last_at` on audit entries, and the
+/// indexes that find the latest refusal of an (actor, ...) key and list a
+/// scoped caller's devices' entries without scanning the tenant's log.
+mod m20250601_000002_audit_coalescing {
+    use sea_orm_migration::prelude::*;
+
+    pub(crate) struct Migration;
+
+    // Named by hand: `DeriveMigrationName` uses the file's stem, which the
+    // first migration already took ("migration"), and that recorded name
+    // must not change under existing databases.
+    impl MigrationName for Migration {
+        fn name(&self) -> &str {
+            "m20250601_000002_audit_coalescing"
+        }
+    }
+
+    #[derive(DeriveIden)]
+    enum AuditLog {
+        Table,
+        TenantId,
+        At,
+        Actor,
+        DeviceId,
+        Outcome,
+        Count,
+        LastAt,
+    }
+
+    const REFUSALS: &str = "ix_audit_log_refusals";
+    const BY_DEVICE: &str = "ix_audit_log_tenant_device_at";
+
+    #[async_trait::async_trait]
+    impl MigrationTrait for Migration {
+        async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+            // One column per statement: SQLite alters one thing at a time.
+            // Existing rows each stand for one attempt.
+            manager
+                .alter_table(
+                    Table::alter()
+                        .table(AuditLog::Table)
+                        .add_column(
+                            ColumnDef::new(AuditLog::Count)
+                                .big_integer()
+                                .not_null()
+                                .default(1),
+                        )
+                        .to_owned(),
+                )
+                .await?;
+            manager
+                .alter_table(
+                    Table::alter()
+                        .table(AuditLog::Table)
+                        .add_column(
+                            ColumnDef::new(AuditLog::LastAt)
+                                .big_integer()
+                                .not_null()
+                                .default(0),
+                        )
+                        .to_owned(),
+                )
+                .await?;
+            // ... and their last attempt was their only one.
+            manager
+                .exec_stmt(
+                    Query::update()
+                        .table(AuditLog::Table)
+                        .value(AuditLog::LastAt, Expr::col(AuditLog::At))
+                        .to_owned(),
+                )
+                .await?;
+            manager
+                .create_index(
+                    Index::create()
+                        .name(REFUSALS)
+                        .table(AuditLog::Table)
+                        .col(AuditLog::TenantId)
+                        .col(AuditLog::Actor)
+                        .col(AuditLog::Outcome)
+                        .col(AuditLog::At)
+                        .to_owned(),
+                )
+                .await?;
+            manager
+                .create_index(
+                    Index::create()
+                        .name(BY_DEVICE)
+                        .table(AuditLog::Table)
+                        .col(AuditLog::TenantId)
+                        .col(AuditLog::DeviceId)
+                        .col(AuditLog::At)
+                        .to_owned(),
+                )
+                .await?;
+            Ok(())
+        }
+
+        async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+            for name in [BY_DEVICE, REFUSALS] {
+                manager
+                    .drop_index(Index::drop().name(name).table(AuditLog::Table).to_owned())
+                    .await?;
+            }
+            for column in [AuditLog::LastAt, AuditLog::Count] {
+                manager
+                    .alter_table(
+                        Table::alter()
+                            .table(AuditLog::Table)
+                            .drop_column(column)
+                            .to_owned(),
+                    )
+                    .await?;
+            }
+            Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use sea_orm::{ConnectionTrait, Database, EntityTrait};
+    use sea_orm_migration::MigratorTrait;
+
+    use super::Migrator;
+    use crate::entity::audit_log;
+
+    #[tokio::test]
+    async fn audit_rows_written_before_coalescing_stand_for_one_attempt_each() {
+        // Given a database at the first migration with an audit row in it
+        let db = Database::connect("sqlite::memory:")
+            .await
+            .expect("in-memory SQLite");
+        Migrator::up(&db, Some(1)).await.expect("first migration");
+        db.execute_unprepared(
+            "INSERT INTO tenants (id, slug, name) VALUES ('t', 'acme', 'Acme');
+             INSERT INTO audit_log (tenant_id, at, actor, action, device_id, point,
+               old_value, new_value, outcome, detail)
+             VALUES ('t', 1700000000123456, 'u', 'write_parameter', NULL, NULL,
+               NULL, 21.5, 'refused', 'old row');",
+        )
+        .await
+        .expect("seed a version-1 row");
+
+        // When the rest of the migrations run
+        Migrator::up(&db, None).await.expect("later migrations");
+
+        // Then the row counts once, last seen when it happened
+        let rows = audit_log::Entity::find()
+            .all(&db)
+            .await
+            .expect("read the log");
+        assert_eq!(rows.len(), 1);
+        assert_eq!((rows[0].count, rows[0].last_at), (1, 1_700_000_000_123_456));
+
+        // And the migration can be rolled back and applied again
+        Migrator::down(&db, Some(1)).await.expect("roll back");
+        Migrator::up(&db, None).await.expect("re-apply");
+        let rows = audit_log::Entity::find()
+            .all(&db)
+            .await
+            .expect("read the log");
+        assert_eq!(rows[0].last_at, rows[0].at);
     }
 }

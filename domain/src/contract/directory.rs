@@ -20,7 +20,7 @@ use crate::model::{
     Area, AuditEntry, AuditOutcome, Device, DeviceScope, EmailAddress, Membership, ModbusEndpoint,
     PasswordHash, Role, Tenant, TenantSlug, User,
 };
-use crate::ports::{DeviceFilter, Directory, Page};
+use crate::ports::{AuditCursor, AuditFilter, AuditRecord, DeviceFilter, Directory, Page};
 
 /// Runs every check against `dir`, which must be empty. Panics on the first
 /// broken promise, naming it.
@@ -914,20 +914,87 @@ async fn device_pagination(dir: &dyn Directory, w: &World) {
     assert_eq!(searched.total, 2, "total counts the search's matches");
 }
 
-async fn audit(dir: &dyn Directory, w: &World) {
-    let actor = UserId::new();
-    let point = PointKey::new("room_setpoint_comfort").expect("contract: valid point key");
-    let entry = |tenant: &Tenant, when: DateTime<Utc>, detail: &str| AuditEntry {
+/// The window the audit checks coalesce within.
+fn hour() -> chrono::Duration {
+    chrono::Duration::hours(1)
+}
+
+/// A fresh tenant of its own, so each audit check starts from an empty log.
+async fn audit_tenant(dir: &dyn Directory, id: u128, slug: &str) -> Tenant {
+    let t = tenant(id, slug, slug);
+    dir.insert_tenant(&t)
+        .await
+        .unwrap_or_else(|e| panic!("insert_tenant({slug}) failed: {e}"));
+    t
+}
+
+fn audit_entry(
+    tenant: &Tenant,
+    actor: UserId,
+    device: Option<DeviceId>,
+    when: DateTime<Utc>,
+    outcome: AuditOutcome,
+    detail: &str,
+) -> AuditEntry {
+    AuditEntry {
         tenant_id: tenant.id,
         at: when,
         actor,
         action: "write_parameter".into(),
+        device_id: device,
+        point: device
+            .map(|_| PointKey::new("room_setpoint_comfort").expect("contract: valid point key")),
+        old_value: None,
+        new_value: Some(21.0),
+        outcome,
+        detail: detail.to_string(),
+        count: 1,
+        last_at: when,
+    }
+}
+
+async fn list(
+    dir: &dyn Directory,
+    tenant: &Tenant,
+    filter: &AuditFilter,
+    after: Option<AuditCursor>,
+    limit: u64,
+) -> Vec<AuditRecord> {
+    dir.audit(tenant.id, filter, after, limit)
+        .await
+        .unwrap_or_else(|e| panic!("audit({filter:?}, {after:?}, {limit}) failed: {e}"))
+}
+
+fn entries(records: &[AuditRecord]) -> Vec<AuditEntry> {
+    records.iter().map(|r| r.entry.clone()).collect()
+}
+
+fn details(records: &[AuditRecord]) -> Vec<&str> {
+    records.iter().map(|r| r.entry.detail.as_str()).collect()
+}
+
+async fn append(dir: &dyn Directory, entry: &AuditEntry, window: chrono::Duration) {
+    dir.append_audit(entry, window)
+        .await
+        .unwrap_or_else(|err| panic!("append_audit({}) failed: {err}", entry.detail));
+}
+
+async fn audit(dir: &dyn Directory, w: &World) {
+    audit_order(dir, w).await;
+    audit_pages(dir).await;
+    audit_filters(dir).await;
+    audit_coalescing(dir).await;
+}
+
+async fn audit_order(dir: &dyn Directory, w: &World) {
+    let actor = UserId::new();
+    let point = PointKey::new("room_setpoint_comfort").expect("contract: valid point key");
+    let entry = |tenant: &Tenant, when: DateTime<Utc>, detail: &str| AuditEntry {
         device_id: None,
         point: None,
-        old_value: None,
         new_value: None,
         outcome: AuditOutcome::Refused,
-        detail: detail.to_string(),
+        ..audit_entry(tenant, actor, None, when, AuditOutcome::Refused, detail)
     };
     let full = AuditEntry {
         device_id: Some(w.acme("Boiler House 1").id),
@@ -935,6 +1002,9 @@ async fn audit(dir: &dyn Directory, w: &World) {
         old_value: Some(21.5),
         new_value: Some(-3.25),
         outcome: AuditOutcome::Confirmed,
+        // As if imported from a coalesced run: stored as given.
+        count: 3,
+        last_at: at(1_700_000_250, 7),
         ..entry(&w.acme, at(1_700_000_200, 123_456), "read back 22.5 °C")
     };
     let first = entry(&w.acme, at(1_700_000_100, 1), "first");
@@ -945,40 +1015,466 @@ async fn audit(dir: &dyn Directory, w: &World) {
         ..entry(&w.globex, at(1_700_000_999, 0), "globex")
     };
     // Appended out of time order: the log orders by `at`, not by arrival.
+    // No coalescing here (zero window), whatever the outcomes.
     for e in [&full, &theirs, &first, &tie_a, &tie_b] {
-        dir.append_audit(e)
-            .await
-            .unwrap_or_else(|err| panic!("append_audit({}) failed: {err}", e.detail));
+        append(dir, e, chrono::Duration::zero()).await;
     }
 
-    let acme = dir.audit(w.acme.id, 10).await.expect("audit() failed");
+    let all = AuditFilter::default();
+    let acme = list(dir, &w.acme, &all, None, 10).await;
     assert_eq!(
-        acme,
+        entries(&acme),
         vec![tie_b.clone(), tie_a.clone(), full.clone(), first.clone()],
         "audit must return the tenant's entries newest first (ties: last appended first), every field intact"
     );
+    for r in &acme {
+        assert_eq!(
+            r.cursor.at, r.entry.at,
+            "a record's cursor is at its entry's `at`"
+        );
+    }
+    assert!(
+        acme.windows(2).all(|p| p[0].cursor > p[1].cursor),
+        "cursors must strictly decrease along the listing: {:?}",
+        acme.iter().map(|r| r.cursor).collect::<Vec<_>>()
+    );
     assert_eq!(
-        dir.audit(w.acme.id, 2).await.expect("audit() failed"),
+        entries(&list(dir, &w.acme, &all, None, 2).await),
         vec![tie_b, tie_a],
         "audit limit must keep the newest"
     );
     assert!(
-        dir.audit(w.acme.id, 0)
-            .await
-            .expect("audit() failed")
-            .is_empty(),
+        list(dir, &w.acme, &all, None, 0).await.is_empty(),
         "audit limit 0: nothing"
     );
     assert_eq!(
-        dir.audit(w.globex.id, 10).await.expect("audit() failed"),
+        entries(&list(dir, &w.globex, &all, None, 10).await),
         vec![theirs],
         "audit(B) must return only B's entries"
     );
     assert!(
-        dir.audit(TenantId::new(), 10)
+        dir.audit(TenantId::new(), &all, None, 10)
             .await
             .expect("audit() failed")
             .is_empty(),
         "an unknown tenant has no audit entries"
+    );
+}
+
+async fn audit_pages(dir: &dyn Directory) {
+    let t = audit_tenant(
+        dir,
+        0x0a0d_0000_0000_4000_8000_0000_0000_0001,
+        "audit-pages",
+    )
+    .await;
+    let actor = UserId::new();
+    // Seven entries, three of them at one instant, appended out of order.
+    let seconds = [5, 1, 3, 3, 7, 3, 2];
+    for (i, s) in seconds.iter().enumerate() {
+        let e = audit_entry(
+            &t,
+            actor,
+            None,
+            at(1_700_100_000 + s, 0),
+            AuditOutcome::Confirmed,
+            &format!("e{i}"),
+        );
+        append(dir, &e, hour()).await;
+    }
+    let all = AuditFilter::default();
+    let whole = list(dir, &t, &all, None, 100).await;
+    assert_eq!(
+        details(&whole),
+        vec!["e4", "e0", "e5", "e3", "e2", "e6", "e1"],
+        "newest first, ties last appended first"
+    );
+    for size in [1, 2, 3] {
+        let mut walked = Vec::new();
+        let mut after = None;
+        loop {
+            let page = list(dir, &t, &all, after, size).await;
+            assert!(page.len() as u64 <= size, "a page holds at most `limit`");
+            let Some(last) = page.last() else { break };
+            after = Some(last.cursor);
+            walked.extend(page);
+        }
+        assert_eq!(
+            walked, whole,
+            "walking pages of {size} with `after` must visit every entry once, in order"
+        );
+    }
+    // A cursor stays valid after newer entries arrive: the rest is the same.
+    let after = whole[2].cursor;
+    let newer = audit_entry(
+        &t,
+        actor,
+        None,
+        at(1_700_100_100, 0),
+        AuditOutcome::Confirmed,
+        "newer",
+    );
+    append(dir, &newer, hour()).await;
+    assert_eq!(
+        list(dir, &t, &all, Some(after), 100).await,
+        whole[3..].to_vec(),
+        "entries appended later must not shift a page that continues after a cursor"
+    );
+    let beyond = AuditCursor {
+        at: at(1_600_000_000, 0),
+        seq: 0,
+    };
+    assert!(
+        list(dir, &t, &all, Some(beyond), 100).await.is_empty(),
+        "nothing is older than a cursor before every entry"
+    );
+}
+
+async fn audit_filters(dir: &dyn Directory) {
+    let t = audit_tenant(
+        dir,
+        0x0a0d_0000_0000_4000_8000_0000_0000_0002,
+        "audit-filters",
+    )
+    .await;
+    let other = audit_tenant(
+        dir,
+        0x0a0d_0000_0000_4000_8000_0000_0000_0003,
+        "audit-filters-b",
+    )
+    .await;
+    let (alice, bob) = (UserId::new(), UserId::new());
+    let (d1, d2, d3) = (DeviceId::new(), DeviceId::new(), DeviceId::new());
+    let t0 = 1_700_200_000;
+    let e = |actor, device, s: i64, detail: &str| {
+        audit_entry(
+            &t,
+            actor,
+            device,
+            at(t0 + s, 0),
+            AuditOutcome::Confirmed,
+            detail,
+        )
+    };
+    // "long" began at +10 and was last seen at +50 (a coalesced run).
+    let long = AuditEntry {
+        count: 4,
+        last_at: at(t0 + 50, 0),
+        ..e(bob, Some(d2), 10, "long")
+    };
+    let log = [
+        e(alice, Some(d1), 0, "a-d1"),
+        long,
+        e(alice, None, 20, "a-tenant"),
+        e(bob, Some(d3), 30, "b-d3"),
+        e(alice, Some(d2), 40, "a-d2"),
+    ];
+    for entry in &log {
+        append(dir, entry, chrono::Duration::zero()).await;
+    }
+    // The other tenant's entries name the same devices and actors.
+    for entry in &log {
+        let theirs = AuditEntry {
+            tenant_id: other.id,
+            detail: format!("other {}", entry.detail),
+            ..entry.clone()
+        };
+        append(dir, &theirs, chrono::Duration::zero()).await;
+    }
+    let t = &t;
+    let check = |filter: AuditFilter, expected: &'static [&'static str], why: &'static str| async move {
+        let got = list(dir, t, &filter, None, 100).await;
+        assert_eq!(details(&got), expected.to_vec(), "{why}: {filter:?}");
+    };
+    check(
+        AuditFilter::default(),
+        &["a-d2", "b-d3", "a-tenant", "long", "a-d1"],
+        "no filter",
+    )
+    .await;
+    check(
+        AuditFilter {
+            devices: Some(vec![d1, d2]),
+            ..AuditFilter::default()
+        },
+        &["a-d2", "long", "a-d1"],
+        "devices: only entries about them, never tenant-level ones",
+    )
+    .await;
+    check(
+        AuditFilter {
+            devices: Some(vec![]),
+            ..AuditFilter::default()
+        },
+        &[],
+        "devices = []: nothing, not even tenant-level entries",
+    )
+    .await;
+    check(
+        AuditFilter {
+            actor: Some(alice),
+            ..AuditFilter::default()
+        },
+        &["a-d2", "a-tenant", "a-d1"],
+        "actor",
+    )
+    .await;
+    check(
+        AuditFilter {
+            actor: Some(UserId::new()),
+            ..AuditFilter::default()
+        },
+        &[],
+        "an unknown actor",
+    )
+    .await;
+    check(
+        AuditFilter {
+            from: Some(at(t0 + 35, 0)),
+            ..AuditFilter::default()
+        },
+        &["a-d2", "long"],
+        "from: entries still active at or after it (`last_at >= from`)",
+    )
+    .await;
+    check(
+        AuditFilter {
+            to: Some(at(t0 + 20, 0)),
+            ..AuditFilter::default()
+        },
+        &["long", "a-d1"],
+        "to: entries begun before it (`at < to`)",
+    )
+    .await;
+    check(
+        AuditFilter {
+            devices: Some(vec![d2, d3]),
+            actor: Some(bob),
+            from: Some(at(t0 + 30, 0)),
+            to: Some(at(t0 + 31, 0)),
+        },
+        &["b-d3", "long"],
+        "filters combine",
+    )
+    .await;
+    // Filters and cursors together: the page after "b-d3" among d1/d2/d3.
+    let scoped = AuditFilter {
+        devices: Some(vec![d1, d2, d3]),
+        ..AuditFilter::default()
+    };
+    let first = list(dir, t, &scoped, None, 2).await;
+    assert_eq!(details(&first), vec!["a-d2", "b-d3"]);
+    let rest = list(dir, t, &scoped, first.last().map(|r| r.cursor), 2).await;
+    assert_eq!(
+        details(&rest),
+        vec!["long", "a-d1"],
+        "a filtered listing continues after a cursor"
+    );
+    // Tenant isolation whatever the filter names.
+    for filter in [
+        AuditFilter::default(),
+        scoped,
+        AuditFilter {
+            actor: Some(alice),
+            ..AuditFilter::default()
+        },
+    ] {
+        let got = list(dir, t, &filter, None, 100).await;
+        assert!(
+            got.iter().all(|r| r.entry.tenant_id == t.id),
+            "audit(A, {filter:?}) returned another tenant's entry"
+        );
+    }
+}
+
+async fn audit_coalescing(dir: &dyn Directory) {
+    let t = audit_tenant(
+        dir,
+        0x0a0d_0000_0000_4000_8000_0000_0000_0004,
+        "audit-coalesce",
+    )
+    .await;
+    let other = audit_tenant(
+        dir,
+        0x0a0d_0000_0000_4000_8000_0000_0000_0005,
+        "audit-coalesce-b",
+    )
+    .await;
+    let (mallory, alice) = (UserId::new(), UserId::new());
+    let device = DeviceId::new();
+    let t0 = 1_700_300_000;
+    let refused = |actor, s: i64, micros: u32, detail: &str| {
+        audit_entry(
+            &t,
+            actor,
+            Some(device),
+            at(t0 + s, micros),
+            AuditOutcome::Refused,
+            detail,
+        )
+    };
+    let all = AuditFilter::default();
+
+    // A real entry first, then a flood of identical refusals.
+    let real = audit_entry(
+        &t,
+        alice,
+        Some(device),
+        at(t0, 0),
+        AuditOutcome::Confirmed,
+        "real",
+    );
+    append(dir, &real, hour()).await;
+    let first = refused(mallory, 1, 0, "refused 0");
+    append(dir, &first, hour()).await;
+    let position = list(dir, &t, &all, None, 1).await[0].cursor;
+    for i in 1..100u32 {
+        let mut next = refused(mallory, 1 + i64::from(i), 0, &format!("refused {i}"));
+        next.new_value = Some(f64::from(i));
+        next.old_value = Some(0.5);
+        append(dir, &next, hour()).await;
+    }
+    let log = list(dir, &t, &all, None, 10).await;
+    assert_eq!(
+        log.len(),
+        2,
+        "100 identical refusals within the window must be one entry: {:?}",
+        details(&log)
+    );
+    let run = &log[0];
+    assert_eq!(run.cursor, position, "coalescing must not move the entry");
+    assert_eq!(
+        run.entry,
+        AuditEntry {
+            count: 100,
+            last_at: at(t0 + 100, 0),
+            new_value: Some(99.0),
+            old_value: Some(0.5),
+            detail: "refused 99".into(),
+            ..first.clone()
+        },
+        "a coalesced entry keeps its `at` and counts the attempts, with the last one's values and detail"
+    );
+    assert_eq!(
+        log[1].entry, real,
+        "the real entry is untouched and still listed"
+    );
+
+    // An entry's own count adds up, and an earlier `last_at` does not go back.
+    let late_arrival = AuditEntry {
+        count: 5,
+        ..refused(mallory, 50, 0, "late arrival")
+    };
+    append(dir, &late_arrival, hour()).await;
+    let run = &list(dir, &t, &all, None, 1).await[0].entry;
+    assert_eq!(
+        (run.count, run.last_at),
+        (105, at(t0 + 100, 0)),
+        "count += entry.count; last_at is the later one"
+    );
+
+    // What does not coalesce: another point, actor, action, tenant; another outcome; a zero window.
+    let other_point = AuditEntry {
+        point: Some(PointKey::new("heat_curve_slope").expect("contract: valid point key")),
+        ..refused(mallory, 200, 0, "other point")
+    };
+    let other_actor = refused(alice, 201, 0, "other actor");
+    let other_action = AuditEntry {
+        action: "put_profile".into(),
+        ..refused(mallory, 202, 0, "other action")
+    };
+    let confirmed = AuditEntry {
+        outcome: AuditOutcome::Confirmed,
+        ..refused(mallory, 203, 0, "confirmed")
+    };
+    let in_other_tenant = AuditEntry {
+        tenant_id: other.id,
+        ..refused(mallory, 204, 0, "other tenant")
+    };
+    for e in [
+        &other_point,
+        &other_actor,
+        &other_action,
+        &confirmed,
+        &in_other_tenant,
+    ] {
+        append(dir, e, hour()).await;
+    }
+    let zero_window = refused(mallory, 205, 0, "zero window");
+    append(dir, &zero_window, chrono::Duration::zero()).await;
+    let log = list(dir, &t, &all, None, 100).await;
+    assert_eq!(
+        details(&log),
+        vec![
+            "zero window",
+            "confirmed",
+            "other action",
+            "other actor",
+            "other point",
+            "late arrival",
+            "real"
+        ],
+        "only identical refusals coalesce, and never across tenants or with a zero window"
+    );
+    assert_eq!(
+        details(&list(dir, &other, &all, None, 100).await),
+        vec!["other tenant"],
+        "a refusal in another tenant is that tenant's own entry"
+    );
+
+    // The latest refusal of the key absorbs: here the zero-window one, not the run.
+    append(dir, &refused(mallory, 206, 0, "joins the latest"), hour()).await;
+    let latest = &list(dir, &t, &all, None, 1).await[0].entry;
+    assert_eq!(
+        (latest.detail.as_str(), latest.count),
+        ("joins the latest", 2)
+    );
+
+    // The window runs from the entry's first attempt: just inside, then just outside.
+    let start = at(t0 + 205, 0);
+    let inside = AuditEntry {
+        at: start + hour() - chrono::Duration::microseconds(1),
+        last_at: start + hour() - chrono::Duration::microseconds(1),
+        ..refused(mallory, 0, 0, "inside")
+    };
+    append(dir, &inside, hour()).await;
+    let outside = AuditEntry {
+        at: start + hour(),
+        last_at: start + hour(),
+        ..refused(mallory, 0, 0, "outside")
+    };
+    append(dir, &outside, hour()).await;
+    let log = list(dir, &t, &all, None, 2).await;
+    assert_eq!(
+        details(&log),
+        vec!["outside", "inside"],
+        "a refusal a whole window after the first starts a new entry"
+    );
+    assert_eq!((log[0].entry.count, log[1].entry.count), (1, 3));
+    assert_eq!(
+        log[1].entry.at, start,
+        "the absorbing entry keeps its first `at`"
+    );
+
+    // Tenant-level refusals (no device, no point) coalesce too.
+    let tenant_level = |s: i64, detail: &str| AuditEntry {
+        action: "put_profile".into(),
+        ..audit_entry(
+            &t,
+            alice,
+            None,
+            at(t0 + 10_000 + s, 0),
+            AuditOutcome::Refused,
+            detail,
+        )
+    };
+    for s in 0..3 {
+        append(dir, &tenant_level(s, "profile refused"), hour()).await;
+    }
+    let top = &list(dir, &t, &all, None, 1).await[0].entry;
+    assert_eq!(
+        (top.device_id, top.count),
+        (None, 3),
+        "tenant-level refusals coalesce like device ones"
     );
 }

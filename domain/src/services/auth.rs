@@ -1,16 +1,18 @@
 //! Login, tenant switching, token authentication and `me`.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use thiserror::Error;
 
+use super::hashing::HashingError;
 use super::Hearth;
 use crate::error::DomainError;
 use crate::ids::{TenantId, UserId};
-use crate::model::{EmailAddress, Membership, Role, Tenant, User};
+use crate::model::{EmailAddress, Membership, PasswordHash, Role, Tenant, User};
 use crate::ports::TokenError;
 use crate::principal::Principal;
 
@@ -29,6 +31,10 @@ pub enum LoginError {
     /// deliberately indistinguishable.
     #[error("invalid email, password or tenant")]
     InvalidCredentials,
+    /// Too many failed attempts for this account or from this address, or
+    /// too many logins waiting for a password check: nothing was checked.
+    #[error("too many login attempts; retry after {retry_after:?}")]
+    RateLimited { retry_after: Duration },
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
 }
@@ -38,6 +44,17 @@ impl From<DomainError> for LoginError {
         match err {
             DomainError::Internal(e) => LoginError::Internal(e),
             other => LoginError::Internal(anyhow::anyhow!("{other}")),
+        }
+    }
+}
+
+impl From<HashingError> for LoginError {
+    fn from(err: HashingError) -> Self {
+        match err {
+            HashingError::Busy => LoginError::RateLimited {
+                retry_after: Duration::from_secs(1),
+            },
+            HashingError::Failed(e) => LoginError::Internal(e.into()),
         }
     }
 }
@@ -65,7 +82,35 @@ pub struct MeView {
 impl Hearth {
     /// Verifies a password and issues a token bound to one tenant: the one
     /// named by `tenant` (id or slug), or the user's first membership.
+    ///
+    /// Throttled per account and per `client` address (see [`LoginLimits`]):
+    /// during a lock-out the attempt is refused as `RateLimited` before any
+    /// lookup or hashing. A right password with a tenant the user does not
+    /// belong to counts as a failure like any other `InvalidCredentials`, so
+    /// the throttle never tells a right password from a wrong one.
+    ///
+    /// [`LoginLimits`]: super::LoginLimits
     pub async fn login(
+        &self,
+        email: &str,
+        password: &str,
+        tenant: Option<&str>,
+        client: Option<IpAddr>,
+    ) -> Result<Session, LoginError> {
+        let attempt = self.throttle.admit(email, client).map_err(|retry_after| {
+            tracing::debug!(?client, "Login refused unchecked: throttled.");
+            LoginError::RateLimited { retry_after }
+        })?;
+        let outcome = self.check_login(email, password, tenant).await;
+        match &outcome {
+            Ok(_) => attempt.succeeded(),
+            Err(LoginError::InvalidCredentials) => attempt.failed(),
+            Err(LoginError::RateLimited { .. } | LoginError::Internal(_)) => attempt.abandoned(),
+        }
+        outcome
+    }
+
+    async fn check_login(
         &self,
         email: &str,
         password: &str,
@@ -76,10 +121,10 @@ impl Hearth {
             Err(_) => None,
         };
         let Some((user, hash)) = user.and_then(|u| u.password_hash.clone().map(|h| (u, h))) else {
-            self.ports.passwords.verify_dummy(password);
+            self.verify_password(password, None).await?;
             return Err(LoginError::InvalidCredentials);
         };
-        if !self.ports.passwords.verify(password, &hash) {
+        if !self.verify_password(password, Some(hash)).await? {
             tracing::info!(user = %user.id, "Login refused: wrong password.");
             return Err(LoginError::InvalidCredentials);
         }
@@ -92,6 +137,38 @@ impl Hearth {
             return Err(LoginError::InvalidCredentials);
         };
         Ok(self.issue(&membership).await?)
+    }
+
+    /// Checks a password on the blocking pool; without a hash (unknown user)
+    /// it burns the same time and answers `false`.
+    async fn verify_password(
+        &self,
+        password: &str,
+        hash: Option<PasswordHash>,
+    ) -> Result<bool, HashingError> {
+        let hasher = self.ports.passwords.clone();
+        let password = password.to_owned();
+        self.hashing
+            .try_run(move || match hash {
+                Some(hash) => hasher.verify(&password, &hash),
+                None => {
+                    hasher.verify_dummy(&password);
+                    false
+                }
+            })
+            .await
+    }
+
+    /// Hashes a new password on the blocking pool (never on the async
+    /// workers), waiting for a permit however busy logins keep it.
+    pub async fn hash_password(&self, password: &str) -> Result<PasswordHash, DomainError> {
+        let hasher = self.ports.passwords.clone();
+        let password = password.to_owned();
+        self.hashing
+            .run(move || hasher.hash(&password))
+            .await
+            .map_err(|e| DomainError::Internal(e.into()))?
+            .map_err(DomainError::Internal)
     }
 
     /// A new token for another tenant the caller is a member of. Tenants the

@@ -8,9 +8,11 @@ use chrono::{DateTime, SubsecRound, Utc};
 
 use super::Hearth;
 use crate::error::{DomainError, InvalidValue};
-use crate::ids::{DeviceId, PointKey};
+use crate::ids::{DeviceId, PointKey, UserId};
 use crate::model::{AreaTree, AuditEntry, AuditOutcome, Device, PointDefinition, Quality, Reading};
-use crate::ports::{Action, FieldError, LiveEvent};
+use crate::ports::{
+    Action, AuditCursor, AuditFilter, AuditRecord, FieldError, LiveEvent, Resource,
+};
 use crate::principal::Principal;
 use crate::services::devices::device_resource;
 
@@ -33,6 +35,30 @@ pub struct WriteOutcome {
     pub confirmed_at: Option<DateTime<Utc>>,
 }
 
+/// What `audit_log` should list.
+#[derive(Debug, Clone, Default)]
+pub struct AuditQuery {
+    /// Only entries about this device (which the caller must be able to see).
+    pub device: Option<DeviceId>,
+    pub actor: Option<UserId>,
+    /// Entries active at or after this instant.
+    pub from: Option<DateTime<Utc>>,
+    /// Entries begun before this instant.
+    pub to: Option<DateTime<Utc>>,
+    /// Continue after this entry.
+    pub after: Option<AuditCursor>,
+    /// Page size, 1 to [`Hearth::MAX_AUDIT_PAGE`].
+    pub first: u64,
+}
+
+/// One page of the audit log, newest first.
+#[derive(Debug, Clone)]
+pub struct AuditPage {
+    pub entries: Vec<AuditRecord>,
+    /// More entries follow the last one.
+    pub has_next: bool,
+}
+
 impl Hearth {
     pub async fn write_parameter(
         &self,
@@ -52,17 +78,22 @@ impl Hearth {
             .point(&point)
             .cloned()
             .ok_or_else(|| DomainError::NotFound("point".into()))?;
-        let refuse = |detail: String| AuditEntry {
-            tenant_id: device.tenant_id,
-            at: Utc::now(),
-            actor: principal.user_id,
-            action: "write_parameter".into(),
-            device_id: Some(device.id),
-            point: Some(point.clone()),
-            old_value: None,
-            new_value: Some(value),
-            outcome: AuditOutcome::Refused,
-            detail,
+        let refuse = |detail: String| {
+            let at = Utc::now().trunc_subsecs(6);
+            AuditEntry {
+                tenant_id: device.tenant_id,
+                at,
+                actor: principal.user_id,
+                action: "write_parameter".into(),
+                device_id: Some(device.id),
+                point: Some(point.clone()),
+                old_value: None,
+                new_value: Some(value),
+                outcome: AuditOutcome::Refused,
+                detail,
+                count: 1,
+                last_at: at,
+            }
         };
         if !def.writable {
             self.audit(refuse("point is read-only".into())).await;
@@ -159,6 +190,7 @@ impl Hearth {
             _ => AuditOutcome::Mismatch,
         };
         entry.at = now;
+        entry.last_at = now;
         self.audit(entry).await;
         Ok(WriteOutcome {
             status,
@@ -168,18 +200,74 @@ impl Hearth {
         })
     }
 
-    /// The audit log of the caller's tenant, newest first.
+    /// Most audit entries one page may hold.
+    pub const MAX_AUDIT_PAGE: u64 = 1000;
+    /// Identical refused attempts within this long of the first are one
+    /// entry with a count (see [`Directory::append_audit`]).
+    ///
+    /// [`Directory::append_audit`]: crate::ports::Directory::append_audit
+    pub const AUDIT_COALESCE_WINDOW: chrono::Duration = chrono::Duration::hours(1);
+
+    /// The audit log of the caller's tenant, newest first, as far as the
+    /// caller may see it: who may read at all is the policy's
+    /// `manage_devices`; entries about devices outside the caller's scope
+    /// are left out, and tenant-level entries (no device) are shown only to
+    /// memberships that may manage the tenant as a whole (`ManageTenant`).
     pub async fn audit_log(
         &self,
         principal: &Principal,
-        limit: u64,
-    ) -> Result<Vec<AuditEntry>, DomainError> {
+        query: AuditQuery,
+    ) -> Result<AuditPage, DomainError> {
         self.require_tenant(principal, Action::ManageDevices)?;
-        Ok(self
+        if query.first == 0 || query.first > Self::MAX_AUDIT_PAGE {
+            return Err(InvalidValue::new(
+                "first",
+                format!("must be 1 to {}", Self::MAX_AUDIT_PAGE),
+            )
+            .into());
+        }
+        if let (Some(from), Some(to)) = (query.from, query.to) {
+            if from >= to {
+                return Err(InvalidValue::new("from", "must be before `to`").into());
+            }
+        }
+        let devices = match query.device {
+            Some(id) => {
+                self.visible_device(principal, id).await?;
+                Some(vec![id])
+            }
+            None if self.tenant_wide(principal) => None,
+            None => Some(
+                self.devices_in_scope(principal)
+                    .await?
+                    .into_iter()
+                    .collect(),
+            ),
+        };
+        let filter = AuditFilter {
+            devices,
+            actor: query.actor,
+            from: query.from,
+            to: query.to,
+        };
+        let mut entries = self
             .ports
             .directory
-            .audit(principal.tenant_id, limit.clamp(1, 1000))
-            .await?)
+            .audit(principal.tenant_id, &filter, query.after, query.first + 1)
+            .await?;
+        let has_next = entries.len() as u64 > query.first;
+        entries.truncate(query.first as usize);
+        Ok(AuditPage { entries, has_next })
+    }
+
+    /// Whether the caller may act on (and see) the tenant as a whole.
+    pub(crate) fn tenant_wide(&self, principal: &Principal) -> bool {
+        self.authorize(
+            principal,
+            Action::ManageTenant,
+            &Resource::Tenant(principal.tenant_id),
+        )
+        .is_ok()
     }
 
     async fn read_point(&self, device: &Device, def: &PointDefinition) -> Result<f64, DomainError> {
@@ -193,8 +281,13 @@ impl Hearth {
     }
 
     /// Audit failures are logged loudly but do not undo a write that happened.
-    async fn audit(&self, entry: AuditEntry) {
-        if let Err(err) = self.ports.directory.append_audit(&entry).await {
+    pub(crate) async fn audit(&self, entry: AuditEntry) {
+        if let Err(err) = self
+            .ports
+            .directory
+            .append_audit(&entry, Self::AUDIT_COALESCE_WINDOW)
+            .await
+        {
             tracing::error!(error = %err, device = ?entry.device_id, "Could not append to the audit log.");
         }
     }

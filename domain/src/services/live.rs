@@ -108,7 +108,7 @@ impl Hearth {
 
 impl Hearth {
     /// Ids of every device in a restricted caller's scope.
-    async fn devices_in_scope(
+    pub(super) async fn devices_in_scope(
         &self,
         principal: &Principal,
     ) -> Result<HashSet<DeviceId>, DomainError> {

@@ -5,18 +5,21 @@
 mod auth;
 mod control;
 mod devices;
+mod hashing;
 mod history;
 mod ingest;
 mod live;
 mod profiles;
+mod throttle;
 
 use std::sync::Arc;
 
 pub use auth::{LoginError, MeView, MembershipView, Session};
-pub use control::{WriteOutcome, WriteStatus};
+pub use control::{AuditPage, AuditQuery, WriteOutcome, WriteStatus};
 pub use devices::{DevicePage, DeviceQuery, DeviceView, PointView};
 pub use ingest::{ReadingWriter, ReadingWriterStats};
 pub use live::LiveUpdate;
+pub use throttle::LoginLimits;
 
 use crate::error::DomainError;
 use crate::ports::{
@@ -44,17 +47,26 @@ pub struct Hearth {
     ports: Ports,
     writer: ReadingWriter,
     principals: Arc<auth::PrincipalCache>,
+    throttle: Arc<throttle::LoginThrottle>,
+    hashing: hashing::HashingPool,
 }
 
 impl Hearth {
     /// Builds the application. Must be called inside a Tokio runtime: the
     /// batched reading writer runs as a task.
     pub fn new(ports: Ports) -> Self {
+        Self::with_login_limits(ports, LoginLimits::default())
+    }
+
+    /// Like [`Hearth::new`], with login throttling and hashing limits of its own.
+    pub fn with_login_limits(ports: Ports, limits: LoginLimits) -> Self {
         let writer = ReadingWriter::spawn(ports.readings.clone());
         Self {
             ports,
             writer,
             principals: Arc::default(),
+            hashing: hashing::HashingPool::new(&limits),
+            throttle: Arc::new(throttle::LoginThrottle::new(limits)),
         }
     }
 

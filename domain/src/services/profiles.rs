@@ -1,8 +1,10 @@
 //! Device profiles (register maps): reading them, and admins adding their own.
 
+use chrono::{SubsecRound, Utc};
+
 use super::Hearth;
 use crate::error::{DomainError, InvalidValue};
-use crate::model::DeviceProfile;
+use crate::model::{AuditEntry, AuditOutcome, DeviceProfile};
 use crate::ports::Action;
 use crate::principal::Principal;
 
@@ -18,12 +20,43 @@ impl Hearth {
     /// dot (`acme.my-ahu`): ids are global, and a per-tenant namespace means
     /// no answer can reveal that another tenant uses some id.
     /// Devices already polled pick a changed profile up on the poller's next reload.
+    ///
+    /// A profile applies to every device of the tenant that uses it, so this
+    /// needs `ManageTenant`: a Full guest scoped to one area may not. Refusals
+    /// and stored profiles are audited as tenant-level entries.
     pub async fn put_profile(
         &self,
         principal: &Principal,
         mut profile: DeviceProfile,
     ) -> Result<DeviceProfile, DomainError> {
-        self.require_tenant(principal, Action::ManageDevices)?;
+        let audit = |outcome: AuditOutcome, detail: String| {
+            let at = Utc::now().trunc_subsecs(6);
+            AuditEntry {
+                tenant_id: principal.tenant_id,
+                at,
+                actor: principal.user_id,
+                action: "put_profile".into(),
+                device_id: None,
+                point: None,
+                old_value: None,
+                new_value: None,
+                outcome,
+                detail,
+                count: 1,
+                last_at: at,
+            }
+        };
+        if let Err(err) = self.require_tenant(principal, Action::ManageTenant) {
+            self.audit(audit(
+                AuditOutcome::Refused,
+                format!(
+                    "role {} with this device scope may not manage profiles (`{}`)",
+                    principal.role, profile.id
+                ),
+            ))
+            .await;
+            return Err(err);
+        }
         profile.tenant_id = Some(principal.tenant_id);
         profile.validate()?;
         let tenant = self
@@ -47,6 +80,11 @@ impl Hearth {
             }
         }
         self.ports.documents.put_profile(&profile).await?;
+        self.audit(audit(
+            AuditOutcome::Confirmed,
+            format!("stored profile `{}`", profile.id),
+        ))
+        .await;
         tracing::info!(profile = %profile.id, tenant = %principal.tenant_id, "Profile stored.");
         Ok(profile)
     }

@@ -6,7 +6,7 @@ use hearth_domain::model;
 use hearth_domain::services::{MeView, Session};
 
 use super::error::{from_domain, from_login};
-use super::{hearth, principal};
+use super::{hearth, principal, ClientAddr};
 
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
 pub enum Role {
@@ -133,7 +133,9 @@ pub struct AuthMutation;
 #[Object]
 impl AuthMutation {
     /// Exchanges email and password for a token bound to `tenantId` (an id or
-    /// slug), or to the user's first membership when omitted.
+    /// slug), or to the user's first membership when omitted. Repeated
+    /// failures for an account or from an address are answered with
+    /// `RATE_LIMITED` and `extensions.retryAfter` (seconds) for a while.
     async fn login(
         &self,
         ctx: &Context<'_>,
@@ -146,8 +148,16 @@ impl AuthMutation {
                 hearth_domain::services::LoginError::InvalidCredentials,
             ));
         }
+        // The TCP peer, when the transport knows it (HTTP); throttling then
+        // also counts failures per address, not only per account.
+        let client = ctx.data_opt::<ClientAddr>().map(|ClientAddr(ip)| *ip);
         hearth(ctx)
-            .login(&email, &password, tenant_id.as_ref().map(|t| t.as_str()))
+            .login(
+                &email,
+                &password,
+                tenant_id.as_ref().map(|t| t.as_str()),
+                client,
+            )
             .await
             .map(AuthPayload::from)
             .map_err(from_login)

@@ -67,8 +67,24 @@ pub fn from_login(err: LoginError) -> async_graphql::Error {
         LoginError::InvalidCredentials => {
             coded(Code::Unauthenticated, "invalid email, password or tenant")
         }
+        LoginError::RateLimited { retry_after } => rate_limited(retry_after),
         LoginError::Internal(err) => internal(err),
     }
+}
+
+/// `RATE_LIMITED` with `extensions.retryAfter`: whole seconds, rounded up,
+/// at least 1 (a client retrying after 0 s would only be refused again).
+pub fn rate_limited(retry_after: std::time::Duration) -> async_graphql::Error {
+    let seconds = retry_after
+        .as_secs()
+        .saturating_add(u64::from(retry_after.subsec_nanos() > 0))
+        .max(1);
+    async_graphql::Error::new(format!("too many attempts; retry after {seconds} s")).extend_with(
+        |_, e| {
+            e.set("code", Code::RateLimited.as_str());
+            e.set("retryAfter", seconds);
+        },
+    )
 }
 
 /// Logs the cause; the client sees only that something failed.
@@ -109,6 +125,37 @@ fn ensure_code(error: &mut ServerError) {
             .extensions
             .get_or_insert_with(Default::default)
             .set("code", Code::BadUserInput.as_str());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn rate_limited_says_when_to_retry_in_whole_seconds_rounded_up() {
+        for (wait, expected) in [
+            (Duration::from_millis(1), 1),
+            (Duration::from_secs(1), 1),
+            (Duration::from_millis(1001), 2),
+            (Duration::from_secs(900), 900),
+            (Duration::ZERO, 1u64),
+        ] {
+            let err = from_login(LoginError::RateLimited { retry_after: wait });
+            let ext = err.extensions.unwrap_or_default();
+            assert_eq!(
+                ext.get("code"),
+                Some(&async_graphql::Value::from("RATE_LIMITED")),
+                "{wait:?}"
+            );
+            assert_eq!(
+                ext.get("retryAfter"),
+                Some(&async_graphql::Value::from(expected)),
+                "{wait:?}"
+            );
+        }
     }
 }
 

@@ -18,9 +18,9 @@ use hearth_domain::model::{
     ModbusEndpoint, PasswordHash, Reading, Tenant, User,
 };
 use hearth_domain::ports::{
-    Action, Authorizer, AuthzError, Delivery, DeviceFilter, DeviceStatus, Directory, DocumentStore,
-    LiveBus, LiveEvent, Page, PasswordHasher, ReadingStore, Resource, TokenClaims, TokenError,
-    TokenService,
+    Action, AuditCursor, AuditFilter, AuditRecord, Authorizer, AuthzError, Delivery, DeviceFilter,
+    DeviceStatus, Directory, DocumentStore, LiveBus, LiveEvent, Page, PasswordHasher, ReadingStore,
+    Resource, TokenClaims, TokenError, TokenService,
 };
 use hearth_domain::services::{Hearth, Ports};
 use hearth_domain::{DeviceId, PointKey, Principal, ProfileId, StoreError, TenantId, UserId};
@@ -155,10 +155,16 @@ impl Directory for MemoryDirectory {
     async fn all_devices(&self) -> Result<Vec<Device>, StoreError> {
         Ok(self.devices.lock().expect("lock").clone())
     }
-    async fn append_audit(&self, _: &AuditEntry) -> Result<(), StoreError> {
+    async fn append_audit(&self, _: &AuditEntry, _: chrono::Duration) -> Result<(), StoreError> {
         Ok(())
     }
-    async fn audit(&self, _: TenantId, _: u64) -> Result<Vec<AuditEntry>, StoreError> {
+    async fn audit(
+        &self,
+        _: TenantId,
+        _: &AuditFilter,
+        _: Option<AuditCursor>,
+        _: u64,
+    ) -> Result<Vec<AuditRecord>, StoreError> {
         unused()
     }
 }

@@ -1,0 +1,2 @@
+//! Placeholder until the login storm bench lands.
+fn main() {}
