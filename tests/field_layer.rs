@@ -133,8 +133,18 @@ async fn a_silent_device_goes_offline_with_stale_values_and_comes_back() -> anyh
 #[tokio::test]
 async fn a_confirmed_setpoint_write_moves_the_plant() -> anyhow::Result<()> {
     let server = DemoServer::start().await?;
-    let basic = server.login("basic@acme.test").await?;
+    // The comfort setpoint only applies in comfort periods; the plant's
+    // schedule follows the wall clock, so hold the controller in comfort mode
+    // first, or the test would pass by day and fail by night.
+    let basic = server.login("limited@acme.test").await?;
     let device = first_device(&basic).await?;
+    let comfort = basic
+        .data(
+            "mutation($d: ID!) { writeParameter(deviceId: $d, point: \"mode\", value: 1) { status } }",
+            json!({ "d": device }),
+        )
+        .await?;
+    assert_eq!(comfort["writeParameter"]["status"], "CONFIRMED");
     let flow = |d: &Value| point(d, "flow_temp")["value"].as_f64();
     let before = eventually(Duration::from_secs(15), || async {
         Ok(flow(&basic.data(DEVICE, json!({ "id": device })).await?))
