@@ -5,4 +5,5 @@ pub mod api;
 pub mod app;
 pub mod cli;
 pub mod demo;
+pub mod limits;
 pub mod server;

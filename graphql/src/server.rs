@@ -32,7 +32,7 @@ pub fn router(schema: HearthSchema, hearth: Hearth) -> Router {
         .route("/graphql", get(graphql_get).post(graphql_post))
         .route("/healthz", get(|| async { "ok" }))
         .with_state(AppState {
-            schema: CodedSchema(schema),
+            schema: CodedSchema::new(schema),
             hearth,
         })
         .layer(
