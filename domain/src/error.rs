@@ -19,6 +19,19 @@ impl InvalidValue {
     }
 }
 
+/// Most characters of client input an error message quotes: a message must
+/// not grow with its input (a 1 MB id must not give a 1 MB error).
+pub const MAX_QUOTED_CHARS: usize = 40;
+
+/// `input` as an error message may quote it: whole when short, else its
+/// first [`MAX_QUOTED_CHARS`] characters and `…`.
+pub fn quoted(input: &str) -> String {
+    match input.char_indices().nth(MAX_QUOTED_CHARS) {
+        None => input.to_owned(),
+        Some((cut, _)) => format!("{}…", &input[..cut]),
+    }
+}
+
 /// What every storage port returns on failure.
 #[derive(Debug, Error)]
 pub enum StoreError {
@@ -64,5 +77,22 @@ impl From<StoreError> for DomainError {
             StoreError::Conflict(what) => DomainError::Conflict(what),
             StoreError::Backend(err) => DomainError::Internal(err),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoted_input_is_bounded_and_cut_on_a_character_boundary() {
+        // Given a short input, a long one, and a long one of multi-byte characters
+        let long = "x".repeat(1_000_000);
+        let wide = "ä".repeat(100);
+        // Then short input is quoted whole, long input is cut with an ellipsis
+        assert_eq!(quoted("abc"), "abc");
+        assert_eq!(quoted(&long).chars().count(), MAX_QUOTED_CHARS + 1);
+        assert!(quoted(&long).ends_with('…'));
+        assert_eq!(quoted(&wide), format!("{}…", "ä".repeat(MAX_QUOTED_CHARS)));
     }
 }

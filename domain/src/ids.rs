@@ -46,7 +46,7 @@ macro_rules! uuid_id {
             fn from_str(s: &str) -> Result<Self, Self::Err> {
                 Uuid::parse_str(s.trim())
                     .map(Self)
-                    .map_err(|_| InvalidValue::new(stringify!($name), format!("`{s}` is not a valid id")))
+                    .map_err(|_| InvalidValue::new(stringify!($name), format!("`{}` is not a valid id", crate::error::quoted(s))))
             }
         }
     };
@@ -93,7 +93,7 @@ macro_rules! key_id {
                 } else {
                     Err(InvalidValue::new(
                         stringify!($name),
-                        format!("`{value}` must be 1 to {} characters of letters, digits, `_`, `-` or `.`", $max),
+                        format!("`{}` must be 1 to {} characters of letters, digits, `_`, `-` or `.`", crate::error::quoted(&value), $max),
                     ))
                 }
             }

@@ -150,7 +150,12 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let address = listener.local_addr()?;
     let (tx, rx) = oneshot::channel::<()>();
-    let app = crate::server::router_with(schema, hearth.clone(), config.ws.clone());
+    let app = crate::server::router_with(
+        schema,
+        hearth.clone(),
+        config.ws.clone(),
+        crate::http_request::HttpLimits::default(),
+    );
     let server = tokio::spawn(async move {
         let served = axum::serve(
             listener,

@@ -5,5 +5,7 @@ pub mod api;
 pub mod app;
 pub mod cli;
 pub mod demo;
+pub mod http_request;
+pub mod limits;
 pub mod server;
 pub mod ws;

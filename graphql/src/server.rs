@@ -5,8 +5,8 @@ use std::net::SocketAddr;
 
 use async_graphql::http::{GraphiQLSource, ALL_WEBSOCKET_PROTOCOLS};
 use async_graphql::Executor;
-use async_graphql_axum::{GraphQLRequest, GraphQLResponse};
-use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request, State, WebSocketUpgrade};
+use async_graphql_axum::GraphQLResponse;
+use axum::extract::{ConnectInfo, FromRequestParts, Request, State, WebSocketUpgrade};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
@@ -18,6 +18,7 @@ use tower_http::trace::TraceLayer;
 use tokio::net::TcpListener;
 
 use crate::api::{Caller, ClientAddr, CodedSchema, HearthSchema};
+use crate::http_request::{self, HttpLimits};
 use crate::ws::{WsHub, WsLimits};
 
 #[derive(Clone)]
@@ -25,22 +26,31 @@ struct AppState {
     schema: CodedSchema,
     hearth: Hearth,
     ws: WsHub,
+    http: HttpLimits,
 }
 
+/// The routes with the default [`HttpLimits`].
 pub fn router(schema: HearthSchema, hearth: Hearth) -> Router {
-    router_with(schema, hearth, WsLimits::default())
+    router_with(schema, hearth, WsLimits::default(), HttpLimits::default())
 }
 
-/// [`router`] with other WebSocket limits (tests use short timeouts).
-pub fn router_with(schema: HearthSchema, hearth: Hearth, ws_limits: WsLimits) -> Router {
+/// [`router`] with other limits (tests use short WebSocket timeouts; config
+/// sets both).
+pub fn router_with(
+    schema: HearthSchema,
+    hearth: Hearth,
+    ws_limits: WsLimits,
+    http: HttpLimits,
+) -> Router {
     let request_id = header::HeaderName::from_static("x-request-id");
     Router::new()
         .route("/graphql", get(graphql_get).post(graphql_post))
         .route("/healthz", get(|| async { "ok" }))
         .with_state(AppState {
-            ws: WsHub::new(hearth.clone(), CodedSchema(schema.clone()), ws_limits),
-            schema: CodedSchema(schema),
+            ws: WsHub::new(hearth.clone(), CodedSchema::new(schema.clone()), ws_limits),
+            schema: CodedSchema::new(schema),
             hearth,
+            http,
         })
         .layer(
             TraceLayer::new_for_http().make_span_with(|req: &Request| {
@@ -102,30 +112,26 @@ async fn execute(
     state: &AppState,
     headers: &HeaderMap,
     client: Option<ClientAddr>,
-    request: GraphQLRequest,
+    request: async_graphql::Request,
 ) -> GraphQLResponse {
     let caller = caller(&state.hearth, authorization(headers)).await;
-    let mut request = request.into_inner().data(caller);
+    let mut request = request.data(caller);
     if let Some(client) = client {
         request = request.data(client);
     }
     state.schema.execute(request).await.into()
 }
 
+/// The body is read within its limit before anything else happens to it
+/// (not even authentication: a token does not make a 20 MB body cheap).
 async fn graphql_post(State(state): State<AppState>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
     let client = client_addr(&parts.extensions);
-    let headers = parts.headers.clone();
-    match GraphQLRequest::<async_graphql_axum::rejection::GraphQLRejection>::from_request(
-        Request::from_parts(parts, body),
-        &state,
-    )
-    .await
-    {
-        Ok(request) => execute(&state, &headers, client, request)
+    match http_request::from_post(&parts.headers, body, &state.http).await {
+        Ok(request) => execute(&state, &parts.headers, client, request)
             .await
             .into_response(),
-        Err(rejection) => rejection.into_response(),
+        Err(refusal) => refusal.into_response(),
     }
 }
 
@@ -142,7 +148,7 @@ pub async fn serve(listener: TcpListener, router: Router) -> std::io::Result<()>
 /// GET serves three things on one path: WebSocket upgrades, GraphiQL for a
 /// browser that asks for HTML without a query, and queries in the URL.
 async fn graphql_get(State(state): State<AppState>, request: Request) -> Response {
-    let (mut parts, body) = request.into_parts();
+    let (mut parts, _body) = request.into_parts();
     let is_upgrade = parts
         .headers
         .get(header::UPGRADE)
@@ -200,17 +206,11 @@ async fn graphql_get(State(state): State<AppState>, request: Request) -> Respons
         )
         .into_response();
     }
-    let headers = parts.headers.clone();
     let client = client_addr(&parts.extensions);
-    let request = Request::from_parts(parts, body);
-    match GraphQLRequest::<async_graphql_axum::rejection::GraphQLRejection>::from_request(
-        request, &state,
-    )
-    .await
-    {
-        Ok(request) => execute(&state, &headers, client, request)
+    match http_request::from_query_string(parts.uri.query(), &state.http) {
+        Ok(request) => execute(&state, &parts.headers, client, request)
             .await
             .into_response(),
-        Err(rejection) => rejection.into_response(),
+        Err(refusal) => refusal.into_response(),
     }
 }

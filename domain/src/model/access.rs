@@ -50,7 +50,12 @@ impl FromStr for Role {
         Role::ALL
             .into_iter()
             .find(|r| r.as_str() == s)
-            .ok_or_else(|| InvalidValue::new("role", format!("unknown role `{s}`")))
+            .ok_or_else(|| {
+                InvalidValue::new(
+                    "role",
+                    format!("unknown role `{}`", crate::error::quoted(s)),
+                )
+            })
     }
 }
 
@@ -85,7 +90,7 @@ impl FromStr for WriteLevel {
             "full" => Ok(WriteLevel::Full),
             _ => Err(InvalidValue::new(
                 "write level",
-                format!("unknown write level `{s}`"),
+                format!("unknown write level `{}`", crate::error::quoted(s)),
             )),
         }
     }

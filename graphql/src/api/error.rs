@@ -1,12 +1,24 @@
 //! Domain errors to GraphQL errors with `extensions.code`, and the schema
-//! wrapper that gives every other error (parse, validation, limits) a code too.
+//! wrapper that checks every document's cost before it runs and gives every
+//! other error (parse, validation, limits) a code and a bounded size too.
 
 use std::sync::Arc;
 
 use async_graphql::{Data, ErrorExtensions, Executor, Request, Response, ServerError};
-use futures::stream::{BoxStream, StreamExt};
+use futures::stream::{self, BoxStream, StreamExt};
 use hearth_domain::services::LoginError;
 use hearth_domain::DomainError;
+
+use crate::limits::{self, QueryLimits};
+
+/// Longest error message a client gets, in characters: messages quote
+/// input (names, values, ids), and the input must not make them long.
+pub const MAX_ERROR_MESSAGE_CHARS: usize = 300;
+
+/// Most errors one response carries; the rest are summarised in one more.
+/// Validation reports every unknown field, so a document of thousands of
+/// them would otherwise get an answer many times its size.
+pub const MAX_ERRORS: usize = 50;
 
 /// The codes of DESIGN.md's GraphQL contract.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,21 +109,70 @@ pub fn bad_input(message: impl Into<String>) -> async_graphql::Error {
     coded(Code::BadUserInput, message)
 }
 
-/// The schema as served: every error raised before any resolver ran
-/// (syntax, validation, depth and complexity limits, argument coercion) gets
-/// a `BAD_USER_INPUT` code; resolver errors already carry their own.
+/// The schema as served: every document passes [`limits`] first (HTTP and
+/// WebSocket operations alike, both come through here); every error raised
+/// before any resolver ran (syntax, validation, limits, argument coercion)
+/// gets a `BAD_USER_INPUT` code, resolver errors keep their own; messages
+/// and the number of errors are bounded.
 ///
 /// A wrapper rather than an async-graphql extension: an extension is called
 /// around every field resolution, which costs several per cent of a device
 /// listing's CPU time.
 #[derive(Clone)]
-pub struct CodedSchema(pub super::HearthSchema);
+pub struct CodedSchema {
+    schema: super::HearthSchema,
+    limits: QueryLimits,
+}
+
+impl CodedSchema {
+    /// `schema` behind the default [`QueryLimits`].
+    pub fn new(schema: super::HearthSchema) -> Self {
+        Self::with_limits(schema, QueryLimits::default())
+    }
+
+    pub fn with_limits(schema: super::HearthSchema, limits: QueryLimits) -> Self {
+        Self { schema, limits }
+    }
+
+    pub fn schema(&self) -> &super::HearthSchema {
+        &self.schema
+    }
+}
 
 fn add_codes(mut response: Response) -> Response {
+    if response.errors.len() > MAX_ERRORS {
+        let left_out = response.errors.split_off(MAX_ERRORS);
+        let code = left_out
+            .first()
+            .and_then(|e| e.extensions.as_ref())
+            .and_then(|e| e.get("code"))
+            .cloned();
+        let mut summary = ServerError::new(
+            format!("{} more errors were left out", left_out.len()),
+            None,
+        );
+        if let Some(code) = code {
+            summary
+                .extensions
+                .get_or_insert_with(Default::default)
+                .set("code", code);
+        }
+        response.errors.push(summary);
+    }
     for error in &mut response.errors {
         ensure_code(error);
+        truncate_message(&mut error.message, MAX_ERROR_MESSAGE_CHARS);
     }
     response
+}
+
+/// Cuts `message` to `max_chars` characters (on a character boundary) and
+/// marks the cut with `…`.
+pub(crate) fn truncate_message(message: &mut String, max_chars: usize) {
+    if let Some((cut, _)) = message.char_indices().nth(max_chars) {
+        message.truncate(cut);
+        message.push('…');
+    }
 }
 
 fn ensure_code(error: &mut ServerError) {
@@ -128,11 +189,73 @@ fn ensure_code(error: &mut ServerError) {
     }
 }
 
+impl Executor for CodedSchema {
+    async fn execute(&self, mut request: Request) -> Response {
+        if let Err(refused) = limits::check_request(&mut request, &self.limits) {
+            return add_codes(Response::from_errors(vec![refused]));
+        }
+        add_codes(self.schema.execute(request).await)
+    }
+
+    fn execute_stream(
+        &self,
+        mut request: Request,
+        session_data: Option<Arc<Data>>,
+    ) -> BoxStream<'static, Response> {
+        if let Err(refused) = limits::check_request(&mut request, &self.limits) {
+            return stream::once(async move { add_codes(Response::from_errors(vec![refused])) })
+                .boxed();
+        }
+        self.schema
+            .execute_stream_with_session_data(request, session_data.unwrap_or_default())
+            .map(add_codes)
+            .boxed()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
 
     use super::*;
+
+    #[test]
+    fn long_messages_are_cut_on_a_character_boundary() {
+        // Given messages of one-byte and of multi-byte characters, and a short one
+        let mut ascii = "a".repeat(1_000_000);
+        let mut wide = "€".repeat(1_000);
+        let mut short = String::from("fine");
+        // When they are truncated
+        truncate_message(&mut ascii, MAX_ERROR_MESSAGE_CHARS);
+        truncate_message(&mut wide, MAX_ERROR_MESSAGE_CHARS);
+        truncate_message(&mut short, MAX_ERROR_MESSAGE_CHARS);
+        // Then the long ones keep the bound plus the ellipsis, the short one is untouched
+        assert_eq!(ascii.chars().count(), MAX_ERROR_MESSAGE_CHARS + 1);
+        assert!(ascii.ends_with('…'));
+        assert_eq!(wide.chars().count(), MAX_ERROR_MESSAGE_CHARS + 1);
+        assert_eq!(short, "fine");
+    }
+
+    #[test]
+    fn many_errors_are_summarised_and_every_error_gets_a_code() {
+        // Given a response with far more errors than the bound, none coded
+        let errors = (0..1_000)
+            .map(|i| ServerError::new(format!("error {i}"), None))
+            .collect();
+        // When codes are added
+        let response = add_codes(Response::from_errors(errors));
+        // Then the first MAX_ERRORS remain, plus one summary, all coded
+        assert_eq!(response.errors.len(), MAX_ERRORS + 1);
+        assert_eq!(
+            response.errors[MAX_ERRORS].message,
+            format!("{} more errors were left out", 1_000 - MAX_ERRORS)
+        );
+        assert!(response.errors.iter().all(|e| e
+            .extensions
+            .as_ref()
+            .and_then(|x| x.get("code"))
+            .is_some()));
+    }
 
     #[test]
     fn rate_limited_says_when_to_retry_in_whole_seconds_rounded_up() {
@@ -156,22 +279,5 @@ mod tests {
                 "{wait:?}"
             );
         }
-    }
-}
-
-impl Executor for CodedSchema {
-    async fn execute(&self, request: Request) -> Response {
-        add_codes(self.0.execute(request).await)
-    }
-
-    fn execute_stream(
-        &self,
-        request: Request,
-        session_data: Option<Arc<Data>>,
-    ) -> BoxStream<'static, Response> {
-        self.0
-            .execute_stream_with_session_data(request, session_data.unwrap_or_default())
-            .map(add_codes)
-            .boxed()
     }
 }

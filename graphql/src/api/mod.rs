@@ -25,6 +25,11 @@ pub struct Query(
     profiles::ProfileQueries,
 );
 
+/// Changes. A request runs each mutation field at most once: a mutation
+/// operation naming the same field twice (through aliases or fragments) is
+/// refused with `BAD_USER_INPUT` before anything runs, so one request is
+/// at most one `login` (one password check) and one `writeParameter`.
+/// Send several requests to do several things.
 #[derive(MergedObject, Default)]
 pub struct Mutation(
     auth::AuthMutation,
@@ -42,7 +47,9 @@ pub const MAX_DEPTH: usize = 12;
 /// Summed field complexity above this is refused before execution.
 pub const MAX_COMPLEXITY: usize = 2_000;
 
-/// The schema with its limits; callers add `Hearth` (and nothing else is needed).
+/// The schema with its limits; callers add `Hearth` (and nothing else is
+/// needed). The cost of a document as a whole (expanded fields, aliases,
+/// tokens...) is checked before any of these, by [`CodedSchema`].
 pub fn build_schema(hearth: Hearth) -> SchemaBuilder<Query, Mutation, Subscription> {
     Schema::build(
         Query::default(),
@@ -52,6 +59,8 @@ pub fn build_schema(hearth: Hearth) -> SchemaBuilder<Query, Mutation, Subscripti
     .data(hearth)
     .limit_depth(MAX_DEPTH)
     .limit_complexity(MAX_COMPLEXITY)
+    .limit_recursive_depth(crate::limits::MAX_NESTING)
+    .limit_directives(crate::limits::MAX_DIRECTIVES_PER_FIELD)
 }
 
 /// The SDL clients compile against (`hearth schema`, `schema.graphql`).
@@ -98,17 +107,51 @@ pub(crate) fn principal<'a>(ctx: &Context<'a>) -> async_graphql::Result<&'a Prin
     }
 }
 
-/// Parses an `ID` argument into a typed id, or `BAD_USER_INPUT`.
+/// Longest `ID` argument looked at: every id Hearth issues is a hyphenated
+/// UUID (36 characters), so anything longer is refused unparsed.
+pub const MAX_ID_LEN: usize = 64;
+
+/// Parses an `ID` argument into a typed id, or `BAD_USER_INPUT`. The id must
+/// look like a UUID (hex digits and hyphens, at most [`MAX_ID_LEN`]) before
+/// it is parsed, and the error quotes at most a short prefix of it.
 pub(crate) fn parse_id<T: std::str::FromStr>(
     id: &async_graphql::ID,
     what: &str,
 ) -> async_graphql::Result<T> {
-    id.parse::<T>()
-        .map_err(|_| error::bad_input(format!("`{}` is not a valid {what} id", id.as_str())))
+    let text = id.as_str();
+    let plausible =
+        text.len() <= MAX_ID_LEN && text.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-');
+    plausible
+        .then(|| text.parse::<T>().ok())
+        .flatten()
+        .ok_or_else(|| {
+            error::bad_input(format!(
+                "`{}` is not a valid {what} id",
+                hearth_domain::error::quoted(text)
+            ))
+        })
 }
 
 #[cfg(test)]
 mod tests {
+    use hearth_domain::DeviceId;
+
+    #[test]
+    fn ids_are_checked_by_shape_and_never_echoed_whole() {
+        // Given a valid id, a huge one, and one of the right length but wrong characters
+        let valid = DeviceId::new().to_string();
+        let huge = async_graphql::ID("a".repeat(1_000_000));
+        let wrong = async_graphql::ID("zzzzzzzz-zzzz-zzzz-zzzz-zzzzzzzzzzzz".into());
+        // Then the valid one parses, and the others are refused with a short message
+        assert!(super::parse_id::<DeviceId>(&async_graphql::ID(valid), "device").is_ok());
+        for id in [huge, wrong] {
+            let err = super::parse_id::<DeviceId>(&id, "device").err();
+            let message = err.map(|e| e.message).unwrap_or_default();
+            assert!(message.ends_with("is not a valid device id"), "{message}");
+            assert!(message.len() < 100, "{} bytes", message.len());
+        }
+    }
+
     /// `schema.graphql` is what integrators compile against: it must be
     /// exactly what the code serves. Regenerate with `hearth schema > schema.graphql`.
     #[test]
