@@ -57,6 +57,11 @@ fn pymodbus_python(test: &str) -> Option<PathBuf> {
                 Ok(v) => format!("{ENABLE}={v:?}, not \"1\""),
                 Err(_) => format!("{ENABLE} is not set"),
             };
+            // In CI the peers are part of the run: missing is a failure.
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "CI=true but interop::{test} cannot run: {why} (.ci/extra.d/10-pymodbus.sh must set it)"
+            );
             eprintln!(
                 "interop::{test} did not run: {why} (needs Python with pymodbus; \
                  see .ci/extra.d/10-pymodbus.sh)"

@@ -31,6 +31,12 @@ fn with_database(url: &str, name: &str) -> String {
 #[tokio::test]
 async fn mysql_passes_the_directory_contract() {
     let Ok(url) = std::env::var(VAR) else {
+        // In CI the server is part of the run: a missing one is a failure,
+        // never a silent pass.
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI=true but {VAR} is not set: .ci/run must start MariaDB (.ci/mariadb.sh)"
+        );
         // Straight to stderr: libtest captures `println!` of passing tests,
         // and a skipped integration test must be visible in CI logs.
         let _ = writeln!(
