@@ -143,7 +143,9 @@ async fn side(name: &'static str, ports: Ports) -> anyhow::Result<Side> {
             }));
         }
     }
-    let session = hearth.login("admin@bench.test", PASSWORD, None).await?;
+    let session = hearth
+        .login("admin@bench.test", PASSWORD, None, None)
+        .await?;
     let router = hearth::server::router(build_schema(hearth.clone()).finish(), hearth.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;

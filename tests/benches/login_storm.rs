@@ -134,7 +134,7 @@ async fn storm_client(
             let mut n = 0u64;
             while !stop.load(Ordering::Relaxed) {
                 n += 1;
-                let email = if n % 2 == 0 {
+                let email = if n.is_multiple_of(2) {
                     "admin@acme.test".to_string()
                 } else {
                     format!("storm-{index}-{worker}-{n}@nowhere.test")

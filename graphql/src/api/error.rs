@@ -128,6 +128,23 @@ fn ensure_code(error: &mut ServerError) {
     }
 }
 
+impl Executor for CodedSchema {
+    async fn execute(&self, request: Request) -> Response {
+        add_codes(self.0.execute(request).await)
+    }
+
+    fn execute_stream(
+        &self,
+        request: Request,
+        session_data: Option<Arc<Data>>,
+    ) -> BoxStream<'static, Response> {
+        self.0
+            .execute_stream_with_session_data(request, session_data.unwrap_or_default())
+            .map(add_codes)
+            .boxed()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
@@ -156,22 +173,5 @@ mod tests {
                 "{wait:?}"
             );
         }
-    }
-}
-
-impl Executor for CodedSchema {
-    async fn execute(&self, request: Request) -> Response {
-        add_codes(self.0.execute(request).await)
-    }
-
-    fn execute_stream(
-        &self,
-        request: Request,
-        session_data: Option<Arc<Data>>,
-    ) -> BoxStream<'static, Response> {
-        self.0
-            .execute_stream_with_session_data(request, session_data.unwrap_or_default())
-            .map(add_codes)
-            .boxed()
     }
 }
