@@ -36,12 +36,17 @@ pub struct LoginLimits {
     /// async workers, which serve requests and poll devices).
     pub hashing_permits: usize,
     /// Logins that may wait for a hashing permit; beyond that a login is
-    /// refused as rate limited rather than queued without bound.
+    /// refused as rate limited rather than queued without bound. The queue
+    /// is the login latency under a storm: at some 20 to 100 ms of argon2
+    /// per check (OWASP cost; more on a busy machine), 16 waiting per permit
+    /// is a second or two.
     pub max_waiting_logins: usize,
 }
 
 impl Default for LoginLimits {
     fn default() -> Self {
+        // One hash per core: argon2 is CPU-bound, more would only queue in the OS.
+        let permits = std::thread::available_parallelism().map_or(1, usize::from);
         Self {
             account_free_failures: 5,
             address_free_failures: 20,
@@ -49,8 +54,8 @@ impl Default for LoginLimits {
             max_lockout: Duration::from_secs(15 * 60),
             forget_after: Duration::from_secs(60 * 60),
             max_tracked: 50_000,
-            hashing_permits: std::thread::available_parallelism().map_or(1, usize::from),
-            max_waiting_logins: 256,
+            hashing_permits: permits,
+            max_waiting_logins: 16 * permits,
         }
     }
 }
