@@ -84,12 +84,19 @@ pub(crate) async fn caller(hearth: &Hearth, authorization: Option<&str>) -> Call
     if token.is_empty() || token.len() > 4096 {
         return Caller::Rejected;
     }
-    match hearth.authenticate(token).await {
+    caller_from(hearth.authenticate(token).await)
+}
+
+/// What an authentication outcome makes of the caller: only a token the
+/// domain refused is `Rejected`; a failure to check it (a store is down) is
+/// `Unavailable`, so a good token is never answered `UNAUTHENTICATED`.
+fn caller_from(outcome: Result<hearth_domain::Principal, hearth_domain::DomainError>) -> Caller {
+    match outcome {
         Ok(principal) => Caller::User(Box::new(principal)),
         Err(hearth_domain::DomainError::Unauthenticated) => Caller::Rejected,
         Err(err) => {
             tracing::error!(error = ?err, "Authenticating a token failed.");
-            Caller::Rejected
+            Caller::Unavailable
         }
     }
 }
@@ -212,5 +219,23 @@ async fn graphql_get(State(state): State<AppState>, request: Request) -> Respons
             .await
             .into_response(),
         Err(refusal) => refusal.into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hearth_domain::DomainError;
+
+    #[test]
+    fn a_store_failure_while_authenticating_is_not_a_rejected_token() {
+        // Given the outcomes of a refused token and of a failing store
+        let refused = caller_from(Err(DomainError::Unauthenticated));
+        let failed = caller_from(Err(DomainError::Internal(anyhow::anyhow!(
+            "database is down"
+        ))));
+        // Then only the refused token is Rejected; the failure is Unavailable
+        assert!(matches!(refused, Caller::Rejected), "{refused:?}");
+        assert!(matches!(failed, Caller::Unavailable), "{failed:?}");
     }
 }

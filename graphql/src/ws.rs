@@ -76,6 +76,8 @@ mod close {
     pub const INIT_TIMEOUT: u16 = 4408;
     pub const DUPLICATE_ID: u16 = 4409;
     pub const TOO_MANY: u16 = 4429;
+    /// The server could not check the token (a store failed); retry later.
+    pub const INTERNAL: u16 = 4500;
     /// RFC 6455: the peer stopped answering.
     pub const GOING_AWAY: u16 = 1001;
     /// RFC 6455: a message over the size limit.
@@ -443,6 +445,10 @@ async fn connection_init(
             Caller::Anonymous | Caller::Rejected => Err((
                 close::FORBIDDEN,
                 "Forbidden: invalid or expired token".into(),
+            )),
+            Caller::Unavailable => Err((
+                close::INTERNAL,
+                "The token could not be checked now; retry later".into(),
             )),
         },
     };
