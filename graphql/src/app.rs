@@ -30,6 +30,8 @@ pub struct Config {
     pub ws: crate::ws::WsLimits,
     /// Login throttling and password hashing limits.
     pub login: LoginLimits,
+    /// HTTP limits, GraphiQL, CORS.
+    pub http: crate::server::HttpOptions,
 }
 
 /// How long a login token is valid.
@@ -154,7 +156,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         schema,
         hearth.clone(),
         config.ws.clone(),
-        crate::http_request::HttpLimits::default(),
+        config.http.clone(),
     );
     let server = tokio::spawn(async move {
         let served = axum::serve(

@@ -80,6 +80,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 sim_base_port: args.sim_base_port,
                 ws: Default::default(),
                 login: Default::default(),
+                http: Default::default(),
             };
             let running = app::start(config).await?;
             tracing::info!(address = %running.address, "Hearth is serving GraphQL at http://{}/graphql.", running.address);

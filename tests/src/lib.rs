@@ -108,6 +108,25 @@ async fn start_with(
         sim_base_port: 0,
         ws,
         login,
+        http: Default::default(),
+    })
+    .await
+}
+
+/// Starts hearth without the demo, with its data in `dir` and `http` options.
+pub async fn start_with_http(
+    dir: &Path,
+    http: hearth::server::HttpOptions,
+) -> anyhow::Result<Running> {
+    app::start(Config {
+        listen: "127.0.0.1:0".parse()?,
+        data_dir: dir.to_path_buf(),
+        database_url: None,
+        demo: false,
+        sim_base_port: 0,
+        ws: Default::default(),
+        login: Default::default(),
+        http,
     })
     .await
 }

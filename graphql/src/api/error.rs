@@ -134,6 +134,10 @@ impl CodedSchema {
         Self { schema, limits }
     }
 
+    pub fn limits(&self) -> &QueryLimits {
+        &self.limits
+    }
+
     pub fn schema(&self) -> &super::HearthSchema {
         &self.schema
     }
