@@ -4,6 +4,7 @@
 pub mod api;
 pub mod app;
 pub mod cli;
+pub mod config;
 pub mod demo;
 pub mod graphiql;
 pub mod http_media;

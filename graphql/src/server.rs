@@ -39,6 +39,8 @@ struct AppState {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HttpOptions {
     pub limits: HttpLimits,
+    /// What a GraphQL document may cost (HTTP and WebSocket alike).
+    pub query: crate::limits::QueryLimits,
     /// Serve GraphiQL (the page and its assets) to browsers.
     pub graphiql: bool,
     /// Origins a browser may call the API from (CORS); empty: same origin only.
@@ -49,6 +51,7 @@ impl Default for HttpOptions {
     fn default() -> Self {
         Self {
             limits: HttpLimits::default(),
+            query: Default::default(),
             graphiql: true,
             cors_origins: Vec::new(),
         }
@@ -76,8 +79,12 @@ pub fn router_with(
         router = router.merge(crate::graphiql::routes());
     }
     let mut router = router.with_state(AppState {
-        ws: WsHub::new(hearth.clone(), CodedSchema::new(schema.clone()), ws_limits),
-        schema: CodedSchema::new(schema),
+        ws: WsHub::new(
+            hearth.clone(),
+            CodedSchema::with_limits(schema.clone(), http.query),
+            ws_limits,
+        ),
+        schema: CodedSchema::with_limits(schema, http.query),
         hearth,
         http: http.limits,
         graphiql: http.graphiql,

@@ -103,12 +103,11 @@ async fn start_with(
     app::start(Config {
         listen: "127.0.0.1:0".parse()?,
         data_dir: dir.to_path_buf(),
-        database_url: None,
         demo,
         sim_base_port: 0,
         ws,
         login,
-        http: Default::default(),
+        ..Config::default()
     })
     .await
 }
@@ -121,12 +120,10 @@ pub async fn start_with_http(
     app::start(Config {
         listen: "127.0.0.1:0".parse()?,
         data_dir: dir.to_path_buf(),
-        database_url: None,
         demo: false,
         sim_base_port: 0,
-        ws: Default::default(),
-        login: Default::default(),
         http,
+        ..Config::default()
     })
     .await
 }
