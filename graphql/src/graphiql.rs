@@ -42,7 +42,16 @@ const ASSETS: &[(&str, &str, &[u8])] = &[
 /// `window.React` and `window.ReactDOM`), then GraphiQL, pointed at
 /// `/graphql` on this origin for queries and for subscriptions (over the
 /// same path, `ws:` or `wss:` as the page).
-pub fn page() -> String {
+///
+/// The schema is in the page (`sdl`): GraphiQL's introspection query nests
+/// `ofType` deeper than the query limits allow anyone, so it would be
+/// refused, and GraphiQL would have no completion or docs.
+pub fn page(sdl: &str) -> String {
+    // A JSON string is a JavaScript string literal; `<` escaped so the SDL
+    // can never close the script element.
+    let sdl = serde_json::Value::from(sdl)
+        .to_string()
+        .replace('<', "\\u003c");
     format!(
         r#"<!doctype html>
 <html lang="en">
@@ -64,8 +73,9 @@ pub fn page() -> String {
     url: "/graphql",
     subscriptionUrl: scheme + "//" + window.location.host + "/graphql",
   }});
+  const schema = GraphiQL.GraphQL.buildSchema({sdl});
   ReactDOM.createRoot(document.getElementById("graphiql")).render(
-    React.createElement(GraphiQL, {{ fetcher: fetcher, defaultEditorToolsVisibility: true }})
+    React.createElement(GraphiQL, {{ fetcher: fetcher, schema: schema, defaultEditorToolsVisibility: true }})
   );
 </script>
 </body>
@@ -74,9 +84,10 @@ pub fn page() -> String {
     )
 }
 
-/// The page as a response.
+/// The page as a response; the SDL is rendered once per process.
 pub fn page_response() -> Response {
-    Html(page()).into_response()
+    static PAGE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    Html(PAGE.get_or_init(|| page(&crate::api::sdl())).as_str()).into_response()
 }
 
 /// `GET {ASSETS_PATH}/{file}`.
@@ -104,8 +115,8 @@ mod tests {
 
     #[test]
     fn the_page_loads_only_assets_of_this_origin() {
-        // Given the page
-        let page = page();
+        // Given the page with the real schema
+        let page = page(&crate::api::sdl());
         // Then it names no URL of another host, and every asset it loads is served
         assert!(!page.contains("http://") && !page.contains("https://"));
         assert!(!page.contains("src=\"//") && !page.contains("href=\"//"));
@@ -113,5 +124,8 @@ mod tests {
             assert!(page.contains(&format!("{ASSETS_PATH}/{name}")), "{name}");
             assert!(bytes.len() > 1_000, "{name} is vendored");
         }
+        // And a schema cannot close the page's script element
+        let hostile = super::page("type Query { a: Int } # </script><script>alert(1)");
+        assert!(!hostile.contains("</script><script>alert"));
     }
 }

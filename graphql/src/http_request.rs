@@ -103,17 +103,9 @@ pub async fn from_post(
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(Refusal::BodyTooLarge { limit });
     }
-    let is_multipart = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            v.trim_start()
-                .to_ascii_lowercase()
-                .starts_with("multipart/")
-        });
-    if is_multipart {
-        return Err(Refusal::Multipart);
-    }
+    // After the size: a 20 MB body is refused as too large whatever it
+    // claims to be.
+    crate::http_media::check_content_type(headers)?;
     let bytes = match Limited::new(body, limit).collect().await {
         Ok(collected) => collected.to_bytes(),
         Err(err) if err.downcast_ref::<LengthLimitError>().is_some() => {
@@ -222,8 +214,13 @@ mod tests {
             ..HttpLimits::default()
         };
         let body = Body::from(vec![b' '; 1_001]);
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
         // When it is read
-        let refused = from_post(&HeaderMap::new(), body, &limits).await;
+        let refused = from_post(&headers, body, &limits).await;
         // Then it is refused as too large with status 413
         let refusal = refused.err();
         assert_eq!(refusal, Some(Refusal::BodyTooLarge { limit: 1_000 }));

@@ -196,9 +196,6 @@ async fn graphql_post(State(state): State<AppState>, request: Request) -> Respon
     let Some(kind) = http_media::negotiate(&parts.headers) else {
         return http_media::not_acceptable();
     };
-    if let Err(refusal) = http_media::check_content_type(&parts.headers) {
-        return http_media::refuse(refusal, kind);
-    }
     let client = client_addr(&parts.extensions);
     match http_request::from_post(&parts.headers, body, &state.http).await {
         Ok(request) => execute(&state, &parts.headers, client, request, kind).await,
