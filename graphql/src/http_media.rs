@@ -61,7 +61,7 @@ pub fn negotiate(headers: &HeaderMap) -> Option<ResponseType> {
             .filter_map(|p| p.trim().strip_prefix("q="))
             .find_map(|q| q.trim().parse::<f32>().ok())
             .unwrap_or(1.0);
-        if !(q > 0.0) {
+        if q.is_nan() || q <= 0.0 {
             continue;
         }
         let q = (q.min(1.0) * 1000.0) as u16;
