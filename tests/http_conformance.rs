@@ -255,3 +255,42 @@ async fn graphiql_can_be_switched_off() -> anyhow::Result<()> {
     server.running.stop().await;
     Ok(())
 }
+
+#[tokio::test]
+async fn browsers_may_call_only_from_configured_origins() -> anyhow::Result<()> {
+    // Given a server that allows one origin
+    let server = Server::start(HttpOptions {
+        cors_origins: vec!["https://ops.example.com".into()],
+        ..HttpOptions::default()
+    })
+    .await?;
+    let preflight = |origin: &'static str| {
+        server
+            .http
+            .request(reqwest::Method::OPTIONS, server.url("/graphql"))
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header(
+                "access-control-request-headers",
+                "authorization, content-type",
+            )
+            .send()
+    };
+    // When a browser asks from that origin and from another
+    let allowed = preflight("https://ops.example.com").await?;
+    let other = preflight("https://evil.example.net").await?;
+    // Then only the configured origin is allowed
+    let allow_origin = |res: &reqwest::Response| {
+        res.headers()
+            .get("access-control-allow-origin")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    assert_eq!(
+        allow_origin(&allowed).as_deref(),
+        Some("https://ops.example.com")
+    );
+    assert_eq!(allow_origin(&other), None);
+    server.running.stop().await;
+    Ok(())
+}
