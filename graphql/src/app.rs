@@ -6,23 +6,29 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use hearth_auth::{load_or_create_secret, Argon2Hasher, JwtTokens, OsoAuthorizer};
+use hearth_auth::{load_or_create_secret, Argon2Cost, Argon2Hasher, JwtTokens, OsoAuthorizer};
 use hearth_domain::ports::Directory;
 use hearth_domain::services::{Hearth, LoginLimits, Ports};
 use hearth_embedded::{EmbeddedDocuments, EmbeddedReadings};
 use hearth_inproc::bus::InProcessBus;
-use hearth_modbus::{GatewayConfig, ModbusGateway, Poller, PollerHandle, Simulator};
+use hearth_modbus::{GatewayConfig, ModbusGateway, Poller, PollerConfig, PollerHandle, Simulator};
 use hearth_sql::SqlDirectory;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
 use crate::api;
 
+/// What the composition root builds from: [`crate::config::Settings`]
+/// resolved into the adapters' own types. [`Default`] is the defaults of
+/// every key.
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
+    /// MySQL URL; the embedded SQLite under `data_dir` when absent.
     pub database_url: Option<String>,
+    /// Most connections to a server database.
+    pub pool_size: u32,
     pub demo: bool,
     /// 0: the demo's simulated controllers take any free ports.
     pub sim_base_port: u16,
@@ -30,10 +36,72 @@ pub struct Config {
     pub ws: crate::ws::WsLimits,
     /// Login throttling and password hashing limits.
     pub login: LoginLimits,
+    /// HTTP limits, query limits, GraphiQL, CORS.
+    pub http: crate::server::HttpOptions,
+    pub token_secret: TokenSecret,
+    /// How long a login token is valid.
+    pub token_lifetime: std::time::Duration,
+    pub argon2: Argon2Cost,
+    pub gateway: GatewayConfig,
+    pub poller: PollerConfig,
+    /// Live events buffered per subscriber.
+    pub bus_capacity: usize,
 }
 
-/// How long a login token is valid.
-pub const TOKEN_TTL_HOURS: i64 = 12;
+impl Default for Config {
+    fn default() -> Self {
+        crate::config::Settings::default().resolve()
+    }
+}
+
+/// Where the token signing secret comes from.
+#[derive(Clone, PartialEq, Eq)]
+pub enum TokenSecret {
+    /// Given in the configuration.
+    Value(Vec<u8>),
+    /// Read from this file.
+    File(PathBuf),
+    /// `token.secret` in the data directory, created on first start.
+    InDataDir,
+}
+
+impl std::fmt::Debug for TokenSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TokenSecret::Value(_) => f.write_str("Value(***)"),
+            TokenSecret::File(path) => f.debug_tuple("File").field(path).finish(),
+            TokenSecret::InDataDir => f.write_str("InDataDir"),
+        }
+    }
+}
+
+impl TokenSecret {
+    fn load(&self, data_dir: &std::path::Path) -> anyhow::Result<Vec<u8>> {
+        let secret = match self {
+            TokenSecret::Value(secret) => secret.clone(),
+            TokenSecret::File(path) => {
+                let mut secret = std::fs::read(path).with_context(|| {
+                    format!("auth.token_secret_file: cannot read {}", path.display())
+                })?;
+                // A file written by an editor or `echo` ends in a newline
+                // that is no part of the secret.
+                while secret.last().is_some_and(|b| b.is_ascii_whitespace()) {
+                    secret.pop();
+                }
+                secret
+            }
+            TokenSecret::InDataDir => {
+                load_or_create_secret(data_dir).context("cannot read or create the token secret")?
+            }
+        };
+        anyhow::ensure!(
+            secret.len() >= hearth_auth::MIN_SECRET_LEN,
+            "auth.token_secret: must be at least {} bytes",
+            hearth_auth::MIN_SECRET_LEN
+        );
+        Ok(secret)
+    }
+}
 
 /// A started server, with what it started.
 pub struct Running {
@@ -77,7 +145,7 @@ pub async fn build(config: &Config) -> anyhow::Result<(Hearth, Arc<ModbusGateway
         .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
     let directory: Arc<dyn Directory> = match &config.database_url {
         Some(url) => Arc::new(
-            SqlDirectory::connect(url)
+            SqlDirectory::connect_with_pool(url, config.pool_size)
                 .await
                 .context("cannot open the relational store")?,
         ),
@@ -93,20 +161,23 @@ pub async fn build(config: &Config) -> anyhow::Result<(Hearth, Arc<ModbusGateway
     let readings = Arc::new(
         EmbeddedReadings::open(&config.data_dir).context("cannot open the reading store")?,
     );
-    let gateway = Arc::new(ModbusGateway::new(GatewayConfig::default()));
-    let secret = load_or_create_secret(&config.data_dir)
-        .context("cannot read or create the token secret")?;
+    let gateway = Arc::new(ModbusGateway::new(config.gateway.clone()));
+    let secret = config.token_secret.load(&config.data_dir)?;
+    let token_lifetime = chrono::Duration::from_std(config.token_lifetime)
+        .context("auth.token_lifetime: out of range")?;
     let ports = Ports {
         directory,
         documents,
         readings,
-        live: Arc::new(InProcessBus::new()),
+        live: Arc::new(InProcessBus::with_capacity(config.bus_capacity)),
         field: gateway.clone(),
         authorizer: Arc::new(OsoAuthorizer::new().context("cannot load the access policy")?),
-        passwords: Arc::new(Argon2Hasher::new().context("cannot set up password hashing")?),
+        passwords: Arc::new(
+            Argon2Hasher::with_cost(config.argon2)
+                .context("auth.argon2_memory_kib, argon2_iterations, argon2_parallelism: cannot set up password hashing")?,
+        ),
         tokens: Arc::new(
-            JwtTokens::new(&secret, chrono::Duration::hours(TOKEN_TTL_HOURS))
-                .context("invalid token secret")?,
+            JwtTokens::new(&secret, token_lifetime).context("auth.token_secret: invalid")?,
         ),
     };
     Ok((
@@ -143,7 +214,11 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         simulator = Some(sim);
     }
     // Every device in the directory is polled, demo or not.
-    let poller = Some(Poller::spawn(hearth.clone(), gateway));
+    let poller = Some(Poller::spawn_with(
+        hearth.clone(),
+        gateway,
+        config.poller.clone(),
+    ));
     let schema = api::build_schema(hearth.clone()).finish();
     let listener = TcpListener::bind(config.listen)
         .await
@@ -154,7 +229,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         schema,
         hearth.clone(),
         config.ws.clone(),
-        crate::http_request::HttpLimits::default(),
+        config.http.clone(),
     );
     let server = tokio::spawn(async move {
         let served = axum::serve(

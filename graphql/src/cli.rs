@@ -1,11 +1,12 @@
-//! Command line: `serve`, `simulate`, `schema`.
+//! Command line: `serve`, `config`, `simulate`, `schema`.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::app::{self, Config};
+use crate::app;
+use crate::config::{Overrides, Settings};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -22,29 +23,57 @@ pub struct Cli {
 pub enum Command {
     /// Serve the GraphQL API (and, with --demo, seed and simulate a demo plant).
     Serve(ServeArgs),
+    /// Print the effective configuration (defaults, file, environment and
+    /// flags merged) as TOML, secrets masked, and check it.
+    Config(ServeArgs),
     /// Run simulated ECL-Comfort-like controllers speaking Modbus TCP.
     Simulate(SimulateArgs),
     /// Print the GraphQL schema (SDL).
     Schema,
 }
 
+/// Flags win over the environment and the configuration file; without a
+/// flag, the key's value comes from those (see README.md).
 #[derive(Args, Debug)]
 pub struct ServeArgs {
+    /// A TOML configuration file.
+    #[arg(long, env = "HEARTH_CONFIG")]
+    pub config: Option<PathBuf>,
     /// Seed demo tenants and users, start simulated controllers and poll them.
     #[arg(long)]
     pub demo: bool,
-    #[arg(long, env = "HEARTH_LISTEN", default_value = "127.0.0.1:8080")]
-    pub listen: SocketAddr,
-    /// Where the embedded stores keep their files.
-    #[arg(long, env = "HEARTH_DATA_DIR", default_value = "./data")]
-    pub data_dir: PathBuf,
-    /// Relational store URL (`mysql://…`); the embedded SQLite under
-    /// --data-dir when absent.
+    /// Address to listen on (key `listen`, default 127.0.0.1:8080).
+    #[arg(long)]
+    pub listen: Option<SocketAddr>,
+    /// Where the embedded stores keep their files (key `data_dir`, default ./data).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// MySQL URL (`mysql://…`) for the relational store; the embedded
+    /// SQLite under the data directory when absent.
     #[arg(long, env = "HEARTH_DATABASE_URL")]
     pub database_url: Option<String>,
-    /// First TCP port of the demo's simulated controllers (0: any free ports).
-    #[arg(long, env = "HEARTH_SIM_BASE_PORT", default_value_t = 15020)]
-    pub sim_base_port: u16,
+    /// First TCP port of the demo's simulated controllers (0: any free
+    /// ports; key `sim_base_port`, default 15020).
+    #[arg(long)]
+    pub sim_base_port: Option<u16>,
+}
+
+impl ServeArgs {
+    /// The settings these flags select, from the process environment.
+    pub fn settings(&self) -> anyhow::Result<Settings> {
+        let overrides = Overrides {
+            listen: self.listen,
+            data_dir: self.data_dir.clone(),
+            demo: self.demo,
+            sim_base_port: self.sim_base_port,
+            database_url: self.database_url.clone(),
+        };
+        Ok(Settings::load(
+            self.config.as_deref(),
+            std::env::vars(),
+            &overrides,
+        )?)
+    }
 }
 
 #[derive(Args, Debug)]
@@ -71,16 +100,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Simulate(args) => app::simulate(args.devices, args.base_port, args.host).await,
+        Command::Config(args) => {
+            print!("{}", args.settings()?.to_toml()?);
+            Ok(())
+        }
         Command::Serve(args) => {
-            let config = Config {
-                listen: args.listen,
-                data_dir: args.data_dir,
-                database_url: args.database_url,
-                demo: args.demo,
-                sim_base_port: args.sim_base_port,
-                ws: Default::default(),
-                login: Default::default(),
-            };
+            let config = args.settings()?.resolve();
             let running = app::start(config).await?;
             tracing::info!(address = %running.address, "Hearth is serving GraphQL at http://{}/graphql.", running.address);
             shutdown_signal().await;

@@ -7,7 +7,6 @@
 //! Request bodies arrive before authentication, so whatever they cost, any
 //! anonymous client can make the server pay it.
 
-use async_graphql::http::parse_query_string;
 use axum::body::Body;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -49,6 +48,10 @@ pub enum Refusal {
     QueryStringTooLong { length: usize, limit: usize },
     #[error("multipart requests (file uploads) are not supported; send application/json")]
     Multipart,
+    #[error("POST bodies must be application/json, this one is declared as {0}")]
+    UnsupportedMediaType(String),
+    #[error("mutations are not run over GET; send them with POST")]
+    MutationOverGet,
     #[error("the request body could not be read")]
     Unreadable,
     #[error("the request is not a GraphQL request: {0}")]
@@ -60,7 +63,10 @@ impl Refusal {
         match self {
             Refusal::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Refusal::QueryStringTooLong { .. } => StatusCode::URI_TOO_LONG,
-            Refusal::Multipart => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Refusal::Multipart | Refusal::UnsupportedMediaType(_) => {
+                StatusCode::UNSUPPORTED_MEDIA_TYPE
+            }
+            Refusal::MutationOverGet => StatusCode::METHOD_NOT_ALLOWED,
             Refusal::Unreadable | Refusal::Malformed(_) => StatusCode::BAD_REQUEST,
         }
     }
@@ -97,17 +103,9 @@ pub async fn from_post(
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(Refusal::BodyTooLarge { limit });
     }
-    let is_multipart = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            v.trim_start()
-                .to_ascii_lowercase()
-                .starts_with("multipart/")
-        });
-    if is_multipart {
-        return Err(Refusal::Multipart);
-    }
+    // After the size: a 20 MB body is refused as too large whatever it
+    // claims to be.
+    crate::http_media::check_content_type(headers)?;
     let bytes = match Limited::new(body, limit).collect().await {
         Ok(collected) => collected.to_bytes(),
         Err(err) if err.downcast_ref::<LengthLimitError>().is_some() => {
@@ -153,7 +151,39 @@ pub fn from_query_string(
             limit: limits.max_query_string_bytes,
         });
     }
-    parse_query_string(query).map_err(|err| Refusal::Malformed(err.to_string()))
+    parse_get(query)
+}
+
+/// The spec's GET parameters. async-graphql's own parser reads the operation
+/// name from `operation_name`; the spec (and every client) says
+/// `operationName`, so both are read here.
+#[derive(serde::Deserialize)]
+struct GetParams {
+    #[serde(default)]
+    query: String,
+    #[serde(rename = "operationName", alias = "operation_name")]
+    operation_name: Option<String>,
+    variables: Option<String>,
+    extensions: Option<String>,
+}
+
+fn parse_get(query: &str) -> Result<async_graphql::Request, Refusal> {
+    let params: GetParams =
+        serde_urlencoded::from_str(query).map_err(|err| Refusal::Malformed(err.to_string()))?;
+    let mut request = async_graphql::Request::new(params.query);
+    if let Some(name) = params.operation_name {
+        request = request.operation_name(name);
+    }
+    if let Some(variables) = params.variables {
+        let json: serde_json::Value = serde_json::from_str(&variables)
+            .map_err(|err| Refusal::Malformed(format!("invalid variables: {err}")))?;
+        request = request.variables(async_graphql::Variables::from_json(json));
+    }
+    if let Some(extensions) = params.extensions {
+        request.extensions = serde_json::from_str(&extensions)
+            .map_err(|err| Refusal::Malformed(format!("invalid extensions: {err}")))?;
+    }
+    Ok(request)
 }
 
 #[cfg(test)]
@@ -184,8 +214,13 @@ mod tests {
             ..HttpLimits::default()
         };
         let body = Body::from(vec![b' '; 1_001]);
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
         // When it is read
-        let refused = from_post(&HeaderMap::new(), body, &limits).await;
+        let refused = from_post(&headers, body, &limits).await;
         // Then it is refused as too large with status 413
         let refusal = refused.err();
         assert_eq!(refusal, Some(Refusal::BodyTooLarge { limit: 1_000 }));
@@ -251,8 +286,20 @@ mod tests {
         // Then it is refused with 414
         let refused = from_query_string(Some(&query), &HttpLimits::default()).err();
         assert_eq!(refused.map(|r| r.status()), Some(StatusCode::URI_TOO_LONG));
-        // And a normal one decodes
-        let ok = from_query_string(Some("query=%7B__typename%7D"), &HttpLimits::default());
-        assert_eq!(ok.map(|r| r.query).ok().as_deref(), Some("{__typename}"));
+        // And a normal one decodes, its operation name under the spec's key
+        let ok = from_query_string(
+            Some("query=%7B__typename%7D&operationName=Q&variables=%7B%22a%22%3A1%7D"),
+            &HttpLimits::default(),
+        );
+        let ok = ok.ok();
+        assert_eq!(ok.as_ref().map(|r| r.query.as_str()), Some("{__typename}"));
+        assert_eq!(
+            ok.as_ref().and_then(|r| r.operation_name.as_deref()),
+            Some("Q")
+        );
+        assert_eq!(
+            ok.map(|r| r.variables.into_value().to_string()).as_deref(),
+            Some("{a: 1}")
+        );
     }
 }

@@ -4,7 +4,10 @@
 pub mod api;
 pub mod app;
 pub mod cli;
+pub mod config;
 pub mod demo;
+pub mod graphiql;
+pub mod http_media;
 pub mod http_request;
 pub mod limits;
 pub mod server;

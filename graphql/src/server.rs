@@ -1,23 +1,28 @@
 //! HTTP and WebSocket transport: `/graphql` (POST, GET, GraphiQL for
 //! browsers, `graphql-transport-ws` and legacy `graphql-ws`) and `/healthz`.
+//! `/graphql` follows the GraphQL-over-HTTP spec (see [`crate::http_media`]):
+//! the response type is negotiated, POST bodies must be JSON, and GET never
+//! runs a mutation (a link or a prefetch must not change a setpoint).
 
 use std::net::SocketAddr;
 
-use async_graphql::http::{GraphiQLSource, ALL_WEBSOCKET_PROTOCOLS};
+use async_graphql::http::ALL_WEBSOCKET_PROTOCOLS;
+use async_graphql::parser::types::{DocumentOperations, OperationType};
 use async_graphql::Executor;
-use async_graphql_axum::GraphQLResponse;
 use axum::extract::{ConnectInfo, FromRequestParts, Request, State, WebSocketUpgrade};
-use axum::http::{header, HeaderMap, StatusCode};
-use axum::response::{Html, IntoResponse, Response};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use hearth_domain::services::Hearth;
+use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
 use tokio::net::TcpListener;
 
 use crate::api::{Caller, ClientAddr, CodedSchema, HearthSchema};
+use crate::http_media::{self, ResponseType};
 use crate::http_request::{self, HttpLimits};
 use crate::ws::{WsHub, WsLimits};
 
@@ -27,11 +32,35 @@ struct AppState {
     hearth: Hearth,
     ws: WsHub,
     http: HttpLimits,
+    graphiql: bool,
 }
 
-/// The routes with the default [`HttpLimits`].
+/// What the HTTP transport does beyond GraphQL itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpOptions {
+    pub limits: HttpLimits,
+    /// What a GraphQL document may cost (HTTP and WebSocket alike).
+    pub query: crate::limits::QueryLimits,
+    /// Serve GraphiQL (the page and its assets) to browsers.
+    pub graphiql: bool,
+    /// Origins a browser may call the API from (CORS); empty: same origin only.
+    pub cors_origins: Vec<String>,
+}
+
+impl Default for HttpOptions {
+    fn default() -> Self {
+        Self {
+            limits: HttpLimits::default(),
+            query: Default::default(),
+            graphiql: true,
+            cors_origins: Vec::new(),
+        }
+    }
+}
+
+/// The routes with the default [`HttpOptions`].
 pub fn router(schema: HearthSchema, hearth: Hearth) -> Router {
-    router_with(schema, hearth, WsLimits::default(), HttpLimits::default())
+    router_with(schema, hearth, WsLimits::default(), HttpOptions::default())
 }
 
 /// [`router`] with other limits (tests use short WebSocket timeouts; config
@@ -40,18 +69,30 @@ pub fn router_with(
     schema: HearthSchema,
     hearth: Hearth,
     ws_limits: WsLimits,
-    http: HttpLimits,
+    http: HttpOptions,
 ) -> Router {
     let request_id = header::HeaderName::from_static("x-request-id");
-    Router::new()
+    let mut router = Router::new()
         .route("/graphql", get(graphql_get).post(graphql_post))
-        .route("/healthz", get(|| async { "ok" }))
-        .with_state(AppState {
-            ws: WsHub::new(hearth.clone(), CodedSchema::new(schema.clone()), ws_limits),
-            schema: CodedSchema::new(schema),
-            hearth,
-            http,
-        })
+        .route("/healthz", get(|| async { "ok" }));
+    if http.graphiql {
+        router = router.merge(crate::graphiql::routes());
+    }
+    let mut router = router.with_state(AppState {
+        ws: WsHub::new(
+            hearth.clone(),
+            CodedSchema::with_limits(schema.clone(), http.query),
+            ws_limits,
+        ),
+        schema: CodedSchema::with_limits(schema, http.query),
+        hearth,
+        http: http.limits,
+        graphiql: http.graphiql,
+    });
+    if let Some(cors) = cors_layer(&http.cors_origins) {
+        router = router.layer(cors);
+    }
+    router
         .layer(
             TraceLayer::new_for_http().make_span_with(|req: &Request| {
                 let id = req
@@ -64,6 +105,24 @@ pub fn router_with(
         )
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+}
+
+/// CORS for the configured origins (validated by config, so an origin that
+/// is no header value cannot occur there; it is skipped here regardless).
+fn cors_layer(origins: &[String]) -> Option<CorsLayer> {
+    if origins.is_empty() {
+        return None;
+    }
+    let origins: Vec<HeaderValue> = origins
+        .iter()
+        .filter_map(|o| HeaderValue::from_str(o).ok())
+        .collect();
+    Some(
+        CorsLayer::new()
+            .allow_origin(AllowOrigin::list(origins))
+            .allow_methods([Method::GET, Method::POST])
+            .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE, header::ACCEPT]),
+    )
 }
 
 /// The token of an `Authorization` value (`Bearer` is optional).
@@ -84,12 +143,19 @@ pub(crate) async fn caller(hearth: &Hearth, authorization: Option<&str>) -> Call
     if token.is_empty() || token.len() > 4096 {
         return Caller::Rejected;
     }
-    match hearth.authenticate(token).await {
+    caller_from(hearth.authenticate(token).await)
+}
+
+/// What an authentication outcome makes of the caller: only a token the
+/// domain refused is `Rejected`; a failure to check it (a store is down) is
+/// `Unavailable`, so a good token is never answered `UNAUTHENTICATED`.
+fn caller_from(outcome: Result<hearth_domain::Principal, hearth_domain::DomainError>) -> Caller {
+    match outcome {
         Ok(principal) => Caller::User(Box::new(principal)),
         Err(hearth_domain::DomainError::Unauthenticated) => Caller::Rejected,
         Err(err) => {
             tracing::error!(error = ?err, "Authenticating a token failed.");
-            Caller::Rejected
+            Caller::Unavailable
         }
     }
 }
@@ -113,25 +179,27 @@ async fn execute(
     headers: &HeaderMap,
     client: Option<ClientAddr>,
     request: async_graphql::Request,
-) -> GraphQLResponse {
+    kind: ResponseType,
+) -> Response {
     let caller = caller(&state.hearth, authorization(headers)).await;
     let mut request = request.data(caller);
     if let Some(client) = client {
         request = request.data(client);
     }
-    state.schema.execute(request).await.into()
+    http_media::respond(state.schema.execute(request).await, kind)
 }
 
 /// The body is read within its limit before anything else happens to it
 /// (not even authentication: a token does not make a 20 MB body cheap).
 async fn graphql_post(State(state): State<AppState>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
+    let Some(kind) = http_media::negotiate(&parts.headers) else {
+        return http_media::not_acceptable();
+    };
     let client = client_addr(&parts.extensions);
     match http_request::from_post(&parts.headers, body, &state.http).await {
-        Ok(request) => execute(&state, &parts.headers, client, request)
-            .await
-            .into_response(),
-        Err(refusal) => refusal.into_response(),
+        Ok(request) => execute(&state, &parts.headers, client, request, kind).await,
+        Err(refusal) => http_media::refuse(refusal, kind),
     }
 }
 
@@ -196,21 +264,47 @@ async fn graphql_get(State(state): State<AppState>, request: Request) -> Respons
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.contains("text/html"));
     let has_query = parts.uri.query().is_some_and(|q| q.contains("query="));
-    if wants_html && !has_query {
-        return Html(
-            GraphiQLSource::build()
-                .endpoint("/graphql")
-                .subscription_endpoint("/graphql")
-                .title("Hearth GraphQL")
-                .finish(),
-        )
-        .into_response();
+    if wants_html && !has_query && state.graphiql {
+        return crate::graphiql::page_response();
     }
+    let Some(kind) = http_media::negotiate(&parts.headers) else {
+        return http_media::not_acceptable();
+    };
     let client = client_addr(&parts.extensions);
-    match http_request::from_query_string(parts.uri.query(), &state.http) {
-        Ok(request) => execute(&state, &parts.headers, client, request)
-            .await
-            .into_response(),
-        Err(refusal) => refusal.into_response(),
+    let mut request = match http_request::from_query_string(parts.uri.query(), &state.http) {
+        Ok(request) => request,
+        Err(refusal) => return http_media::refuse(refusal, kind),
+    };
+    if is_mutation(&mut request, &state.schema) {
+        let mut response = http_media::refuse(
+            http_request::Refusal::MutationOverGet,
+            ResponseType::GraphqlResponseJson,
+        );
+        response
+            .headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("POST"));
+        return response;
     }
+    execute(&state, &parts.headers, client, request, kind).await
+}
+
+/// Whether `request` would run a mutation. The document is checked against
+/// the text limits before it is parsed, and the parse is kept in the request
+/// for execution; a document that fails either is not a mutation here and
+/// gets its error from execution.
+fn is_mutation(request: &mut async_graphql::Request, schema: &CodedSchema) -> bool {
+    if crate::limits::check_text(&request.query, schema.limits()).is_err() {
+        return false;
+    }
+    let operation_name = request.operation_name.clone();
+    let Ok(document) = request.parsed_query() else {
+        return false;
+    };
+    let ty = match (&document.operations, operation_name.as_deref()) {
+        (DocumentOperations::Single(op), _) => Some(op.node.ty),
+        (DocumentOperations::Multiple(ops), Some(name)) => ops.get(name).map(|op| op.node.ty),
+        // Several operations and no name is an error execution reports.
+        (DocumentOperations::Multiple(_), None) => None,
+    };
+    ty == Some(OperationType::Mutation)
 }

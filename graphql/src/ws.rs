@@ -10,7 +10,7 @@
 //! connection ends.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_graphql::http::{
@@ -22,6 +22,7 @@ use futures::stream::{self, BoxStream, StreamExt};
 use futures::SinkExt;
 use hearth_domain::services::Hearth;
 use hearth_domain::{DomainError, Principal, UserId};
+use parking_lot::Mutex;
 use serde_json::json;
 use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 
@@ -76,6 +77,8 @@ mod close {
     pub const INIT_TIMEOUT: u16 = 4408;
     pub const DUPLICATE_ID: u16 = 4409;
     pub const TOO_MANY: u16 = 4429;
+    /// The server could not check the token (a store failed); retry later.
+    pub const INTERNAL: u16 = 4500;
     /// RFC 6455: the peer stopped answering.
     pub const GOING_AWAY: u16 = 1001;
     /// RFC 6455: a message over the size limit.
@@ -114,7 +117,7 @@ impl WsHub {
     }
 
     fn admit(&self, user: UserId) -> Option<UserSlot> {
-        let mut counts = self.per_user.lock().ok()?;
+        let mut counts = self.per_user.lock();
         let count = counts.entry(user).or_insert(0);
         if *count >= self.limits.max_connections_per_user {
             return None;
@@ -135,12 +138,11 @@ struct UserSlot {
 
 impl Drop for UserSlot {
     fn drop(&mut self) {
-        if let Ok(mut counts) = self.counts.lock() {
-            if let Some(count) = counts.get_mut(&self.user) {
-                *count = count.saturating_sub(1);
-                if *count == 0 {
-                    counts.remove(&self.user);
-                }
+        let mut counts = self.counts.lock();
+        if let Some(count) = counts.get_mut(&self.user) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                counts.remove(&self.user);
             }
         }
     }
@@ -250,9 +252,7 @@ pub async fn serve_socket(
             out = graphql.next() => match out {
                 Some(WsMessage::Text(text)) => {
                     if let Some(id) = completed_id(&text) {
-                        if let Ok(mut ids) = active.lock() {
-                            ids.remove(&id);
-                        }
+                        active.lock().remove(&id);
                     }
                     if handshake.is_some() && init_done(&init) {
                         handshake = None;
@@ -262,7 +262,7 @@ pub async fn serve_socket(
                     }
                 }
                 Some(WsMessage::Close(code, reason)) => {
-                    let refused = init.lock().ok().and_then(|mut i| i.refused.take());
+                    let refused = init.lock().refused.take();
                     // async-graphql closes with 1011 when an operation comes
                     // before `connection_init`; the protocol says 4401.
                     if code == 1011 && !init_done(&init) {
@@ -286,7 +286,7 @@ pub async fn serve_socket(
                 if !initialised && started.elapsed() >= limits.init_timeout {
                     break Some((close::INIT_TIMEOUT, "Connection initialisation timeout".into()));
                 }
-                let silent = last_heard.lock().map(|t| t.elapsed()).unwrap_or_default();
+                let silent = last_heard.lock().elapsed();
                 if silent >= limits.peer_timeout {
                     break Some((close::GOING_AWAY, "No answer to keepalive".into()));
                 }
@@ -339,7 +339,7 @@ pub async fn serve_socket(
 }
 
 fn init_done(init: &Mutex<InitOutcome>) -> bool {
-    init.lock().map(|i| i.done).unwrap_or(false)
+    init.lock().done
 }
 
 /// Sends what the operations still have to say, for at most half a second.
@@ -349,13 +349,11 @@ async fn drain(
     active: &Mutex<HashSet<String>>,
 ) {
     let deadline = tokio::time::Instant::now() + Duration::from_millis(500);
-    while active.lock().map(|a| !a.is_empty()).unwrap_or(false) {
+    while !active.lock().is_empty() {
         match tokio::time::timeout_at(deadline, graphql.next()).await {
             Ok(Some(WsMessage::Text(text))) => {
                 if let Some(id) = completed_id(&text) {
-                    if let Ok(mut ids) = active.lock() {
-                        ids.remove(&id);
-                    }
+                    active.lock().remove(&id);
                 }
                 if sink.send(Message::Text(text.into())).await.is_err() {
                     return;
@@ -376,9 +374,9 @@ enum Recheck {
 /// the session: a store that cannot answer right now does not cut every
 /// operator off (the next check asks again).
 async fn recheck_session(hearth: &Hearth, init: &Mutex<InitOutcome>) -> Recheck {
-    let (token, before) = match init.lock() {
-        Ok(i) => (i.token.clone(), i.principal.clone()),
-        Err(_) => return Recheck::Ended,
+    let (token, before) = {
+        let i = init.lock();
+        (i.token.clone(), i.principal.clone())
     };
     let Some(token) = token else {
         return Recheck::Same;
@@ -386,9 +384,7 @@ async fn recheck_session(hearth: &Hearth, init: &Mutex<InitOutcome>) -> Recheck 
     match hearth.authenticate(&token).await {
         Ok(now) if Some(&now) == before.as_ref() => Recheck::Same,
         Ok(now) => {
-            if let Ok(mut i) = init.lock() {
-                i.principal = Some(now);
-            }
+            init.lock().principal = Some(now);
             Recheck::Changed
         }
         Err(DomainError::Unauthenticated) => Recheck::Ended,
@@ -444,6 +440,10 @@ async fn connection_init(
                 close::FORBIDDEN,
                 "Forbidden: invalid or expired token".into(),
             )),
+            Caller::Unavailable => Err((
+                close::INTERNAL,
+                "The token could not be checked now; retry later".into(),
+            )),
         },
     };
     outcome.token = token.map(Arc::from);
@@ -454,9 +454,7 @@ async fn connection_init(
     };
     let refusal = result.err();
     outcome.refused = refusal.clone();
-    if let Ok(mut slot) = init.lock() {
-        *slot = outcome;
-    }
+    *init.lock() = outcome;
     match refusal {
         Some((_, message)) => Err(async_graphql::Error::new(message)),
         None => {
@@ -491,9 +489,7 @@ fn client_messages(
             futures::future::ready(frame.is_ok())
         })
         .filter_map(move |frame| {
-            if let Ok(mut t) = last_heard.lock() {
-                *t = Instant::now();
-            }
+            *last_heard.lock() = Instant::now();
             let bytes = match frame {
                 Ok(Message::Text(text)) => Some(axum::body::Bytes::from(text)),
                 Ok(Message::Binary(bytes)) => Some(bytes),
@@ -517,9 +513,7 @@ fn admit_message(
 ) -> Option<ClientMessage> {
     let ClientMessage::Start { id, payload } = message else {
         if let ClientMessage::Stop { id } = &message {
-            if let Ok(mut ids) = active.lock() {
-                ids.remove(id);
-            }
+            active.lock().remove(id);
         }
         return Some(message);
     };
@@ -530,9 +524,7 @@ fn admit_message(
         ));
         return None;
     }
-    let Ok(mut ids) = active.lock() else {
-        return None;
-    };
+    let mut ids = active.lock();
     if ids.contains(&id) {
         let _ = control.send(Control::Close(
             close::DUPLICATE_ID,

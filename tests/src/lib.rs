@@ -103,11 +103,27 @@ async fn start_with(
     app::start(Config {
         listen: "127.0.0.1:0".parse()?,
         data_dir: dir.to_path_buf(),
-        database_url: None,
         demo,
         sim_base_port: 0,
         ws,
         login,
+        ..Config::default()
+    })
+    .await
+}
+
+/// Starts hearth without the demo, with its data in `dir` and `http` options.
+pub async fn start_with_http(
+    dir: &Path,
+    http: hearth::server::HttpOptions,
+) -> anyhow::Result<Running> {
+    app::start(Config {
+        listen: "127.0.0.1:0".parse()?,
+        data_dir: dir.to_path_buf(),
+        demo: false,
+        sim_base_port: 0,
+        http,
+        ..Config::default()
     })
     .await
 }

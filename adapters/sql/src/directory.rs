@@ -41,6 +41,12 @@ impl SqlDirectory {
     /// Opens a pool on `url` (`sqlite:///abs/path/hearth.db?mode=rwc`,
     /// `mysql://user:pass@host:3306/hearth`) and brings the schema up to date.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        Self::connect_with_pool(url, 10).await
+    }
+
+    /// [`Self::connect`] with at most `pool_size` connections to a server
+    /// database (SQLite keeps its own small pool whatever is asked).
+    pub async fn connect_with_pool(url: &str, pool_size: u32) -> Result<Self, StoreError> {
         let mut options = ConnectOptions::new(url);
         // Statement logging at info would drown the service's own logs.
         options
@@ -62,7 +68,7 @@ impl SqlDirectory {
                     .busy_timeout(Duration::from_secs(5))
             });
         } else {
-            options.max_connections(10);
+            options.max_connections(pool_size.max(1));
         }
         let db = Database::connect(options)
             .await

@@ -9,24 +9,13 @@ use super::error::{from_domain, from_login};
 use super::{hearth, principal, ClientAddr};
 
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+#[graphql(remote = "hearth_domain::model::Role")]
 pub enum Role {
     Admin,
     Full,
     Limited,
     Basic,
     ReadOnly,
-}
-
-impl From<model::Role> for Role {
-    fn from(role: model::Role) -> Self {
-        match role {
-            model::Role::Admin => Role::Admin,
-            model::Role::Full => Role::Full,
-            model::Role::Limited => Role::Limited,
-            model::Role::Basic => Role::Basic,
-            model::Role::ReadOnly => Role::ReadOnly,
-        }
-    }
 }
 
 #[derive(SimpleObject, Clone)]

@@ -4,15 +4,14 @@ use async_graphql::connection::{Connection, Edge, EmptyFields};
 use async_graphql::{Context, Enum, Object, SimpleObject, ID};
 use chrono::{DateTime, Utc};
 use hearth_domain::ports::{AuditCursor, AuditRecord};
-use hearth_domain::services::{
-    AuditQuery, Hearth as App, WriteOutcome, WriteStatus as DomainStatus,
-};
+use hearth_domain::services::{AuditQuery, Hearth as App, WriteOutcome};
 use hearth_domain::{DeviceId, PointKey, UserId};
 
 use super::error::{bad_input, from_domain};
 use super::{hearth, parse_id, principal};
 
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+#[graphql(remote = "hearth_domain::services::WriteStatus")]
 pub enum WriteStatus {
     /// The device holds the written value (read back).
     Confirmed,
@@ -36,11 +35,7 @@ pub struct WriteResult {
 impl From<WriteOutcome> for WriteResult {
     fn from(o: WriteOutcome) -> Self {
         WriteResult {
-            status: match o.status {
-                DomainStatus::Confirmed => WriteStatus::Confirmed,
-                DomainStatus::Mismatch => WriteStatus::Mismatch,
-                DomainStatus::Rejected => WriteStatus::Rejected,
-            },
+            status: o.status.into(),
             value: o.value,
             previous_value: o.previous_value,
             confirmed_at: o.confirmed_at,

@@ -3,7 +3,6 @@
 use async_graphql::connection::{Connection, Edge, EmptyFields};
 use async_graphql::{Context, Enum, Object, SimpleObject, ID};
 use chrono::{DateTime, Utc};
-use hearth_domain::model;
 use hearth_domain::services::{DeviceQuery, DeviceView, Hearth as App, PointView};
 use hearth_domain::{AreaId, DeviceId};
 
@@ -11,47 +10,19 @@ use super::error::{bad_input, from_domain};
 use super::{hearth, parse_id, principal};
 
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+#[graphql(remote = "hearth_domain::model::Quality")]
 pub enum Quality {
     Good,
     Stale,
     Bad,
 }
 
-impl From<model::Quality> for Quality {
-    fn from(q: model::Quality) -> Self {
-        match q {
-            model::Quality::Good => Quality::Good,
-            model::Quality::Stale => Quality::Stale,
-            model::Quality::Bad => Quality::Bad,
-        }
-    }
-}
-
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+#[graphql(remote = "hearth_domain::model::WriteLevel")]
 pub enum WriteLevel {
     Basic,
     Limited,
     Full,
-}
-
-impl From<WriteLevel> for model::WriteLevel {
-    fn from(l: WriteLevel) -> Self {
-        match l {
-            WriteLevel::Basic => model::WriteLevel::Basic,
-            WriteLevel::Limited => model::WriteLevel::Limited,
-            WriteLevel::Full => model::WriteLevel::Full,
-        }
-    }
-}
-
-impl From<model::WriteLevel> for WriteLevel {
-    fn from(l: model::WriteLevel) -> Self {
-        match l {
-            model::WriteLevel::Basic => WriteLevel::Basic,
-            model::WriteLevel::Limited => WriteLevel::Limited,
-            model::WriteLevel::Full => WriteLevel::Full,
-        }
-    }
 }
 
 #[derive(SimpleObject)]

@@ -134,6 +134,10 @@ impl CodedSchema {
         Self { schema, limits }
     }
 
+    pub fn limits(&self) -> &QueryLimits {
+        &self.limits
+    }
+
     pub fn schema(&self) -> &super::HearthSchema {
         &self.schema
     }
@@ -175,18 +179,39 @@ pub(crate) fn truncate_message(message: &mut String, max_chars: usize) {
     }
 }
 
+/// Gives an uncoded error its code. Errors raised before any resolver ran
+/// (syntax, validation, variables, limits) carry no `path`: the client's
+/// document or input is at fault, `BAD_USER_INPUT`. Errors with a `path`
+/// come from execution, where every resolver codes its own errors; the only
+/// uncoded ones the client causes are argument coercion failures, which
+/// async-graphql words in two fixed ways. Anything else is a bug or an
+/// unmapped failure on our side: `INTERNAL`, never blamed on the input.
 fn ensure_code(error: &mut ServerError) {
     let has_code = error
         .extensions
         .as_ref()
         .and_then(|e| e.get("code"))
         .is_some();
-    if !has_code {
-        error
-            .extensions
-            .get_or_insert_with(Default::default)
-            .set("code", Code::BadUserInput.as_str());
+    if has_code {
+        return;
     }
+    let code = if error.path.is_empty() || is_argument_coercion(&error.message) {
+        Code::BadUserInput
+    } else {
+        tracing::error!(message = %error.message, path = ?error.path, "A resolver error had no code.");
+        error.message = "internal error".into();
+        Code::Internal
+    };
+    error
+        .extensions
+        .get_or_insert_with(Default::default)
+        .set("code", code.as_str());
+}
+
+/// The messages of async-graphql's `InputValueError` (argument values that
+/// do not parse as their input type).
+fn is_argument_coercion(message: &str) -> bool {
+    message.starts_with("Failed to parse \"") || message.starts_with("Expected input type \"")
 }
 
 impl Executor for CodedSchema {
@@ -255,6 +280,36 @@ mod tests {
             .as_ref()
             .and_then(|x| x.get("code"))
             .is_some()));
+    }
+
+    #[test]
+    fn uncoded_execution_errors_are_internal_and_pre_execution_errors_bad_input() {
+        // Given an uncoded validation error (no path), an uncoded resolver
+        // error (with a path) and an uncoded argument coercion error
+        let validation = ServerError::new("Unknown field \"nope\"", None);
+        let mut resolver = ServerError::new("Data `Hearth` does not exist.", None);
+        resolver.path = vec![async_graphql::PathSegment::Field("devices".into())];
+        let mut coercion = ServerError::new("Failed to parse \"Int\": only integers", None);
+        coercion.path = vec![async_graphql::PathSegment::Field("devices".into())];
+        // When codes are added
+        let response = add_codes(Response::from_errors(vec![validation, resolver, coercion]));
+        // Then input errors are BAD_USER_INPUT and the resolver's is INTERNAL, its detail hidden
+        let codes: Vec<_> = response
+            .errors
+            .iter()
+            .map(|e| {
+                e.extensions
+                    .as_ref()
+                    .and_then(|x| x.get("code"))
+                    .cloned()
+                    .unwrap_or(async_graphql::Value::Null)
+            })
+            .collect();
+        assert_eq!(
+            codes,
+            ["BAD_USER_INPUT", "INTERNAL", "BAD_USER_INPUT"].map(async_graphql::Value::from)
+        );
+        assert_eq!(response.errors[1].message, "internal error");
     }
 
     #[test]

@@ -2,31 +2,19 @@
 
 use async_graphql::{Context, Enum, Object, SimpleObject, ID};
 use chrono::{DateTime, Utc};
-use hearth_domain::model;
 use hearth_domain::{DeviceId, PointKey};
 
 use super::error::{bad_input, from_domain};
 use super::{hearth, parse_id, principal};
 
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+#[graphql(remote = "hearth_domain::model::Aggregate")]
 pub enum Aggregate {
     Mean,
     Min,
     Max,
     Last,
     Count,
-}
-
-impl From<Aggregate> for model::Aggregate {
-    fn from(a: Aggregate) -> Self {
-        match a {
-            Aggregate::Mean => model::Aggregate::Mean,
-            Aggregate::Min => model::Aggregate::Min,
-            Aggregate::Max => model::Aggregate::Max,
-            Aggregate::Last => model::Aggregate::Last,
-            Aggregate::Count => model::Aggregate::Count,
-        }
-    }
 }
 
 #[derive(SimpleObject)]

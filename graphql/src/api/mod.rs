@@ -84,6 +84,10 @@ pub enum Caller {
     Anonymous,
     /// A token was presented but is forged, malformed, expired or revoked.
     Rejected,
+    /// The token could not be checked: a store behind authentication failed.
+    /// Not the caller's fault, so never answered as `UNAUTHENTICATED` (a
+    /// client would drop a good token and log its user out).
+    Unavailable,
     User(Box<Principal>),
 }
 
@@ -99,6 +103,10 @@ pub(crate) fn principal<'a>(ctx: &Context<'a>) -> async_graphql::Result<&'a Prin
         Some(Caller::Rejected) => Err(error::coded(
             Code::Unauthenticated,
             "invalid or expired token",
+        )),
+        Some(Caller::Unavailable) => Err(error::coded(
+            Code::Unavailable,
+            "the token could not be checked now; retry later",
         )),
         _ => Err(error::coded(
             Code::Unauthenticated,

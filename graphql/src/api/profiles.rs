@@ -9,6 +9,7 @@ use super::error::{bad_input, from_domain};
 use super::{hearth, principal};
 
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+#[graphql(remote = "model::RegisterKind")]
 pub enum RegisterKind {
     /// FC03 read, FC06/FC16 write.
     Holding,
@@ -17,6 +18,7 @@ pub enum RegisterKind {
 }
 
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+#[graphql(remote = "model::DataType")]
 pub enum DataType {
     U16,
     I16,
@@ -26,6 +28,7 @@ pub enum DataType {
 }
 
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+#[graphql(remote = "model::WordOrder")]
 pub enum WordOrder {
     HighFirst,
     LowFirst,
@@ -130,22 +133,10 @@ impl DeviceProfileInput {
                 Ok(model::PointDefinition {
                     key: PointKey::new(p.key).map_err(invalid)?,
                     name: p.name,
-                    register: match p.register {
-                        RegisterKind::Holding => model::RegisterKind::Holding,
-                        RegisterKind::Input => model::RegisterKind::Input,
-                    },
+                    register: p.register.into(),
                     address,
-                    data_type: match p.data_type {
-                        DataType::U16 => model::DataType::U16,
-                        DataType::I16 => model::DataType::I16,
-                        DataType::U32 => model::DataType::U32,
-                        DataType::I32 => model::DataType::I32,
-                        DataType::F32 => model::DataType::F32,
-                    },
-                    word_order: match p.word_order {
-                        WordOrder::HighFirst => model::WordOrder::HighFirst,
-                        WordOrder::LowFirst => model::WordOrder::LowFirst,
-                    },
+                    data_type: p.data_type.into(),
+                    word_order: p.word_order.into(),
                     scale: model::Scale::new(p.scale).map_err(invalid)?,
                     offset: p.offset,
                     unit: p.unit,
@@ -203,22 +194,10 @@ impl From<model::PointDefinition> for PointDefinition {
         PointDefinition {
             key: p.key.to_string(),
             name: p.name,
-            register: match p.register {
-                model::RegisterKind::Holding => RegisterKind::Holding,
-                model::RegisterKind::Input => RegisterKind::Input,
-            },
+            register: p.register.into(),
             address: i32::from(p.address),
-            data_type: match p.data_type {
-                model::DataType::U16 => DataType::U16,
-                model::DataType::I16 => DataType::I16,
-                model::DataType::U32 => DataType::U32,
-                model::DataType::I32 => DataType::I32,
-                model::DataType::F32 => DataType::F32,
-            },
-            word_order: match p.word_order {
-                model::WordOrder::HighFirst => WordOrder::HighFirst,
-                model::WordOrder::LowFirst => WordOrder::LowFirst,
-            },
+            data_type: p.data_type.into(),
+            word_order: p.word_order.into(),
             scale: p.scale.get(),
             offset: p.offset,
             unit: p.unit,

@@ -1,0 +1,944 @@
+//! Typed configuration: defaults, then a TOML file (`--config FILE` or
+//! `HEARTH_CONFIG`), then `HEARTH_*` environment variables (nested keys with
+//! `__`: `HEARTH_HTTP__MAX_BODY_BYTES`), then command-line flags. Every key
+//! is checked at start and a bad one fails naming it; README.md documents
+//! them all. `hearth config` prints the effective result with secrets masked.
+//!
+//! [`Settings`] is what the file says; [`Settings::resolve`] turns it into
+//! the runtime [`crate::app::Config`] the composition root builds from.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::providers::{Format, Serialized, Toml};
+use figment::Figment;
+use hearth_auth::Argon2Cost;
+use hearth_domain::services::LoginLimits;
+use hearth_modbus::{GatewayConfig, PollerConfig};
+use serde::{Deserialize, Serialize, Serializer};
+
+use crate::app::Config;
+use crate::http_request::HttpLimits;
+use crate::limits::QueryLimits;
+use crate::server::HttpOptions;
+use crate::ws::WsLimits;
+
+/// Top-level keys read from `HEARTH_*` variables. Other `HEARTH_*`
+/// variables (the compose file's `HEARTH_MONGODB_URL`, test switches such as
+/// `HEARTH_TEST_MYSQL_URL`) are not configuration and are left alone.
+const ENV_KEYS: &[&str] = &[
+    "listen",
+    "data_dir",
+    "demo",
+    "sim_base_port",
+    "stores",
+    "auth",
+    "login",
+    "http",
+    "ws",
+    "modbus",
+    "bus",
+    "writer",
+    "retention",
+];
+
+/// Why the configuration cannot be used; the message names the key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("invalid configuration: {0}")]
+    Load(Box<figment::Error>),
+    #[error("invalid configuration: `{key}` {reason}")]
+    Invalid { key: &'static str, reason: String },
+}
+
+fn invalid(key: &'static str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key,
+        reason: reason.into(),
+    }
+}
+
+/// A secret: read like any string, never printed.
+#[derive(Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("\"***\"")
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(if self.0.is_empty() { "" } else { "***" })
+    }
+}
+
+/// Everything Hearth can be configured with.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// Address the HTTP server listens on.
+    pub listen: SocketAddr,
+    /// Where the embedded stores (and the generated token secret) live.
+    pub data_dir: PathBuf,
+    /// Seed demo tenants and users, start simulated controllers, poll them.
+    pub demo: bool,
+    /// First TCP port of the demo's simulated controllers (0: any free ports).
+    pub sim_base_port: u16,
+    pub stores: Stores,
+    pub auth: Auth,
+    pub login: Login,
+    pub http: Http,
+    pub ws: Ws,
+    pub modbus: Modbus,
+    pub bus: Bus,
+    pub writer: Writer,
+    pub retention: Retention,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: PathBuf::from("./data"),
+            demo: false,
+            sim_base_port: 15020,
+            stores: Stores::default(),
+            auth: Auth::default(),
+            login: LoginLimits::default().into(),
+            http: Http::default(),
+            ws: WsLimits::default().into(),
+            modbus: Modbus::default(),
+            bus: Bus::default(),
+            writer: Writer::default(),
+            retention: Retention::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Stores {
+    pub relational: Relational,
+    pub documents: Documents,
+    pub readings: Readings,
+    pub live: Live,
+}
+
+/// The relational store's adapter.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum RelationalAdapter {
+    /// SQLite in `data_dir/hearth.db`.
+    #[default]
+    Embedded,
+    /// MySQL or MariaDB at `url`.
+    Mysql,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Relational {
+    pub adapter: RelationalAdapter,
+    /// `mysql://user:password@host:3306/hearth`; only with `adapter = "mysql"`.
+    pub url: Option<Secret>,
+    /// Most connections in the pool (MySQL; SQLite keeps its own small pool).
+    pub pool_size: u32,
+}
+
+impl Default for Relational {
+    fn default() -> Self {
+        Self {
+            adapter: RelationalAdapter::Embedded,
+            url: None,
+            pool_size: 10,
+        }
+    }
+}
+
+/// Only the adapters that exist today; a name of one that does not is
+/// refused by serde naming the key and the accepted values.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum EmbeddedOnly {
+    #[default]
+    Embedded,
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum InprocOnly {
+    #[default]
+    Inproc,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Documents {
+    pub adapter: EmbeddedOnly,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Readings {
+    pub adapter: EmbeddedOnly,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Live {
+    pub adapter: InprocOnly,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Auth {
+    /// The token signing secret itself (best from `HEARTH_AUTH__TOKEN_SECRET`).
+    pub token_secret: Option<Secret>,
+    /// A file holding the secret; used when `token_secret` is absent.
+    pub token_secret_file: Option<PathBuf>,
+    /// How long a login token is valid.
+    #[serde(with = "humantime_serde")]
+    pub token_lifetime: Duration,
+    /// Argon2id memory per password hash, in KiB.
+    pub argon2_memory_kib: u32,
+    /// Argon2id passes over that memory.
+    pub argon2_iterations: u32,
+    /// Argon2id lanes.
+    pub argon2_parallelism: u32,
+}
+
+impl Default for Auth {
+    fn default() -> Self {
+        Self {
+            token_secret: None,
+            token_secret_file: None,
+            token_lifetime: Duration::from_secs(12 * 3600),
+            argon2_memory_kib: Argon2Cost::OWASP.memory_kib,
+            argon2_iterations: Argon2Cost::OWASP.iterations,
+            argon2_parallelism: Argon2Cost::OWASP.parallelism,
+        }
+    }
+}
+
+/// [`LoginLimits`] as configured.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Login {
+    pub account_free_failures: u32,
+    pub address_free_failures: u32,
+    #[serde(with = "humantime_serde")]
+    pub first_lockout: Duration,
+    #[serde(with = "humantime_serde")]
+    pub max_lockout: Duration,
+    #[serde(with = "humantime_serde")]
+    pub forget_after: Duration,
+    pub max_tracked: usize,
+    pub hashing_permits: usize,
+    pub max_waiting_logins: usize,
+}
+
+impl Default for Login {
+    fn default() -> Self {
+        LoginLimits::default().into()
+    }
+}
+
+impl From<LoginLimits> for Login {
+    fn from(l: LoginLimits) -> Self {
+        Self {
+            account_free_failures: l.account_free_failures,
+            address_free_failures: l.address_free_failures,
+            first_lockout: l.first_lockout,
+            max_lockout: l.max_lockout,
+            forget_after: l.forget_after,
+            max_tracked: l.max_tracked,
+            hashing_permits: l.hashing_permits,
+            max_waiting_logins: l.max_waiting_logins,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Http {
+    pub max_body_bytes: usize,
+    pub max_query_string_bytes: usize,
+    pub max_query_bytes: usize,
+    pub max_tokens: usize,
+    pub max_nesting: usize,
+    pub max_expanded_fields: u64,
+    pub max_aliases: u64,
+    pub max_root_fields: u64,
+    pub max_directives: u64,
+    /// Serve GraphiQL to browsers at `/graphql`.
+    pub graphiql: bool,
+    /// Origins (`https://ops.example.com`) browsers may call the API from.
+    pub cors_origins: Vec<String>,
+}
+
+impl Default for Http {
+    fn default() -> Self {
+        let body = HttpLimits::default();
+        let query = QueryLimits::default();
+        Self {
+            max_body_bytes: body.max_body_bytes,
+            max_query_string_bytes: body.max_query_string_bytes,
+            max_query_bytes: query.max_query_bytes,
+            max_tokens: query.max_tokens,
+            max_nesting: query.max_nesting,
+            max_expanded_fields: query.max_expanded_fields,
+            max_aliases: query.max_aliases,
+            max_root_fields: query.max_root_fields,
+            max_directives: query.max_directives,
+            graphiql: true,
+            cors_origins: Vec::new(),
+        }
+    }
+}
+
+/// [`WsLimits`] as configured.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Ws {
+    pub max_message_bytes: usize,
+    #[serde(with = "humantime_serde")]
+    pub init_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    pub keepalive_interval: Duration,
+    #[serde(with = "humantime_serde")]
+    pub peer_timeout: Duration,
+    pub max_subscriptions: usize,
+    pub max_connections_per_user: usize,
+    pub max_pending_handshakes: usize,
+    pub max_id_len: usize,
+    #[serde(with = "humantime_serde")]
+    pub session_check_interval: Duration,
+}
+
+impl Default for Ws {
+    fn default() -> Self {
+        WsLimits::default().into()
+    }
+}
+
+impl From<WsLimits> for Ws {
+    fn from(w: WsLimits) -> Self {
+        Self {
+            max_message_bytes: w.max_message_bytes,
+            init_timeout: w.init_timeout,
+            keepalive_interval: w.keepalive_interval,
+            peer_timeout: w.peer_timeout,
+            max_subscriptions: w.max_subscriptions,
+            max_connections_per_user: w.max_connections_per_user,
+            max_pending_handshakes: w.max_pending_handshakes,
+            max_id_len: w.max_id_len,
+            session_check_interval: w.session_check_interval,
+        }
+    }
+}
+
+/// The Modbus gateway's timeouts and the poller's pacing.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Modbus {
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    pub max_gap: u16,
+    #[serde(with = "humantime_serde")]
+    pub max_start_offset: Duration,
+    /// Longest wait between attempts on an unreachable device.
+    #[serde(with = "humantime_serde")]
+    pub backoff_cap: Duration,
+    #[serde(with = "humantime_serde")]
+    pub replan_every: Duration,
+    /// How often devices and profiles are re-read; `0s`: never by itself.
+    #[serde(with = "humantime_serde")]
+    pub reload_every: Duration,
+}
+
+impl Default for Modbus {
+    fn default() -> Self {
+        let gateway = GatewayConfig::default();
+        let poller = PollerConfig::default();
+        Self {
+            connect_timeout: gateway.connect_timeout,
+            request_timeout: gateway.request_timeout,
+            idle_timeout: gateway.idle_timeout,
+            max_gap: poller.max_gap,
+            max_start_offset: poller.max_start_offset,
+            backoff_cap: poller.backoff_cap,
+            replan_every: poller.replan_every,
+            reload_every: poller.reload_every.unwrap_or_default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Bus {
+    /// Live events buffered per subscriber before it lags.
+    pub capacity: usize,
+}
+
+impl Default for Bus {
+    fn default() -> Self {
+        Self {
+            capacity: hearth_inproc::bus::DEFAULT_CAPACITY,
+        }
+    }
+}
+
+/// The reading writer's batching. Checked and printed, but the writer still
+/// uses its built-in values (`ReadingWriter::MAX_BATCH`, `MAX_DELAY`) until
+/// the use-case restructuring makes them parameters; a value other than the
+/// built-in one is refused rather than silently ignored.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Writer {
+    pub batch_size: usize,
+    #[serde(with = "humantime_serde")]
+    pub max_delay: Duration,
+}
+
+impl Default for Writer {
+    fn default() -> Self {
+        Self {
+            batch_size: hearth_domain::services::ReadingWriter::MAX_BATCH,
+            max_delay: hearth_domain::services::ReadingWriter::MAX_DELAY,
+        }
+    }
+}
+
+/// How long readings and audit entries are kept. Not enforced yet: nothing
+/// deletes old data, so only `0s` (keep forever) is accepted.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Retention {
+    #[serde(with = "humantime_serde")]
+    pub readings: Duration,
+    #[serde(with = "humantime_serde")]
+    pub audit: Duration,
+}
+
+/// One `HEARTH_*` variable as a figment provider, named so an error says
+/// where a bad value came from.
+struct EnvVar {
+    key: String,
+    value: figment::value::Value,
+}
+
+impl figment::Provider for EnvVar {
+    fn metadata(&self) -> figment::Metadata {
+        figment::Metadata::named("HEARTH_* environment variables")
+    }
+
+    fn data(
+        &self,
+    ) -> Result<figment::value::Map<figment::Profile, figment::value::Dict>, figment::Error> {
+        let nested = figment::util::nest(&self.key, self.value.clone());
+        let dict = nested.into_dict().unwrap_or_default();
+        Ok(figment::Profile::Default.collect(dict))
+    }
+}
+
+/// Command-line values that win over file and environment.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub listen: Option<SocketAddr>,
+    pub data_dir: Option<PathBuf>,
+    pub demo: bool,
+    pub sim_base_port: Option<u16>,
+    /// `--database-url`: MySQL at this URL.
+    pub database_url: Option<String>,
+}
+
+impl Settings {
+    /// Defaults, then `file` (if any), then `HEARTH_*` variables from `env`
+    /// (pairs, so tests need not touch the process environment), then
+    /// `overrides`.
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+        overrides: &Overrides,
+    ) -> Result<Self, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Settings::default()));
+        if let Some(file) = file {
+            if !file.is_file() {
+                return Err(invalid(
+                    "config",
+                    format!("names {}, which is not a readable file", file.display()),
+                ));
+            }
+            figment = figment.merge(Toml::file(file));
+        }
+        // Not figment's `Env` provider: it reads the process environment
+        // itself, and tests pass theirs.
+        for (name, value) in env {
+            let Some(key) = name.strip_prefix("HEARTH_") else {
+                continue;
+            };
+            let key = key.to_ascii_lowercase().replace("__", ".");
+            let top = key.split('.').next().unwrap_or_default();
+            if !ENV_KEYS.contains(&top) {
+                continue;
+            }
+            let value: figment::value::Value = match value.parse() {
+                Ok(value) => value,
+                Err(never) => match never {},
+            };
+            figment = figment.merge(EnvVar { key, value });
+        }
+        let mut settings: Settings = figment
+            .extract()
+            .map_err(|e| ConfigError::Load(Box::new(e)))?;
+        if let Some(listen) = overrides.listen {
+            settings.listen = listen;
+        }
+        if let Some(dir) = &overrides.data_dir {
+            settings.data_dir = dir.clone();
+        }
+        if overrides.demo {
+            settings.demo = true;
+        }
+        if let Some(port) = overrides.sim_base_port {
+            settings.sim_base_port = port;
+        }
+        if let Some(url) = &overrides.database_url {
+            settings.stores.relational.adapter = RelationalAdapter::Mysql;
+            settings.stores.relational.url = Some(Secret(url.clone()));
+        }
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Checks every value a type alone does not.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let rel = &self.stores.relational;
+        match (rel.adapter, rel.url.as_ref().map(Secret::expose)) {
+            (RelationalAdapter::Mysql, None) => {
+                return Err(invalid(
+                    "stores.relational.url",
+                    "is required when stores.relational.adapter is \"mysql\"",
+                ))
+            }
+            (RelationalAdapter::Mysql, Some(url)) if !url.starts_with("mysql://") => {
+                return Err(invalid("stores.relational.url", "must be a mysql:// URL"))
+            }
+            (RelationalAdapter::Embedded, Some(_)) => {
+                return Err(invalid(
+                    "stores.relational.url",
+                    "is only for adapter \"mysql\"; the embedded store lives in data_dir",
+                ))
+            }
+            _ => {}
+        }
+        positive("stores.relational.pool_size", rel.pool_size as u64)?;
+        if self.auth.token_secret.is_some() && self.auth.token_secret_file.is_some() {
+            return Err(invalid(
+                "auth.token_secret_file",
+                "cannot be set together with auth.token_secret",
+            ));
+        }
+        if let Some(secret) = &self.auth.token_secret {
+            if secret.expose().len() < hearth_auth::MIN_SECRET_LEN {
+                return Err(invalid(
+                    "auth.token_secret",
+                    format!("must be at least {} bytes", hearth_auth::MIN_SECRET_LEN),
+                ));
+            }
+        }
+        at_least("auth.token_lifetime", self.auth.token_lifetime, 60)?;
+        if self.auth.token_lifetime > Duration::from_secs(30 * 24 * 3600) {
+            return Err(invalid("auth.token_lifetime", "must be at most 30 days"));
+        }
+        // argon2's own bounds: at least one pass and one lane, and 8 KiB
+        // of memory per lane.
+        positive(
+            "auth.argon2_iterations",
+            u64::from(self.auth.argon2_iterations),
+        )?;
+        positive(
+            "auth.argon2_parallelism",
+            u64::from(self.auth.argon2_parallelism),
+        )?;
+        if u64::from(self.auth.argon2_memory_kib) < 8 * u64::from(self.auth.argon2_parallelism) {
+            return Err(invalid(
+                "auth.argon2_memory_kib",
+                "must be at least 8 KiB per lane (8 × auth.argon2_parallelism)",
+            ));
+        }
+        let l = &self.login;
+        positive("login.max_tracked", l.max_tracked as u64)?;
+        positive("login.hashing_permits", l.hashing_permits as u64)?;
+        if l.max_lockout < l.first_lockout {
+            return Err(invalid(
+                "login.max_lockout",
+                "must not be shorter than login.first_lockout",
+            ));
+        }
+        let h = &self.http;
+        for (key, value) in [
+            ("http.max_body_bytes", h.max_body_bytes as u64),
+            (
+                "http.max_query_string_bytes",
+                h.max_query_string_bytes as u64,
+            ),
+            ("http.max_query_bytes", h.max_query_bytes as u64),
+            ("http.max_tokens", h.max_tokens as u64),
+            ("http.max_nesting", h.max_nesting as u64),
+            ("http.max_expanded_fields", h.max_expanded_fields),
+            ("http.max_aliases", h.max_aliases),
+            ("http.max_root_fields", h.max_root_fields),
+            ("http.max_directives", h.max_directives),
+        ] {
+            positive(key, value)?;
+        }
+        for origin in &h.cors_origins {
+            let ok = (origin.starts_with("https://") || origin.starts_with("http://"))
+                && !origin.trim_end_matches('/').contains(['*', ' '])
+                && axum::http::HeaderValue::from_str(origin).is_ok();
+            if !ok {
+                return Err(invalid(
+                    "http.cors_origins",
+                    format!(
+                        "holds {}, which is no origin (scheme://host[:port], no wildcards)",
+                        hearth_domain::error::quoted(origin)
+                    ),
+                ));
+            }
+        }
+        let w = &self.ws;
+        for (key, value) in [
+            ("ws.max_message_bytes", w.max_message_bytes),
+            ("ws.max_subscriptions", w.max_subscriptions),
+            ("ws.max_connections_per_user", w.max_connections_per_user),
+            ("ws.max_pending_handshakes", w.max_pending_handshakes),
+            ("ws.max_id_len", w.max_id_len),
+        ] {
+            positive(key, value as u64)?;
+        }
+        for (key, value) in [
+            ("ws.init_timeout", w.init_timeout),
+            ("ws.keepalive_interval", w.keepalive_interval),
+            ("ws.peer_timeout", w.peer_timeout),
+            ("ws.session_check_interval", w.session_check_interval),
+            ("modbus.connect_timeout", self.modbus.connect_timeout),
+            ("modbus.request_timeout", self.modbus.request_timeout),
+            ("modbus.idle_timeout", self.modbus.idle_timeout),
+            ("modbus.backoff_cap", self.modbus.backoff_cap),
+            ("modbus.replan_every", self.modbus.replan_every),
+        ] {
+            at_least_ms(key, value)?;
+        }
+        if w.peer_timeout <= w.keepalive_interval {
+            return Err(invalid(
+                "ws.peer_timeout",
+                "must be longer than ws.keepalive_interval",
+            ));
+        }
+        positive("bus.capacity", self.bus.capacity as u64)?;
+        let built_in = Writer::default();
+        if self.writer != built_in {
+            return Err(invalid(
+                "writer",
+                format!(
+                    "cannot be changed yet (batch_size = {}, max_delay = {:?} are built in)",
+                    built_in.batch_size, built_in.max_delay
+                ),
+            ));
+        }
+        if self.retention != Retention::default() {
+            return Err(invalid(
+                "retention",
+                "is not enforced yet; only \"0s\" (keep everything) is accepted",
+            ));
+        }
+        Ok(())
+    }
+
+    fn argon2_cost(&self) -> Argon2Cost {
+        Argon2Cost {
+            memory_kib: self.auth.argon2_memory_kib,
+            iterations: self.auth.argon2_iterations,
+            parallelism: self.auth.argon2_parallelism,
+        }
+    }
+
+    /// The effective configuration as TOML, secrets masked.
+    pub fn to_toml(&self) -> Result<String, ConfigError> {
+        toml::to_string_pretty(self)
+            .map_err(|e| invalid("config", format!("cannot be printed: {e}")))
+    }
+
+    /// The runtime configuration the composition root builds from.
+    pub fn resolve(&self) -> Config {
+        let h = &self.http;
+        let m = &self.modbus;
+        let l = &self.login;
+        let w = &self.ws;
+        Config {
+            listen: self.listen,
+            data_dir: self.data_dir.clone(),
+            database_url: match self.stores.relational.adapter {
+                RelationalAdapter::Embedded => None,
+                RelationalAdapter::Mysql => self
+                    .stores
+                    .relational
+                    .url
+                    .as_ref()
+                    .map(|u| u.expose().to_owned()),
+            },
+            pool_size: self.stores.relational.pool_size,
+            demo: self.demo,
+            sim_base_port: self.sim_base_port,
+            ws: WsLimits {
+                max_message_bytes: w.max_message_bytes,
+                init_timeout: w.init_timeout,
+                keepalive_interval: w.keepalive_interval,
+                peer_timeout: w.peer_timeout,
+                max_subscriptions: w.max_subscriptions,
+                max_connections_per_user: w.max_connections_per_user,
+                max_pending_handshakes: w.max_pending_handshakes,
+                max_id_len: w.max_id_len,
+                session_check_interval: w.session_check_interval,
+            },
+            login: LoginLimits {
+                account_free_failures: l.account_free_failures,
+                address_free_failures: l.address_free_failures,
+                first_lockout: l.first_lockout,
+                max_lockout: l.max_lockout,
+                forget_after: l.forget_after,
+                max_tracked: l.max_tracked,
+                hashing_permits: l.hashing_permits,
+                max_waiting_logins: l.max_waiting_logins,
+            },
+            http: HttpOptions {
+                limits: HttpLimits {
+                    max_body_bytes: h.max_body_bytes,
+                    max_query_string_bytes: h.max_query_string_bytes,
+                },
+                query: QueryLimits {
+                    max_query_bytes: h.max_query_bytes,
+                    max_tokens: h.max_tokens,
+                    max_nesting: h.max_nesting,
+                    max_expanded_fields: h.max_expanded_fields,
+                    max_aliases: h.max_aliases,
+                    max_root_fields: h.max_root_fields,
+                    max_directives: h.max_directives,
+                },
+                graphiql: h.graphiql,
+                cors_origins: h.cors_origins.clone(),
+            },
+            token_secret: match (&self.auth.token_secret, &self.auth.token_secret_file) {
+                (Some(secret), _) => {
+                    crate::app::TokenSecret::Value(secret.expose().as_bytes().to_vec())
+                }
+                (None, Some(file)) => crate::app::TokenSecret::File(file.clone()),
+                (None, None) => crate::app::TokenSecret::InDataDir,
+            },
+            token_lifetime: self.auth.token_lifetime,
+            argon2: self.argon2_cost(),
+            gateway: GatewayConfig {
+                connect_timeout: m.connect_timeout,
+                request_timeout: m.request_timeout,
+                idle_timeout: m.idle_timeout,
+            },
+            poller: PollerConfig {
+                max_gap: m.max_gap,
+                max_start_offset: m.max_start_offset,
+                backoff_cap: m.backoff_cap,
+                replan_every: m.replan_every,
+                reload_every: (!m.reload_every.is_zero()).then_some(m.reload_every),
+            },
+            bus_capacity: self.bus.capacity,
+        }
+    }
+}
+
+fn positive(key: &'static str, value: u64) -> Result<(), ConfigError> {
+    if value == 0 {
+        return Err(invalid(key, "must be greater than 0"));
+    }
+    Ok(())
+}
+
+fn at_least(key: &'static str, value: Duration, secs: u64) -> Result<(), ConfigError> {
+    if value < Duration::from_secs(secs) {
+        return Err(invalid(key, format!("must be at least {secs} s")));
+    }
+    Ok(())
+}
+
+fn at_least_ms(key: &'static str, value: Duration) -> Result<(), ConfigError> {
+    if value < Duration::from_millis(1) {
+        return Err(invalid(key, "must be at least 1ms"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn load_toml(text: &str, vars: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        let dir = tempfile::tempdir().map_err(|e| invalid("config", e.to_string()))?;
+        let file = dir.path().join("hearth.toml");
+        std::fs::write(&file, text).map_err(|e| invalid("config", e.to_string()))?;
+        Settings::load(Some(&file), env(vars), &Overrides::default())
+    }
+
+    #[test]
+    fn file_then_environment_then_flags() {
+        // Given a file, environment variables and a flag that overlap
+        let file = "listen = \"127.0.0.1:9000\"\n[http]\nmax_body_bytes = 2048\ngraphiql = false\n[ws]\ninit_timeout = \"3s\"\n";
+        let vars = [
+            ("HEARTH_HTTP__MAX_BODY_BYTES", "4096"),
+            ("HEARTH_MONGODB_URL", "mongodb://elsewhere"),
+            ("HEARTH_AUTH__TOKEN_LIFETIME", "2h"),
+        ];
+        let dir = tempfile::tempdir().map_err(|e| invalid("config", e.to_string()));
+        let path = dir.as_ref().map(|d| d.path().join("h.toml")).ok();
+        let written = path.as_ref().map(|p| std::fs::write(p, file));
+        assert!(matches!(written, Some(Ok(()))));
+        let overrides = Overrides {
+            listen: "127.0.0.1:9100".parse().ok(),
+            ..Overrides::default()
+        };
+        // When they are loaded
+        let settings = Settings::load(path.as_deref(), env(&vars), &overrides);
+        // Then the environment wins over the file and the flag over both;
+        // unrelated HEARTH_* variables are ignored
+        let settings = match settings {
+            Ok(s) => s,
+            Err(e) => panic!("{e}"),
+        };
+        assert_eq!(settings.listen.port(), 9100);
+        assert_eq!(settings.http.max_body_bytes, 4096);
+        assert!(!settings.http.graphiql);
+        assert_eq!(settings.ws.init_timeout, Duration::from_secs(3));
+        assert_eq!(settings.auth.token_lifetime, Duration::from_secs(7200));
+        let config = settings.resolve();
+        assert_eq!(config.http.limits.max_body_bytes, 4096);
+        assert_eq!(config.ws.init_timeout, Duration::from_secs(3));
+    }
+
+    #[test]
+    fn bad_values_fail_naming_their_key() {
+        for (text, vars, key) in [
+            (
+                "[stores.relational]\nadapter = \"postgres\"\n",
+                vec![],
+                "stores.relational.adapter",
+            ),
+            (
+                "[stores.documents]\nadapter = \"mongodb\"\n",
+                vec![],
+                "stores.documents.adapter",
+            ),
+            (
+                "[http]\nmax_body_bytes = 0\n",
+                vec![],
+                "http.max_body_bytes",
+            ),
+            ("[http]\nmax_bodybytes = 10\n", vec![], "max_bodybytes"),
+            ("[ws]\ninit_timeout = \"soon\"\n", vec![], "ws.init_timeout"),
+            (
+                "[stores.relational]\nadapter = \"mysql\"\n",
+                vec![],
+                "stores.relational.url",
+            ),
+            (
+                "",
+                vec![("HEARTH_AUTH__TOKEN_SECRET", "short")],
+                "auth.token_secret",
+            ),
+            (
+                "",
+                vec![("HEARTH_HTTP__CORS_ORIGINS", "[\"*\"]")],
+                "http.cors_origins",
+            ),
+            (
+                "[auth]\nargon2_memory_kib = 1\n",
+                vec![],
+                "auth.argon2_memory_kib",
+            ),
+            ("[retention]\nreadings = \"30d\"\n", vec![], "retention"),
+            ("[writer]\nbatch_size = 10\n", vec![], "writer"),
+        ] {
+            // Given a configuration with one bad key
+            // When it is loaded
+            let result = load_toml(text, &vars);
+            // Then loading fails and the message names the key
+            let message = match result {
+                Ok(_) => panic!("{text} {vars:?} was accepted"),
+                Err(e) => e.to_string(),
+            };
+            assert!(message.contains(key), "{key}: {message}");
+        }
+    }
+
+    #[test]
+    fn every_key_is_documented_in_the_readme() {
+        // Given the README and every key of the printed defaults
+        let readme = include_str!("../../README.md");
+        let printed = match Settings::default().to_toml() {
+            Ok(p) => p,
+            Err(e) => panic!("{e}"),
+        };
+        // Then each section and each key appears in the README's example
+        for line in printed.lines().filter(|l| !l.trim().is_empty()) {
+            let key = line.split(" =").next().unwrap_or(line).trim();
+            assert!(readme.contains(key), "README.md does not document {key}");
+        }
+        for key in ["token_secret", "token_secret_file", "url = "] {
+            assert!(readme.contains(key), "README.md does not document {key}");
+        }
+    }
+
+    #[test]
+    fn the_printed_config_masks_secrets_and_reads_back() {
+        // Given a configuration with a token secret and a database password
+        let secret = "s".repeat(64);
+        let settings = load_toml(
+            "[stores.relational]\nadapter = \"mysql\"\nurl = \"mysql://hearth:hunter2@db:3306/hearth\"\n",
+            &[("HEARTH_AUTH__TOKEN_SECRET", secret.as_str())],
+        );
+        let settings = match settings {
+            Ok(s) => s,
+            Err(e) => panic!("{e}"),
+        };
+        // When it is printed
+        let printed = match settings.to_toml() {
+            Ok(p) => p,
+            Err(e) => panic!("{e}"),
+        };
+        // Then neither secret appears, and the rest is there as TOML
+        assert!(!printed.contains(&secret), "{printed}");
+        assert!(!printed.contains("hunter2"), "{printed}");
+        assert!(printed.contains("[stores.relational]"), "{printed}");
+        assert!(printed.contains("adapter = \"mysql\""), "{printed}");
+        let back: Result<toml::Value, _> = toml::from_str(&printed);
+        assert!(back.is_ok(), "{printed}");
+    }
+}
