@@ -393,7 +393,9 @@ async fn write_parameter_is_confirmed_by_read_back_and_audited() -> anyhow::Resu
         .await?;
     assert_eq!(old_style["auditLog"]["nodes"][0]["outcome"], "confirmed");
     // But not by Basic
-    let res = basic.gql("{ auditLog { outcome } }", json!({})).await?;
+    let res = basic
+        .gql("{ auditLog { nodes { outcome } } }", json!({}))
+        .await?;
     assert_eq!(error_code(&res).as_deref(), Some("FORBIDDEN"));
     Ok(())
 }
