@@ -6,9 +6,8 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use hearth_domain::model::{Quality, Reading};
-use hearth_domain::ports::LiveEvent;
 use hearth_domain::services::LiveUpdate;
-use hearth_domain::{DeviceId, PointKey};
+use hearth_domain::{DeviceId, PointKey, SystemPrincipal};
 use hearth_modbus::simulator::{DeviceHandle, Fault};
 use hearth_tests::{error_code, eventually, ws_connect, ws_next, ws_subscribe, Client, DemoServer};
 use serde_json::{json, Value};
@@ -18,17 +17,17 @@ const DEVICE: &str = "query($id: ID!) { device(id: $id) { online points { key va
 /// The simulated controller behind a device of the demo.
 async fn controller(server: &DemoServer, device: &str) -> anyhow::Result<DeviceHandle> {
     let id: DeviceId = device.parse().map_err(|e| anyhow::anyhow!("{e}"))?;
-    let devices = server
+    // What the poller is given: the devices its system principal may read.
+    let targets = server
         .running
-        .hearth
-        .ports()
-        .directory
-        .all_devices()
+        .services
+        .ingest
+        .poll_targets(&SystemPrincipal::poller())
         .await?;
-    let port = devices
+    let port = targets
         .iter()
-        .find(|d| d.id == id)
-        .map(|d| d.endpoint.port)
+        .find(|t| t.device.id == id)
+        .map(|t| t.device.endpoint.port)
         .ok_or_else(|| anyhow::anyhow!("no such device"))?;
     let sim = server
         .running
@@ -275,30 +274,33 @@ async fn a_slow_subscriber_does_not_delay_a_fast_one() -> anyhow::Result<()> {
     let server = DemoServer::start().await?;
     let admin = server.login("admin@acme.test").await?;
     let device = first_device(&admin).await?;
-    let hearth = &server.running.hearth;
-    let principal = hearth
+    let services = &server.running.services;
+    let principal = services
+        .auth
         .authenticate(admin.token.as_deref().unwrap_or_default())
         .await?;
     let id: DeviceId = device.parse().map_err(|e| anyhow::anyhow!("{e}"))?;
-    let mut slow = hearth.subscribe_live(&principal, &[id]).await?;
-    let mut fast = hearth.subscribe_live(&principal, &[id]).await?;
+    let mut slow = services.live.subscribe_live(&principal, &[id]).await?;
+    let mut fast = services.live.subscribe_live(&principal, &[id]).await?;
     let marker = PointKey::new("bench_marker")?;
 
     // When a burst far larger than any subscriber's buffer is published
     const BURST: usize = 20_000;
     let publisher = {
-        let live = hearth.ports().live.clone();
+        // Through the ingest use case, as the poller records what it reads.
+        let ingest = services.ingest.clone();
         let (tenant, marker) = (principal.tenant_id, marker.clone());
         tokio::spawn(async move {
             for i in 0..BURST {
-                live.publish(LiveEvent::Reading(Reading {
+                let reading = Reading {
                     tenant_id: tenant,
                     device_id: id,
                     point: marker.clone(),
                     timestamp: chrono::Utc::now(),
                     value: i as f64,
                     quality: Quality::Good,
-                }));
+                };
+                ingest.record_readings(tenant, id, vec![reading]).await;
                 // Yield often enough that a subscriber which keeps reading never
                 // falls 4,096 events behind on this single-threaded runtime.
                 if i % 32 == 0 {
@@ -314,16 +316,24 @@ async fn a_slow_subscriber_does_not_delay_a_fast_one() -> anyhow::Result<()> {
         let update = tokio::time::timeout(Duration::from_secs(30), fast.next())
             .await?
             .ok_or_else(|| anyhow::anyhow!("fast stream ended"))?;
-        match update {
-            LiveUpdate::Reading(r) if r.point == marker => {
-                assert_eq!(
-                    r.value, next_expected,
-                    "the fast subscriber missed or reordered updates"
-                );
-                next_expected += 1.0;
-            }
-            LiveUpdate::Lagged(n) => panic!("the fast subscriber lagged by {n}"),
-            _ => {}
+        let markers: Vec<f64> = match &update {
+            LiveUpdate::Reading(r) if r.point == marker => vec![r.value],
+            LiveUpdate::Readings(batch) => batch
+                .iter()
+                .filter(|r| r.point == marker)
+                .map(|r| r.value)
+                .collect(),
+            _ => Vec::new(),
+        };
+        for value in markers {
+            assert_eq!(
+                value, next_expected,
+                "the fast subscriber missed or reordered updates"
+            );
+            next_expected += 1.0;
+        }
+        if let LiveUpdate::Lagged(n) = update {
+            panic!("the fast subscriber lagged by {n}");
         }
     }
     publisher.await?;

@@ -13,8 +13,8 @@ use hearth_auth::{Argon2Hasher, JwtTokens, OsoAuthorizer};
 use hearth_domain::model::{
     DeviceScope, EmailAddress, Membership, PasswordHash, Role, Tenant, TenantSlug, User,
 };
-use hearth_domain::ports::{Directory, PasswordHasher};
-use hearth_domain::services::{Hearth, LoginError, LoginLimits, Ports};
+use hearth_domain::ports::{PasswordHasher, TenantRepository, UserRepository};
+use hearth_domain::services::{Adapters, LoginError, LoginLimits, Services};
 use hearth_domain::{TenantId, UserId};
 use hearth_inproc::bus::InProcessBus;
 use hearth_inproc::directory::MemoryDirectory;
@@ -381,8 +381,8 @@ async fn locked_out_logins_are_refused_without_hashing_and_off_the_async_thread(
         threads: Mutex::default(),
     });
     let directory = Arc::new(MemoryDirectory::new());
-    let hearth = Hearth::with_login_limits(
-        Ports {
+    let hearth = Services::new(
+        Adapters {
             directory: directory.clone(),
             documents: Arc::new(MemoryDocuments::new()),
             readings: Arc::new(MemoryReadings::new()),
@@ -407,7 +407,7 @@ async fn locked_out_logins_are_refused_without_hashing_and_off_the_async_thread(
         id: UserId::new(),
         email: EmailAddress::new("ann@acme.test")?,
         display_name: "Ann".into(),
-        password_hash: Some(hearth.hash_password("right").await?),
+        password_hash: Some(hearth.auth.hash_password("right").await?),
     };
     directory.insert_user(&user).await?;
     directory
@@ -423,6 +423,7 @@ async fn locked_out_logins_are_refused_without_hashing_and_off_the_async_thread(
     // When the password is guessed wrong 5 (free) + 1 times
     for _ in 0..6 {
         let err = hearth
+            .auth
             .login("ann@acme.test", "wrong", None, client)
             .await
             .err();
@@ -436,6 +437,7 @@ async fn locked_out_logins_are_refused_without_hashing_and_off_the_async_thread(
     for i in 0..100 {
         let password = if i == 50 { "right" } else { "wrong" };
         let err = hearth
+            .auth
             .login("ann@acme.test", password, None, client)
             .await
             .err();
@@ -454,7 +456,7 @@ async fn locked_out_logins_are_refused_without_hashing_and_off_the_async_thread(
     let before = hasher.checks.load(Ordering::SeqCst);
     let other = Some("192.0.2.2".parse()?);
     let outcomes: Vec<_> = stream::iter(0..50)
-        .map(|_| hearth.login("bob@acme.test", "guess", None, other))
+        .map(|_| hearth.auth.login("bob@acme.test", "guess", None, other))
         .buffer_unordered(50)
         .collect()
         .await;

@@ -10,8 +10,9 @@ use std::time::Duration;
 use futures::{SinkExt, StreamExt};
 use hearth::ws::WsLimits;
 use hearth_domain::ids::{TenantId, UserId};
-use hearth_domain::model::Role;
+use hearth_domain::model::{DeviceScope, Membership, Role};
 use hearth_domain::ports::TokenService;
+use hearth_domain::SystemPrincipal;
 use hearth_tests::{
     error_code, ws_close_code, ws_connect, ws_next, ws_open, ws_subscribe, Client, DemoServer, Ws,
 };
@@ -468,8 +469,12 @@ async fn a_removed_membership_ends_streams_and_refuses_writes() -> anyhow::Resul
     let first = ws_next(&mut ws, Duration::from_secs(10)).await?;
     assert_eq!(first.map(|m| m["type"].clone()), Some(json!("next")));
     // When globex removes the membership
-    let directory = server.running.hearth.ports().directory.clone();
-    assert!(directory.remove_membership(user, tenant).await?);
+    let provisioning = &server.running.services.provisioning;
+    assert!(
+        provisioning
+            .remove_membership(&SystemPrincipal::provisioner(), user, tenant)
+            .await?
+    );
     // Then the stream ends with UNAUTHENTICATED and the socket closes with 4403
     let ended = next_non_value(&mut ws, "live", Duration::from_secs(10)).await?;
     assert_eq!(
@@ -516,13 +521,19 @@ async fn a_changed_role_ends_running_streams_but_keeps_the_connection() -> anyho
     let first = ws_next(&mut ws, Duration::from_secs(10)).await?;
     assert_eq!(first.map(|m| m["type"].clone()), Some(json!("next")));
     // When an admin makes them Read-only
-    let directory = server.running.hearth.ports().directory.clone();
-    let mut membership = directory
-        .membership(user, tenant)
-        .await?
-        .ok_or_else(|| anyhow::anyhow!("no membership"))?;
-    membership.role = Role::ReadOnly;
-    directory.upsert_membership(&membership).await?;
+    // (The demo's limited@acme covers every device; only the role changes.)
+    let membership = Membership {
+        user_id: user,
+        tenant_id: tenant,
+        role: Role::ReadOnly,
+        scope: DeviceScope::All,
+    };
+    server
+        .running
+        .services
+        .provisioning
+        .set_membership(&SystemPrincipal::provisioner(), &membership)
+        .await?;
     // Then the running stream ends with FORBIDDEN and completes
     let ended = next_non_value(&mut ws, "live", Duration::from_secs(10)).await?;
     assert_eq!(

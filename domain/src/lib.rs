@@ -16,4 +16,4 @@ pub mod contract;
 
 pub use error::{DomainError, StoreError};
 pub use ids::{AreaId, DeviceId, PointKey, ProfileId, TenantId, UserId};
-pub use principal::Principal;
+pub use principal::{Principal, SystemPrincipal, SystemRole};

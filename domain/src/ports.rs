@@ -13,7 +13,7 @@ use crate::model::{
     Area, AuditEntry, Device, DeviceProfile, EmailAddress, HistoryBucket, HistoryQuery, Membership,
     PasswordHash, Reading, RegisterKind, Tenant, User, WriteLevel,
 };
-use crate::principal::Principal;
+use crate::principal::{Principal, SystemPrincipal};
 
 // ---------------------------------------------------------------- relational
 
@@ -90,16 +90,20 @@ pub struct AuditRecord {
     pub entry: AuditEntry,
 }
 
-/// Tenants, users, memberships, areas, devices and the audit log.
-///
-/// Every tenant-owned read takes the tenant id and MUST NOT return rows of
-/// another tenant, whatever the other arguments say.
+/// Tenants. Every tenant-owned read of the repositories below takes the
+/// tenant id and MUST NOT return rows of another tenant, whatever the other
+/// arguments say.
 #[async_trait]
-pub trait Directory: Send + Sync + 'static {
+pub trait TenantRepository: Send + Sync + 'static {
     async fn insert_tenant(&self, tenant: &Tenant) -> Result<(), StoreError>;
     async fn tenant(&self, id: TenantId) -> Result<Option<Tenant>, StoreError>;
     async fn tenant_by_slug(&self, slug: &str) -> Result<Option<Tenant>, StoreError>;
+}
 
+/// Users and their memberships (a membership is part of the user aggregate:
+/// it has no life without the user).
+#[async_trait]
+pub trait UserRepository: Send + Sync + 'static {
     /// MUST return `Conflict` when the email is taken.
     async fn insert_user(&self, user: &User) -> Result<(), StoreError>;
     async fn user(&self, id: UserId) -> Result<Option<User>, StoreError>;
@@ -118,10 +122,18 @@ pub trait Directory: Send + Sync + 'static {
     /// Deletes the membership of `(user, tenant)`; `true` when there was one.
     /// The user's other memberships keep their order.
     async fn remove_membership(&self, user: UserId, tenant: TenantId) -> Result<bool, StoreError>;
+}
 
+/// The area tree of each tenant.
+#[async_trait]
+pub trait AreaRepository: Send + Sync + 'static {
     async fn insert_area(&self, area: &Area) -> Result<(), StoreError>;
     async fn areas(&self, tenant: TenantId) -> Result<Vec<Area>, StoreError>;
+}
 
+/// Devices.
+#[async_trait]
+pub trait DeviceRepository: Send + Sync + 'static {
     /// MUST return `Conflict` when the tenant already has a device of that name.
     async fn insert_device(&self, device: &Device) -> Result<(), StoreError>;
     async fn device(&self, tenant: TenantId, id: DeviceId) -> Result<Option<Device>, StoreError>;
@@ -133,9 +145,14 @@ pub trait Directory: Send + Sync + 'static {
         offset: u64,
         limit: u64,
     ) -> Result<Page<Device>, StoreError>;
-    /// Every device of every tenant, for the poller (system use only).
+    /// Every device of every tenant. Only the ingest use case calls this, for
+    /// a system principal the policy allows to read every endpoint.
     async fn all_devices(&self) -> Result<Vec<Device>, StoreError>;
+}
 
+/// The append-only audit log.
+#[async_trait]
+pub trait AuditLog: Send + Sync + 'static {
     /// Appends an entry, or coalesces it: when `entry` is `Refused` and the
     /// latest `Refused` entry of the same tenant, actor, action, device and
     /// point ([`AuditEntry::same_refusal`]) began less than `coalesce_within`
@@ -161,14 +178,39 @@ pub trait Directory: Send + Sync + 'static {
     ) -> Result<Vec<AuditRecord>, StoreError>;
 }
 
+/// A relational store serving every repository above (the SQL and in-memory
+/// adapters each are one). Only the composition root and the contract suite
+/// name it; use cases hold the single repositories they need.
+pub trait Directory:
+    TenantRepository + UserRepository + AreaRepository + DeviceRepository + AuditLog
+{
+}
+
+impl<T> Directory for T where
+    T: TenantRepository + UserRepository + AreaRepository + DeviceRepository + AuditLog
+{
+}
+
 // ----------------------------------------------------------------- documents
 
 /// Device profiles (and later alarm rules and layouts) as documents.
+///
+/// Ownership rule: a profile is built in (`tenant_id: None`) or owned by one
+/// tenant, and another tenant's id is never replaced or returned. Reads
+/// scoped to a tenant see built-ins and that tenant's own profiles only.
 #[async_trait]
 pub trait DocumentStore: Send + Sync + 'static {
-    /// Inserts or replaces the profile with this id.
+    /// Inserts the profile, or replaces the one with this id when it has the
+    /// same owner (the same tenant, or both built in). MUST return
+    /// `Conflict`, and change nothing, when the id belongs to another owner.
     async fn put_profile(&self, profile: &DeviceProfile) -> Result<(), StoreError>;
-    async fn profile(&self, id: &ProfileId) -> Result<Option<DeviceProfile>, StoreError>;
+    /// The profile with this id if it is built in or owned by `tenant`;
+    /// `None` for another tenant's profile, exactly as for a missing one.
+    async fn profile(
+        &self,
+        tenant: TenantId,
+        id: &ProfileId,
+    ) -> Result<Option<DeviceProfile>, StoreError>;
     /// Built-in profiles plus those owned by `tenant`, ordered by id.
     async fn profiles(&self, tenant: TenantId) -> Result<Vec<DeviceProfile>, StoreError>;
 }
@@ -392,6 +434,20 @@ pub enum Resource {
         device_id: DeviceId,
         area_path: Vec<AreaId>,
     },
+    /// What no tenant owns: the built-in device profiles.
+    Builtins,
+}
+
+/// What an internal job wants to do. The policy maps each to a capability
+/// name of its own, granted to system roles only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SystemAction {
+    /// Read a device's endpoint and profile (to poll it).
+    ReadEndpoints,
+    /// Create or change a tenant's users, memberships, areas and devices,
+    /// or store the built-in profiles (`Resource::Tenant` of the tenant, or
+    /// `Resource::Builtins`).
+    Provision,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -410,6 +466,15 @@ pub trait Authorizer: Send + Sync + 'static {
         &self,
         principal: &Principal,
         action: Action,
+        resource: &Resource,
+    ) -> Result<(), AuthzError>;
+
+    /// The same for an internal job: `Ok(())` only when a rule of the policy
+    /// grants `action` on `resource` to the job's role.
+    fn authorize_system(
+        &self,
+        system: &SystemPrincipal,
+        action: SystemAction,
         resource: &Resource,
     ) -> Result<(), AuthzError>;
 }

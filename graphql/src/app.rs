@@ -8,7 +8,8 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use hearth_auth::{load_or_create_secret, Argon2Cost, Argon2Hasher, JwtTokens, OsoAuthorizer};
 use hearth_domain::ports::Directory;
-use hearth_domain::services::{Hearth, LoginLimits, Ports};
+use hearth_domain::services::{Adapters, LoginLimits, Services};
+use hearth_domain::SystemPrincipal;
 use hearth_embedded::{EmbeddedDocuments, EmbeddedReadings};
 use hearth_inproc::bus::InProcessBus;
 use hearth_modbus::{GatewayConfig, ModbusGateway, Poller, PollerConfig, PollerHandle, Simulator};
@@ -106,7 +107,7 @@ impl TokenSecret {
 /// A started server, with what it started.
 pub struct Running {
     pub address: SocketAddr,
-    pub hearth: Hearth,
+    pub services: Services,
     pub simulator: Option<Simulator>,
     poller: Option<PollerHandle>,
     shutdown: Option<oneshot::Sender<()>>,
@@ -124,7 +125,7 @@ impl Running {
         let _ = (&mut self.server).await;
         // Persist what is queued and release the stores, so the same data
         // directory can be opened again at once.
-        self.hearth.reading_writer().shutdown().await;
+        self.services.ingest.reading_writer().shutdown().await;
         if let Some(mut sim) = self.simulator.take() {
             sim.stop();
         }
@@ -140,7 +141,7 @@ impl Running {
 }
 
 /// Builds every adapter and the application from config.
-pub async fn build(config: &Config) -> anyhow::Result<(Hearth, Arc<ModbusGateway>)> {
+pub async fn build(config: &Config) -> anyhow::Result<(Services, Arc<ModbusGateway>)> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
     let directory: Arc<dyn Directory> = match &config.database_url {
@@ -165,7 +166,7 @@ pub async fn build(config: &Config) -> anyhow::Result<(Hearth, Arc<ModbusGateway
     let secret = config.token_secret.load(&config.data_dir)?;
     let token_lifetime = chrono::Duration::from_std(config.token_lifetime)
         .context("auth.token_lifetime: out of range")?;
-    let ports = Ports {
+    let adapters = Adapters {
         directory,
         documents,
         readings,
@@ -180,21 +181,20 @@ pub async fn build(config: &Config) -> anyhow::Result<(Hearth, Arc<ModbusGateway
             JwtTokens::new(&secret, token_lifetime).context("auth.token_secret: invalid")?,
         ),
     };
-    Ok((
-        Hearth::with_login_limits(ports, config.login.clone()),
-        gateway,
-    ))
+    Ok((Services::new(adapters, config.login.clone()), gateway))
 }
 
 /// Builds everything, seeds the demo when asked, and serves on `config.listen`.
 pub async fn start(config: Config) -> anyhow::Result<Running> {
-    let (hearth, gateway) = build(&config).await?;
+    let (services, gateway) = build(&config).await?;
     // Built-in profiles are code; storing them at every start keeps the
     // document store in step with the running version.
-    hearth
-        .ports()
-        .documents
-        .put_profile(&hearth_modbus::ecl_comfort_310())
+    services
+        .provisioning
+        .put_builtin_profile(
+            &SystemPrincipal::provisioner(),
+            &hearth_modbus::ecl_comfort_310(),
+        )
         .await
         .context("cannot store the built-in device profiles")?;
     let mut simulator = None;
@@ -208,18 +208,18 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
                 )
             })?;
         let addresses: Vec<SocketAddr> = sim.devices().iter().map(|d| d.addr).collect();
-        crate::demo::seed(&hearth, &addresses)
+        crate::demo::seed(&services.provisioning, &addresses)
             .await
             .context("cannot seed the demo")?;
         simulator = Some(sim);
     }
     // Every device in the directory is polled, demo or not.
     let poller = Some(Poller::spawn_with(
-        hearth.clone(),
+        services.ingest.clone(),
         gateway,
         config.poller.clone(),
     ));
-    let schema = api::build_schema(hearth.clone()).finish();
+    let schema = api::build_schema(services.clone()).finish();
     let listener = TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -227,7 +227,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let (tx, rx) = oneshot::channel::<()>();
     let app = crate::server::router_with(
         schema,
-        hearth.clone(),
+        services.auth.clone(),
         config.ws.clone(),
         config.http.clone(),
     );
@@ -246,7 +246,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     });
     Ok(Running {
         address,
-        hearth,
+        services,
         simulator,
         poller,
         shutdown: Some(tx),

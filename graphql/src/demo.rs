@@ -9,8 +9,8 @@ use hearth_domain::model::{
     Area, Device, DeviceScope, EmailAddress, Membership, ModbusEndpoint, Role, Tenant, TenantSlug,
     User,
 };
-use hearth_domain::services::Hearth;
-use hearth_domain::{AreaId, DeviceId, ProfileId, TenantId, UserId};
+use hearth_domain::services::ProvisioningService;
+use hearth_domain::{AreaId, DeviceId, ProfileId, SystemPrincipal, TenantId, UserId};
 
 pub const PASSWORD: &str = "hearth-demo";
 
@@ -35,23 +35,30 @@ const GLOBEX_DEVICES: &[&str] = &[
 pub const DEVICE_COUNT: usize = ACME_DEVICES.len() + GLOBEX_DEVICES.len();
 
 /// Seeds the demo unless tenant `acme` exists. `addresses` are the simulated
-/// controllers' addresses, at least [`DEVICE_COUNT`] of them.
-pub async fn seed(hearth: &Hearth, addresses: &[SocketAddr]) -> anyhow::Result<()> {
+/// controllers' addresses, at least [`DEVICE_COUNT`] of them. Acts as the
+/// provisioner system principal, so the policy decides what seeding may do.
+pub async fn seed(
+    provisioning: &ProvisioningService,
+    addresses: &[SocketAddr],
+) -> anyhow::Result<()> {
     anyhow::ensure!(
         addresses.len() >= DEVICE_COUNT,
         "not enough simulated controllers"
     );
-    let ports = hearth.ports();
+    let system = SystemPrincipal::provisioner();
     let profile = hearth_modbus::ecl_comfort_310();
-    let dir = &ports.directory;
-    if dir.tenant_by_slug("acme").await?.is_some() {
+    if provisioning
+        .tenant_by_slug(&system, "acme")
+        .await?
+        .is_some()
+    {
         tracing::info!("Demo data present; not seeding again.");
         return Ok(());
     }
     let acme = tenant("acme", "ACME District Heating")?;
     let globex = tenant("globex", "Globex Facilities")?;
-    dir.insert_tenant(&acme).await?;
-    dir.insert_tenant(&globex).await?;
+    provisioning.create_tenant(&system, &acme).await?;
+    provisioning.create_tenant(&system, &globex).await?;
 
     let north = area(acme.id, None, "North district");
     let n1 = area(acme.id, Some(north.id), "Substation N1");
@@ -59,7 +66,7 @@ pub async fn seed(hearth: &Hearth, addresses: &[SocketAddr]) -> anyhow::Result<(
     let hospital = area(acme.id, None, "City hospital");
     let plant = area(globex.id, None, "Globex plants");
     for a in [&north, &n1, &n2, &hospital, &plant] {
-        dir.insert_area(a).await?;
+        provisioning.create_area(&system, a).await?;
     }
     let acme_areas = [n1.id, n2.id, hospital.id];
     let mut addresses = addresses.iter();
@@ -71,18 +78,18 @@ pub async fn seed(hearth: &Hearth, addresses: &[SocketAddr]) -> anyhow::Result<(
     };
     for (name, area_index) in ACME_DEVICES {
         let area = acme_areas.get(area_index - 1).copied();
-        dir.insert_device(&device(acme.id, area, name, &profile.id, next_endpoint()?))
-            .await?;
+        let device = device(acme.id, area, name, &profile.id, next_endpoint()?);
+        provisioning.create_device(&system, &device).await?;
     }
     for name in GLOBEX_DEVICES {
-        dir.insert_device(&device(
+        let device = device(
             globex.id,
             Some(plant.id),
             name,
             &profile.id,
             next_endpoint()?,
-        ))
-        .await?;
+        );
+        provisioning.create_device(&system, &device).await?;
     }
 
     let all = DeviceScope::All;
@@ -134,23 +141,24 @@ pub async fn seed(hearth: &Hearth, addresses: &[SocketAddr]) -> anyhow::Result<(
         ),
     ];
     for (email, name, memberships) in users {
-        let hash = hearth.hash_password(PASSWORD).await?;
         let user = User {
             id: UserId::new(),
             email: EmailAddress::new(email)?,
             display_name: name.to_string(),
-            password_hash: Some(hash),
+            password_hash: None,
         };
-        dir.insert_user(&user).await?;
-        for (tenant_id, role, scope) in memberships {
-            dir.upsert_membership(&Membership {
+        let memberships: Vec<Membership> = memberships
+            .into_iter()
+            .map(|(tenant_id, role, scope)| Membership {
                 user_id: user.id,
                 tenant_id,
                 role,
                 scope,
             })
+            .collect();
+        provisioning
+            .create_user(&system, &user, PASSWORD, &memberships)
             .await?;
-        }
     }
     tracing::info!(
         devices = DEVICE_COUNT,

@@ -14,7 +14,7 @@ use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use hearth_domain::services::Hearth;
+use hearth_domain::services::AuthService;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
@@ -29,7 +29,7 @@ use crate::ws::{WsHub, WsLimits};
 #[derive(Clone)]
 struct AppState {
     schema: CodedSchema,
-    hearth: Hearth,
+    hearth: AuthService,
     ws: WsHub,
     http: HttpLimits,
     graphiql: bool,
@@ -59,7 +59,7 @@ impl Default for HttpOptions {
 }
 
 /// The routes with the default [`HttpOptions`].
-pub fn router(schema: HearthSchema, hearth: Hearth) -> Router {
+pub fn router(schema: HearthSchema, hearth: AuthService) -> Router {
     router_with(schema, hearth, WsLimits::default(), HttpOptions::default())
 }
 
@@ -67,7 +67,7 @@ pub fn router(schema: HearthSchema, hearth: Hearth) -> Router {
 /// sets both).
 pub fn router_with(
     schema: HearthSchema,
-    hearth: Hearth,
+    hearth: AuthService,
     ws_limits: WsLimits,
     http: HttpOptions,
 ) -> Router {
@@ -135,7 +135,7 @@ pub(crate) fn bearer_token(value: &str) -> &str {
 }
 
 /// Resolves the bearer token of a request, if any.
-pub(crate) async fn caller(hearth: &Hearth, authorization: Option<&str>) -> Caller {
+pub(crate) async fn caller(hearth: &AuthService, authorization: Option<&str>) -> Caller {
     let Some(value) = authorization else {
         return Caller::Anonymous;
     };

@@ -20,7 +20,7 @@ use async_graphql::{Data, Executor, Request, Response, ServerError};
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use futures::stream::{self, BoxStream, StreamExt};
 use futures::SinkExt;
-use hearth_domain::services::Hearth;
+use hearth_domain::services::AuthService;
 use hearth_domain::{DomainError, Principal, UserId};
 use parking_lot::Mutex;
 use serde_json::json;
@@ -88,7 +88,7 @@ mod close {
 /// State shared by every WebSocket connection of a server.
 #[derive(Clone)]
 pub struct WsHub {
-    hearth: Hearth,
+    hearth: AuthService,
     schema: CodedSchema,
     limits: Arc<WsLimits>,
     per_user: Arc<Mutex<HashMap<UserId, usize>>>,
@@ -96,7 +96,7 @@ pub struct WsHub {
 }
 
 impl WsHub {
-    pub fn new(hearth: Hearth, schema: CodedSchema, limits: WsLimits) -> Self {
+    pub fn new(hearth: AuthService, schema: CodedSchema, limits: WsLimits) -> Self {
         Self {
             pending: Arc::new(Semaphore::new(limits.max_pending_handshakes)),
             hearth,
@@ -373,7 +373,7 @@ enum Recheck {
 /// Authenticates the connection's token again. Only a definite refusal ends
 /// the session: a store that cannot answer right now does not cut every
 /// operator off (the next check asks again).
-async fn recheck_session(hearth: &Hearth, init: &Mutex<InitOutcome>) -> Recheck {
+async fn recheck_session(hearth: &AuthService, init: &Mutex<InitOutcome>) -> Recheck {
     let (token, before) = {
         let i = init.lock();
         (i.token.clone(), i.principal.clone())
@@ -574,7 +574,7 @@ fn error_message(protocol: Protocols, id: &str, code: Code, message: &str) -> St
 #[derive(Clone)]
 struct SessionExecutor {
     schema: CodedSchema,
-    hearth: Hearth,
+    hearth: AuthService,
 }
 
 impl Executor for SessionExecutor {

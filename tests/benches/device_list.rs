@@ -19,9 +19,9 @@ use hearth_domain::model::{
     PointDefinition, Quality, Reading, RegisterKind, Role, Scale, Tenant, TenantSlug, User,
     WordOrder, WriteLevel,
 };
-use hearth_domain::ports::{Action, Authorizer, AuthzError, LiveEvent, Resource};
-use hearth_domain::services::{Hearth, Ports};
-use hearth_domain::{DeviceId, PointKey, Principal, ProfileId, TenantId, UserId};
+use hearth_domain::ports::{Action, Authorizer, AuthzError, LiveEvent, Resource, SystemAction};
+use hearth_domain::services::{Adapters, LoginLimits, Services};
+use hearth_domain::{DeviceId, PointKey, Principal, ProfileId, SystemPrincipal, TenantId, UserId};
 use hearth_embedded::{EmbeddedDocuments, EmbeddedReadings};
 use hearth_inproc::bus::InProcessBus;
 use hearth_inproc::directory::MemoryDirectory;
@@ -50,13 +50,21 @@ impl Authorizer for BypassAuthorizer {
     fn authorize(&self, _: &Principal, _: Action, _: &Resource) -> Result<(), AuthzError> {
         Ok(())
     }
+    fn authorize_system(
+        &self,
+        _: &SystemPrincipal,
+        _: SystemAction,
+        _: &Resource,
+    ) -> Result<(), AuthzError> {
+        Ok(())
+    }
 }
 
 struct Side {
     name: &'static str,
     addr: SocketAddr,
     token: String,
-    _hearth: Hearth,
+    _services: Services,
 }
 
 fn profile() -> anyhow::Result<DeviceProfile> {
@@ -96,9 +104,20 @@ fn profile() -> anyhow::Result<DeviceProfile> {
     })
 }
 
-async fn side(name: &'static str, ports: Ports) -> anyhow::Result<Side> {
-    let hearth = Hearth::new(ports);
-    let p = hearth.ports();
+async fn side(name: &'static str, adapters: Adapters) -> anyhow::Result<Side> {
+    // The bench seeds through the adapters it built itself, before the
+    // services take them over.
+    let p = Adapters {
+        directory: adapters.directory.clone(),
+        documents: adapters.documents.clone(),
+        readings: adapters.readings.clone(),
+        live: adapters.live.clone(),
+        field: adapters.field.clone(),
+        authorizer: adapters.authorizer.clone(),
+        passwords: adapters.passwords.clone(),
+        tokens: adapters.tokens.clone(),
+    };
+    let services = Services::new(adapters, LoginLimits::default());
     let tenant = Tenant {
         id: TenantId::new(),
         slug: TenantSlug::new("bench")?,
@@ -143,10 +162,14 @@ async fn side(name: &'static str, ports: Ports) -> anyhow::Result<Side> {
             }));
         }
     }
-    let session = hearth
+    let session = services
+        .auth
         .login("admin@bench.test", PASSWORD, None, None)
         .await?;
-    let router = hearth::server::router(build_schema(hearth.clone()).finish(), hearth.clone());
+    let router = hearth::server::router(
+        build_schema(services.clone()).finish(),
+        services.auth.clone(),
+    );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     tokio::spawn(async move {
@@ -156,7 +179,7 @@ async fn side(name: &'static str, ports: Ports) -> anyhow::Result<Side> {
         name,
         addr,
         token: session.token,
-        _hearth: hearth,
+        _services: services,
     })
 }
 
@@ -222,7 +245,7 @@ async fn main() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let tokens = || JwtTokens::new(&[7u8; 64], chrono::Duration::hours(1));
     let gateway = Arc::new(ModbusGateway::new(GatewayConfig::default()));
-    let embedded = Ports {
+    let embedded = Adapters {
         directory: Arc::new(
             SqlDirectory::sqlite_in(dir.path())
                 .await
@@ -236,7 +259,7 @@ async fn main() -> anyhow::Result<()> {
         passwords: Arc::new(Argon2Hasher::fast_for_tests()?),
         tokens: Arc::new(tokens()?),
     };
-    let memory = Ports {
+    let memory = Adapters {
         directory: Arc::new(MemoryDirectory::new()),
         documents: Arc::new(MemoryDocuments::new()),
         readings: Arc::new(MemoryReadings::new()),

@@ -5,7 +5,7 @@
 //! subscriber: 1,000 simulated ECL controllers on loopback, the real
 //! [`Poller`] (scheduler, gateway, decoding, `record_readings`), the
 //! [`InProcessBus`], and 1,000 subscribers that each call
-//! `Hearth::subscribe_live` with an Admin [`Principal`] of the one tenant
+//! `LiveService::subscribe_live` with an Admin [`Principal`] of the one tenant
 //! (empty device list: every device in scope), through the oso policy, over
 //! an in-memory directory. Not through the GraphQL WebSocket: a thousand
 //! WebSocket clients each receiving every event of the tenant as JSON would
@@ -51,8 +51,8 @@ use hearth_domain::model::{
     Device, DeviceScope, EmailAddress, HistoryBucket, HistoryQuery, Membership, ModbusEndpoint,
     Reading, Role, Tenant, TenantSlug, User,
 };
-use hearth_domain::ports::ReadingStore;
-use hearth_domain::services::{Hearth, LiveUpdate, Ports};
+use hearth_domain::ports::{Directory, DocumentStore, ReadingStore};
+use hearth_domain::services::{Adapters, LiveUpdate, LoginLimits, Services};
 use hearth_domain::{DeviceId, PointKey, Principal, StoreError, TenantId, UserId};
 use hearth_embedded::EmbeddedReadings;
 use hearth_inproc::bus::InProcessBus;
@@ -170,24 +170,30 @@ async fn main() -> anyhow::Result<()> {
         Arc::new(DiscardingReadingStore)
     };
     let gateway = Arc::new(ModbusGateway::new(GatewayConfig::default()));
-    let hearth = Hearth::new(Ports {
-        directory: Arc::new(MemoryDirectory::new()),
-        documents: Arc::new(MemoryDocuments::new()),
-        readings,
-        live: Arc::new(InProcessBus::new()),
-        field: gateway.clone(),
-        authorizer: Arc::new(OsoAuthorizer::new()?),
-        passwords: Arc::new(Argon2Hasher::fast_for_tests()?),
-        tokens: Arc::new(JwtTokens::new(&[7u8; 64], chrono::Duration::hours(1))?),
-    });
-    let ports = hearth.ports().clone();
+    // The bench seeds through the stores it built itself; the services
+    // take them over for everything else.
+    let directory: Arc<dyn Directory> = Arc::new(MemoryDirectory::new());
+    let documents: Arc<dyn DocumentStore> = Arc::new(MemoryDocuments::new());
+    let hearth = Services::new(
+        Adapters {
+            directory: directory.clone(),
+            documents: documents.clone(),
+            readings,
+            live: Arc::new(InProcessBus::new()),
+            field: gateway.clone(),
+            authorizer: Arc::new(OsoAuthorizer::new()?),
+            passwords: Arc::new(Argon2Hasher::fast_for_tests()?),
+            tokens: Arc::new(JwtTokens::new(&[7u8; 64], chrono::Duration::hours(1))?),
+        },
+        LoginLimits::default(),
+    );
 
     let tenant = Tenant {
         id: TenantId::new(),
         slug: TenantSlug::new("bench")?,
         name: "Bench".into(),
     };
-    ports.directory.insert_tenant(&tenant).await?;
+    directory.insert_tenant(&tenant).await?;
     let profile = hearth_domain::model::DeviceProfile {
         poll_interval_ms: interval_ms,
         live_poll_interval_ms: live_interval_ms,
@@ -197,21 +203,21 @@ async fn main() -> anyhow::Result<()> {
     profile.validate().with_context(|| {
         format!("--interval-ms {interval_ms} --live-interval-ms {live_interval_ms:?} make the profile invalid")
     })?;
-    ports.documents.put_profile(&profile).await?;
+    documents.put_profile(&profile).await?;
     let user = User {
         id: UserId::new(),
         email: EmailAddress::new("operator@bench.test")?,
         display_name: "Operator".into(),
         password_hash: None,
     };
-    ports.directory.insert_user(&user).await?;
+    directory.insert_user(&user).await?;
     let membership = Membership {
         user_id: user.id,
         tenant_id: tenant.id,
         role: Role::Admin,
         scope: DeviceScope::All,
     };
-    ports.directory.upsert_membership(&membership).await?;
+    directory.upsert_membership(&membership).await?;
     let mut ids = Vec::with_capacity(devices);
     for (i, simulated) in sim.devices().iter().enumerate() {
         let device = Device {
@@ -226,7 +232,7 @@ async fn main() -> anyhow::Result<()> {
                 SIMULATED_UNIT,
             )?,
         };
-        ports.directory.insert_device(&device).await?;
+        directory.insert_device(&device).await?;
         ids.push(device.id);
     }
     let principal = Principal {
@@ -249,7 +255,7 @@ async fn main() -> anyhow::Result<()> {
         for d in &watched {
             *watchers.entry(*d).or_default() += 1;
         }
-        let mut stream = hearth.subscribe_live(&principal, &watched).await?;
+        let mut stream = hearth.live.subscribe_live(&principal, &watched).await?;
         let (marker, stop) = (marker.clone(), stop.clone());
         tasks.push(tokio::spawn(async move {
             let mut log = SubscriberLog::default();
@@ -294,7 +300,7 @@ async fn main() -> anyhow::Result<()> {
     }
 
     let poller = Poller::spawn_with(
-        hearth.clone(),
+        hearth.ingest.clone(),
         gateway,
         PollerConfig {
             max_start_offset: interval,
@@ -382,7 +388,7 @@ async fn main() -> anyhow::Result<()> {
         _ => interval_ms,
     };
     println!(
-        "live latency: {devices} devices ({polled_devices} polled), {subscribers} subscribers via Hearth::subscribe_live \
+        "live latency: {devices} devices ({polled_devices} polled), {subscribers} subscribers via LiveService::subscribe_live \
          watching {}, poll interval {interval_ms} ms (live {live_interval_ms:?} ms; watched devices polled every {effective_ms} ms), {} markers ({:.0} ms apart) over {seconds} s, persistence {}, {cores} cores",
         if watch == 0 { "every device".to_string() } else { format!("{watch} devices each") },
         writes.len(),

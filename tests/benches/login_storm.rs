@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use futures::StreamExt;
-use hearth_domain::ports::{Delivery, LiveEvent};
+use hearth_domain::services::LiveUpdate;
 use hearth_domain::DeviceId;
 use hearth_tests::{error_code, DemoServer};
 use serde_json::json;
@@ -168,16 +168,17 @@ async fn main() -> anyhow::Result<()> {
     let phase_length = Duration::from_secs_f64(seconds);
 
     let server = DemoServer::start().await?;
-    let hearth = server.running.hearth.clone();
+    let services = server.running.services.clone();
     let mut streams = Vec::new();
-    for slug in ["acme", "globex"] {
-        let tenant = hearth
-            .ports()
-            .directory
-            .tenant_by_slug(slug)
+    // Each tenant's admin sees every device of it: together, the whole demo.
+    for admin in ["admin@acme.test", "admin@globex.test"] {
+        let token = server
+            .login(admin)
             .await?
-            .with_context(|| format!("the demo has tenant {slug}"))?;
-        streams.push(hearth.ports().live.subscribe(tenant.id));
+            .token
+            .with_context(|| format!("{admin} logs in"))?;
+        let principal = services.auth.authenticate(&token).await?;
+        streams.push(services.live.subscribe_live(&principal, &[]).await?);
     }
     let polls: Arc<Mutex<Vec<Poll>>> = Arc::default();
     let collector = tokio::spawn({
@@ -186,11 +187,11 @@ async fn main() -> anyhow::Result<()> {
         async move {
             while let Some(delivery) = deliveries.next().await {
                 let (device, readings) = match delivery {
-                    Delivery::Event(LiveEvent::Readings(batch)) => match batch.readings().first() {
-                        Some(first) => (first.device_id, batch.readings().len()),
+                    LiveUpdate::Readings(batch) => match batch.first() {
+                        Some(first) => (first.device_id, batch.len()),
                         None => continue,
                     },
-                    Delivery::Event(LiveEvent::Reading(r)) => (r.device_id, 1),
+                    LiveUpdate::Reading(r) => (r.device_id, 1),
                     _ => continue,
                 };
                 if let Ok(mut polls) = polls.lock() {

@@ -9,6 +9,9 @@
 #   Principal { tenant_id, role, scope_all, scoped_areas, scoped_devices }
 #   Tenant    { tenant_id }
 #   Device    { tenant_id, device_id, area_path }   (area_path: nearest area first)
+#   System    { role }      an internal job: poller, provisioner
+#   Builtins  {}            the built-in profiles, owned by no tenant
+#   system capabilities: read_endpoints, provision   (system rules only)
 #
 # Anything not allowed below is denied: Polar has no implicit allow, and this
 # file has no catch-all rule.
@@ -79,6 +82,24 @@ unscoped(actor: Principal) if
 
 unscoped(actor: Principal) if
     actor.scope_all = true;
+
+# ------------------------------------------------------------- internal jobs
+# Internal jobs act as a System principal, never as a user: these rules are
+# everything they may do. No user rule above matches a System, and no rule
+# here matches a Principal.
+
+# The poller reads every device's endpoint and profile, in every tenant, to
+# poll it; nothing else (it cannot list users, write points or provision).
+allow(actor: System, "read_endpoints", _device: Device) if
+    actor.role = "poller";
+
+# Provisioning (demo seeding, `hearth tenant create`) creates a tenant's
+# users, memberships, areas and devices, and stores the built-in profiles.
+allow(actor: System, "provision", _tenant: Tenant) if
+    actor.role = "provisioner";
+
+allow(actor: System, "provision", _builtins: Builtins) if
+    actor.role = "provisioner";
 
 # ---------------------------------------------------------------- device scope
 

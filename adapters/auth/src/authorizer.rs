@@ -2,8 +2,8 @@
 //! one file that says who may do what (DESIGN.md, "Access model").
 
 use hearth_domain::model::{DeviceScope, Role, WriteLevel};
-use hearth_domain::ports::{Action, Authorizer, AuthzError, Resource};
-use hearth_domain::Principal;
+use hearth_domain::ports::{Action, Authorizer, AuthzError, Resource, SystemAction};
+use hearth_domain::{Principal, SystemPrincipal};
 use oso::{Oso, PolarClass, PolarValue};
 
 /// The policy, compiled into the binary so a deployment cannot run with a
@@ -99,6 +99,27 @@ impl From<&Principal> for PolarPrincipal {
     }
 }
 
+/// An internal job as the policy sees it: only its role.
+#[derive(Debug, Clone, PolarClass)]
+#[polar(class_name = "System")]
+struct PolarSystem {
+    #[polar(attribute)]
+    role: String,
+}
+
+/// The built-in profiles: owned by no tenant.
+#[derive(Debug, Clone, PolarClass)]
+#[polar(class_name = "Builtins")]
+struct PolarBuiltins;
+
+/// The policy's name for what a [`SystemAction`] needs.
+pub fn system_capability(action: SystemAction) -> &'static str {
+    match action {
+        SystemAction::ReadEndpoints => "read_endpoints",
+        SystemAction::Provision => "provision",
+    }
+}
+
 #[derive(Debug, Clone, PolarClass)]
 #[polar(class_name = "Tenant")]
 struct PolarTenant {
@@ -151,6 +172,8 @@ impl OsoAuthorizer {
             PolarPrincipal::get_polar_class(),
             PolarTenant::get_polar_class(),
             PolarDevice::get_polar_class(),
+            PolarSystem::get_polar_class(),
+            PolarBuiltins::get_polar_class(),
         ] {
             oso.register_class(class)
                 .map_err(boxed(AuthSetupError::Register))?;
@@ -228,8 +251,34 @@ impl Authorizer for OsoAuthorizer {
         action: Action,
         resource: &Resource,
     ) -> Result<(), AuthzError> {
-        let actor = PolarPrincipal::from(principal);
-        let capability = capability(action);
+        self.decide(
+            PolarPrincipal::from(principal),
+            capability(action),
+            resource,
+        )
+    }
+
+    fn authorize_system(
+        &self,
+        system: &SystemPrincipal,
+        action: SystemAction,
+        resource: &Resource,
+    ) -> Result<(), AuthzError> {
+        let actor = PolarSystem {
+            role: system.role().as_str().to_owned(),
+        };
+        self.decide(actor, system_capability(action), resource)
+    }
+}
+
+impl OsoAuthorizer {
+    /// One policy query; any error is a policy failure, never an allow.
+    fn decide(
+        &self,
+        actor: impl oso::ToPolar,
+        capability: &str,
+        resource: &Resource,
+    ) -> Result<(), AuthzError> {
         let allowed = match resource {
             Resource::Tenant(tenant_id) => self.oso.is_allowed(
                 actor,
@@ -251,6 +300,7 @@ impl Authorizer for OsoAuthorizer {
                     area_path: area_path.iter().map(ToString::to_string).collect(),
                 },
             ),
+            Resource::Builtins => self.oso.is_allowed(actor, capability, PolarBuiltins),
         }
         .map_err(|err| AuthzError::Policy(err.to_string()))?;
         if allowed {
@@ -492,6 +542,75 @@ mod tests {
                 authz.authorize(&who, action, &elsewhere).is_ok(),
                 "{action:?}"
             );
+        }
+    }
+
+    #[test]
+    fn system_roles_have_exactly_the_rights_their_rules_give() {
+        // Given the policy and a device and tenant of any tenant
+        let authz = authorizer();
+        let tenant = TenantId::new();
+        let any_device = device(tenant, DeviceId::new(), vec![AreaId::new()]);
+        let the_tenant = Resource::Tenant(tenant);
+        let (poller, provisioner) = (SystemPrincipal::poller(), SystemPrincipal::provisioner());
+        let may = |who: &SystemPrincipal, action, resource: &Resource| {
+            authz.authorize_system(who, action, resource).is_ok()
+        };
+
+        // Then the poller reads every device's endpoint and nothing else
+        assert!(may(&poller, SystemAction::ReadEndpoints, &any_device));
+        assert!(!may(&poller, SystemAction::Provision, &the_tenant));
+        assert!(!may(&poller, SystemAction::Provision, &Resource::Builtins));
+        assert!(!may(&poller, SystemAction::ReadEndpoints, &the_tenant));
+        // And the provisioner provisions tenants and built-ins but polls nothing
+        assert!(may(&provisioner, SystemAction::Provision, &the_tenant));
+        assert!(may(
+            &provisioner,
+            SystemAction::Provision,
+            &Resource::Builtins
+        ));
+        assert!(!may(&provisioner, SystemAction::Provision, &any_device));
+        assert!(!may(&provisioner, SystemAction::ReadEndpoints, &any_device));
+        // And no user action is open to a system role through the user rules
+        for action in ALL_ACTIONS {
+            for who in [&poller, &provisioner] {
+                let name = capability(action);
+                let allowed = authz
+                    .oso
+                    .is_allowed(
+                        PolarSystem {
+                            role: who.role().as_str().to_owned(),
+                        },
+                        name,
+                        PolarTenant {
+                            tenant_id: tenant.to_string(),
+                        },
+                    )
+                    .unwrap_or(true);
+                assert!(!allowed, "{who:?} must not get user capability {name}");
+            }
+        }
+    }
+
+    #[test]
+    fn users_never_get_system_capabilities() {
+        // Given an admin of the tenant with every device in scope
+        let authz = authorizer();
+        let tenant = TenantId::new();
+        let admin = principal(tenant, Role::Admin, DeviceScope::All);
+        // Then the system capabilities are no user's, on any resource
+        for name in ["read_endpoints", "provision"] {
+            for resource in [
+                Resource::Tenant(tenant),
+                device(tenant, DeviceId::new(), vec![]),
+            ] {
+                assert!(
+                    authz
+                        .decide(PolarPrincipal::from(&admin), name, &resource)
+                        .is_err(),
+                    "an admin must not get `{name}` on {resource:?}"
+                );
+            }
         }
     }
 

@@ -164,8 +164,17 @@ impl DocumentStore for EmbeddedDocuments {
         outcome
     }
 
-    async fn profile(&self, id: &ProfileId) -> Result<Option<DeviceProfile>, StoreError> {
-        Ok(self.snapshot().await?.get(id).cloned())
+    async fn profile(
+        &self,
+        tenant: TenantId,
+        id: &ProfileId,
+    ) -> Result<Option<DeviceProfile>, StoreError> {
+        Ok(self
+            .snapshot()
+            .await?
+            .get(id)
+            .filter(|p| p.tenant_id.is_none() || p.tenant_id == Some(tenant))
+            .cloned())
     }
 
     async fn profiles(&self, tenant: TenantId) -> Result<Vec<DeviceProfile>, StoreError> {

@@ -83,7 +83,10 @@ async fn profiles_survive_a_reopen() {
     }
     let store = EmbeddedDocuments::open(dir.path()).expect("reopen documents.redb");
     assert_eq!(
-        store.profile(&own.id).await.expect("profile after reopen"),
+        store
+            .profile(tenant, &own.id)
+            .await
+            .expect("profile after reopen"),
         Some(own.clone())
     );
     assert_eq!(
@@ -215,9 +218,14 @@ async fn a_profile_id_cannot_be_taken_over_by_another_owner() {
         store.put_profile(&hijack_own).await,
         Err(StoreError::Conflict(_))
     ));
-    assert_eq!(store.profile(&own.id).await.expect("profile"), Some(own));
     assert_eq!(
-        store.profile(&builtin.id).await.expect("profile"),
+        store.profile(acme, &own.id).await.expect("profile"),
+        Some(own.clone())
+    );
+    // And globex, whose attempt was refused, cannot read acme's profile either
+    assert_eq!(store.profile(globex, &own.id).await.expect("profile"), None);
+    assert_eq!(
+        store.profile(globex, &builtin.id).await.expect("profile"),
         Some(builtin)
     );
 }

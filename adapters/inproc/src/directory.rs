@@ -12,7 +12,10 @@ use async_trait::async_trait;
 use hearth_domain::model::{
     Area, AuditEntry, AuditOutcome, Device, EmailAddress, Membership, PasswordHash, Tenant, User,
 };
-use hearth_domain::ports::{AuditCursor, AuditFilter, AuditRecord, DeviceFilter, Directory, Page};
+use hearth_domain::ports::{
+    AreaRepository, AuditCursor, AuditFilter, AuditLog, AuditRecord, DeviceFilter,
+    DeviceRepository, Page, TenantRepository, UserRepository,
+};
 use hearth_domain::{AreaId, DeviceId, StoreError, TenantId, UserId};
 
 /// Tenants, users, memberships, areas, devices and audit log in hash maps
@@ -122,7 +125,7 @@ impl<'a, T: Eq + Hash> IdSet<'a, T> {
 }
 
 #[async_trait]
-impl Directory for MemoryDirectory {
+impl TenantRepository for MemoryDirectory {
     async fn insert_tenant(&self, tenant: &Tenant) -> Result<(), StoreError> {
         let mut s = self.write();
         if s.tenants.contains_key(&tenant.id) || s.tenant_by_slug.contains_key(tenant.slug.as_str())
@@ -149,7 +152,10 @@ impl Directory for MemoryDirectory {
             .and_then(|id| s.tenants.get(id))
             .cloned())
     }
+}
 
+#[async_trait]
+impl UserRepository for MemoryDirectory {
     async fn insert_user(&self, user: &User) -> Result<(), StoreError> {
         let mut s = self.write();
         if s.user_by_email.contains_key(user.email.as_str()) {
@@ -234,7 +240,10 @@ impl Directory for MemoryDirectory {
         }
         Ok(removed)
     }
+}
 
+#[async_trait]
+impl AreaRepository for MemoryDirectory {
     async fn insert_area(&self, area: &Area) -> Result<(), StoreError> {
         let mut s = self.write();
         if s.areas.contains_key(&area.id) {
@@ -261,7 +270,10 @@ impl Directory for MemoryDirectory {
             })
             .unwrap_or_default())
     }
+}
 
+#[async_trait]
+impl DeviceRepository for MemoryDirectory {
     async fn insert_device(&self, device: &Device) -> Result<(), StoreError> {
         let mut s = self.write();
         if s.devices.contains_key(&device.id) {
@@ -369,7 +381,10 @@ impl Directory for MemoryDirectory {
             .cloned()
             .collect())
     }
+}
 
+#[async_trait]
+impl AuditLog for MemoryDirectory {
     async fn append_audit(
         &self,
         entry: &AuditEntry,

@@ -43,12 +43,19 @@ impl DocumentStore for MemoryDocuments {
         Ok(())
     }
 
-    async fn profile(&self, id: &ProfileId) -> Result<Option<DeviceProfile>, StoreError> {
+    async fn profile(
+        &self,
+        tenant: TenantId,
+        id: &ProfileId,
+    ) -> Result<Option<DeviceProfile>, StoreError> {
         let profiles = self
             .profiles
             .read()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        Ok(profiles.get(id).cloned())
+        Ok(profiles
+            .get(id)
+            .filter(|p| p.tenant_id.is_none() || p.tenant_id == Some(tenant))
+            .cloned())
     }
 
     async fn profiles(&self, tenant: TenantId) -> Result<Vec<DeviceProfile>, StoreError> {
@@ -125,7 +132,7 @@ mod tests {
             Err(StoreError::Conflict(_))
         ));
         let kept = store
-            .profile(&ProfileId::new("custom").expect("valid id"))
+            .profile(acme, &ProfileId::new("custom").expect("valid id"))
             .await
             .expect("profile");
         assert_eq!(kept.and_then(|p| p.tenant_id), Some(acme));

@@ -4,7 +4,7 @@
 //! - "hearth": one task per device runs [`DevicePoller::poll_once`] flat out,
 //!   the very function the poller's scheduler calls at every tick: block
 //!   reads through the shared [`ModbusGateway`] (link cache, per-device lock,
-//!   timeouts), decoding per profile, and `Hearth::record_readings`, which
+//!   timeouts), decoding per profile, and `IngestService::record_readings`, which
 //!   publishes every reading on an [`InProcessBus`] and queues it on the
 //!   batched `ReadingWriter`. Persistence is excluded: the writer's store is
 //!   [`DiscardingReadingStore`], which drops every batch. The bus has no
@@ -43,11 +43,13 @@ use hearth_domain::model::{
     PointDefinition, Reading, RegisterKind, Scale, WordOrder, WriteLevel,
 };
 use hearth_domain::ports::{
-    Action, Authorizer, AuthzError, PasswordHasher, ReadingStore, Resource, TokenClaims,
-    TokenError, TokenService,
+    Action, Authorizer, AuthzError, PasswordHasher, ReadingStore, Resource, SystemAction,
+    TokenClaims, TokenError, TokenService,
 };
-use hearth_domain::services::{Hearth, Ports};
-use hearth_domain::{DeviceId, PointKey, Principal, ProfileId, StoreError, TenantId, UserId};
+use hearth_domain::services::{Adapters, IngestService, LoginLimits, Services};
+use hearth_domain::{
+    DeviceId, PointKey, Principal, ProfileId, StoreError, SystemPrincipal, TenantId, UserId,
+};
 use hearth_inproc::bus::InProcessBus;
 use hearth_inproc::directory::MemoryDirectory;
 use hearth_inproc::documents::MemoryDocuments;
@@ -85,6 +87,14 @@ struct NotUsed;
 
 impl Authorizer for NotUsed {
     fn authorize(&self, _: &Principal, _: Action, _: &Resource) -> Result<(), AuthzError> {
+        Err(AuthzError::Denied)
+    }
+    fn authorize_system(
+        &self,
+        _: &SystemPrincipal,
+        _: SystemAction,
+        _: &Resource,
+    ) -> Result<(), AuthzError> {
         Err(AuthzError::Denied)
     }
 }
@@ -167,17 +177,21 @@ fn schedule_profile() -> Result<DeviceProfile, Failure> {
     })
 }
 
-fn hearth(gateway: Arc<ModbusGateway>) -> Hearth {
-    Hearth::new(Ports {
-        directory: Arc::new(MemoryDirectory::new()),
-        documents: Arc::new(MemoryDocuments::new()),
-        readings: Arc::new(DiscardingReadingStore),
-        live: Arc::new(InProcessBus::new()),
-        field: gateway,
-        authorizer: Arc::new(NotUsed),
-        passwords: Arc::new(NotUsed),
-        tokens: Arc::new(NotUsed),
-    })
+fn hearth(gateway: Arc<ModbusGateway>) -> IngestService {
+    Services::new(
+        Adapters {
+            directory: Arc::new(MemoryDirectory::new()),
+            documents: Arc::new(MemoryDocuments::new()),
+            readings: Arc::new(DiscardingReadingStore),
+            live: Arc::new(InProcessBus::new()),
+            field: gateway,
+            authorizer: Arc::new(NotUsed),
+            passwords: Arc::new(NotUsed),
+            tokens: Arc::new(NotUsed),
+        },
+        LoginLimits::default(),
+    )
+    .ingest
 }
 
 #[derive(Default, Clone, Copy)]
@@ -197,7 +211,7 @@ impl Tally {
 
 /// One side's state for one scenario, kept across rounds (connections stay open).
 struct HearthSide {
-    hearth: Hearth,
+    hearth: IngestService,
     pollers: Vec<DevicePoller>,
 }
 

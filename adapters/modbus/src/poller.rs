@@ -14,8 +14,8 @@ use std::time::Duration;
 use chrono::{SubsecRound, Utc};
 use hearth_domain::model::{Device, DeviceProfile, Reading};
 use hearth_domain::ports::{FieldError, FieldGateway};
-use hearth_domain::services::Hearth;
-use hearth_domain::{DeviceId, PointKey, ProfileId, StoreError};
+use hearth_domain::services::IngestService;
+use hearth_domain::{DeviceId, DomainError, PointKey, ProfileId, SystemPrincipal};
 use rand::Rng;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::{Id as TaskId, JoinSet};
@@ -58,13 +58,13 @@ impl Default for PollerConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum PollerError {
     #[error("could not load devices: {0}")]
-    Store(#[from] StoreError),
+    Load(#[from] DomainError),
     #[error("the poller has stopped")]
     Stopped,
 }
 
 enum Command {
-    Reload(oneshot::Sender<Result<usize, StoreError>>),
+    Reload(oneshot::Sender<Result<usize, DomainError>>),
     Stop,
 }
 
@@ -74,19 +74,19 @@ pub struct Poller;
 impl Poller {
     /// Loads every device and its profile (retrying while the stores fail)
     /// and polls each on its own task. Must be called inside a Tokio runtime.
-    pub fn spawn(hearth: Hearth, gateway: Arc<ModbusGateway>) -> PollerHandle {
-        Self::spawn_with(hearth, gateway, PollerConfig::default())
+    pub fn spawn(ingest: IngestService, gateway: Arc<ModbusGateway>) -> PollerHandle {
+        Self::spawn_with(ingest, gateway, PollerConfig::default())
     }
 
     pub fn spawn_with(
-        hearth: Hearth,
+        ingest: IngestService,
         gateway: Arc<ModbusGateway>,
         config: PollerConfig,
     ) -> PollerHandle {
         let (commands, rx) = mpsc::channel(8);
         let polled = Arc::new(AtomicUsize::new(0));
         let supervisor = Supervisor {
-            hearth,
+            ingest,
             gateway,
             config,
             tasks: JoinSet::new(),
@@ -148,7 +148,7 @@ struct Running {
 }
 
 struct Supervisor {
-    hearth: Hearth,
+    ingest: IngestService,
     gateway: Arc<ModbusGateway>,
     config: PollerConfig,
     tasks: JoinSet<()>,
@@ -227,24 +227,24 @@ impl Supervisor {
         self.polled.store(self.running.len(), Ordering::SeqCst);
     }
 
-    async fn reload(&mut self) -> Result<usize, StoreError> {
-        let ports = self.hearth.ports().clone();
-        let devices = ports.directory.all_devices().await?;
-        let mut profiles: HashMap<ProfileId, Option<DeviceProfile>> = HashMap::new();
+    async fn reload(&mut self) -> Result<usize, DomainError> {
+        // As the poller system principal: the policy decides which devices
+        // it may read, and profiles come scoped to each device's tenant.
+        let targets = self.ingest.poll_targets(&SystemPrincipal::poller()).await?;
+        let mut valid: HashMap<ProfileId, bool> = HashMap::new();
         let mut wanted: HashMap<DeviceId, (Device, DeviceProfile)> = HashMap::new();
-        for device in devices {
-            if !profiles.contains_key(&device.profile_id) {
-                let profile = ports.documents.profile(&device.profile_id).await?;
-                let profile = profile.filter(|p| match p.validate() {
+        for target in targets {
+            let device = target.device;
+            let profile = target.profile.filter(|p| {
+                *valid.entry(p.id.clone()).or_insert_with(|| match p.validate() {
                     Ok(()) => true,
                     Err(err) => {
                         tracing::warn!(profile = %p.id, error = %err, "Profile is invalid; its devices are not polled.");
                         false
                     }
-                });
-                profiles.insert(device.profile_id.clone(), profile);
-            }
-            match profiles.get(&device.profile_id).cloned().flatten() {
+                })
+            });
+            match profile {
                 Some(profile) => {
                     wanted.insert(device.id, (device, profile));
                 }
@@ -274,7 +274,7 @@ impl Supervisor {
                 continue;
             }
             let task = DeviceTask::new(
-                self.hearth.clone(),
+                self.ingest.clone(),
                 self.gateway.clone(),
                 device.clone(),
                 profile.clone(),
@@ -299,20 +299,20 @@ impl Supervisor {
 /// Polls one device forever: the schedule (start offset, fixed rate,
 /// backoff) around [`DevicePoller::poll_once`].
 struct DeviceTask {
-    hearth: Hearth,
+    ingest: IngestService,
     poller: DevicePoller,
 }
 
 impl DeviceTask {
     fn new(
-        hearth: Hearth,
+        ingest: IngestService,
         gateway: Arc<ModbusGateway>,
         device: Device,
         profile: DeviceProfile,
         config: &PollerConfig,
     ) -> Self {
         Self {
-            hearth,
+            ingest,
             poller: DevicePoller::new(gateway, device, profile, config),
         }
     }
@@ -331,10 +331,7 @@ impl DeviceTask {
 
     fn is_watched(&self) -> bool {
         let device = &self.poller.device;
-        self.hearth
-            .ports()
-            .live
-            .is_watched(device.tenant_id, device.id)
+        self.ingest.is_watched(device.tenant_id, device.id)
     }
 
     async fn run(mut self) {
@@ -347,7 +344,7 @@ impl DeviceTask {
         let mut failures: u32 = 0;
         loop {
             let started = Instant::now();
-            match self.poller.poll_once(&self.hearth).await {
+            match self.poller.poll_once(&self.ingest).await {
                 Ok(_) => {
                     if failures > 0 {
                         tracing::info!(device = %id, failures, "Device answers again.");
@@ -363,7 +360,7 @@ impl DeviceTask {
                     } else {
                         tracing::debug!(device = %id, error = %err, failures, "Device still does not answer.");
                     }
-                    self.hearth.record_status(tenant, id, false);
+                    self.ingest.record_status(tenant, id, false);
                     tokio::time::sleep(self.backoff(failures)).await;
                 }
             }
@@ -453,10 +450,10 @@ impl DevicePoller {
     /// readings were recorded. On error nothing is recorded; marking the
     /// device offline is left to the caller, which knows whether this was
     /// the first failure.
-    pub async fn poll_once(&mut self, hearth: &Hearth) -> Result<usize, FieldError> {
+    pub async fn poll_once(&mut self, ingest: &IngestService) -> Result<usize, FieldError> {
         let readings = self.read_once().await?;
         let count = readings.len();
-        hearth
+        ingest
             .record_readings(self.device.tenant_id, self.device.id, readings)
             .await;
         Ok(count)

@@ -20,7 +20,7 @@ use hearth_domain::model::{
     DataType, Device, DeviceProfile, ModbusEndpoint, PointDefinition, Quality, RegisterKind, Scale,
     WordOrder, WriteLevel,
 };
-use hearth_domain::ports::{Directory, DocumentStore, FieldError, FieldGateway};
+use hearth_domain::ports::{DeviceRepository, DocumentStore, FieldError, FieldGateway};
 use hearth_domain::{DeviceId, PointKey, ProfileId, TenantId};
 use hearth_modbus::blocks::{plan_reads, DEFAULT_MAX_GAP};
 use hearth_modbus::simulator::plant::ROOM_SETPOINT_COMFORT;
@@ -585,7 +585,7 @@ async fn planned_blocks_and_the_poller_read_a_profile_from_pymodbus() {
         backoff_cap: Duration::from_millis(500),
         ..PollerConfig::default()
     };
-    let poller = Poller::spawn_with(t.hearth.clone(), gw.clone(), config);
+    let poller = Poller::spawn_with(t.ingest.clone(), gw.clone(), config);
 
     // Then it gets past the refused block and every point reads good, with
     // the value pymodbus encoded

@@ -1,5 +1,5 @@
 //! The poller against simulated controllers over real Modbus TCP, recording
-//! through a real `Hearth` whose stores are in memory.
+//! through the real `IngestService` whose stores are in memory.
 
 mod support;
 
@@ -10,7 +10,7 @@ use hearth_domain::model::{
     DataType, Device, DeviceProfile, PointDefinition, Quality, RegisterKind, Scale, WordOrder,
     WriteLevel,
 };
-use hearth_domain::ports::{Directory, DocumentStore};
+use hearth_domain::ports::{DeviceRepository, DocumentStore};
 use hearth_domain::{PointKey, ProfileId};
 use hearth_modbus::simulator::plant;
 use hearth_modbus::{
@@ -61,7 +61,7 @@ async fn polls_every_device_and_marks_unreachable_ones_stale() {
     let (sim, gw, t, devices) = two_devices(&profile).await;
 
     // When the poller runs
-    let poller = Poller::spawn_with(t.hearth.clone(), gw.clone(), fast_config());
+    let poller = Poller::spawn_with(t.ingest.clone(), gw.clone(), fast_config());
 
     // Then every point of both devices gets a good reading and they are online
     for d in &devices {
@@ -119,7 +119,7 @@ async fn polling_one_of_two(
     t.documents.put_profile(&profile).await.expect("stored");
     let first = device_for(&sim, 0, &profile.id);
     t.directory.insert_device(&first).await.expect("stored");
-    let poller = Poller::spawn_with(t.hearth.clone(), gw, config);
+    let poller = Poller::spawn_with(t.ingest.clone(), gw, config);
     eventually("the first device is polled", || async {
         t.live.online(first.id) == Some(true)
     })
@@ -216,7 +216,7 @@ async fn a_block_the_device_refuses_is_split_and_bad_points_skipped() {
     t.directory.insert_device(&device).await.expect("stored");
 
     // When polled
-    let poller = Poller::spawn_with(t.hearth.clone(), gw.clone(), fast_config());
+    let poller = Poller::spawn_with(t.ingest.clone(), gw.clone(), fast_config());
 
     // Then every other point is read and the device is online
     eventually("all good points read", || async {
@@ -241,7 +241,7 @@ async fn writes_interleave_with_polling_one_request_at_a_time() {
     t.documents.put_profile(&profile).await.expect("stored");
     let device = device_for(&sim, 0, &profile.id);
     t.directory.insert_device(&device).await.expect("stored");
-    let poller = Poller::spawn_with(t.hearth.clone(), gw.clone(), fast_config());
+    let poller = Poller::spawn_with(t.ingest.clone(), gw.clone(), fast_config());
     eventually("polled", || async {
         t.live.online(device.id) == Some(true)
     })
@@ -272,7 +272,7 @@ async fn a_watched_device_is_polled_at_its_live_interval() {
         ..ecl_comfort_310()
     };
     let (sim, gw, t, devices) = two_devices(&profile).await;
-    let poller = Poller::spawn_with(t.hearth.clone(), gw, fast_config());
+    let poller = Poller::spawn_with(t.ingest.clone(), gw, fast_config());
     for d in &devices {
         eventually("the first poll", || async {
             t.live.online(d.id) == Some(true)

@@ -11,7 +11,10 @@ use async_trait::async_trait;
 use hearth_domain::model::{
     Area, AuditEntry, AuditOutcome, Device, EmailAddress, Membership, PasswordHash, Tenant, User,
 };
-use hearth_domain::ports::{AuditCursor, AuditFilter, AuditRecord, DeviceFilter, Directory, Page};
+use hearth_domain::ports::{
+    AreaRepository, AuditCursor, AuditFilter, AuditLog, AuditRecord, DeviceFilter,
+    DeviceRepository, Page, TenantRepository, UserRepository,
+};
 use hearth_domain::{DeviceId, StoreError, TenantId, UserId};
 use sea_orm::sea_query::{Expr, Func, LikeExpr, OnConflict};
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
@@ -149,7 +152,7 @@ fn clamp(n: u64) -> u64 {
 }
 
 #[async_trait]
-impl Directory for SqlDirectory {
+impl TenantRepository for SqlDirectory {
     async fn insert_tenant(&self, tenant: &Tenant) -> Result<(), StoreError> {
         tenants::Entity::insert(tenants::Model::from_domain(tenant).into_active_model())
             .exec_without_returning(&self.db)
@@ -181,7 +184,10 @@ impl Directory for SqlDirectory {
             .map(tenants::Model::try_into_domain)
             .transpose()
     }
+}
 
+#[async_trait]
+impl UserRepository for SqlDirectory {
     async fn insert_user(&self, user: &User) -> Result<(), StoreError> {
         users::Entity::insert(users::Model::from_domain(user).into_active_model())
             .exec_without_returning(&self.db)
@@ -285,7 +291,10 @@ impl Directory for SqlDirectory {
             .map_err(backend("could not remove a membership"))?;
         Ok(deleted.rows_affected > 0)
     }
+}
 
+#[async_trait]
+impl AreaRepository for SqlDirectory {
     async fn insert_area(&self, area: &Area) -> Result<(), StoreError> {
         areas::Entity::insert(areas::Model::from_domain(area).into_active_model())
             .exec_without_returning(&self.db)
@@ -309,7 +318,10 @@ impl Directory for SqlDirectory {
             .map(areas::Model::try_into_domain)
             .collect()
     }
+}
 
+#[async_trait]
+impl DeviceRepository for SqlDirectory {
     async fn insert_device(&self, device: &Device) -> Result<(), StoreError> {
         devices::Entity::insert(devices::Model::from_domain(device).into_active_model())
             .exec_without_returning(&self.db)
@@ -388,7 +400,10 @@ impl Directory for SqlDirectory {
             .map(devices::Model::try_into_domain)
             .collect()
     }
+}
 
+#[async_trait]
+impl AuditLog for SqlDirectory {
     async fn append_audit(
         &self,
         entry: &AuditEntry,

@@ -2,7 +2,7 @@
 
 use hearth_domain::contract::directory::directory_contract;
 use hearth_domain::model::{Area, Tenant, TenantSlug};
-use hearth_domain::ports::{DeviceFilter, Directory};
+use hearth_domain::ports::{AreaRepository, DeviceFilter, DeviceRepository, TenantRepository};
 use hearth_domain::{AreaId, TenantId};
 use hearth_sql::SqlDirectory;
 

@@ -1,5 +1,10 @@
-//! Contract suite for the [`Directory`] port: every implementation (in-memory,
-//! SQLite, MySQL) must pass [`directory_contract`] unchanged.
+//! Contract suite for the relational repositories: every implementation
+//! (in-memory, SQLite, MySQL) must pass [`directory_contract`] unchanged.
+//! Each check takes the one repository it is about ([`TenantRepository`],
+//! [`UserRepository`], [`AreaRepository`], [`DeviceRepository`],
+//! [`AuditLog`]); only the checks that need rows of another aggregate
+//! (memberships need tenants and users; audit pages need tenants) take the
+//! whole [`Directory`].
 //!
 //! Beyond the promises written on the trait, the suite pins down the details
 //! callers rely on and the implementations agree on:
@@ -20,7 +25,10 @@ use crate::model::{
     Area, AuditEntry, AuditOutcome, Device, DeviceScope, EmailAddress, Membership, ModbusEndpoint,
     PasswordHash, Role, Tenant, TenantSlug, User,
 };
-use crate::ports::{AuditCursor, AuditFilter, AuditRecord, DeviceFilter, Directory, Page};
+use crate::ports::{
+    AreaRepository, AuditCursor, AuditFilter, AuditLog, AuditRecord, DeviceFilter,
+    DeviceRepository, Directory, Page, TenantRepository, UserRepository,
+};
 
 /// Runs every check against `dir`, which must be empty. Panics on the first
 /// broken promise, naming it.
@@ -203,7 +211,7 @@ impl World {
     }
 }
 
-async fn tenants(dir: &dyn Directory, w: &World) {
+async fn tenants(dir: &dyn TenantRepository, w: &World) {
     for t in [&w.acme, &w.globex] {
         let by_id = dir.tenant(t.id).await.expect("tenant() failed");
         assert_eq!(
@@ -260,7 +268,7 @@ async fn tenants(dir: &dyn Directory, w: &World) {
     );
 }
 
-async fn users(dir: &dyn Directory, _w: &World) {
+async fn users(dir: &dyn UserRepository, _w: &World) {
     let alice = user(
         "alice@acme.test",
         "Alice",
@@ -491,7 +499,7 @@ async fn memberships(dir: &dyn Directory, w: &World) {
     );
 }
 
-async fn areas(dir: &dyn Directory, w: &World) {
+async fn areas(dir: &dyn AreaRepository, w: &World) {
     let mut acme = dir.areas(w.acme.id).await.expect("areas() failed");
     acme.sort_by_key(|a| a.id);
     let mut expected = vec![w.site.clone(), w.plant_room.clone(), w.office.clone()];
@@ -537,7 +545,7 @@ async fn areas(dir: &dyn Directory, w: &World) {
     );
 }
 
-async fn device_round_trip_and_conflicts(dir: &dyn Directory, w: &World) {
+async fn device_round_trip_and_conflicts(dir: &dyn DeviceRepository, w: &World) {
     for d in w.acme_devices.iter().chain(&w.globex_devices) {
         assert_eq!(
             dir.device(d.tenant_id, d.id)
@@ -601,7 +609,7 @@ async fn device_round_trip_and_conflicts(dir: &dyn Directory, w: &World) {
     );
 }
 
-async fn device_isolation(dir: &dyn Directory, w: &World) {
+async fn device_isolation(dir: &dyn DeviceRepository, w: &World) {
     let theirs = &w.globex_devices[0];
     assert_eq!(
         dir.device(w.acme.id, theirs.id)
@@ -689,7 +697,7 @@ async fn device_isolation(dir: &dyn Directory, w: &World) {
     );
 }
 
-async fn device_filters(dir: &dyn Directory, w: &World) {
+async fn device_filters(dir: &dyn DeviceRepository, w: &World) {
     let list = |filter: DeviceFilter| async move {
         dir.devices(w.acme.id, &filter, 0, 100)
             .await
@@ -796,7 +804,7 @@ async fn device_filters(dir: &dyn Directory, w: &World) {
     );
 }
 
-async fn device_search(dir: &dyn Directory, w: &World) {
+async fn device_search(dir: &dyn DeviceRepository, w: &World) {
     let search = |needle: &'static str| async move {
         let filter = DeviceFilter {
             search: Some(needle.to_string()),
@@ -833,7 +841,7 @@ async fn device_search(dir: &dyn Directory, w: &World) {
     }
 }
 
-async fn device_pagination(dir: &dyn Directory, w: &World) {
+async fn device_pagination(dir: &dyn DeviceRepository, w: &World) {
     let all = w.acme_sorted(|_| true);
     let total = all.len() as u64;
     let filter = DeviceFilter::default();
@@ -954,7 +962,7 @@ fn audit_entry(
 }
 
 async fn list(
-    dir: &dyn Directory,
+    dir: &dyn AuditLog,
     tenant: &Tenant,
     filter: &AuditFilter,
     after: Option<AuditCursor>,
@@ -973,7 +981,7 @@ fn details(records: &[AuditRecord]) -> Vec<&str> {
     records.iter().map(|r| r.entry.detail.as_str()).collect()
 }
 
-async fn append(dir: &dyn Directory, entry: &AuditEntry, window: chrono::Duration) {
+async fn append(dir: &dyn AuditLog, entry: &AuditEntry, window: chrono::Duration) {
     dir.append_audit(entry, window)
         .await
         .unwrap_or_else(|err| panic!("append_audit({}) failed: {err}", entry.detail));
@@ -986,7 +994,7 @@ async fn audit(dir: &dyn Directory, w: &World) {
     audit_coalescing(dir).await;
 }
 
-async fn audit_order(dir: &dyn Directory, w: &World) {
+async fn audit_order(dir: &dyn AuditLog, w: &World) {
     let actor = UserId::new();
     let point = PointKey::new("room_setpoint_comfort").expect("contract: valid point key");
     let entry = |tenant: &Tenant, when: DateTime<Utc>, detail: &str| AuditEntry {

@@ -1,6 +1,7 @@
 //! Contract suite for the `documents` port: profile round trips,
 //! replace-on-put and tenant isolation of profile listings.
 
+use crate::error::StoreError;
 use crate::ids::{PointKey, ProfileId, TenantId};
 use crate::model::{
     DataType, DeviceProfile, PointDefinition, RegisterKind, Scale, WordOrder, WriteLevel,
@@ -78,7 +79,7 @@ pub async fn documents_contract(store: &dyn DocumentStore) {
     // Given an empty store
     assert_eq!(
         store
-            .profile(&id("nope"))
+            .profile(tenant_a, &id("nope"))
             .await
             .expect("profile() on an empty store"),
         None,
@@ -108,7 +109,11 @@ pub async fn documents_contract(store: &dyn DocumentStore) {
 
     // Then each reads back exactly as written
     for p in [&builtin, &of_a, &of_a_2, &of_b] {
-        let read = store.profile(&p.id).await.expect("profile() after put");
+        let owner = p.tenant_id.unwrap_or(tenant_c);
+        let read = store
+            .profile(owner, &p.id)
+            .await
+            .expect("profile() after put");
         assert_eq!(
             read.as_ref(),
             Some(p),
@@ -142,6 +147,56 @@ pub async fn documents_contract(store: &dyn DocumentStore) {
         "a tenant without profiles must see the built-ins only"
     );
 
+    // Then another tenant's profile is never returned, exactly as if missing
+    assert_eq!(
+        store
+            .profile(tenant_b, &of_a.id)
+            .await
+            .expect("profile(B, A's id)"),
+        None,
+        "profile() must not return another tenant's profile"
+    );
+    assert_eq!(
+        store
+            .profile(tenant_b, &builtin.id)
+            .await
+            .expect("profile(B, built-in)"),
+        Some(builtin.clone()),
+        "profile() must return built-ins to every tenant"
+    );
+
+    // When tenant B puts a profile under A's id, or over a built-in
+    let mut hijack = of_a.clone();
+    hijack.tenant_id = Some(tenant_b);
+    hijack.name = "Globex took this".into();
+    let mut over_builtin = builtin.clone();
+    over_builtin.tenant_id = Some(tenant_b);
+    for attempt in [&hijack, &over_builtin] {
+        // Then it is a Conflict and the owner's profile is unchanged
+        let refused = store.put_profile(attempt).await;
+        assert!(
+            matches!(refused, Err(StoreError::Conflict(_))),
+            "put_profile over another owner's id `{}` must be a Conflict, got {refused:?}",
+            attempt.id
+        );
+    }
+    assert_eq!(
+        store
+            .profile(tenant_a, &of_a.id)
+            .await
+            .expect("profile(A) after a refused hijack"),
+        Some(of_a.clone()),
+        "a refused put_profile must leave the owner's profile as it was"
+    );
+    assert_eq!(
+        store
+            .profile(tenant_c, &builtin.id)
+            .await
+            .expect("built-in after a refused put"),
+        Some(builtin.clone()),
+        "a tenant must never replace a built-in"
+    );
+
     // When a profile is put again under the same id (after being listed, so a
     // read cache must notice the change)
     let mut renamed = of_a.clone();
@@ -156,7 +211,7 @@ pub async fn documents_contract(store: &dyn DocumentStore) {
     // Then it replaces the stored one everywhere
     assert_eq!(
         store
-            .profile(&renamed.id)
+            .profile(tenant_a, &renamed.id)
             .await
             .expect("profile() after replace"),
         Some(renamed.clone()),

@@ -29,6 +29,11 @@ impl AreaTree {
         tree
     }
 
+    /// Every area of the tree, in no particular order.
+    pub fn ids(&self) -> impl Iterator<Item = AreaId> + '_ {
+        self.parent.keys().copied()
+    }
+
     pub fn contains(&self, id: AreaId) -> bool {
         self.parent.contains_key(&id)
     }

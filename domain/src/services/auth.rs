@@ -8,12 +8,14 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use thiserror::Error;
 
-use super::hashing::HashingError;
-use super::Hearth;
+use std::sync::Arc;
+
+use super::hashing::{HashingError, HashingPool};
+use super::throttle::{LoginLimits, LoginThrottle};
 use crate::error::DomainError;
 use crate::ids::{TenantId, UserId};
 use crate::model::{EmailAddress, Membership, PasswordHash, Role, Tenant, User};
-use crate::ports::TokenError;
+use crate::ports::{PasswordHasher, TenantRepository, TokenError, TokenService, UserRepository};
 use crate::principal::Principal;
 
 /// A freshly issued bearer token.
@@ -79,7 +81,38 @@ pub struct MeView {
     pub memberships: Vec<MembershipView>,
 }
 
-impl Hearth {
+/// Login, tenant switching, token authentication and `me`.
+#[derive(Clone)]
+pub struct AuthService {
+    tenants: Arc<dyn TenantRepository>,
+    users: Arc<dyn UserRepository>,
+    passwords: Arc<dyn PasswordHasher>,
+    tokens: Arc<dyn TokenService>,
+    principals: Arc<PrincipalCache>,
+    throttle: Arc<LoginThrottle>,
+    hashing: HashingPool,
+}
+
+impl AuthService {
+    pub(crate) fn new(
+        tenants: Arc<dyn TenantRepository>,
+        users: Arc<dyn UserRepository>,
+        passwords: Arc<dyn PasswordHasher>,
+        tokens: Arc<dyn TokenService>,
+        hashing: HashingPool,
+        limits: LoginLimits,
+    ) -> Self {
+        Self {
+            tenants,
+            users,
+            passwords,
+            tokens,
+            principals: Arc::default(),
+            throttle: Arc::new(LoginThrottle::new(limits)),
+            hashing,
+        }
+    }
+
     /// Verifies a password and issues a token bound to one tenant: the one
     /// named by `tenant` (id or slug), or the user's first membership.
     ///
@@ -117,7 +150,7 @@ impl Hearth {
         tenant: Option<&str>,
     ) -> Result<Session, LoginError> {
         let user = match EmailAddress::new(email) {
-            Ok(email) => self.ports.directory.user_by_email(&email).await?,
+            Ok(email) => self.users.user_by_email(&email).await?,
             Err(_) => None,
         };
         let Some((user, hash)) = user.and_then(|u| u.password_hash.clone().map(|h| (u, h))) else {
@@ -128,7 +161,7 @@ impl Hearth {
             tracing::info!(user = %user.id, "Login refused: wrong password.");
             return Err(LoginError::InvalidCredentials);
         }
-        let memberships = self.ports.directory.memberships_of(user.id).await?;
+        let memberships = self.users.memberships_of(user.id).await?;
         let membership = match tenant {
             None => memberships.first().cloned(),
             Some(selector) => self.find_membership(&memberships, selector).await?,
@@ -146,7 +179,7 @@ impl Hearth {
         password: &str,
         hash: Option<PasswordHash>,
     ) -> Result<bool, HashingError> {
-        let hasher = self.ports.passwords.clone();
+        let hasher = self.passwords.clone();
         let password = password.to_owned();
         self.hashing
             .try_run(move || match hash {
@@ -162,7 +195,7 @@ impl Hearth {
     /// Hashes a new password on the blocking pool (never on the async
     /// workers), waiting for a permit however busy logins keep it.
     pub async fn hash_password(&self, password: &str) -> Result<PasswordHash, DomainError> {
-        let hasher = self.ports.passwords.clone();
+        let hasher = self.passwords.clone();
         let password = password.to_owned();
         self.hashing
             .run(move || hasher.hash(&password))
@@ -178,11 +211,7 @@ impl Hearth {
         principal: &Principal,
         tenant: &str,
     ) -> Result<Session, DomainError> {
-        let memberships = self
-            .ports
-            .directory
-            .memberships_of(principal.user_id)
-            .await?;
+        let memberships = self.users.memberships_of(principal.user_id).await?;
         let membership = self
             .find_membership(&memberships, tenant)
             .await?
@@ -195,17 +224,15 @@ impl Hearth {
     /// it is re-read at most [`PrincipalCache::TTL`] later, so a revoked or
     /// changed role takes effect within that time on every replica.
     pub async fn authenticate(&self, token: &str) -> Result<Principal, DomainError> {
-        let claims = self.ports.tokens.verify(token).map_err(|e| match e {
+        let claims = self.tokens.verify(token).map_err(|e| match e {
             TokenError::Expired | TokenError::Invalid => DomainError::Unauthenticated,
         })?;
         if let Some(principal) = self.principals.get(claims.user_id, claims.tenant_id) {
             return Ok(principal);
         }
         let (membership, user) = tokio::join!(
-            self.ports
-                .directory
-                .membership(claims.user_id, claims.tenant_id),
-            self.ports.directory.user(claims.user_id),
+            self.users.membership(claims.user_id, claims.tenant_id),
+            self.users.user(claims.user_id),
         );
         match (user?, membership?) {
             (Some(user), Some(m)) => {
@@ -225,19 +252,13 @@ impl Hearth {
 
     pub async fn me(&self, principal: &Principal) -> Result<MeView, DomainError> {
         let user = self
-            .ports
-            .directory
+            .users
             .user(principal.user_id)
             .await?
             .ok_or(DomainError::Unauthenticated)?;
         let mut memberships = Vec::new();
-        for m in self
-            .ports
-            .directory
-            .memberships_of(principal.user_id)
-            .await?
-        {
-            if let Some(tenant) = self.ports.directory.tenant(m.tenant_id).await? {
+        for m in self.users.memberships_of(principal.user_id).await? {
+            if let Some(tenant) = self.tenants.tenant(m.tenant_id).await? {
                 memberships.push(MembershipView {
                     tenant,
                     role: m.role,
@@ -265,8 +286,7 @@ impl Hearth {
         let tenant_id = match selector.parse::<TenantId>() {
             Ok(id) => Some(id),
             Err(_) => self
-                .ports
-                .directory
+                .tenants
                 .tenant_by_slug(selector.trim())
                 .await?
                 .map(|t| t.id),
@@ -276,13 +296,11 @@ impl Hearth {
 
     async fn issue(&self, membership: &Membership) -> Result<Session, DomainError> {
         let tenant = self
-            .ports
-            .directory
+            .tenants
             .tenant(membership.tenant_id)
             .await?
             .ok_or_else(|| DomainError::Internal(anyhow::anyhow!("membership without tenant")))?;
         let (token, claims) = self
-            .ports
             .tokens
             .issue(membership.user_id, membership.tenant_id)
             .map_err(DomainError::Internal)?;

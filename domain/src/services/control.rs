@@ -4,17 +4,19 @@
 //! before anything reaches the wire, written, then read back: only a
 //! matching read-back is reported as confirmed. Every attempt is audited.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, SubsecRound, Utc};
 
-use super::Hearth;
+use super::access::{device_resource, DeviceAccess};
+use super::audit::AuditTrail;
 use crate::error::{DomainError, InvalidValue};
 use crate::ids::{DeviceId, PointKey, UserId};
 use crate::model::{AreaTree, AuditEntry, AuditOutcome, Device, PointDefinition, Quality, Reading};
 use crate::ports::{
-    Action, AuditCursor, AuditFilter, AuditRecord, FieldError, LiveEvent, Resource,
+    Action, AuditCursor, AuditFilter, AuditRecord, FieldError, FieldGateway, LiveBus, LiveEvent,
 };
 use crate::principal::Principal;
-use crate::services::devices::device_resource;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WriteStatus {
@@ -47,7 +49,7 @@ pub struct AuditQuery {
     pub to: Option<DateTime<Utc>>,
     /// Continue after this entry.
     pub after: Option<AuditCursor>,
-    /// Page size, 1 to [`Hearth::MAX_AUDIT_PAGE`].
+    /// Page size, 1 to [`ControlService::MAX_AUDIT_PAGE`].
     pub first: u64,
 }
 
@@ -59,7 +61,30 @@ pub struct AuditPage {
     pub has_next: bool,
 }
 
-impl Hearth {
+/// Confirmed writes to devices, and the audit log they leave.
+#[derive(Clone)]
+pub struct ControlService {
+    access: DeviceAccess,
+    field: Arc<dyn FieldGateway>,
+    live: Arc<dyn LiveBus>,
+    audit: AuditTrail,
+}
+
+impl ControlService {
+    pub(crate) fn new(
+        access: DeviceAccess,
+        field: Arc<dyn FieldGateway>,
+        live: Arc<dyn LiveBus>,
+        audit: AuditTrail,
+    ) -> Self {
+        Self {
+            access,
+            field,
+            live,
+            audit,
+        }
+    }
+
     pub async fn write_parameter(
         &self,
         principal: &Principal,
@@ -67,11 +92,10 @@ impl Hearth {
         point: PointKey,
         value: f64,
     ) -> Result<WriteOutcome, DomainError> {
-        let (device, areas) = self.visible_device(principal, device_id).await?;
+        let (device, areas) = self.access.visible_device(principal, device_id).await?;
         let profile = self
-            .ports
-            .documents
-            .profile(&device.profile_id)
+            .access
+            .profile(device.tenant_id, &device.profile_id)
             .await?
             .ok_or_else(|| DomainError::NotFound("point".into()))?;
         let def = profile
@@ -96,20 +120,23 @@ impl Hearth {
             }
         };
         if !def.writable {
-            self.audit(refuse("point is read-only".into())).await;
+            self.audit.record(refuse("point is read-only".into())).await;
             return Err(InvalidValue::new("point", format!("`{point}` is read-only")).into());
         }
         let resource = device_resource(&device, &AreaTree::new(&areas));
         if self
+            .access
+            .policy
             .authorize(principal, Action::WritePoint(def.write_level), &resource)
             .is_err()
         {
-            self.audit(refuse(format!(
-                "role {} may not write level {}",
-                principal.role,
-                def.write_level.as_str()
-            )))
-            .await;
+            self.audit
+                .record(refuse(format!(
+                    "role {} may not write level {}",
+                    principal.role,
+                    def.write_level.as_str()
+                )))
+                .await;
             return Err(DomainError::Forbidden(format!(
                 "writing `{point}` needs write level {}",
                 def.write_level.as_str()
@@ -118,7 +145,7 @@ impl Hearth {
         let words = match def.encode(value) {
             Ok(words) => words,
             Err(err) => {
-                self.audit(refuse(err.to_string())).await;
+                self.audit.record(refuse(err.to_string())).await;
                 return Err(err.into());
             }
         };
@@ -131,7 +158,6 @@ impl Hearth {
             ..refuse(String::new())
         };
         if let Err(err) = self
-            .ports
             .field
             .write_registers(&device, def.address, &words)
             .await
@@ -154,7 +180,7 @@ impl Hearth {
             };
             entry.outcome = outcome;
             entry.detail = detail;
-            self.audit(entry).await;
+            self.audit.record(entry).await;
             return result;
         }
         // Never retried: a write that may or may not have landed is reported
@@ -169,14 +195,14 @@ impl Hearth {
             Err(err) => {
                 entry.outcome = AuditOutcome::Unreachable;
                 entry.detail = format!("written, read-back failed: {err}");
-                self.audit(entry).await;
+                self.audit.record(entry).await;
                 return Err(DomainError::DeviceUnreachable(format!(
                     "written, but the read-back failed: {err}"
                 )));
             }
         };
         if let Some(v) = read_value {
-            self.ports.live.publish(LiveEvent::Reading(Reading {
+            self.live.publish(LiveEvent::Reading(Reading {
                 tenant_id: device.tenant_id,
                 device_id: device.id,
                 point: def.key.clone(),
@@ -191,7 +217,7 @@ impl Hearth {
         };
         entry.at = now;
         entry.last_at = now;
-        self.audit(entry).await;
+        self.audit.record(entry).await;
         Ok(WriteOutcome {
             status,
             value: read_value,
@@ -202,11 +228,6 @@ impl Hearth {
 
     /// Most audit entries one page may hold.
     pub const MAX_AUDIT_PAGE: u64 = 1000;
-    /// Identical refused attempts within this long of the first are one
-    /// entry with a count (see [`Directory::append_audit`]).
-    ///
-    /// [`Directory::append_audit`]: crate::ports::Directory::append_audit
-    pub const AUDIT_COALESCE_WINDOW: chrono::Duration = chrono::Duration::hours(1);
 
     /// The audit log of the caller's tenant, newest first, as far as the
     /// caller may see it: who may read at all is the policy's
@@ -218,7 +239,9 @@ impl Hearth {
         principal: &Principal,
         query: AuditQuery,
     ) -> Result<AuditPage, DomainError> {
-        self.require_tenant(principal, Action::ManageDevices)?;
+        self.access
+            .policy
+            .require_tenant(principal, Action::ManageDevices)?;
         if query.first == 0 || query.first > Self::MAX_AUDIT_PAGE {
             return Err(InvalidValue::new(
                 "first",
@@ -233,12 +256,13 @@ impl Hearth {
         }
         let devices = match query.device {
             Some(id) => {
-                self.visible_device(principal, id).await?;
+                self.access.visible_device(principal, id).await?;
                 Some(vec![id])
             }
-            None if self.tenant_wide(principal) => None,
+            None if self.access.policy.tenant_wide(principal) => None,
             None => Some(
-                self.devices_in_scope(principal)
+                self.access
+                    .devices_in_scope(principal)
                     .await?
                     .into_iter()
                     .collect(),
@@ -251,44 +275,20 @@ impl Hearth {
             to: query.to,
         };
         let mut entries = self
-            .ports
-            .directory
-            .audit(principal.tenant_id, &filter, query.after, query.first + 1)
+            .audit
+            .list(principal.tenant_id, &filter, query.after, query.first + 1)
             .await?;
         let has_next = entries.len() as u64 > query.first;
         entries.truncate(query.first as usize);
         Ok(AuditPage { entries, has_next })
     }
 
-    /// Whether the caller may act on (and see) the tenant as a whole.
-    pub(crate) fn tenant_wide(&self, principal: &Principal) -> bool {
-        self.authorize(
-            principal,
-            Action::ManageTenant,
-            &Resource::Tenant(principal.tenant_id),
-        )
-        .is_ok()
-    }
-
     async fn read_point(&self, device: &Device, def: &PointDefinition) -> Result<f64, DomainError> {
         let words = self
-            .ports
             .field
             .read_registers(device, def.register, def.address, def.data_type.words())
             .await
             .map_err(|e| DomainError::DeviceUnreachable(e.to_string()))?;
         Ok(def.decode(&words)?)
-    }
-
-    /// Audit failures are logged loudly but do not undo a write that happened.
-    pub(crate) async fn audit(&self, entry: AuditEntry) {
-        if let Err(err) = self
-            .ports
-            .directory
-            .append_audit(&entry, Self::AUDIT_COALESCE_WINDOW)
-            .await
-        {
-            tracing::error!(error = %err, device = ?entry.device_id, "Could not append to the audit log.");
-        }
     }
 }

@@ -1,14 +1,13 @@
 //! Listing and reading devices with their points' latest values.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
-use super::Hearth;
+use super::access::{scope_filter, DeviceAccess};
 use crate::error::{DomainError, InvalidValue};
-use crate::ids::{AreaId, DeviceId, ProfileId};
-use crate::model::{
-    Area, AreaTree, Device, DeviceProfile, DeviceScope, PointDefinition, Reading, Role,
-};
-use crate::ports::{Action, DeviceFilter, Resource};
+use crate::ids::{AreaId, DeviceId, ProfileId, TenantId};
+use crate::model::{Area, AreaTree, Device, DeviceProfile, PointDefinition, Reading};
+use crate::ports::{Action, LiveBus};
 use crate::principal::Principal;
 
 /// A point definition with its latest value, if any was read yet.
@@ -42,7 +41,18 @@ pub struct DevicePage {
     pub offset: u64,
 }
 
-impl Hearth {
+/// Listing and reading devices.
+#[derive(Clone)]
+pub struct DeviceService {
+    access: DeviceAccess,
+    live: Arc<dyn LiveBus>,
+}
+
+impl DeviceService {
+    pub(crate) fn new(access: DeviceAccess, live: Arc<dyn LiveBus>) -> Self {
+        Self { access, live }
+    }
+
     /// Most devices one page may hold.
     pub const MAX_PAGE: u64 = 200;
 
@@ -55,7 +65,7 @@ impl Hearth {
         principal: &Principal,
         query: DeviceQuery,
     ) -> Result<DevicePage, DomainError> {
-        self.require_tenant(principal, Action::View)?;
+        self.access.policy.require_tenant(principal, Action::View)?;
         if query.limit == 0 || query.limit > Self::MAX_PAGE {
             return Err(
                 InvalidValue::new("first", format!("must be 1 to {}", Self::MAX_PAGE)).into(),
@@ -64,9 +74,9 @@ impl Hearth {
         if query.search.as_ref().is_some_and(|s| s.len() > 200) {
             return Err(InvalidValue::new("search", "at most 200 characters").into());
         }
-        let areas = self.ports.directory.areas(principal.tenant_id).await?;
+        let areas = self.access.areas(principal.tenant_id).await?;
         let tree = AreaTree::new(&areas);
-        let mut filter = scope_filter(principal, &tree);
+        let mut filter = scope_filter(principal.role, &principal.scope, &tree);
         filter.search = query.search.filter(|s| !s.trim().is_empty());
         if let Some(area) = query.area {
             if !tree.contains(area) {
@@ -80,15 +90,16 @@ impl Hearth {
             filter.also_devices.clear();
         }
         let page = self
-            .ports
-            .directory
-            .devices(principal.tenant_id, &filter, query.offset, query.limit)
+            .access
+            .page(principal.tenant_id, &filter, query.offset, query.limit)
             .await?;
         let by_id: HashMap<AreaId, Area> = areas.into_iter().map(|a| (a.id, a)).collect();
         let mut profiles = ProfileCache::default();
         let mut items = Vec::with_capacity(page.items.len());
         for device in page.items {
-            let profile = profiles.get(self, &device.profile_id).await?;
+            let profile = profiles
+                .get(&self.access, device.tenant_id, &device.profile_id)
+                .await?;
             items.push(self.view(device, &by_id, profile.as_ref()));
         }
         Ok(DevicePage {
@@ -105,30 +116,13 @@ impl Hearth {
         principal: &Principal,
         id: DeviceId,
     ) -> Result<DeviceView, DomainError> {
-        let (device, areas) = self.visible_device(principal, id).await?;
+        let (device, areas) = self.access.visible_device(principal, id).await?;
         let by_id: HashMap<AreaId, Area> = areas.into_iter().map(|a| (a.id, a)).collect();
-        let profile = self.ports.documents.profile(&device.profile_id).await?;
+        let profile = self
+            .access
+            .profile(device.tenant_id, &device.profile_id)
+            .await?;
         Ok(self.view(device, &by_id, profile.as_ref()))
-    }
-
-    /// Loads a device the caller may view, with the tenant's areas.
-    pub(crate) async fn visible_device(
-        &self,
-        principal: &Principal,
-        id: DeviceId,
-    ) -> Result<(Device, Vec<Area>), DomainError> {
-        let not_found = || DomainError::NotFound("device".into());
-        let device = self
-            .ports
-            .directory
-            .device(principal.tenant_id, id)
-            .await?
-            .ok_or_else(not_found)?;
-        let areas = self.ports.directory.areas(principal.tenant_id).await?;
-        let resource = device_resource(&device, &AreaTree::new(&areas));
-        self.authorize(principal, Action::View, &resource)
-            .map_err(|_| not_found())?;
-        Ok((device, areas))
     }
 
     fn view(
@@ -138,7 +132,6 @@ impl Hearth {
         profile: Option<&DeviceProfile>,
     ) -> DeviceView {
         let mut latest: HashMap<_, _> = self
-            .ports
             .live
             .latest(device.tenant_id, device.id)
             .into_iter()
@@ -156,7 +149,6 @@ impl Hearth {
             })
             .unwrap_or_default();
         let online = self
-            .ports
             .live
             .status(device.tenant_id, device.id)
             .map(|s| s.online);
@@ -169,27 +161,6 @@ impl Hearth {
     }
 }
 
-/// The policy resource for a device, with its area ancestry.
-pub(crate) fn device_resource(device: &Device, tree: &AreaTree) -> Resource {
-    Resource::Device {
-        tenant_id: device.tenant_id,
-        device_id: device.id,
-        area_path: device.area_id.map(|a| tree.path(a)).unwrap_or_default(),
-    }
-}
-
-/// The store filter equivalent of the caller's device scope.
-fn scope_filter(principal: &Principal, tree: &AreaTree) -> DeviceFilter {
-    match (&principal.scope, principal.role) {
-        (_, Role::Admin) | (DeviceScope::All, _) => DeviceFilter::default(),
-        (DeviceScope::Restricted { areas, devices }, _) => DeviceFilter {
-            areas: Some(tree.subtree(areas).into_iter().collect()),
-            also_devices: devices.clone(),
-            search: None,
-        },
-    }
-}
-
 /// Loads each profile once per request.
 #[derive(Default)]
 struct ProfileCache(HashMap<ProfileId, Option<DeviceProfile>>);
@@ -197,13 +168,14 @@ struct ProfileCache(HashMap<ProfileId, Option<DeviceProfile>>);
 impl ProfileCache {
     async fn get(
         &mut self,
-        app: &Hearth,
+        access: &DeviceAccess,
+        tenant: TenantId,
         id: &ProfileId,
     ) -> Result<Option<DeviceProfile>, DomainError> {
         if let Some(found) = self.0.get(id) {
             return Ok(found.clone());
         }
-        let profile = app.ports.documents.profile(id).await?;
+        let profile = access.profile(tenant, id).await?;
         self.0.insert(id.clone(), profile.clone());
         Ok(profile)
     }

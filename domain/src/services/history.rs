@@ -1,14 +1,28 @@
 //! Bucketed history of one point.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 
-use super::Hearth;
+use super::access::DeviceAccess;
 use crate::error::DomainError;
 use crate::ids::{DeviceId, PointKey};
 use crate::model::{Aggregate, HistoryBucket, HistoryQuery};
+use crate::ports::ReadingStore;
 use crate::principal::Principal;
 
-impl Hearth {
+/// History of the points of the devices a caller may view.
+#[derive(Clone)]
+pub struct HistoryService {
+    access: DeviceAccess,
+    readings: Arc<dyn ReadingStore>,
+}
+
+impl HistoryService {
+    pub(crate) fn new(access: DeviceAccess, readings: Arc<dyn ReadingStore>) -> Self {
+        Self { access, readings }
+    }
+
     #[allow(clippy::too_many_arguments)]
     pub async fn history(
         &self,
@@ -20,8 +34,11 @@ impl Hearth {
         bucket_seconds: i64,
         aggregate: Aggregate,
     ) -> Result<Vec<HistoryBucket>, DomainError> {
-        let (device, _) = self.visible_device(principal, device).await?;
-        let profile = self.ports.documents.profile(&device.profile_id).await?;
+        let (device, _) = self.access.visible_device(principal, device).await?;
+        let profile = self
+            .access
+            .profile(device.tenant_id, &device.profile_id)
+            .await?;
         if profile.as_ref().and_then(|p| p.point(&point)).is_none() {
             return Err(DomainError::NotFound("point".into()));
         }
@@ -34,6 +51,6 @@ impl Hearth {
             bucket_seconds,
             aggregate,
         )?;
-        Ok(self.ports.readings.history(&query).await?)
+        Ok(self.readings.history(&query).await?)
     }
 }

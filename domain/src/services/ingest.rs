@@ -11,10 +11,15 @@ use std::sync::{Mutex, MutexGuard};
 use tokio::sync::{oneshot, Notify};
 use tokio::task::JoinHandle;
 
-use super::Hearth;
-use crate::ids::{DeviceId, TenantId};
-use crate::model::{Quality, Reading};
-use crate::ports::{DeviceStatus, LiveEvent, ReadingBatch, ReadingStore};
+use std::collections::hash_map::Entry;
+use std::collections::HashMap;
+
+use super::access::{device_resource, DeviceAccess};
+use crate::error::DomainError;
+use crate::ids::{DeviceId, ProfileId, TenantId};
+use crate::model::{AreaTree, Device, DeviceProfile, Quality, Reading};
+use crate::ports::{DeviceStatus, LiveBus, LiveEvent, ReadingBatch, ReadingStore, SystemAction};
+use crate::principal::SystemPrincipal;
 
 /// Counters of the batched writer, for tests and the benchmark.
 #[derive(Debug, Default)]
@@ -202,9 +207,84 @@ fn lock(intake: &Mutex<Intake>) -> MutexGuard<'_, Intake> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-impl Hearth {
+/// A device to poll, with the profile it is polled by (`None` when its
+/// profile is missing: the poller says so and leaves it alone).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PollTarget {
+    pub device: Device,
+    pub profile: Option<DeviceProfile>,
+}
+
+/// The field layer's way in: which devices to poll, and recording what was
+/// read (latest values and events at once, persistence in batches).
+#[derive(Clone)]
+pub struct IngestService {
+    access: DeviceAccess,
+    live: Arc<dyn LiveBus>,
+    writer: ReadingWriter,
+}
+
+impl IngestService {
+    pub(crate) fn new(access: DeviceAccess, live: Arc<dyn LiveBus>, writer: ReadingWriter) -> Self {
+        Self {
+            access,
+            live,
+            writer,
+        }
+    }
+
     pub fn reading_writer(&self) -> &ReadingWriter {
         &self.writer
+    }
+
+    /// Every device of every tenant the policy lets `system` read the
+    /// endpoint of (`read_endpoints`), each with its tenant-scoped profile.
+    /// A device the policy refuses is left out and logged.
+    pub async fn poll_targets(
+        &self,
+        system: &SystemPrincipal,
+    ) -> Result<Vec<PollTarget>, DomainError> {
+        let devices = self.access.all_devices().await?;
+        let mut trees: HashMap<TenantId, AreaTree> = HashMap::new();
+        let mut profiles: HashMap<(TenantId, ProfileId), Option<DeviceProfile>> = HashMap::new();
+        let mut targets = Vec::with_capacity(devices.len());
+        for device in devices {
+            let tree = match trees.entry(device.tenant_id) {
+                Entry::Occupied(known) => known.into_mut(),
+                Entry::Vacant(new) => {
+                    new.insert(AreaTree::new(&self.access.areas(device.tenant_id).await?))
+                }
+            };
+            let resource = device_resource(&device, tree);
+            if let Err(err) =
+                self.access
+                    .policy
+                    .authorize_system(system, SystemAction::ReadEndpoints, &resource)
+            {
+                tracing::warn!(device = %device.id, error = %err, "Not allowed to read this device's endpoint; not polling it.");
+                continue;
+            }
+            let key = (device.tenant_id, device.profile_id.clone());
+            let profile = match profiles.get(&key) {
+                Some(found) => found.clone(),
+                None => {
+                    let found = self
+                        .access
+                        .profile(device.tenant_id, &device.profile_id)
+                        .await?;
+                    profiles.insert(key, found.clone());
+                    found
+                }
+            };
+            targets.push(PollTarget { device, profile });
+        }
+        Ok(targets)
+    }
+
+    /// Whether somebody watches the device live, so it may be polled at its
+    /// profile's live interval (see [`LiveBus::is_watched`]).
+    pub fn is_watched(&self, tenant: TenantId, device: DeviceId) -> bool {
+        self.live.is_watched(tenant, device)
     }
 
     /// Records one poll of a device: publishes each reading and queues it for
@@ -236,18 +316,18 @@ impl Hearth {
             return;
         };
         let published = batch.clone();
-        self.ports.live.publish(LiveEvent::Readings(published));
+        self.live.publish(LiveEvent::Readings(published));
         self.writer.write(batch.readings()).await;
     }
 
     /// Records a device's reachability. Going offline re-publishes its last
     /// values as `Stale` with their original timestamps. Publishes only on change.
     pub fn record_status(&self, tenant: TenantId, device: DeviceId, online: bool) {
-        let previous = self.ports.live.status(tenant, device).map(|s| s.online);
+        let previous = self.live.status(tenant, device).map(|s| s.online);
         if previous == Some(online) {
             return;
         }
-        self.ports.live.publish(LiveEvent::Status(DeviceStatus {
+        self.live.publish(LiveEvent::Status(DeviceStatus {
             tenant_id: tenant,
             device_id: device,
             online,
@@ -255,7 +335,6 @@ impl Hearth {
         }));
         if !online {
             let stale = self
-                .ports
                 .live
                 .latest(tenant, device)
                 .into_iter()
@@ -265,7 +344,7 @@ impl Hearth {
                 })
                 .collect();
             if let Some(batch) = ReadingBatch::new(tenant, device, stale) {
-                self.ports.live.publish(LiveEvent::Readings(batch));
+                self.live.publish(LiveEvent::Readings(batch));
             }
         }
     }

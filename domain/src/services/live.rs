@@ -5,11 +5,11 @@ use std::sync::Arc;
 
 use futures::stream::{BoxStream, StreamExt};
 
-use super::Hearth;
+use super::access::{covers_tenant, DeviceAccess};
 use crate::error::{DomainError, InvalidValue};
 use crate::ids::DeviceId;
-use crate::model::{DeviceScope, Reading, Role};
-use crate::ports::{Action, Delivery, DeviceStatus, LiveEvent};
+use crate::model::Reading;
+use crate::ports::{Action, Delivery, DeviceStatus, LiveBus, LiveEvent};
 use crate::principal::Principal;
 
 /// What a live subscriber receives.
@@ -38,7 +38,18 @@ impl Watch {
     }
 }
 
-impl Hearth {
+/// Live value subscriptions.
+#[derive(Clone)]
+pub struct LiveService {
+    access: DeviceAccess,
+    live: Arc<dyn LiveBus>,
+}
+
+impl LiveService {
+    pub(crate) fn new(access: DeviceAccess, live: Arc<dyn LiveBus>) -> Self {
+        Self { access, live }
+    }
+
     /// Most devices one subscription may watch.
     pub const MAX_SUBSCRIBED_DEVICES: usize = 1000;
 
@@ -58,28 +69,29 @@ impl Hearth {
             .into());
         }
         let watch = if devices.is_empty() {
-            self.require_tenant(principal, Action::View)?;
-            if principal.role == Role::Admin || principal.scope == DeviceScope::All {
+            self.access.policy.require_tenant(principal, Action::View)?;
+            // The same rule the listing filter is derived from.
+            if covers_tenant(principal.role, &principal.scope) {
                 // Every device of the tenant, present and future: the tenant's
                 // channel already carries nothing else.
                 Watch::Tenant
             } else {
-                Watch::Devices(self.devices_in_scope(principal).await?)
+                Watch::Devices(self.access.devices_in_scope(principal).await?)
             }
         } else {
             let mut allowed = HashSet::new();
             for id in devices {
-                self.visible_device(principal, *id).await?;
+                self.access.visible_device(principal, *id).await?;
                 allowed.insert(*id);
             }
             Watch::Devices(allowed)
         };
         let tenant = principal.tenant_id;
         let deliveries = match &watch {
-            Watch::Tenant => self.ports.live.subscribe(tenant),
+            Watch::Tenant => self.live.subscribe(tenant),
             Watch::Devices(set) => {
                 let ids: Vec<DeviceId> = set.iter().copied().collect();
-                self.ports.live.subscribe_devices(tenant, &ids)
+                self.live.subscribe_devices(tenant, &ids)
             }
         };
         // The filter stays even where the bus routes per device: what leaves
@@ -103,34 +115,5 @@ impl Hearth {
             futures::future::ready(update)
         });
         Ok(stream.boxed())
-    }
-}
-
-impl Hearth {
-    /// Ids of every device in a restricted caller's scope.
-    pub(super) async fn devices_in_scope(
-        &self,
-        principal: &Principal,
-    ) -> Result<HashSet<DeviceId>, DomainError> {
-        let mut allowed = HashSet::new();
-        let mut offset = 0;
-        loop {
-            let page = self
-                .list_devices(
-                    principal,
-                    super::DeviceQuery {
-                        offset,
-                        limit: Self::MAX_PAGE,
-                        ..Default::default()
-                    },
-                )
-                .await?;
-            let n = page.items.len() as u64;
-            allowed.extend(page.items.into_iter().map(|d| d.device.id));
-            offset += n;
-            if n == 0 || offset >= page.total {
-                return Ok(allowed);
-            }
-        }
     }
 }

@@ -1,7 +1,13 @@
-//! Use cases. [`Hearth`] holds the ports; each submodule adds one group of
-//! operations to it. Every operation that acts for a user takes the
-//! [`Principal`](crate::Principal) and asks the authorizer first.
+//! Use cases, grouped into capability services. Each service holds only the
+//! ports it uses; every operation that acts for somebody takes the acting
+//! [`Principal`] (or, for internal jobs, a [`SystemPrincipal`]) and asks the
+//! authorizer first. The composition root builds them all with
+//! [`Services::new`]; nothing hands the ports back out.
+//!
+//! [`SystemPrincipal`]: crate::SystemPrincipal
 
+mod access;
+mod audit;
 mod auth;
 mod control;
 mod devices;
@@ -10,15 +16,20 @@ mod history;
 mod ingest;
 mod live;
 mod profiles;
+mod provisioning;
 mod throttle;
 
 use std::sync::Arc;
 
-pub use auth::{LoginError, MeView, MembershipView, Session};
-pub use control::{AuditPage, AuditQuery, WriteOutcome, WriteStatus};
-pub use devices::{DevicePage, DeviceQuery, DeviceView, PointView};
-pub use ingest::{ReadingWriter, ReadingWriterStats};
-pub use live::LiveUpdate;
+pub use access::{covers_tenant, device_in_scope, scope_filter};
+pub use auth::{AuthService, LoginError, MeView, MembershipView, Session};
+pub use control::{AuditPage, AuditQuery, ControlService, WriteOutcome, WriteStatus};
+pub use devices::{DevicePage, DeviceQuery, DeviceService, DeviceView, PointView};
+pub use history::HistoryService;
+pub use ingest::{IngestService, PollTarget, ReadingWriter, ReadingWriterStats};
+pub use live::{LiveService, LiveUpdate};
+pub use profiles::ProfileService;
+pub use provisioning::ProvisioningService;
 pub use throttle::LoginLimits;
 
 use crate::error::DomainError;
@@ -28,9 +39,10 @@ use crate::ports::{
 };
 use crate::principal::Principal;
 
-/// Every port the use cases need, chosen by the composition root.
-#[derive(Clone)]
-pub struct Ports {
+/// The adapters the composition root chose, handed to [`Services::new`] and
+/// consumed there: the services split them up, and no service gives a port
+/// back, so nothing outside the use cases can write around the policy.
+pub struct Adapters {
     pub directory: Arc<dyn Directory>,
     pub documents: Arc<dyn DocumentStore>,
     pub readings: Arc<dyn ReadingStore>,
@@ -41,59 +53,129 @@ pub struct Ports {
     pub tokens: Arc<dyn TokenService>,
 }
 
-/// The application: use cases over a set of ports.
+/// Every capability service, cheap to clone (each is a few `Arc`s).
 #[derive(Clone)]
-pub struct Hearth {
-    ports: Ports,
-    writer: ReadingWriter,
-    principals: Arc<auth::PrincipalCache>,
-    throttle: Arc<throttle::LoginThrottle>,
-    hashing: hashing::HashingPool,
+pub struct Services {
+    pub auth: AuthService,
+    pub devices: DeviceService,
+    pub control: ControlService,
+    pub live: LiveService,
+    pub history: HistoryService,
+    pub profiles: ProfileService,
+    pub ingest: IngestService,
+    pub provisioning: ProvisioningService,
 }
 
-impl Hearth {
-    /// Builds the application. Must be called inside a Tokio runtime: the
+impl Services {
+    /// Builds every service. Must be called inside a Tokio runtime: the
     /// batched reading writer runs as a task.
-    pub fn new(ports: Ports) -> Self {
-        Self::with_login_limits(ports, LoginLimits::default())
-    }
-
-    /// Like [`Hearth::new`], with login throttling and hashing limits of its own.
-    pub fn with_login_limits(ports: Ports, limits: LoginLimits) -> Self {
-        let writer = ReadingWriter::spawn(ports.readings.clone());
+    pub fn new(adapters: Adapters, limits: LoginLimits) -> Self {
+        let Adapters {
+            directory,
+            documents,
+            readings,
+            live,
+            field,
+            authorizer,
+            passwords,
+            tokens,
+        } = adapters;
+        let policy = Policy(authorizer);
+        let access = access::DeviceAccess::new(
+            directory.clone(),
+            directory.clone(),
+            documents.clone(),
+            policy.clone(),
+        );
+        let audit = audit::AuditTrail::new(directory.clone());
+        let hashing = hashing::HashingPool::new(&limits);
+        let auth = AuthService::new(
+            directory.clone(),
+            directory.clone(),
+            passwords.clone(),
+            tokens,
+            hashing.clone(),
+            limits,
+        );
         Self {
-            ports,
-            writer,
-            principals: Arc::default(),
-            hashing: hashing::HashingPool::new(&limits),
-            throttle: Arc::new(throttle::LoginThrottle::new(limits)),
+            devices: DeviceService::new(access.clone(), live.clone()),
+            control: ControlService::new(access.clone(), field, live.clone(), audit.clone()),
+            live: LiveService::new(access.clone(), live.clone()),
+            history: HistoryService::new(access.clone(), readings.clone()),
+            profiles: ProfileService::new(
+                documents.clone(),
+                directory.clone(),
+                policy.clone(),
+                audit,
+            ),
+            ingest: IngestService::new(access, live, ReadingWriter::spawn(readings)),
+            provisioning: ProvisioningService::new(
+                directory, documents, policy, passwords, hashing,
+            ),
+            auth,
         }
     }
+}
 
-    pub fn ports(&self) -> &Ports {
-        &self.ports
-    }
+/// The authorizer as the services use it: denials and policy failures are
+/// one kind of "no", the latter logged.
+#[derive(Clone)]
+pub(crate) struct Policy(Arc<dyn Authorizer>);
 
+impl Policy {
     /// Asks the policy; any denial or policy failure is an error.
-    fn authorize(
+    pub(crate) fn authorize(
         &self,
         principal: &Principal,
         action: Action,
         resource: &Resource,
     ) -> Result<(), AuthzError> {
-        self.ports
-            .authorizer
+        self.0
             .authorize(principal, action, resource)
-            .inspect_err(|err| {
-                if let AuthzError::Policy(reason) = err {
-                    tracing::error!(%reason, "Policy evaluation failed; denying.");
-                }
+            .inspect_err(log_policy_failure)
+    }
+
+    /// The same for an internal job.
+    pub(crate) fn authorize_system(
+        &self,
+        system: &crate::SystemPrincipal,
+        action: crate::ports::SystemAction,
+        resource: &Resource,
+    ) -> Result<(), DomainError> {
+        self.0
+            .authorize_system(system, action, resource)
+            .inspect_err(log_policy_failure)
+            .map_err(|_| {
+                DomainError::Forbidden(format!(
+                    "{action:?} is not allowed for system role {}",
+                    system.role().as_str()
+                ))
             })
     }
 
     /// Denials of tenant-wide actions are reported as `Forbidden`.
-    fn require_tenant(&self, principal: &Principal, action: Action) -> Result<(), DomainError> {
+    pub(crate) fn require_tenant(
+        &self,
+        principal: &Principal,
+        action: Action,
+    ) -> Result<(), DomainError> {
         self.authorize(principal, action, &Resource::Tenant(principal.tenant_id))
             .map_err(|_| DomainError::Forbidden(format!("{action:?} is not allowed for your role")))
+    }
+
+    /// Whether the caller may act on (and see) the tenant as a whole.
+    pub(crate) fn tenant_wide(&self, principal: &Principal) -> bool {
+        self.authorize(
+            principal,
+            Action::ManageTenant,
+            &Resource::Tenant(principal.tenant_id),
+        )
+        .is_ok()
+    }
+}
+
+fn log_policy_failure(err: &AuthzError) {
+    if let AuthzError::Policy(reason) = err {
+        tracing::error!(%reason, "Policy evaluation failed; denying.");
     }
 }

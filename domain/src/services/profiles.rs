@@ -1,18 +1,44 @@
 //! Device profiles (register maps): reading them, and admins adding their own.
 
+use std::sync::Arc;
+
 use chrono::{SubsecRound, Utc};
 
-use super::Hearth;
-use crate::error::{DomainError, InvalidValue};
+use super::audit::AuditTrail;
+use super::Policy;
+use crate::error::{DomainError, InvalidValue, StoreError};
 use crate::model::{AuditEntry, AuditOutcome, DeviceProfile};
-use crate::ports::Action;
+use crate::ports::{Action, DocumentStore, TenantRepository};
 use crate::principal::Principal;
 
-impl Hearth {
+/// Device profiles as tenants see and manage them.
+#[derive(Clone)]
+pub struct ProfileService {
+    documents: Arc<dyn DocumentStore>,
+    tenants: Arc<dyn TenantRepository>,
+    policy: Policy,
+    audit: AuditTrail,
+}
+
+impl ProfileService {
+    pub(crate) fn new(
+        documents: Arc<dyn DocumentStore>,
+        tenants: Arc<dyn TenantRepository>,
+        policy: Policy,
+        audit: AuditTrail,
+    ) -> Self {
+        Self {
+            documents,
+            tenants,
+            policy,
+            audit,
+        }
+    }
+
     /// Built-in profiles and the caller's tenant's own.
     pub async fn profiles(&self, principal: &Principal) -> Result<Vec<DeviceProfile>, DomainError> {
-        self.require_tenant(principal, Action::View)?;
-        Ok(self.ports.documents.profiles(principal.tenant_id).await?)
+        self.policy.require_tenant(principal, Action::View)?;
+        Ok(self.documents.profiles(principal.tenant_id).await?)
     }
 
     /// Stores a profile owned by the caller's tenant (new, or replacing one
@@ -46,22 +72,22 @@ impl Hearth {
                 last_at: at,
             }
         };
-        if let Err(err) = self.require_tenant(principal, Action::ManageTenant) {
-            self.audit(audit(
-                AuditOutcome::Refused,
-                format!(
-                    "role {} with this device scope may not manage profiles (`{}`)",
-                    principal.role, profile.id
-                ),
-            ))
-            .await;
+        if let Err(err) = self.policy.require_tenant(principal, Action::ManageTenant) {
+            self.audit
+                .record(audit(
+                    AuditOutcome::Refused,
+                    format!(
+                        "role {} with this device scope may not manage profiles (`{}`)",
+                        principal.role, profile.id
+                    ),
+                ))
+                .await;
             return Err(err);
         }
         profile.tenant_id = Some(principal.tenant_id);
         profile.validate()?;
         let tenant = self
-            .ports
-            .directory
+            .tenants
             .tenant(principal.tenant_id)
             .await?
             .ok_or(DomainError::Unauthenticated)?;
@@ -71,20 +97,24 @@ impl Hearth {
                 InvalidValue::new("profile id", format!("must start with `{prefix}`")).into(),
             );
         }
-        if let Some(existing) = self.ports.documents.profile(&profile.id).await? {
-            if existing.tenant_id != Some(principal.tenant_id) {
+        // The store refuses another owner's id (the ownership rule of
+        // `DocumentStore`); the answer is the same whether it exists or not.
+        match self.documents.put_profile(&profile).await {
+            Ok(()) => {}
+            Err(StoreError::Conflict(_)) => {
                 return Err(DomainError::Conflict(format!(
                     "profile id `{}` is taken",
                     profile.id
-                )));
+                )))
             }
+            Err(other) => return Err(other.into()),
         }
-        self.ports.documents.put_profile(&profile).await?;
-        self.audit(audit(
-            AuditOutcome::Confirmed,
-            format!("stored profile `{}`", profile.id),
-        ))
-        .await;
+        self.audit
+            .record(audit(
+                AuditOutcome::Confirmed,
+                format!("stored profile `{}`", profile.id),
+            ))
+            .await;
         tracing::info!(profile = %profile.id, tenant = %principal.tenant_id, "Profile stored.");
         Ok(profile)
     }

@@ -6,7 +6,7 @@ use hearth_domain::model;
 use hearth_domain::services::{MeView, Session};
 
 use super::error::{from_domain, from_login};
-use super::{hearth, principal, ClientAddr};
+use super::{principal, services, ClientAddr};
 
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
 #[graphql(remote = "hearth_domain::model::Role")]
@@ -108,7 +108,8 @@ impl AuthQuery {
     /// The caller, their active tenant and role, and all their memberships.
     async fn me(&self, ctx: &Context<'_>) -> async_graphql::Result<Me> {
         let principal = principal(ctx)?;
-        hearth(ctx)
+        services(ctx)
+            .auth
             .me(principal)
             .await
             .map(Me::from)
@@ -140,7 +141,8 @@ impl AuthMutation {
         // The TCP peer, when the transport knows it (HTTP); throttling then
         // also counts failures per address, not only per account.
         let client = ctx.data_opt::<ClientAddr>().map(|ClientAddr(ip)| *ip);
-        hearth(ctx)
+        services(ctx)
+            .auth
             .login(
                 &email,
                 &password,
@@ -159,7 +161,8 @@ impl AuthMutation {
         tenant_id: ID,
     ) -> async_graphql::Result<AuthPayload> {
         let principal = principal(ctx)?;
-        hearth(ctx)
+        services(ctx)
+            .auth
             .switch_tenant(principal, tenant_id.as_str())
             .await
             .map(AuthPayload::from)

@@ -4,11 +4,11 @@ use async_graphql::connection::{Connection, Edge, EmptyFields};
 use async_graphql::{Context, Enum, Object, SimpleObject, ID};
 use chrono::{DateTime, Utc};
 use hearth_domain::ports::{AuditCursor, AuditRecord};
-use hearth_domain::services::{AuditQuery, Hearth as App, WriteOutcome};
+use hearth_domain::services::{AuditQuery, ControlService, WriteOutcome};
 use hearth_domain::{DeviceId, PointKey, UserId};
 
 use super::error::{bad_input, from_domain};
-use super::{hearth, parse_id, principal};
+use super::{parse_id, principal, services};
 
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
 #[graphql(remote = "hearth_domain::services::WriteStatus")]
@@ -104,7 +104,8 @@ impl ControlMutation {
         let principal = principal(ctx)?;
         let device = parse_id::<DeviceId>(&device_id, "device")?;
         let point = PointKey::new(point).map_err(|e| bad_input(e.to_string()))?;
-        hearth(ctx)
+        services(ctx)
+            .control
             .write_parameter(principal, device, point, value)
             .await
             .map(WriteResult::from)
@@ -136,10 +137,10 @@ impl AuditQueries {
     ) -> async_graphql::Result<Connection<String, AuditEntry, EmptyFields, EmptyFields>> {
         let principal = principal(ctx)?;
         let first = first.or(limit).unwrap_or(100);
-        if first < 1 || i64::from(first) > App::MAX_AUDIT_PAGE as i64 {
+        if first < 1 || i64::from(first) > ControlService::MAX_AUDIT_PAGE as i64 {
             return Err(bad_input(format!(
                 "`first` must be 1 to {}",
-                App::MAX_AUDIT_PAGE
+                ControlService::MAX_AUDIT_PAGE
             )));
         }
         let after = after
@@ -161,7 +162,8 @@ impl AuditQueries {
             first: first as u64,
         };
         let has_previous = query.after.is_some();
-        let page = hearth(ctx)
+        let page = services(ctx)
+            .control
             .audit_log(principal, query)
             .await
             .map_err(from_domain)?;

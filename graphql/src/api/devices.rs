@@ -3,11 +3,11 @@
 use async_graphql::connection::{Connection, Edge, EmptyFields};
 use async_graphql::{Context, Enum, Object, SimpleObject, ID};
 use chrono::{DateTime, Utc};
-use hearth_domain::services::{DeviceQuery, DeviceView, Hearth as App, PointView};
+use hearth_domain::services::{DeviceQuery, DeviceService, DeviceView, PointView};
 use hearth_domain::{AreaId, DeviceId};
 
 use super::error::{bad_input, from_domain};
-use super::{hearth, parse_id, principal};
+use super::{parse_id, principal, services};
 
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
 #[graphql(remote = "hearth_domain::model::Quality")]
@@ -137,8 +137,11 @@ impl DeviceQueries {
     {
         let principal = principal(ctx)?;
         let first = first.unwrap_or(50);
-        if first < 1 || i64::from(first) > App::MAX_PAGE as i64 {
-            return Err(bad_input(format!("`first` must be 1 to {}", App::MAX_PAGE)));
+        if first < 1 || i64::from(first) > DeviceService::MAX_PAGE as i64 {
+            return Err(bad_input(format!(
+                "`first` must be 1 to {}",
+                DeviceService::MAX_PAGE
+            )));
         }
         let offset = match after {
             None => 0,
@@ -151,7 +154,8 @@ impl DeviceQueries {
             .as_ref()
             .map(|a| parse_id::<AreaId>(a, "area"))
             .transpose()?;
-        let page = hearth(ctx)
+        let page = services(ctx)
+            .devices
             .list_devices(
                 principal,
                 DeviceQuery {
@@ -183,7 +187,8 @@ impl DeviceQueries {
     async fn device(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Device> {
         let principal = principal(ctx)?;
         let id = parse_id::<DeviceId>(&id, "device")?;
-        hearth(ctx)
+        services(ctx)
+            .devices
             .device(principal, id)
             .await
             .map(Device::from)

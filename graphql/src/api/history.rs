@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use hearth_domain::{DeviceId, PointKey};
 
 use super::error::{bad_input, from_domain};
-use super::{hearth, parse_id, principal};
+use super::{parse_id, principal, services};
 
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
 #[graphql(remote = "hearth_domain::model::Aggregate")]
@@ -45,7 +45,8 @@ impl HistoryQueries {
         let principal = principal(ctx)?;
         let device = parse_id::<DeviceId>(&device_id, "device")?;
         let point = PointKey::new(point).map_err(|e| bad_input(e.to_string()))?;
-        let buckets = hearth(ctx)
+        let buckets = services(ctx)
+            .history
             .history(
                 principal,
                 device,

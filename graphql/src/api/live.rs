@@ -9,7 +9,7 @@ use hearth_domain::DeviceId;
 
 use super::devices::Quality;
 use super::error::{coded, from_domain, Code};
-use super::{hearth, parse_id, principal};
+use super::{parse_id, principal, services};
 
 #[derive(SimpleObject, Clone)]
 pub struct LiveValue {
@@ -59,7 +59,8 @@ async fn updates(
         .iter()
         .map(|id| parse_id::<DeviceId>(id, "device"))
         .collect::<async_graphql::Result<Vec<_>>>()?;
-    hearth(ctx)
+    services(ctx)
+        .live
         .subscribe_live(principal, &ids)
         .await
         .map_err(from_domain)

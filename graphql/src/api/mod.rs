@@ -11,7 +11,7 @@ mod live;
 mod profiles;
 
 use async_graphql::{Context, MergedObject, MergedSubscription, Schema, SchemaBuilder};
-use hearth_domain::services::Hearth;
+use hearth_domain::services::Services;
 use hearth_domain::Principal;
 
 pub use error::{Code, CodedSchema};
@@ -47,16 +47,16 @@ pub const MAX_DEPTH: usize = 12;
 /// Summed field complexity above this is refused before execution.
 pub const MAX_COMPLEXITY: usize = 2_000;
 
-/// The schema with its limits; callers add `Hearth` (and nothing else is
+/// The schema with its limits; callers add `Services` (and nothing else is
 /// needed). The cost of a document as a whole (expanded fields, aliases,
 /// tokens...) is checked before any of these, by [`CodedSchema`].
-pub fn build_schema(hearth: Hearth) -> SchemaBuilder<Query, Mutation, Subscription> {
+pub fn build_schema(services: Services) -> SchemaBuilder<Query, Mutation, Subscription> {
     Schema::build(
         Query::default(),
         Mutation::default(),
         Subscription::default(),
     )
-    .data(hearth)
+    .data(services)
     .limit_depth(MAX_DEPTH)
     .limit_complexity(MAX_COMPLEXITY)
     .limit_recursive_depth(crate::limits::MAX_NESTING)
@@ -91,9 +91,9 @@ pub enum Caller {
     User(Box<Principal>),
 }
 
-pub(crate) fn hearth<'a>(ctx: &Context<'a>) -> &'a Hearth {
+pub(crate) fn services<'a>(ctx: &Context<'a>) -> &'a Services {
     // The schema is always built by `build_schema`, which installs it.
-    ctx.data_unchecked::<Hearth>()
+    ctx.data_unchecked::<Services>()
 }
 
 /// The authenticated principal, or `UNAUTHENTICATED`.

@@ -6,7 +6,7 @@ use hearth_domain::{PointKey, ProfileId};
 
 use super::devices::WriteLevel;
 use super::error::{bad_input, from_domain};
-use super::{hearth, principal};
+use super::{principal, services};
 
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
 #[graphql(remote = "model::RegisterKind")]
@@ -227,7 +227,11 @@ impl ProfileQueries {
     /// Built-in profiles and the active tenant's own, by id.
     async fn profiles(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<DeviceProfile>> {
         let principal = principal(ctx)?;
-        let profiles = hearth(ctx).profiles(principal).await.map_err(from_domain)?;
+        let profiles = services(ctx)
+            .profiles
+            .profiles(principal)
+            .await
+            .map_err(from_domain)?;
         Ok(profiles.into_iter().map(DeviceProfile::from).collect())
     }
 }
@@ -245,7 +249,8 @@ impl ProfileMutation {
     ) -> async_graphql::Result<DeviceProfile> {
         let principal = principal(ctx)?;
         let profile = input.try_into_domain()?;
-        hearth(ctx)
+        services(ctx)
+            .profiles
             .put_profile(principal, profile)
             .await
             .map(DeviceProfile::from)

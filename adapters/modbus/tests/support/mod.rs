@@ -1,6 +1,6 @@
 //! Shared test fixtures: simulated controllers on loopback, devices pointing
 //! at them, and in-memory stand-ins for the storage ports so the poller can
-//! run against a real [`Hearth`] without any database.
+//! run against the real ingest use case without any database.
 
 #![allow(dead_code)]
 
@@ -13,17 +13,18 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures::stream::BoxStream;
 use futures::StreamExt;
+use hearth_auth::OsoAuthorizer;
 use hearth_domain::model::{
     Area, AuditEntry, Device, DeviceProfile, EmailAddress, HistoryBucket, HistoryQuery, Membership,
     ModbusEndpoint, PasswordHash, Reading, Tenant, User,
 };
 use hearth_domain::ports::{
-    Action, AuditCursor, AuditFilter, AuditRecord, Authorizer, AuthzError, Delivery, DeviceFilter,
-    DeviceStatus, Directory, DocumentStore, LiveBus, LiveEvent, Page, PasswordHasher, ReadingStore,
-    Resource, TokenClaims, TokenError, TokenService,
+    AreaRepository, AuditCursor, AuditFilter, AuditLog, AuditRecord, Delivery, DeviceFilter,
+    DeviceRepository, DeviceStatus, DocumentStore, LiveBus, LiveEvent, Page, PasswordHasher,
+    ReadingStore, TenantRepository, TokenClaims, TokenError, TokenService, UserRepository,
 };
-use hearth_domain::services::{Hearth, Ports};
-use hearth_domain::{DeviceId, PointKey, Principal, ProfileId, StoreError, TenantId, UserId};
+use hearth_domain::services::{Adapters, IngestService, LoginLimits, Services};
+use hearth_domain::{DeviceId, PointKey, ProfileId, StoreError, TenantId, UserId};
 use hearth_modbus::{GatewayConfig, ModbusGateway, Simulator};
 
 pub const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
@@ -92,7 +93,7 @@ pub struct MemoryDirectory {
 }
 
 #[async_trait]
-impl Directory for MemoryDirectory {
+impl TenantRepository for MemoryDirectory {
     async fn insert_tenant(&self, _: &Tenant) -> Result<(), StoreError> {
         unused()
     }
@@ -102,6 +103,10 @@ impl Directory for MemoryDirectory {
     async fn tenant_by_slug(&self, _: &str) -> Result<Option<Tenant>, StoreError> {
         unused()
     }
+}
+
+#[async_trait]
+impl UserRepository for MemoryDirectory {
     async fn insert_user(&self, _: &User) -> Result<(), StoreError> {
         unused()
     }
@@ -126,12 +131,22 @@ impl Directory for MemoryDirectory {
     async fn remove_membership(&self, _: UserId, _: TenantId) -> Result<bool, StoreError> {
         unused()
     }
+}
+
+#[async_trait]
+impl AreaRepository for MemoryDirectory {
     async fn insert_area(&self, _: &Area) -> Result<(), StoreError> {
         unused()
     }
+    /// No areas: the poller asks for them to place each device in the
+    /// policy's terms, and the stand-in's devices have none.
     async fn areas(&self, _: TenantId) -> Result<Vec<Area>, StoreError> {
-        unused()
+        Ok(Vec::new())
     }
+}
+
+#[async_trait]
+impl DeviceRepository for MemoryDirectory {
     async fn insert_device(&self, device: &Device) -> Result<(), StoreError> {
         self.devices.lock().expect("lock").push(device.clone());
         Ok(())
@@ -155,6 +170,10 @@ impl Directory for MemoryDirectory {
     async fn all_devices(&self) -> Result<Vec<Device>, StoreError> {
         Ok(self.devices.lock().expect("lock").clone())
     }
+}
+
+#[async_trait]
+impl AuditLog for MemoryDirectory {
     async fn append_audit(&self, _: &AuditEntry, _: chrono::Duration) -> Result<(), StoreError> {
         Ok(())
     }
@@ -183,8 +202,18 @@ impl DocumentStore for MemoryDocuments {
             .insert(profile.id.clone(), profile.clone());
         Ok(())
     }
-    async fn profile(&self, id: &ProfileId) -> Result<Option<DeviceProfile>, StoreError> {
-        Ok(self.profiles.lock().expect("lock").get(id).cloned())
+    async fn profile(
+        &self,
+        tenant: TenantId,
+        id: &ProfileId,
+    ) -> Result<Option<DeviceProfile>, StoreError> {
+        Ok(self
+            .profiles
+            .lock()
+            .expect("lock")
+            .get(id)
+            .filter(|p| p.tenant_id.is_none() || p.tenant_id == Some(tenant))
+            .cloned())
     }
     async fn profiles(&self, _: TenantId) -> Result<Vec<DeviceProfile>, StoreError> {
         unused()
@@ -289,12 +318,6 @@ impl LiveBus for MemoryLive {
 
 struct DenyAll;
 
-impl Authorizer for DenyAll {
-    fn authorize(&self, _: &Principal, _: Action, _: &Resource) -> Result<(), AuthzError> {
-        Err(AuthzError::Denied)
-    }
-}
-
 impl PasswordHasher for DenyAll {
     fn hash(&self, _: &str) -> Result<PasswordHash, anyhow::Error> {
         Err(anyhow::anyhow!("not used"))
@@ -314,10 +337,10 @@ impl TokenService for DenyAll {
     }
 }
 
-/// A Hearth over in-memory stores and the given gateway, plus handles on the
-/// stores the tests look into.
+/// The ingest use case over in-memory stores, the real policy and the given
+/// gateway, plus handles on the stores the tests look into.
 pub struct TestHearth {
-    pub hearth: Hearth,
+    pub ingest: IngestService,
     pub directory: Arc<MemoryDirectory>,
     pub documents: Arc<MemoryDocuments>,
     pub live: Arc<MemoryLive>,
@@ -329,18 +352,22 @@ pub fn hearth(gateway: Arc<ModbusGateway>) -> TestHearth {
     let documents = Arc::new(MemoryDocuments::default());
     let live = Arc::new(MemoryLive::default());
     let readings = Arc::new(MemoryReadings::default());
-    let hearth = Hearth::new(Ports {
-        directory: directory.clone(),
-        documents: documents.clone(),
-        readings: readings.clone(),
-        live: live.clone(),
-        field: gateway,
-        authorizer: Arc::new(DenyAll),
-        passwords: Arc::new(DenyAll),
-        tokens: Arc::new(DenyAll),
-    });
+    let services = Services::new(
+        Adapters {
+            directory: directory.clone(),
+            documents: documents.clone(),
+            readings: readings.clone(),
+            live: live.clone(),
+            field: gateway,
+            // The real policy: the poller reads its devices as a system principal.
+            authorizer: Arc::new(OsoAuthorizer::new().expect("the policy loads")),
+            passwords: Arc::new(DenyAll),
+            tokens: Arc::new(DenyAll),
+        },
+        LoginLimits::default(),
+    );
     TestHearth {
-        hearth,
+        ingest: services.ingest,
         directory,
         documents,
         live,

@@ -1,0 +1,160 @@
+//! Creating tenants, users, memberships, areas and devices, and storing the
+//! built-in profiles, for internal jobs (demo seeding, start-up, and later
+//! `hearth tenant create`). Each operation takes a [`SystemPrincipal`] and
+//! asks the policy (`provision`) like every other use case.
+
+use std::sync::Arc;
+
+use super::hashing::HashingPool;
+use super::Policy;
+use crate::error::{DomainError, InvalidValue};
+use crate::ids::{TenantId, UserId};
+use crate::model::{Area, Device, DeviceProfile, Membership, Tenant, User};
+use crate::ports::{Directory, DocumentStore, PasswordHasher, Resource, SystemAction};
+use crate::principal::SystemPrincipal;
+
+#[derive(Clone)]
+pub struct ProvisioningService {
+    directory: Arc<dyn Directory>,
+    documents: Arc<dyn DocumentStore>,
+    policy: Policy,
+    passwords: Arc<dyn PasswordHasher>,
+    hashing: HashingPool,
+}
+
+impl ProvisioningService {
+    pub(crate) fn new(
+        directory: Arc<dyn Directory>,
+        documents: Arc<dyn DocumentStore>,
+        policy: Policy,
+        passwords: Arc<dyn PasswordHasher>,
+        hashing: HashingPool,
+    ) -> Self {
+        Self {
+            directory,
+            documents,
+            policy,
+            passwords,
+            hashing,
+        }
+    }
+
+    fn require(&self, system: &SystemPrincipal, tenant: TenantId) -> Result<(), DomainError> {
+        self.policy
+            .authorize_system(system, SystemAction::Provision, &Resource::Tenant(tenant))
+    }
+
+    /// The tenant with this slug, if any (to keep seeding idempotent).
+    pub async fn tenant_by_slug(
+        &self,
+        system: &SystemPrincipal,
+        slug: &str,
+    ) -> Result<Option<Tenant>, DomainError> {
+        let tenant = self.directory.tenant_by_slug(slug).await?;
+        match tenant {
+            Some(t) => {
+                self.require(system, t.id)?;
+                Ok(Some(t))
+            }
+            None => Ok(None),
+        }
+    }
+
+    pub async fn create_tenant(
+        &self,
+        system: &SystemPrincipal,
+        tenant: &Tenant,
+    ) -> Result<(), DomainError> {
+        self.require(system, tenant.id)?;
+        Ok(self.directory.insert_tenant(tenant).await?)
+    }
+
+    pub async fn create_area(
+        &self,
+        system: &SystemPrincipal,
+        area: &Area,
+    ) -> Result<(), DomainError> {
+        self.require(system, area.tenant_id)?;
+        Ok(self.directory.insert_area(area).await?)
+    }
+
+    pub async fn create_device(
+        &self,
+        system: &SystemPrincipal,
+        device: &Device,
+    ) -> Result<(), DomainError> {
+        self.require(system, device.tenant_id)?;
+        Ok(self.directory.insert_device(device).await?)
+    }
+
+    /// Creates a user with `password` (hashed on the blocking pool) and the
+    /// given memberships, each of which needs `provision` on its tenant.
+    pub async fn create_user(
+        &self,
+        system: &SystemPrincipal,
+        user: &User,
+        password: &str,
+        memberships: &[Membership],
+    ) -> Result<(), DomainError> {
+        for m in memberships {
+            self.require(system, m.tenant_id)?;
+            if m.user_id != user.id {
+                return Err(InvalidValue::new("membership", "belongs to another user").into());
+            }
+        }
+        let hasher = self.passwords.clone();
+        let password = password.to_owned();
+        let hash = self
+            .hashing
+            .run(move || hasher.hash(&password))
+            .await
+            .map_err(|e| DomainError::Internal(e.into()))?
+            .map_err(DomainError::Internal)?;
+        let user = User {
+            password_hash: Some(hash),
+            ..user.clone()
+        };
+        self.directory.insert_user(&user).await?;
+        for m in memberships {
+            self.directory.upsert_membership(m).await?;
+        }
+        Ok(())
+    }
+
+    /// Inserts or replaces a membership (role or scope changes).
+    pub async fn set_membership(
+        &self,
+        system: &SystemPrincipal,
+        membership: &Membership,
+    ) -> Result<(), DomainError> {
+        self.require(system, membership.tenant_id)?;
+        Ok(self.directory.upsert_membership(membership).await?)
+    }
+
+    /// Removes a membership; `true` when there was one.
+    pub async fn remove_membership(
+        &self,
+        system: &SystemPrincipal,
+        user: UserId,
+        tenant: TenantId,
+    ) -> Result<bool, DomainError> {
+        self.require(system, tenant)?;
+        Ok(self.directory.remove_membership(user, tenant).await?)
+    }
+
+    /// Stores a built-in profile (one no tenant owns), replacing the
+    /// previous version: built-ins are code, stored at every start.
+    pub async fn put_builtin_profile(
+        &self,
+        system: &SystemPrincipal,
+        profile: &DeviceProfile,
+    ) -> Result<(), DomainError> {
+        self.policy
+            .authorize_system(system, SystemAction::Provision, &Resource::Builtins)?;
+        if profile.tenant_id.is_some() {
+            return Err(InvalidValue::new("profile", "a built-in profile has no tenant").into());
+        }
+        profile.validate()?;
+        Ok(self.documents.put_profile(profile).await?)
+    }
+}
