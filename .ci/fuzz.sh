@@ -9,8 +9,8 @@
 # RUSTC_BOOTSTRAP=1 unlocks on a stable compiler. Settings (environment):
 #   FUZZ_SECONDS    run time per target (60)
 #   FUZZ_TARGETS    space-separated targets (all of `cargo fuzz list`)
-#   FUZZ_SANITIZER  address | none (none: faster, and Rust code is memory
-#                   safe without unsafe; address also checks C dependencies)
+#   FUZZ_SANITIZER  address (default; works on stable too) | none (faster
+#                   runs, but unsafe code in dependencies goes unchecked)
 #   FUZZ_TIMEOUT    seconds one input may take (10)
 #   FUZZ_RSS_MB     memory limit of the fuzzing process (2048)
 #   CARGO_TARGET_DIR  where to build (fuzz/target by default)
@@ -20,7 +20,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export CARGO_BUILD_JOBS="${CARGO_BUILD_JOBS:-2}"
 
 FUZZ_SECONDS="${FUZZ_SECONDS:-60}"
-FUZZ_SANITIZER="${FUZZ_SANITIZER:-none}"
+FUZZ_SANITIZER="${FUZZ_SANITIZER:-address}"
 FUZZ_TIMEOUT="${FUZZ_TIMEOUT:-10}"
 FUZZ_RSS_MB="${FUZZ_RSS_MB:-2048}"
 
@@ -33,10 +33,16 @@ if ! rustc --version | grep -q nightly; then
 fi
 
 cd fuzz
-TARGETS="${FUZZ_TARGETS:-$(cargo fuzz list)}"
-
 start=$SECONDS
-cargo fuzz build -O -s "${FUZZ_SANITIZER}" ${TARGETS}
+if [[ -n "${FUZZ_TARGETS:-}" ]]; then
+    TARGETS="${FUZZ_TARGETS}"
+    for target in ${TARGETS}; do
+        cargo fuzz build -O -s "${FUZZ_SANITIZER}" "${target}"
+    done
+else
+    TARGETS="$(cargo fuzz list)"
+    cargo fuzz build -O -s "${FUZZ_SANITIZER}"
+fi
 echo "<== fuzz build: $((SECONDS - start))s"
 
 failed=()
