@@ -10,8 +10,8 @@
 use std::sync::{Arc, OnceLock};
 
 use async_graphql::Executor;
-use hearth::api::{build_schema, Caller, CodedSchema};
 use hearth::api::error::MAX_ERROR_MESSAGE_CHARS;
+use hearth::api::{build_schema, Caller, CodedSchema};
 use hearth_auth::{Argon2Hasher, JwtTokens, OsoAuthorizer};
 use hearth_domain::services::{Hearth, Ports};
 use hearth_inproc::bus::InProcessBus;

@@ -94,7 +94,12 @@ fuzz_target!(|data: &[u8]| {
             .collect();
         (points, u.arbitrary::<u16>().unwrap_or(0))
     };
-    let value = f64::from_le_bytes(u.bytes(8).ok().and_then(|b| b.try_into().ok()).unwrap_or([0; 8]));
+    let value = f64::from_le_bytes(
+        u.bytes(8)
+            .ok()
+            .and_then(|b| b.try_into().ok())
+            .unwrap_or([0; 8]),
+    );
     // The reply: as many words as the device chose to send.
     let words: Vec<u16> = u
         .take_rest()
@@ -106,7 +111,10 @@ fuzz_target!(|data: &[u8]| {
     // Every point is planned into exactly one block that covers it.
     let mut planned = vec![0u32; points.len()];
     for block in &blocks {
-        assert!(block.count >= 1 && block.count <= MAX_BLOCK_REGISTERS, "{block:?}");
+        assert!(
+            block.count >= 1 && block.count <= MAX_BLOCK_REGISTERS,
+            "{block:?}"
+        );
         for &i in &block.points {
             planned[i] += 1;
             let p = &points[i];
@@ -114,7 +122,10 @@ fuzz_target!(|data: &[u8]| {
             let start = u32::from(p.address);
             let end = start + u32::from(p.data_type.words());
             assert!(start >= u32::from(block.address), "{block:?} {p:?}");
-            assert!(end <= u32::from(block.address) + u32::from(block.count), "{block:?} {p:?}");
+            assert!(
+                end <= u32::from(block.address) + u32::from(block.count),
+                "{block:?} {p:?}"
+            );
         }
         let _ = block.bridges_gap(&points);
         let _ = block.split(&points);

@@ -15,9 +15,8 @@ pub const SECRET: &[u8] = b"hearth-fuzz-secret-hearth-fuzz-secret!";
 
 fn tokens() -> &'static JwtTokens {
     static TOKENS: OnceLock<JwtTokens> = OnceLock::new();
-    TOKENS.get_or_init(|| {
-        JwtTokens::new(SECRET, chrono::Duration::hours(1)).expect("a valid secret")
-    })
+    TOKENS
+        .get_or_init(|| JwtTokens::new(SECRET, chrono::Duration::hours(1)).expect("a valid secret"))
 }
 
 fuzz_target!(|data: &[u8]| {
