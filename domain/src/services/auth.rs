@@ -10,7 +10,7 @@ use thiserror::Error;
 use super::Hearth;
 use crate::error::DomainError;
 use crate::ids::{TenantId, UserId};
-use crate::model::{EmailAddress, Membership, Role, Tenant, User};
+use crate::model::{EmailAddress, Membership, Role, Tenant, TenantSlug, User};
 use crate::ports::TokenError;
 use crate::principal::Principal;
 
@@ -187,12 +187,17 @@ impl Hearth {
     ) -> Result<Option<Membership>, DomainError> {
         let tenant_id = match selector.parse::<TenantId>() {
             Ok(id) => Some(id),
-            Err(_) => self
-                .ports
-                .directory
-                .tenant_by_slug(selector.trim())
-                .await?
-                .map(|t| t.id),
+            Err(_) => match TenantSlug::new(selector.trim()) {
+                Ok(slug) => self
+                    .ports
+                    .directory
+                    .tenant_by_slug(slug.as_str())
+                    .await?
+                    .map(|t| t.id),
+                // Not even shaped like a slug (a megabyte of text, say):
+                // no tenant has it, and the store need not be asked.
+                Err(_) => None,
+            },
         };
         Ok(tenant_id.and_then(|id| memberships.iter().find(|m| m.tenant_id == id).cloned()))
     }
