@@ -313,7 +313,8 @@ async fn errors_never_echo_unbounded_input() -> anyhow::Result<()> {
     let server = DemoServer::start().await?;
     let admin = server.login("admin@acme.test").await?;
     let huge = "a".repeat(1024 * 1024 - 1024);
-    // When it sends a 1 MB device id, point key and field name
+    // When it sends a 1 MB device id, point key and field name (the
+    // field name as long as a query may be)
     let id = admin
         .gql(
             "query($id: ID!) { device(id: $id) { id } }",
@@ -331,13 +332,21 @@ async fn errors_never_echo_unbounded_input() -> anyhow::Result<()> {
     let field = admin
         .gql(&format!("{{ {} }}", "b".repeat(60 * 1024)), json!({}))
         .await?;
+    // And a 1 MB tenant selector
+    let tenant = admin
+        .gql(
+            "mutation($t: ID!) { switchTenant(tenantId: $t) { token } }",
+            json!({ "t": huge }),
+        )
+        .await?;
     // Then each is a coded error of bounded size
-    for res in [&id, &point, &field] {
-        assert_eq!(
-            error_code(res).as_deref(),
-            Some("BAD_USER_INPUT"),
-            "{res:.300}"
-        );
+    for (res, code) in [
+        (&id, "BAD_USER_INPUT"),
+        (&point, "BAD_USER_INPUT"),
+        (&field, "BAD_USER_INPUT"),
+        (&tenant, "FORBIDDEN"),
+    ] {
+        assert_eq!(error_code(res).as_deref(), Some(code), "{res:.300}");
         assert!(
             res.to_string().len() < 2_000,
             "{} bytes",

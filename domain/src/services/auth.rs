@@ -14,7 +14,7 @@ use super::hashing::{HashingError, HashingPool};
 use super::throttle::{LoginLimits, LoginThrottle};
 use crate::error::DomainError;
 use crate::ids::{TenantId, UserId};
-use crate::model::{EmailAddress, Membership, PasswordHash, Role, Tenant, User};
+use crate::model::{EmailAddress, Membership, PasswordHash, Role, Tenant, TenantSlug, User};
 use crate::ports::{PasswordHasher, TenantRepository, TokenError, TokenService, UserRepository};
 use crate::principal::Principal;
 
@@ -285,11 +285,16 @@ impl AuthService {
     ) -> Result<Option<Membership>, DomainError> {
         let tenant_id = match selector.parse::<TenantId>() {
             Ok(id) => Some(id),
-            Err(_) => self
-                .tenants
-                .tenant_by_slug(selector.trim())
-                .await?
-                .map(|t| t.id),
+            Err(_) => match TenantSlug::new(selector.trim()) {
+                Ok(slug) => self
+                    .tenants
+                    .tenant_by_slug(slug.as_str())
+                    .await?
+                    .map(|t| t.id),
+                // Not even shaped like a slug (a megabyte of text, say):
+                // no tenant has it, and the store need not be asked.
+                Err(_) => None,
+            },
         };
         Ok(tenant_id.and_then(|id| memberships.iter().find(|m| m.tenant_id == id).cloned()))
     }
