@@ -328,7 +328,7 @@ pub async fn serve_socket(
     if let Some((code, reason)) = ending {
         let frame = CloseFrame {
             code,
-            reason: truncated(&reason, 120).into(),
+            reason: truncated(reason, 120).into(),
         };
         let _ = sink.send(Message::Close(Some(frame))).await;
     }
@@ -528,7 +528,10 @@ fn admit_message(
     if ids.contains(&id) {
         let _ = control.send(Control::Close(
             close::DUPLICATE_ID,
-            format!("Subscriber for {} already exists", truncated(&id, 40)),
+            format!(
+                "Subscriber for {} already exists",
+                truncated(id.clone(), 40)
+            ),
         ));
         return None;
     }
@@ -691,9 +694,7 @@ fn access_changed() -> Response {
 
 /// `text` cut to at most `max` characters, marked when cut: messages that
 /// quote client input must not grow with it.
-fn truncated(text: &str, max: usize) -> String {
-    match text.char_indices().nth(max) {
-        Some((end, _)) => format!("{}…", &text[..end]),
-        None => text.to_owned(),
-    }
+fn truncated(mut text: String, max: usize) -> String {
+    crate::api::error::truncate_message(&mut text, max);
+    text
 }
