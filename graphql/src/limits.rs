@@ -699,6 +699,37 @@ mod tests {
         );
     }
 
+    /// What GraphiQL (graphql-js `getIntrospectionQuery`) sends on load.
+    const INTROSPECTION: &str = r#"query IntrospectionQuery {
+  __schema {
+    queryType { name }
+    mutationType { name }
+    subscriptionType { name }
+    types { ...FullType }
+    directives { name description locations args { ...InputValue } }
+  }
+}
+fragment FullType on __Type {
+  kind name description
+  fields(includeDeprecated: true) { name description args { ...InputValue } type { ...TypeRef } isDeprecated deprecationReason }
+  inputFields { ...InputValue }
+  interfaces { ...TypeRef }
+  enumValues(includeDeprecated: true) { name description isDeprecated deprecationReason }
+  possibleTypes { ...TypeRef }
+}
+fragment InputValue on __InputValue { name description type { ...TypeRef } defaultValue }
+fragment TypeRef on __Type {
+  kind name
+  ofType { kind name ofType { kind name ofType { kind name ofType { kind name ofType { kind name ofType { kind name ofType { kind name } } } } } } }
+}"#;
+
+    #[test]
+    fn graphiqls_introspection_query_passes() {
+        // Given the introspection query of GraphiQL, fragments and all
+        // Then it is within every limit (async-graphql's depth limit is another matter)
+        assert_eq!(ok(INTROSPECTION), Ok(()));
+    }
+
     #[test]
     fn a_normal_device_query_passes() {
         // Given the kind of query the web app sends
