@@ -13,7 +13,7 @@ use hearth_auth::{Argon2Hasher, JwtTokens, OsoAuthorizer};
 use hearth_domain::model::{
     DeviceScope, EmailAddress, Membership, PasswordHash, Role, Tenant, TenantSlug, User,
 };
-use hearth_domain::ports::{PasswordHasher, TenantRepository, UserRepository};
+use hearth_domain::ports::{NoWatchInterest, PasswordHasher, TenantRepository, UserRepository};
 use hearth_domain::services::{Adapters, LoginError, LoginLimits, Services};
 use hearth_domain::{TenantId, UserId};
 use hearth_inproc::bus::InProcessBus;
@@ -387,6 +387,8 @@ async fn locked_out_logins_are_refused_without_hashing_and_off_the_async_thread(
             documents: Arc::new(MemoryDocuments::new()),
             readings: Arc::new(MemoryReadings::new()),
             live: Arc::new(InProcessBus::new()),
+            // Nothing polls here, so nobody needs to know who watches.
+            watch: Arc::new(NoWatchInterest),
             field: Arc::new(ModbusGateway::new(GatewayConfig::default())),
             authorizer: Arc::new(OsoAuthorizer::new()?),
             passwords: hasher.clone(),

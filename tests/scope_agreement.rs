@@ -12,7 +12,7 @@ use std::sync::Arc;
 use futures::{FutureExt, StreamExt};
 use hearth_auth::{Argon2Hasher, JwtTokens, OsoAuthorizer};
 use hearth_domain::model::{
-    Area, AreaTree, Device, DeviceScope, EmailAddress, ModbusEndpoint, Role, Tenant, TenantSlug,
+    Area, AreaTree, Device, DeviceScope, EmailAddress, Endpoint, Role, Tenant, TenantSlug,
 };
 use hearth_domain::ports::{
     Action, AreaRepository, Authorizer, DeviceRepository, DeviceStatus, LiveBus, LiveEvent,
@@ -120,7 +120,7 @@ async fn answers(w: &World) -> anyhow::Result<Answers> {
             area_id: area.map(|a| area_ids[a]),
             name: format!("device {i:02}"),
             profile_id: ProfileId::new("none")?,
-            endpoint: ModbusEndpoint::new("127.0.0.1", 1502, 1)?,
+            endpoint: Endpoint::new("127.0.0.1", 1502, 1)?,
         };
         directory.insert_device(&device).await?;
         devices.push(device);
@@ -148,6 +148,7 @@ async fn answers(w: &World) -> anyhow::Result<Answers> {
             documents: Arc::new(MemoryDocuments::new()),
             readings: Arc::new(MemoryReadings::new()),
             live: bus.clone(),
+            watch: bus.clone(),
             field: Arc::new(ModbusGateway::new(GatewayConfig::default())),
             authorizer: authorizer.clone(),
             passwords: Arc::new(Argon2Hasher::fast_for_tests()?),

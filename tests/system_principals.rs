@@ -7,9 +7,10 @@ use std::sync::Arc;
 
 use hearth_auth::{Argon2Hasher, JwtTokens, OsoAuthorizer};
 use hearth_domain::model::{
-    Device, DeviceProfile, DeviceScope, EmailAddress, Membership, ModbusEndpoint, Role, Tenant,
+    Device, DeviceProfile, DeviceScope, EmailAddress, Endpoint, Membership, Role, Tenant,
     TenantSlug, User,
 };
+use hearth_domain::ports::NoWatchInterest;
 use hearth_domain::services::{Adapters, LoginLimits, Services};
 use hearth_domain::{DeviceId, DomainError, ProfileId, SystemPrincipal, TenantId, UserId};
 use hearth_inproc::bus::InProcessBus;
@@ -25,6 +26,8 @@ fn services() -> anyhow::Result<Services> {
             documents: Arc::new(MemoryDocuments::new()),
             readings: Arc::new(MemoryReadings::new()),
             live: Arc::new(InProcessBus::new()),
+            // Nothing polls here, so nobody needs to know who watches.
+            watch: Arc::new(NoWatchInterest),
             field: Arc::new(ModbusGateway::new(GatewayConfig::default())),
             authorizer: Arc::new(OsoAuthorizer::new()?),
             passwords: Arc::new(Argon2Hasher::fast_for_tests()?),
@@ -49,7 +52,7 @@ fn device(tenant: TenantId, name: &str, profile: &str) -> anyhow::Result<Device>
         area_id: None,
         name: name.into(),
         profile_id: ProfileId::new(profile)?,
-        endpoint: ModbusEndpoint::new("127.0.0.1", 1502, 1)?,
+        endpoint: Endpoint::new("127.0.0.1", 1502, 1)?,
     })
 }
 

@@ -7,11 +7,12 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use futures::stream::{BoxStream, StreamExt};
 
+use crate::error::InvalidValue;
 use crate::error::StoreError;
 use crate::ids::{AreaId, DeviceId, ProfileId, TenantId, UserId};
 use crate::model::{
-    Area, AuditEntry, Device, DeviceProfile, EmailAddress, HistoryBucket, HistoryQuery, Membership,
-    PasswordHash, Reading, RegisterKind, Tenant, User, WriteLevel,
+    Area, AuditEntry, Device, DeviceProfile, EmailAddress, Endpoint, HistoryBucket, HistoryQuery,
+    Membership, PasswordHash, PointDefinition, Reading, Tenant, User, WriteLevel,
 };
 use crate::principal::{Principal, SystemPrincipal};
 
@@ -327,13 +328,30 @@ pub trait LiveBus: Send + Sync + 'static {
     fn latest(&self, tenant: TenantId, device: DeviceId) -> Vec<Reading>;
     /// The device's last known status, `None` if never polled.
     fn status(&self, tenant: TenantId, device: DeviceId) -> Option<DeviceStatus>;
-    /// Whether a subscription made with `subscribe_devices` that names this
-    /// device is open: somebody is watching it, so the poller may poll it at
-    /// its profile's live interval. Tenant-wide subscriptions (dashboards,
+}
+
+/// Who is watching which device right now, for the poller: a device that
+/// somebody watches live may be polled at its profile's live interval.
+/// Separate from [`LiveBus`] because interest is not delivery: with several
+/// replicas the watcher may sit on another replica than the poller, and an
+/// adapter may answer from shared state rather than local subscriptions.
+pub trait WatchInterest: Send + Sync + 'static {
+    /// Whether a subscription made with [`LiveBus::subscribe_devices`] that
+    /// names this device is open. Tenant-wide subscriptions (dashboards,
     /// integrations) do not count. MUST turn false once those subscriptions
-    /// are dropped. A bus that cannot tell answers `false` (devices are then
-    /// polled at their normal interval).
+    /// are dropped. An adapter that cannot tell answers `false` (devices are
+    /// then polled at their normal interval).
     fn is_watched(&self, tenant: TenantId, device: DeviceId) -> bool;
+}
+
+/// For buses that know nothing of interest: nobody is ever watching.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoWatchInterest;
+
+impl WatchInterest for NoWatchInterest {
+    fn is_watched(&self, _: TenantId, _: DeviceId) -> bool {
+        false
+    }
 }
 
 // --------------------------------------------------------------------- field
@@ -343,31 +361,84 @@ pub enum FieldError {
     /// No connection or no answer in time.
     #[error("device did not answer: {0}")]
     Unreachable(String),
-    /// The device answered with a Modbus exception (code 1..=4, ...).
-    #[error("device refused the request with exception {code}")]
-    Exception { code: u8 },
+    /// The device answered and refused the request (a Modbus exception, a
+    /// BACnet error class): it is there, but will not do this.
+    #[error("device refused the request: {0}")]
+    Refused(String),
     /// The answer did not fit the request.
     #[error("malformed answer: {0}")]
     Protocol(String),
+    /// The profile does not say how to reach this point (its field address
+    /// is missing or not this protocol's). Nothing was sent.
+    #[error("{0}")]
+    Unaddressable(InvalidValue),
 }
 
-/// Register-level access to field devices. Implementations keep at most one
-/// request in flight per device.
+/// A value read from a device: the index of its point in the profile's
+/// `points` and the engineering value (scaled, in the point's unit).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PointValue {
+    pub point: usize,
+    pub value: f64,
+}
+
+/// Reads every point of one profile from one device, again and again (the
+/// poller holds one per device). It keeps whatever plan the protocol needs
+/// between reads: which requests cover which points, which of them the
+/// device refused.
+#[async_trait]
+pub trait PointReader: Send + Sync + 'static {
+    /// Clears `values` and fills it with every point the device served, in
+    /// no particular order. An unreachable device fails the whole read; a
+    /// point the device refuses is left out (and the reader says so once).
+    async fn read(&mut self, values: &mut Vec<PointValue>) -> Result<(), FieldError>;
+}
+
+/// Point-level access to field devices: definitions in, typed values out.
+/// How a point is addressed (register maps, word order, scaling, object ids)
+/// and how a refusal is spelled (exception codes) is the adapter's business,
+/// read from the points' [`FieldAddress`](crate::model::FieldAddress).
+/// Implementations keep at most one request in flight per device.
+///
+/// A second protocol is a second adapter; a routing adapter in front of both
+/// can pick one per profile from an entry of the field addresses, without
+/// any change here.
 #[async_trait]
 pub trait FieldGateway: Send + Sync + 'static {
-    async fn read_registers(
+    /// Checks that every point of the profile carries an address this
+    /// gateway understands, and that writable points can be written. Called
+    /// before a profile is stored and before its devices are polled.
+    fn check_profile(&self, profile: &DeviceProfile) -> Result<(), InvalidValue>;
+
+    /// Checks an endpoint against the protocol's rules (e.g. the unit range).
+    fn check_endpoint(&self, endpoint: &Endpoint) -> Result<(), InvalidValue>;
+
+    /// Checks that the device can hold `value` at this point (resolution,
+    /// register width) without sending anything, and returns the value as
+    /// the device will hold it: what reading the point back gives after a
+    /// write that landed.
+    fn check_value(&self, point: &PointDefinition, value: f64) -> Result<f64, InvalidValue>;
+
+    /// A reader of every point of `profile` from `device`.
+    fn reader(
         &self,
         device: &Device,
-        kind: RegisterKind,
-        address: u16,
-        count: u16,
-    ) -> Result<Vec<u16>, FieldError>;
-    /// Writes holding registers (FC06 for one word, FC16 for more).
-    async fn write_registers(
+        profile: &DeviceProfile,
+    ) -> Result<Box<dyn PointReader>, InvalidValue>;
+
+    /// Reads one point now.
+    async fn read_point(&self, device: &Device, point: &PointDefinition)
+        -> Result<f64, FieldError>;
+
+    /// Writes one point, once: never repeated behind the caller's back, since
+    /// a write that may have landed must be reported as it is. A value that
+    /// [`check_value`](Self::check_value) refuses never reaches the wire
+    /// (`Unaddressable` or `Refused` before sending).
+    async fn write_point(
         &self,
         device: &Device,
-        address: u16,
-        words: &[u16],
+        point: &PointDefinition,
+        value: f64,
     ) -> Result<(), FieldError>;
 }
 

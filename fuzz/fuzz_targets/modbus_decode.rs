@@ -1,8 +1,9 @@
-//! Point definitions and register words → the Modbus adapter's read
+//! Modbus point sections and register words → the Modbus adapter's read
 //! planning and reply decoding (`plan_reads`, `ReadBlock::decoded`,
-//! `PointDefinition::decode`), the path every poll of every device takes
-//! with whatever a device (or a profile a tenant wrote) hands it; plus
-//! `encode`, which guards writes.
+//! `ModbusPoint::decode`), the path every poll of every device takes with
+//! whatever a device (or a profile a tenant wrote) hands it; `encode`, which
+//! guards writes; and the section's round trip through a point's field
+//! address (`ModbusPoint::of`), which every stored profile takes.
 //!
 //! Input layout, so seeds can be written by hand: byte 0 even → the
 //! built-in ECL Comfort 310 profile, odd → arbitrary point definitions
@@ -11,9 +12,11 @@
 
 #![no_main]
 
-use hearth_domain::model::{DataType, PointDefinition, RegisterKind, Scale, WordOrder, WriteLevel};
+use hearth_domain::model::{PointDefinition, WriteLevel};
 use hearth_domain::PointKey;
 use hearth_modbus::blocks::{plan_reads, DEFAULT_MAX_GAP, MAX_BLOCK_REGISTERS};
+use hearth_modbus::point::modbus_points;
+use hearth_modbus::{DataType, ModbusPoint, RegisterKind, Scale, WordOrder};
 use libfuzzer_sys::arbitrary::{self, Arbitrary, Unstructured};
 use libfuzzer_sys::fuzz_target;
 
@@ -32,7 +35,7 @@ struct Point {
     options: Vec<(f64, bool)>,
 }
 
-fn definition(i: usize, p: &Point) -> Option<PointDefinition> {
+fn section(p: &Point) -> Option<ModbusPoint> {
     let data_type = match p.data_type % 5 {
         0 => DataType::U16,
         1 => DataType::I16,
@@ -40,9 +43,7 @@ fn definition(i: usize, p: &Point) -> Option<PointDefinition> {
         3 => DataType::I32,
         _ => DataType::F32,
     };
-    Some(PointDefinition {
-        key: PointKey::new(format!("p{i}")).ok()?,
-        name: format!("point {i}"),
+    Some(ModbusPoint {
         register: if p.input_register {
             RegisterKind::Input
         } else {
@@ -58,6 +59,15 @@ fn definition(i: usize, p: &Point) -> Option<PointDefinition> {
         // Profiles refuse a zero or non-finite scale; so does this.
         scale: Scale::new(p.scale).ok()?,
         offset: p.offset,
+    })
+}
+
+/// The point as a profile stores it, with the section in its field address.
+fn definition(i: usize, p: &Point, section: &ModbusPoint) -> Option<PointDefinition> {
+    Some(PointDefinition {
+        key: PointKey::new(format!("p{i}")).ok()?,
+        name: format!("point {i}"),
+        address: section.to_address(),
         unit: String::new(),
         writable: !p.input_register,
         write_level: WriteLevel::Full,
@@ -83,15 +93,31 @@ fuzz_target!(|data: &[u8]| {
     };
     let mut u = Unstructured::new(rest);
     let (points, max_gap) = if mode % 2 == 0 {
-        (hearth_modbus::ecl_comfort_310().points, DEFAULT_MAX_GAP)
+        let Ok(points) = modbus_points(&hearth_modbus::ecl_comfort_310()) else {
+            panic!("the built-in profile has Modbus addresses");
+        };
+        (points, DEFAULT_MAX_GAP)
     } else {
         let specs: Vec<Point> = u.arbitrary().unwrap_or_default();
-        let points: Vec<PointDefinition> = specs
-            .iter()
-            .take(256)
-            .enumerate()
-            .filter_map(|(i, p)| definition(i, p))
-            .collect();
+        let mut points = Vec::new();
+        for (i, spec) in specs.iter().take(256).enumerate() {
+            let Some(section) = section(spec) else {
+                continue;
+            };
+            // Stored and read back, the section is what was stored, or refused.
+            if let Some(def) = definition(i, spec, &section) {
+                match ModbusPoint::of(&def) {
+                    Ok(read) => assert!(
+                        read == section || read.offset.is_nan(),
+                        "{read:?} != {section:?}"
+                    ),
+                    Err(_) => continue,
+                }
+                let _ = def.quality_of(spec.plausible_min.unwrap_or(0.0));
+                let _ = def.check_value(spec.min.unwrap_or(0.0));
+            }
+            points.push(section);
+        }
         (points, u.arbitrary::<u16>().unwrap_or(0))
     };
     let value = f64::from_le_bytes(
@@ -133,21 +159,18 @@ fuzz_target!(|data: &[u8]| {
         // A reply of any length: points it covers decode, the others are
         // reported per point.
         let words = &words;
-        for (p, decoded) in block.decoded(&points, words) {
+        for (i, decoded) in block.decoded(&points, words) {
+            let p = &points[i];
             let covered = usize::from(p.address - block.address) + usize::from(p.data_type.words())
                 <= words.len();
             assert_eq!(decoded.is_ok(), covered, "{p:?} {words:?} {decoded:?}");
-            if let Ok(decoded) = decoded {
-                let _ = p.quality_of(decoded);
-                let _ = p.label_of(decoded);
-            }
         }
         assert_eq!(block.decode(&points, words).len(), block.points.len());
     }
     assert!(planned.iter().all(|&n| n == 1), "{planned:?}");
 
     // What encode accepts decodes again (the write path reads back).
-    for p in points.iter().filter(|p| p.writable) {
+    for p in points.iter().filter(|p| p.register == RegisterKind::Holding) {
         if let Ok(words) = p.encode(value) {
             assert_eq!(words.len(), usize::from(p.data_type.words()));
             assert!(p.decode(&words).is_ok());

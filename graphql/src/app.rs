@@ -8,11 +8,13 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use hearth_auth::{load_or_create_secret, Argon2Cost, Argon2Hasher, JwtTokens, OsoAuthorizer};
 use hearth_domain::ports::Directory;
-use hearth_domain::services::{Adapters, LoginLimits, Services};
+use hearth_domain::services::{
+    Adapters, LoginLimits, Poller, PollerConfig, PollerHandle, Services,
+};
 use hearth_domain::SystemPrincipal;
 use hearth_embedded::{EmbeddedDocuments, EmbeddedReadings};
 use hearth_inproc::bus::InProcessBus;
-use hearth_modbus::{GatewayConfig, ModbusGateway, Poller, PollerConfig, PollerHandle, Simulator};
+use hearth_modbus::{GatewayConfig, ModbusGateway, Simulator};
 use hearth_sql::SqlDirectory;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -166,11 +168,15 @@ pub async fn build(config: &Config) -> anyhow::Result<(Services, Arc<ModbusGatew
     let secret = config.token_secret.load(&config.data_dir)?;
     let token_lifetime = chrono::Duration::from_std(config.token_lifetime)
         .context("auth.token_lifetime: out of range")?;
+    // The in-process bus knows its own subscriptions: it is also who
+    // watches which device.
+    let bus = Arc::new(InProcessBus::with_capacity(config.bus_capacity));
     let adapters = Adapters {
         directory,
         documents,
         readings,
-        live: Arc::new(InProcessBus::with_capacity(config.bus_capacity)),
+        live: bus.clone(),
+        watch: bus,
         field: gateway.clone(),
         authorizer: Arc::new(OsoAuthorizer::new().context("cannot load the access policy")?),
         passwords: Arc::new(

@@ -15,7 +15,8 @@ use figment::providers::{Format, Serialized, Toml};
 use figment::Figment;
 use hearth_auth::Argon2Cost;
 use hearth_domain::services::LoginLimits;
-use hearth_modbus::{GatewayConfig, PollerConfig};
+use hearth_domain::services::PollerConfig;
+use hearth_modbus::GatewayConfig;
 use serde::{Deserialize, Serialize, Serializer};
 
 use crate::app::Config;
@@ -378,10 +379,10 @@ impl Default for Modbus {
             connect_timeout: gateway.connect_timeout,
             request_timeout: gateway.request_timeout,
             idle_timeout: gateway.idle_timeout,
-            max_gap: poller.max_gap,
+            max_gap: gateway.max_gap,
             max_start_offset: poller.max_start_offset,
             backoff_cap: poller.backoff_cap,
-            replan_every: poller.replan_every,
+            replan_every: gateway.replan_every,
             reload_every: poller.reload_every.unwrap_or_default(),
         }
     }
@@ -756,12 +757,12 @@ impl Settings {
                 connect_timeout: m.connect_timeout,
                 request_timeout: m.request_timeout,
                 idle_timeout: m.idle_timeout,
+                max_gap: m.max_gap,
+                replan_every: m.replan_every,
             },
             poller: PollerConfig {
-                max_gap: m.max_gap,
                 max_start_offset: m.max_start_offset,
                 backoff_cap: m.backoff_cap,
-                replan_every: m.replan_every,
                 reload_every: (!m.reload_every.is_zero()).then_some(m.reload_every),
             },
             bus_capacity: self.bus.capacity,

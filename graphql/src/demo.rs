@@ -6,8 +6,7 @@ use std::net::SocketAddr;
 
 use anyhow::Context as _;
 use hearth_domain::model::{
-    Area, Device, DeviceScope, EmailAddress, Membership, ModbusEndpoint, Role, Tenant, TenantSlug,
-    User,
+    Area, Device, DeviceScope, EmailAddress, Endpoint, Membership, Role, Tenant, TenantSlug, User,
 };
 use hearth_domain::services::ProvisioningService;
 use hearth_domain::{AreaId, DeviceId, ProfileId, SystemPrincipal, TenantId, UserId};
@@ -70,11 +69,11 @@ pub async fn seed(
     }
     let acme_areas = [n1.id, n2.id, hospital.id];
     let mut addresses = addresses.iter();
-    let mut next_endpoint = || -> anyhow::Result<ModbusEndpoint> {
+    let mut next_endpoint = || -> anyhow::Result<Endpoint> {
         let addr = addresses
             .next()
             .context("not enough simulated controllers")?;
-        Ok(ModbusEndpoint::new(addr.ip().to_string(), addr.port(), 1)?)
+        Ok(Endpoint::new(addr.ip().to_string(), addr.port(), 1)?)
     };
     for (name, area_index) in ACME_DEVICES {
         let area = acme_areas.get(area_index - 1).copied();
@@ -189,7 +188,7 @@ fn device(
     area_id: Option<AreaId>,
     name: &str,
     profile: &ProfileId,
-    endpoint: ModbusEndpoint,
+    endpoint: Endpoint,
 ) -> Device {
     Device {
         id: DeviceId::new(),

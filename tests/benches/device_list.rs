@@ -15,11 +15,12 @@ use anyhow::Context as _;
 use hearth::api::build_schema;
 use hearth_auth::{Argon2Hasher, JwtTokens, OsoAuthorizer};
 use hearth_domain::model::{
-    DataType, Device, DeviceProfile, DeviceScope, EmailAddress, Membership, ModbusEndpoint,
-    PointDefinition, Quality, Reading, RegisterKind, Role, Scale, Tenant, TenantSlug, User,
-    WordOrder, WriteLevel,
+    Device, DeviceProfile, DeviceScope, EmailAddress, Endpoint, Membership, PointDefinition,
+    Quality, Reading, Role, Tenant, TenantSlug, User, WriteLevel,
 };
-use hearth_domain::ports::{Action, Authorizer, AuthzError, LiveEvent, Resource, SystemAction};
+use hearth_domain::ports::{
+    Action, Authorizer, AuthzError, LiveEvent, NoWatchInterest, Resource, SystemAction,
+};
 use hearth_domain::services::{Adapters, LoginLimits, Services};
 use hearth_domain::{DeviceId, PointKey, Principal, ProfileId, SystemPrincipal, TenantId, UserId};
 use hearth_embedded::{EmbeddedDocuments, EmbeddedReadings};
@@ -27,7 +28,9 @@ use hearth_inproc::bus::InProcessBus;
 use hearth_inproc::directory::MemoryDirectory;
 use hearth_inproc::documents::MemoryDocuments;
 use hearth_inproc::readings::MemoryReadings;
-use hearth_modbus::{GatewayConfig, ModbusGateway};
+use hearth_modbus::{
+    DataType, GatewayConfig, ModbusGateway, ModbusPoint, RegisterKind, Scale, WordOrder,
+};
 use hearth_sql::SqlDirectory;
 use serde_json::json;
 
@@ -73,16 +76,19 @@ fn profile() -> anyhow::Result<DeviceProfile> {
             Ok(PointDefinition {
                 key: PointKey::new(format!("point_{i}"))?,
                 name: format!("Point {i}"),
-                register: if i < 5 {
-                    RegisterKind::Input
-                } else {
-                    RegisterKind::Holding
-                },
-                address: 100 + i as u16,
-                data_type: DataType::I16,
-                word_order: WordOrder::HighFirst,
-                scale: Scale::new(0.1)?,
-                offset: 0.0,
+                address: ModbusPoint {
+                    register: if i < 5 {
+                        RegisterKind::Input
+                    } else {
+                        RegisterKind::Holding
+                    },
+                    address: 100 + i as u16,
+                    data_type: DataType::I16,
+                    word_order: WordOrder::HighFirst,
+                    scale: Scale::new(0.1)?,
+                    offset: 0.0,
+                }
+                .to_address(),
                 unit: "°C".into(),
                 writable: i >= 5,
                 write_level: WriteLevel::Basic,
@@ -112,6 +118,7 @@ async fn side(name: &'static str, adapters: Adapters) -> anyhow::Result<Side> {
         documents: adapters.documents.clone(),
         readings: adapters.readings.clone(),
         live: adapters.live.clone(),
+        watch: adapters.watch.clone(),
         field: adapters.field.clone(),
         authorizer: adapters.authorizer.clone(),
         passwords: adapters.passwords.clone(),
@@ -148,7 +155,7 @@ async fn side(name: &'static str, adapters: Adapters) -> anyhow::Result<Side> {
             area_id: None,
             name: format!("Device {d:03}"),
             profile_id: profile.id.clone(),
-            endpoint: ModbusEndpoint::new("127.0.0.1", 1502, 1)?,
+            endpoint: Endpoint::new("127.0.0.1", 1502, 1)?,
         };
         p.directory.insert_device(&device).await?;
         for point in &profile.points {
@@ -254,6 +261,8 @@ async fn main() -> anyhow::Result<()> {
         documents: Arc::new(EmbeddedDocuments::open(dir.path())?),
         readings: Arc::new(EmbeddedReadings::open(dir.path())?),
         live: Arc::new(InProcessBus::new()),
+        // Nothing polls here, so nobody needs to know who watches.
+        watch: Arc::new(NoWatchInterest),
         field: gateway.clone(),
         authorizer: Arc::new(OsoAuthorizer::new()?),
         passwords: Arc::new(Argon2Hasher::fast_for_tests()?),
@@ -264,6 +273,8 @@ async fn main() -> anyhow::Result<()> {
         documents: Arc::new(MemoryDocuments::new()),
         readings: Arc::new(MemoryReadings::new()),
         live: Arc::new(InProcessBus::new()),
+        // Nothing polls here, so nobody needs to know who watches.
+        watch: Arc::new(NoWatchInterest),
         field: gateway,
         authorizer: Arc::new(BypassAuthorizer),
         passwords: Arc::new(Argon2Hasher::fast_for_tests()?),

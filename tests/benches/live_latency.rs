@@ -48,20 +48,18 @@ use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use hearth_auth::{Argon2Hasher, JwtTokens, OsoAuthorizer};
 use hearth_domain::model::{
-    Device, DeviceScope, EmailAddress, HistoryBucket, HistoryQuery, Membership, ModbusEndpoint,
-    Reading, Role, Tenant, TenantSlug, User,
+    Device, DeviceScope, EmailAddress, Endpoint, HistoryBucket, HistoryQuery, Membership, Reading,
+    Role, Tenant, TenantSlug, User,
 };
 use hearth_domain::ports::{Directory, DocumentStore, ReadingStore};
-use hearth_domain::services::{Adapters, LiveUpdate, LoginLimits, Services};
+use hearth_domain::services::{Adapters, LiveUpdate, LoginLimits, Poller, PollerConfig, Services};
 use hearth_domain::{DeviceId, PointKey, Principal, StoreError, TenantId, UserId};
 use hearth_embedded::EmbeddedReadings;
 use hearth_inproc::bus::InProcessBus;
 use hearth_inproc::directory::MemoryDirectory;
 use hearth_inproc::documents::MemoryDocuments;
 use hearth_modbus::simulator::{plant, SIMULATED_UNIT};
-use hearth_modbus::{
-    ecl_comfort_310, GatewayConfig, ModbusGateway, Poller, PollerConfig, Simulator,
-};
+use hearth_modbus::{ecl_comfort_310, GatewayConfig, ModbusGateway, Simulator};
 
 /// The same allocator as the `hearth` binary.
 #[global_allocator]
@@ -174,12 +172,14 @@ async fn main() -> anyhow::Result<()> {
     // take them over for everything else.
     let directory: Arc<dyn Directory> = Arc::new(MemoryDirectory::new());
     let documents: Arc<dyn DocumentStore> = Arc::new(MemoryDocuments::new());
+    let bus = Arc::new(InProcessBus::new());
     let hearth = Services::new(
         Adapters {
             directory: directory.clone(),
             documents: documents.clone(),
             readings,
-            live: Arc::new(InProcessBus::new()),
+            live: bus.clone(),
+            watch: bus,
             field: gateway.clone(),
             authorizer: Arc::new(OsoAuthorizer::new()?),
             passwords: Arc::new(Argon2Hasher::fast_for_tests()?),
@@ -226,10 +226,10 @@ async fn main() -> anyhow::Result<()> {
             area_id: None,
             name: format!("ECL {i:04}"),
             profile_id: profile.id.clone(),
-            endpoint: ModbusEndpoint::new(
+            endpoint: Endpoint::new(
                 simulated.addr.ip().to_string(),
                 simulated.addr.port(),
-                SIMULATED_UNIT,
+                u32::from(SIMULATED_UNIT),
             )?,
         };
         directory.insert_device(&device).await?;

@@ -3,8 +3,8 @@
 
 use chrono::{Duration, TimeZone, Utc};
 use hearth_domain::model::{
-    Aggregate, DataType, DeviceProfile, HistoryQuery, PointDefinition, Quality, Reading,
-    RegisterKind, Scale, WordOrder, WriteLevel,
+    Aggregate, DeviceProfile, FieldAddress, HistoryQuery, PointDefinition, Quality, Reading,
+    WriteLevel,
 };
 use hearth_domain::ports::{DocumentStore, ReadingStore};
 use hearth_domain::{DeviceId, PointKey, ProfileId, StoreError, TenantId};
@@ -20,12 +20,12 @@ fn profile(id: &str, tenant_id: Option<TenantId>) -> DeviceProfile {
         points: vec![PointDefinition {
             key: PointKey::new("outdoor").expect("valid key"),
             name: "Outdoor".into(),
-            register: RegisterKind::Input,
-            address: 10_199,
-            data_type: DataType::I16,
-            word_order: WordOrder::HighFirst,
-            scale: Scale::new(0.01).expect("valid scale"),
-            offset: 0.0,
+            address: match serde_json::json!({
+                "register": "input", "address": 10_199, "data_type": "i16", "scale": 0.01,
+            }) {
+                serde_json::Value::Object(map) => FieldAddress(map),
+                _ => FieldAddress::default(),
+            },
             unit: "°C".into(),
             writable: false,
             write_level: WriteLevel::Full,

@@ -8,7 +8,7 @@ use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use futures::stream::{BoxStream, StreamExt};
 use hearth_domain::model::Reading;
-use hearth_domain::ports::{Delivery, DeviceStatus, LiveBus, LiveEvent};
+use hearth_domain::ports::{Delivery, DeviceStatus, LiveBus, LiveEvent, WatchInterest};
 use hearth_domain::{DeviceId, PointKey, TenantId};
 use tokio::sync::broadcast;
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
@@ -222,12 +222,6 @@ impl LiveBus for InProcessBus {
             .unwrap_or_default()
     }
 
-    fn is_watched(&self, tenant: TenantId, device: DeviceId) -> bool {
-        read(&self.device_channels)
-            .get(&(tenant, device))
-            .is_some_and(|sender| sender.receiver_count() > 0)
-    }
-
     fn status(&self, tenant: TenantId, device: DeviceId) -> Option<DeviceStatus> {
         read(self.shard(tenant, device))
             .get(&(tenant, device))
@@ -245,6 +239,16 @@ fn read<T>(lock: &RwLock<T>) -> RwLockReadGuard<'_, T> {
 fn write<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
     lock.write()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Interest is this replica's own device subscriptions: the poller and the
+/// watcher share the process.
+impl WatchInterest for InProcessBus {
+    fn is_watched(&self, tenant: TenantId, device: DeviceId) -> bool {
+        read(&self.device_channels)
+            .get(&(tenant, device))
+            .is_some_and(|sender| sender.receiver_count() > 0)
+    }
 }
 
 #[cfg(test)]

@@ -74,9 +74,7 @@ impl DocumentStore for MemoryDocuments {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use hearth_domain::model::{
-        DataType, PointDefinition, RegisterKind, Scale, WordOrder, WriteLevel,
-    };
+    use hearth_domain::model::{FieldAddress, PointDefinition, WriteLevel};
     use hearth_domain::PointKey;
 
     fn profile(id: &str, tenant_id: Option<TenantId>) -> DeviceProfile {
@@ -89,12 +87,7 @@ mod tests {
             points: vec![PointDefinition {
                 key: PointKey::new("p").expect("valid key"),
                 name: "p".into(),
-                register: RegisterKind::Input,
-                address: 1,
-                data_type: DataType::U16,
-                word_order: WordOrder::HighFirst,
-                scale: Scale::default(),
-                offset: 0.0,
+                address: FieldAddress::default(),
                 unit: String::new(),
                 writable: false,
                 write_level: WriteLevel::Full,

@@ -39,24 +39,26 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use hearth_domain::model::{
-    DataType, Device, DeviceProfile, HistoryBucket, HistoryQuery, ModbusEndpoint, PasswordHash,
-    PointDefinition, Reading, RegisterKind, Scale, WordOrder, WriteLevel,
+    Device, DeviceProfile, Endpoint, HistoryBucket, HistoryQuery, PasswordHash, PointDefinition,
+    Reading, WriteLevel,
 };
 use hearth_domain::ports::{
     Action, Authorizer, AuthzError, PasswordHasher, ReadingStore, Resource, SystemAction,
     TokenClaims, TokenError, TokenService,
 };
-use hearth_domain::services::{Adapters, IngestService, LoginLimits, Services};
+use hearth_domain::services::{Adapters, DevicePoller, IngestService, LoginLimits, Services};
 use hearth_domain::{
     DeviceId, PointKey, Principal, ProfileId, StoreError, SystemPrincipal, TenantId, UserId,
 };
 use hearth_inproc::bus::InProcessBus;
 use hearth_inproc::directory::MemoryDirectory;
 use hearth_inproc::documents::MemoryDocuments;
-use hearth_modbus::blocks::ReadBlock;
+use hearth_modbus::blocks::{plan_reads, ReadBlock};
+use hearth_modbus::point::modbus_points;
 use hearth_modbus::simulator::{plant, SIMULATED_UNIT};
 use hearth_modbus::{
-    ecl_comfort_310, DevicePoller, GatewayConfig, ModbusGateway, PollerConfig, Simulator,
+    ecl_comfort_310, DataType, GatewayConfig, ModbusGateway, ModbusPoint, RegisterKind, Scale,
+    Simulator, WordOrder,
 };
 use tokio::net::TcpStream;
 use tokio_modbus::client::{Context, Reader};
@@ -150,12 +152,15 @@ fn schedule_profile() -> Result<DeviceProfile, Failure> {
             Ok(PointDefinition {
                 key: PointKey::new(format!("schedule_{i}"))?,
                 name: format!("Schedule register {i}"),
-                register: RegisterKind::Holding,
-                address: plant::SCHEDULE_START + i,
-                data_type: DataType::U16,
-                word_order: WordOrder::HighFirst,
-                scale: Scale::new(1.0)?,
-                offset: 0.0,
+                address: ModbusPoint {
+                    register: RegisterKind::Holding,
+                    address: plant::SCHEDULE_START + i,
+                    data_type: DataType::U16,
+                    word_order: WordOrder::HighFirst,
+                    scale: Scale::new(1.0)?,
+                    offset: 0.0,
+                }
+                .to_address(),
                 unit: "HHMM".into(),
                 writable: false,
                 write_level: WriteLevel::Full,
@@ -178,12 +183,14 @@ fn schedule_profile() -> Result<DeviceProfile, Failure> {
 }
 
 fn hearth(gateway: Arc<ModbusGateway>) -> IngestService {
+    let bus = Arc::new(InProcessBus::new());
     Services::new(
         Adapters {
             directory: Arc::new(MemoryDirectory::new()),
             documents: Arc::new(MemoryDocuments::new()),
             readings: Arc::new(DiscardingReadingStore),
-            live: Arc::new(InProcessBus::new()),
+            live: bus.clone(),
+            watch: bus,
             field: gateway,
             authorizer: Arc::new(NotUsed),
             passwords: Arc::new(NotUsed),
@@ -211,6 +218,9 @@ impl Tally {
 
 /// One side's state for one scenario, kept across rounds (connections stay open).
 struct HearthSide {
+    /// Block reads one poll makes (the planned ones: these scenarios serve
+    /// every block, so no block is split).
+    blocks_per_poll: u64,
     hearth: IngestService,
     pollers: Vec<DevicePoller>,
 }
@@ -225,12 +235,12 @@ struct BareSide {
 async fn hearth_round(side: &mut HearthSide, seconds: f64, record: bool) -> Result<Tally, Failure> {
     let deadline = Instant::now() + Duration::from_secs_f64(seconds);
     let mut tasks = Vec::with_capacity(side.pollers.len());
+    let blocks = side.blocks_per_poll;
     for mut poller in side.pollers.drain(..) {
         let hearth = side.hearth.clone();
         tasks.push(tokio::spawn(async move {
             let mut tally = Tally::default();
             while Instant::now() < deadline {
-                let blocks = poller.blocks().len() as u64;
                 let polled = if record {
                     poller.poll_once(&hearth).await
                 } else {
@@ -328,10 +338,15 @@ async fn scenario(
     rounds: usize,
 ) -> Result<(), Failure> {
     let tenant = TenantId::new();
-    let config = PollerConfig::default();
+    // The bare side reads exactly the blocks our reader plans.
+    let planned = plan_reads(
+        &modbus_points(&profile).map_err(|e| format!("profile: {e}"))?,
+        gateway.config().max_gap,
+    );
     let mut ours = HearthSide {
         hearth: hearth(gateway.clone()),
         pollers: Vec::with_capacity(sim.devices().len()),
+        blocks_per_poll: planned.len() as u64,
     };
     let mut bare = BareSide {
         blocks: Vec::new(),
@@ -344,16 +359,16 @@ async fn scenario(
             area_id: None,
             name: format!("ECL {i:04}"),
             profile_id: profile.id.clone(),
-            endpoint: ModbusEndpoint::new(
+            endpoint: Endpoint::new(
                 simulated.addr.ip().to_string(),
                 simulated.addr.port(),
-                SIMULATED_UNIT,
+                u32::from(SIMULATED_UNIT),
             )?,
         };
-        let poller = DevicePoller::new(gateway.clone(), device, profile.clone(), &config);
+        let poller = DevicePoller::new(&**gateway, device, profile.clone())
+            .map_err(|e| format!("profile: {e}"))?;
         if bare.blocks.is_empty() {
-            bare.blocks = poller
-                .blocks()
+            bare.blocks = planned
                 .iter()
                 .map(|b| (b.kind, b.address, b.count))
                 .collect();
@@ -361,11 +376,7 @@ async fn scenario(
         ours.pollers.push(poller);
         bare.contexts.push(connect_bare(simulated.addr).await?);
     }
-    let plan = ours
-        .pollers
-        .first()
-        .map(|p| describe(p.blocks()))
-        .unwrap_or_default();
+    let plan = describe(&planned);
     let registers: u32 = bare.blocks.iter().map(|b| u32::from(b.2)).sum();
     println!(
         "\nscenario {name}: {} points per poll, {} block reads per poll ({plan}), {registers} registers",
@@ -466,6 +477,7 @@ async fn main() -> Result<(), Failure> {
         connect_timeout: Duration::from_secs(10),
         request_timeout: Duration::from_secs(10),
         idle_timeout: Duration::from_secs(600),
+        ..GatewayConfig::default()
     }));
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     println!(

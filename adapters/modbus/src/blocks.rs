@@ -1,8 +1,7 @@
 //! Read planning: which block reads fetch every point of a profile with as few
 //! round trips as the device's limits allow, and decoding points out of them.
 
-use hearth_domain::model::{PointDefinition, RegisterKind};
-use hearth_domain::PointKey;
+use crate::point::{ModbusPoint, RegisterKind};
 
 /// Most registers one FC03/FC04 read may ask for (ECL limit: ADU ≤ 240 bytes).
 pub const MAX_BLOCK_REGISTERS: u16 = 123;
@@ -22,13 +21,13 @@ pub struct ReadBlock {
 
 impl ReadBlock {
     /// Whether the block reads registers no point needs (a bridged gap).
-    pub fn bridges_gap(&self, points: &[PointDefinition]) -> bool {
+    pub fn bridges_gap(&self, points: &[ModbusPoint]) -> bool {
         let needed: u32 = points_needed(self, points);
         needed < u32::from(self.count)
     }
 
     /// One block per point, for devices that refuse a bridged or merged block.
-    pub fn split(&self, points: &[PointDefinition]) -> Vec<ReadBlock> {
+    pub fn split(&self, points: &[ModbusPoint]) -> Vec<ReadBlock> {
         self.points
             .iter()
             .filter_map(|&i| points.get(i).map(|p| (i, p)))
@@ -41,17 +40,16 @@ impl ReadBlock {
             .collect()
     }
 
-    /// Decodes every point of the block from the block's registers. A point
-    /// whose registers are missing or do not decode is returned as an error
-    /// message instead of failing the whole block.
+    /// Decodes every point of the block from the block's registers, by
+    /// index into `points`. A point whose registers are missing or do not
+    /// decode is returned as an error message instead of failing the whole
+    /// block.
     pub fn decode(
         &self,
-        points: &[PointDefinition],
+        points: &[ModbusPoint],
         words: &[u16],
-    ) -> Vec<(PointKey, Result<f64, String>)> {
-        self.decoded(points, words)
-            .map(|(p, value)| (p.key.clone(), value))
-            .collect()
+    ) -> Vec<(usize, Result<f64, String>)> {
+        self.decoded(points, words).collect()
     }
 
     /// [`decode`](Self::decode) without collecting: each point of the block
@@ -59,31 +57,32 @@ impl ReadBlock {
     /// millions of times a second and should allocate nothing per point.
     pub fn decoded<'a>(
         &'a self,
-        points: &'a [PointDefinition],
+        points: &'a [ModbusPoint],
         words: &'a [u16],
-    ) -> impl Iterator<Item = (&'a PointDefinition, Result<f64, String>)> + 'a {
+    ) -> impl Iterator<Item = (usize, Result<f64, String>)> + 'a {
         self.points
             .iter()
-            .filter_map(|&i| points.get(i))
-            .map(move |p| {
+            .filter_map(|&i| points.get(i).map(|p| (i, p)))
+            .map(move |(i, p)| {
                 let start = usize::from(p.address.wrapping_sub(self.address));
                 let end = start + usize::from(p.data_type.words());
                 let value = match (p.address >= self.address, words.get(start..end)) {
                     (true, Some(slice)) => p.decode(slice).map_err(|e| e.to_string()),
                     _ => Err(format!(
-                        "point `{}` lies outside the block read at {} (+{})",
-                        p.key,
+                        "registers {}+{} lie outside the block read at {} (+{})",
+                        p.address,
+                        p.data_type.words(),
                         self.address,
                         words.len()
                     )),
                 };
-                (p, value)
+                (i, value)
             })
     }
 }
 
 /// Registers actually covered by the block's points (union of their ranges).
-fn points_needed(block: &ReadBlock, points: &[PointDefinition]) -> u32 {
+fn points_needed(block: &ReadBlock, points: &[ModbusPoint]) -> u32 {
     let mut covered = vec![false; usize::from(block.count)];
     for p in block.points.iter().filter_map(|&i| points.get(i)) {
         let start = u32::from(p.address).saturating_sub(u32::from(block.address));
@@ -103,7 +102,7 @@ fn points_needed(block: &ReadBlock, points: &[PointDefinition]) -> u32 {
 /// sorted by address, contiguous or nearby points (at most `max_gap` unused
 /// registers apart) merged while the block stays within
 /// [`MAX_BLOCK_REGISTERS`]. A multi-register point is never split across blocks.
-pub fn plan_reads(points: &[PointDefinition], max_gap: u16) -> Vec<ReadBlock> {
+pub fn plan_reads(points: &[ModbusPoint], max_gap: u16) -> Vec<ReadBlock> {
     let mut order: Vec<usize> = (0..points.len()).collect();
     order.sort_by_key(|&i| {
         (
@@ -147,31 +146,16 @@ pub fn plan_reads(points: &[PointDefinition], max_gap: u16) -> Vec<ReadBlock> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use hearth_domain::model::{DataType, Scale, WordOrder, WriteLevel};
+    use crate::point::{DataType, Scale, WordOrder};
 
-    fn point(
-        key: &str,
-        register: RegisterKind,
-        address: u16,
-        data_type: DataType,
-    ) -> PointDefinition {
-        PointDefinition {
-            key: PointKey::new(key).expect("valid key"),
-            name: key.into(),
+    fn point(_key: &str, register: RegisterKind, address: u16, data_type: DataType) -> ModbusPoint {
+        ModbusPoint {
             register,
             address,
             data_type,
             word_order: WordOrder::HighFirst,
-            scale: Scale::new(1.0).expect("valid scale"),
+            scale: Scale::default(),
             offset: 0.0,
-            unit: String::new(),
-            writable: false,
-            write_level: WriteLevel::Full,
-            min: None,
-            max: None,
-            options: Vec::new(),
-            plausible_min: None,
-            plausible_max: None,
         }
     }
 
@@ -274,7 +258,7 @@ mod tests {
         let words: Vec<u16> = vec![0, 7];
         let decoded = blocks[1].decode(&points, &words);
         assert_eq!(decoded.len(), 1);
-        assert_eq!(decoded[0].0.as_str(), "wide2");
+        assert_eq!(decoded[0].0, points.len() - 1, "the last point, wide2");
         assert_eq!(decoded[0].1, Ok(f64::from(f32::from_bits(7))));
     }
 

@@ -1,6 +1,9 @@
-//! [`FieldGateway`] over Modbus TCP: one cached connection per endpoint, at
-//! most one request in flight on it, timeouts on everything, and a broken
-//! connection dropped so the next call reconnects.
+//! [`FieldGateway`] over Modbus TCP: points in, values out. Each point's
+//! Modbus section ([`ModbusPoint`]) says which registers hold it and how to
+//! code them; reads of a whole profile go through a planned [`ModbusReader`].
+//! Underneath, one cached connection per endpoint, at most one request in
+//! flight on it, timeouts on everything, and a broken connection dropped so
+//! the next call reconnects.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -8,17 +11,20 @@ use std::sync::{Arc, Mutex as StdMutex, Weak};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use hearth_domain::model::{Device, ModbusEndpoint, RegisterKind};
-use hearth_domain::ports::{FieldError, FieldGateway};
+use hearth_domain::error::InvalidValue;
+use hearth_domain::model::{Device, DeviceProfile, Endpoint, PointDefinition};
+use hearth_domain::ports::{FieldError, FieldGateway, PointReader};
 use tokio::net::TcpStream;
 use tokio::sync::Mutex;
 use tokio::time::{timeout, Instant};
 use tokio_modbus::client::{Client, Context};
 use tokio_modbus::{Request, Response, Slave};
 
-use crate::blocks::MAX_BLOCK_REGISTERS;
+use crate::blocks::{DEFAULT_MAX_GAP, MAX_BLOCK_REGISTERS};
+use crate::point::{modbus_points, ModbusPoint, RegisterKind};
+use crate::reader::ModbusReader;
 
-/// Timeouts of the gateway.
+/// Timeouts and read planning of the gateway.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GatewayConfig {
     /// Name resolution plus TCP connect.
@@ -28,6 +34,11 @@ pub struct GatewayConfig {
     /// Connections unused this long are closed: the ECL drops idle TCP after
     /// ~75 s, and a request on a half-closed socket would fail needlessly.
     pub idle_timeout: Duration,
+    /// Unused registers a block read may bridge.
+    pub max_gap: u16,
+    /// Blocks split after a refusal are merged again this often, in case the
+    /// refusal was passing (an injected fault, a firmware update).
+    pub replan_every: Duration,
 }
 
 impl Default for GatewayConfig {
@@ -36,6 +47,8 @@ impl Default for GatewayConfig {
             connect_timeout: Duration::from_secs(1),
             request_timeout: Duration::from_secs(1),
             idle_timeout: Duration::from_secs(60),
+            max_gap: DEFAULT_MAX_GAP,
+            replan_every: Duration::from_secs(600),
         }
     }
 }
@@ -56,7 +69,7 @@ struct Inner {
     config: GatewayConfig,
     /// One link per endpoint (host, port, unit): one controller behind one
     /// TCP endpoint.
-    links: StdMutex<HashMap<ModbusEndpoint, Arc<Mutex<Link>>>>,
+    links: StdMutex<HashMap<Endpoint, Arc<Mutex<Link>>>>,
     reaper_started: std::sync::atomic::AtomicBool,
 }
 
@@ -118,7 +131,7 @@ impl ModbusGateway {
         }
     }
 
-    fn link(&self, endpoint: &ModbusEndpoint) -> Arc<Mutex<Link>> {
+    fn link(&self, endpoint: &Endpoint) -> Arc<Mutex<Link>> {
         self.start_reaper();
         let mut map = match self.inner.links.lock() {
             Ok(map) => map,
@@ -254,9 +267,7 @@ impl ModbusGateway {
             }
             Ok(Ok(Err(exception))) => {
                 link.last_used = Some(Instant::now());
-                Err(CallError::Field(FieldError::Exception {
-                    code: u8::from(exception),
-                }))
+                Err(CallError::Field(refusal(u8::from(exception))))
             }
             Ok(Ok(Ok(response))) => {
                 link.last_used = Some(Instant::now());
@@ -265,8 +276,9 @@ impl ModbusGateway {
         }
     }
 
-    async fn connect(&self, endpoint: &ModbusEndpoint) -> Result<Context, FieldError> {
+    async fn connect(&self, endpoint: &Endpoint) -> Result<Context, FieldError> {
         let config = &self.inner.config;
+        let unit = unit_of(endpoint).map_err(FieldError::Unaddressable)?;
         let target = format!("{}:{}", endpoint.host, endpoint.port);
         let attempt = async {
             let addrs: Vec<SocketAddr> =
@@ -282,10 +294,7 @@ impl ModbusGateway {
                         if let Err(err) = stream.set_nodelay(true) {
                             tracing::debug!(error = %err, "Could not disable Nagle on a Modbus connection.");
                         }
-                        return Ok(tokio_modbus::client::tcp::attach_slave(
-                            stream,
-                            Slave(endpoint.unit),
-                        ));
+                        return Ok(tokio_modbus::client::tcp::attach_slave(stream, Slave(unit)));
                     }
                     Err(err) => last = format!("cannot connect to {addr}: {err}"),
                 }
@@ -337,9 +346,35 @@ fn check_range(address: u16, count: usize) -> Result<u16, FieldError> {
     Ok(count as u16)
 }
 
-#[async_trait]
-impl FieldGateway for ModbusGateway {
-    async fn read_registers(
+/// The port's refusal for a Modbus exception code; the code stays readable
+/// in the message (`exception 2`: illegal data address).
+pub fn refusal(code: u8) -> FieldError {
+    FieldError::Refused(format!("exception {code}"))
+}
+
+/// The Modbus exception code of a refusal made by [`refusal`].
+pub fn exception_code(err: &FieldError) -> Option<u8> {
+    match err {
+        FieldError::Refused(reason) => reason.strip_prefix("exception ")?.parse().ok(),
+        _ => None,
+    }
+}
+
+/// Unit ids Modbus TCP addresses: 1 to 247, or 254 (the ECL's service address).
+fn unit_of(endpoint: &Endpoint) -> Result<u8, InvalidValue> {
+    match u8::try_from(endpoint.unit) {
+        Ok(unit) if (1..=247).contains(&unit) || unit == 254 => Ok(unit),
+        _ => Err(InvalidValue::new(
+            "endpoint",
+            "unit must be 1 to 247, or 254",
+        )),
+    }
+}
+
+/// Register-level access, for the point-level port below, the reader, and
+/// tests that talk to a device register by register.
+impl ModbusGateway {
+    pub async fn read_registers(
         &self,
         device: &Device,
         kind: RegisterKind,
@@ -365,7 +400,7 @@ impl FieldGateway for ModbusGateway {
         Ok(words)
     }
 
-    async fn write_registers(
+    pub async fn write_registers(
         &self,
         device: &Device,
         address: u16,
@@ -390,6 +425,72 @@ impl FieldGateway for ModbusGateway {
                 ))),
             }
         }
+    }
+}
+
+#[async_trait]
+impl FieldGateway for ModbusGateway {
+    fn check_profile(&self, profile: &DeviceProfile) -> Result<(), InvalidValue> {
+        modbus_points(profile).map(|_| ())
+    }
+
+    fn check_endpoint(&self, endpoint: &Endpoint) -> Result<(), InvalidValue> {
+        unit_of(endpoint).map(|_| ())
+    }
+
+    fn check_value(&self, point: &PointDefinition, value: f64) -> Result<f64, InvalidValue> {
+        let modbus = ModbusPoint::of(point)?;
+        let words = modbus.encode(value)?;
+        modbus.decode(&words)
+    }
+
+    fn reader(
+        &self,
+        device: &Device,
+        profile: &DeviceProfile,
+    ) -> Result<Box<dyn PointReader>, InvalidValue> {
+        unit_of(&device.endpoint)?;
+        Ok(Box::new(ModbusReader::new(
+            self.clone(),
+            device.clone(),
+            profile,
+        )?))
+    }
+
+    async fn read_point(
+        &self,
+        device: &Device,
+        point: &PointDefinition,
+    ) -> Result<f64, FieldError> {
+        let modbus = ModbusPoint::of(point).map_err(FieldError::Unaddressable)?;
+        let words = self
+            .read_registers(
+                device,
+                modbus.register,
+                modbus.address,
+                modbus.data_type.words(),
+            )
+            .await?;
+        modbus
+            .decode(&words)
+            .map_err(|e| FieldError::Protocol(e.to_string()))
+    }
+
+    async fn write_point(
+        &self,
+        device: &Device,
+        point: &PointDefinition,
+        value: f64,
+    ) -> Result<(), FieldError> {
+        let modbus = ModbusPoint::of(point).map_err(FieldError::Unaddressable)?;
+        if modbus.register != RegisterKind::Holding {
+            return Err(FieldError::Unaddressable(InvalidValue::new(
+                "point",
+                format!("`{}` is an input register", point.key),
+            )));
+        }
+        let words = modbus.encode(value).map_err(FieldError::Unaddressable)?;
+        self.write_registers(device, modbus.address, &words).await
     }
 }
 

@@ -3,12 +3,10 @@
 //! Addresses not given by DESIGN (mode, schedule, motor runtime) are
 //! unverified against a real controller.
 
-use hearth_domain::model::{
-    DataType, DeviceProfile, PointDefinition, PointOption, RegisterKind, Scale, WordOrder,
-    WriteLevel,
-};
+use hearth_domain::model::{DeviceProfile, PointDefinition, PointOption, WriteLevel};
 use hearth_domain::{PointKey, ProfileId};
 
+use crate::point::{DataType, ModbusPoint, RegisterKind, Scale, WordOrder};
 use crate::simulator::plant;
 
 /// Id of [`ecl_comfort_310`].
@@ -149,14 +147,17 @@ pub fn ecl_comfort_310() -> DeviceProfile {
         // Four requests every 250 ms while an operator has the device open:
         // changes show within a quarter second, one request at a time.
         live_poll_interval_ms: Some(250),
-        points: specs.into_iter().map(point).map(with_semantics).collect(),
+        points: specs
+            .into_iter()
+            .map(|spec| with_semantics(point(&spec), spec.register))
+            .collect(),
     }
 }
 
 /// Sensor plausibility and mode names, which the register table alone
 /// does not say.
-fn with_semantics(mut point: PointDefinition) -> PointDefinition {
-    if point.register == RegisterKind::Input {
+fn with_semantics(mut point: PointDefinition, register: RegisterKind) -> PointDefinition {
+    if register == RegisterKind::Input {
         // ECL sensors read 192 °C when open and far below -50 °C when shorted.
         point.plausible_min = Some(-60.0);
         point.plausible_max = Some(150.0);
@@ -178,16 +179,19 @@ fn with_semantics(mut point: PointDefinition) -> PointDefinition {
     point
 }
 
-fn point(spec: Spec) -> PointDefinition {
-    PointDefinition {
-        key: point_key(spec.key),
-        name: spec.name.into(),
+fn point(spec: &Spec) -> PointDefinition {
+    let modbus = ModbusPoint {
         register: spec.register,
         address: spec.address,
         data_type: spec.data_type,
         word_order: WordOrder::HighFirst,
         scale: Scale::new(spec.scale).expect("built-in scales are non-zero"),
         offset: 0.0,
+    };
+    PointDefinition {
+        key: point_key(spec.key),
+        name: spec.name.into(),
+        address: modbus.to_address(),
         unit: spec.unit.into(),
         writable: spec.write.is_some(),
         write_level: spec.write.map_or(WriteLevel::Full, |w| w.0),
@@ -213,11 +217,13 @@ fn profile_id(id: &str) -> ProfileId {
 mod tests {
     use super::*;
     use crate::blocks::{plan_reads, DEFAULT_MAX_GAP};
+    use crate::point::modbus_points;
 
     #[test]
     fn profile_is_valid_and_consistent() {
         let profile = ecl_comfort_310();
         profile.validate().expect("the built-in profile is valid");
+        modbus_points(&profile).expect("every point has a Modbus address");
         assert_eq!(profile.id.as_str(), ECL_COMFORT_310);
         assert_eq!(profile.tenant_id, None);
         assert_eq!(profile.poll_interval_ms, 1_000);
@@ -240,7 +246,8 @@ mod tests {
     #[test]
     fn profile_polls_in_four_reads() {
         let profile = ecl_comfort_310();
-        let blocks = plan_reads(&profile.points, DEFAULT_MAX_GAP);
+        let points = modbus_points(&profile).expect("Modbus addresses");
+        let blocks = plan_reads(&points, DEFAULT_MAX_GAP);
         assert_eq!(blocks.len(), 4, "{blocks:?}");
     }
 }

@@ -16,15 +16,14 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
-use hearth_domain::model::{
-    DataType, Device, DeviceProfile, ModbusEndpoint, PointDefinition, Quality, RegisterKind, Scale,
-    WordOrder, WriteLevel,
-};
-use hearth_domain::ports::{DeviceRepository, DocumentStore, FieldError, FieldGateway};
+use hearth_domain::model::{Device, DeviceProfile, Endpoint, PointDefinition, Quality, WriteLevel};
+use hearth_domain::ports::{DeviceRepository, DocumentStore};
+use hearth_domain::services::{Poller, PollerConfig};
 use hearth_domain::{DeviceId, PointKey, ProfileId, TenantId};
 use hearth_modbus::blocks::{plan_reads, DEFAULT_MAX_GAP};
+use hearth_modbus::point::modbus_points;
 use hearth_modbus::simulator::plant::ROOM_SETPOINT_COMFORT;
-use hearth_modbus::{Poller, PollerConfig};
+use hearth_modbus::{exception_code, DataType, ModbusPoint, RegisterKind, Scale, WordOrder};
 use support::{eventually, gateway, hearth, simulator};
 
 // ------------------------------------------------------------------ gating
@@ -237,7 +236,7 @@ impl PymodbusServer {
             area_id: None,
             name: "pymodbus".into(),
             profile_id: profile.clone(),
-            endpoint: ModbusEndpoint::new(self.addr.ip().to_string(), self.addr.port(), 1)
+            endpoint: Endpoint::new(self.addr.ip().to_string(), self.addr.port(), 1)
                 .expect("valid endpoint"),
         }
     }
@@ -261,12 +260,15 @@ fn point(
     PointDefinition {
         key: PointKey::new(key).expect("valid key"),
         name: key.into(),
-        register,
-        address,
-        data_type,
-        word_order,
-        scale: Scale::new(scale).expect("non-zero scale"),
-        offset: 0.0,
+        address: ModbusPoint {
+            register,
+            address,
+            data_type,
+            word_order,
+            scale: Scale::new(scale).expect("non-zero scale"),
+            offset: 0.0,
+        }
+        .to_address(),
         unit: String::new(),
         writable: false,
         write_level: WriteLevel::Full,
@@ -276,6 +278,11 @@ fn point(
         plausible_min: None,
         plausible_max: None,
     }
+}
+
+/// The Modbus section of one of the image's points.
+fn mb(point: &PointDefinition) -> ModbusPoint {
+    ModbusPoint::of(point).expect("every image point has a Modbus address")
 }
 
 fn writable(point: PointDefinition, min: f64, max: f64) -> PointDefinition {
@@ -394,30 +401,31 @@ async fn gateway_reads_and_decodes_every_type_from_pymodbus() {
     let gw = gateway();
 
     // When each point is read on its own and decoded
-    for (p, expected) in image() {
+    for (def, expected) in image() {
+        let p = mb(&def);
         let words = gw
             .read_registers(&device, p.register, p.address, p.data_type.words())
             .await
-            .unwrap_or_else(|e| panic!("reading `{}`: {e}\n{}", p.key, server.stderr()));
+            .unwrap_or_else(|e| panic!("reading `{}`: {e}\n{}", def.key, server.stderr()));
         let value = p.decode(&words).expect("one value per point");
 
         // Then it is the value pymodbus encoded
         assert!(
             same(value, expected),
             "`{}` at {:?} {} decoded {value} from {words:?}, pymodbus encoded {expected}",
-            p.key,
+            def.key,
             p.register,
             p.address
         );
     }
 
     // And the word order matters: the other order reads a different number
-    let p = image_point("u32_high_first");
+    let p = mb(&image_point("u32_high_first"));
     let words = gw
         .read_registers(&device, p.register, p.address, 2)
         .await
         .expect("pymodbus answers");
-    let swapped = PointDefinition {
+    let swapped = ModbusPoint {
         word_order: WordOrder::LowFirst,
         ..p
     };
@@ -431,14 +439,14 @@ async fn gateway_reads_and_decodes_every_type_from_pymodbus() {
         .read_registers(&device, RegisterKind::Holding, 114, 1)
         .await;
     assert!(
-        matches!(hole, Err(FieldError::Exception { code: 2 })),
+        hole.as_ref().err().and_then(exception_code) == Some(2),
         "{hole:?}"
     );
     let past_end = gw
         .read_registers(&device, RegisterKind::Input, 10_200, 123)
         .await;
     assert!(
-        matches!(past_end, Err(FieldError::Exception { code: 2 })),
+        past_end.as_ref().err().and_then(exception_code) == Some(2),
         "{past_end:?}"
     );
 }
@@ -453,8 +461,9 @@ async fn gateway_writes_to_pymodbus_and_reads_back() {
     let server = PymodbusServer::start(&python);
     let device = server.device(&ProfileId::new("pymodbus-image").expect("valid id"));
     let gw = gateway();
-    let read = |p: PointDefinition| {
+    let read = |def: PointDefinition| {
         let (gw, device) = (gw.clone(), device.clone());
+        let p = mb(&def);
         async move {
             let words = gw
                 .read_registers(&device, p.register, p.address, p.data_type.words())
@@ -466,24 +475,27 @@ async fn gateway_writes_to_pymodbus_and_reads_back() {
 
     // When a setpoint (FC06), a negative i16 (FC06) and an f32 (FC16) are written
     for (key, value) in [("setpoint", 25.5), ("offset", -7.0), ("f32_writable", 55.5)] {
-        let p = image_point(key);
+        let def = image_point(key);
+        let p = mb(&def);
         let words = p.encode(value).expect("within the point's range");
         gw.write_registers(&device, p.address, &words)
             .await
             .unwrap_or_else(|e| panic!("writing `{key}` {words:?}: {e}\n{}", server.stderr()));
 
         // Then pymodbus confirmed it and reads it back
-        assert_eq!(read(p).await, value, "`{key}` after writing {value}");
+        assert_eq!(read(def).await, value, "`{key}` after writing {value}");
     }
 
     // When a value the server refuses is written (it takes 10.0..=30.0 °C)
     let setpoint = image_point("setpoint");
-    let refused = gw.write_registers(&device, setpoint.address, &[301]).await;
+    let refused = gw
+        .write_registers(&device, mb(&setpoint).address, &[301])
+        .await;
 
     // Then it answers exception 3, which our gateway reports as such, and
     // nothing changed
     assert!(
-        matches!(refused, Err(FieldError::Exception { code: 3 })),
+        refused.as_ref().err().and_then(exception_code) == Some(3),
         "{refused:?}"
     );
     assert_eq!(read(setpoint).await, 25.5);
@@ -491,7 +503,7 @@ async fn gateway_writes_to_pymodbus_and_reads_back() {
     // And a read-only register refuses writes with exception 2
     let read_only = gw.write_registers(&device, 100, &[1]).await;
     assert!(
-        matches!(read_only, Err(FieldError::Exception { code: 2 })),
+        read_only.as_ref().err().and_then(exception_code) == Some(2),
         "{read_only:?}"
     );
     assert_eq!(read(image_point("u16")).await, 1234.0);
@@ -527,7 +539,8 @@ async fn planned_blocks_and_the_poller_read_a_profile_from_pymodbus() {
     let gw = gateway();
 
     // When the profile's reads are planned
-    let blocks = plan_reads(&profile.points, DEFAULT_MAX_GAP);
+    let points = modbus_points(&profile).expect("Modbus addresses");
+    let blocks = plan_reads(&points, DEFAULT_MAX_GAP);
 
     // Then the holding points become one block bridging the unserved 114..=119
     // and the input points one block, and pymodbus refuses the bridged one
@@ -542,31 +555,32 @@ async fn planned_blocks_and_the_poller_read_a_profile_from_pymodbus() {
             (RegisterKind::Input, 10_200, 13)
         ]
     );
-    assert!(blocks[0].bridges_gap(&profile.points));
+    assert!(blocks[0].bridges_gap(&points));
     let bridged = gw
         .read_registers(&device, blocks[0].kind, blocks[0].address, blocks[0].count)
         .await;
     assert!(
-        matches!(bridged, Err(FieldError::Exception { code: 2 })),
+        bridged.as_ref().err().and_then(exception_code) == Some(2),
         "{bridged:?}"
     );
 
     // When every block that pymodbus serves is read whole, and the refused
     // one point by point (what the poller falls back to)
     let mut reads = vec![blocks[1].clone()];
-    reads.extend(blocks[0].split(&profile.points));
+    reads.extend(blocks[0].split(&points));
     let mut decoded = Vec::new();
     for block in &reads {
         let words = gw
             .read_registers(&device, block.kind, block.address, block.count)
             .await
             .unwrap_or_else(|e| panic!("reading {block:?}: {e}\n{}", server.stderr()));
-        decoded.extend(block.decode(&profile.points, &words));
+        decoded.extend(block.decode(&points, &words));
     }
 
     // Then every point decodes to the value pymodbus encoded
     assert_eq!(decoded.len(), expected.len());
-    for (key, value) in &decoded {
+    for (index, value) in &decoded {
+        let key = &profile.points[*index].key;
         let (_, want) = expected
             .iter()
             .find(|(p, _)| &p.key == key)

@@ -6,15 +6,14 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hearth_domain::model::{
-    DataType, Device, DeviceProfile, PointDefinition, Quality, RegisterKind, Scale, WordOrder,
-    WriteLevel,
-};
+use hearth_domain::model::{Device, DeviceProfile, PointDefinition, Quality, WriteLevel};
 use hearth_domain::ports::{DeviceRepository, DocumentStore};
+use hearth_domain::services::{Poller, PollerConfig, PollerHandle};
 use hearth_domain::{PointKey, ProfileId};
 use hearth_modbus::simulator::plant;
 use hearth_modbus::{
-    ecl_comfort_310, Fault, ModbusGateway, Poller, PollerConfig, PollerHandle, Simulator,
+    ecl_comfort_310, DataType, Fault, ModbusGateway, ModbusPoint, RegisterKind, Scale, Simulator,
+    WordOrder,
 };
 use support::{device_for, eventually, gateway, hearth, simulator, TestHearth};
 
@@ -195,12 +194,15 @@ async fn a_block_the_device_refuses_is_split_and_bad_points_skipped() {
     profile.points.push(PointDefinition {
         key: PointKey::new("bogus").expect("valid key"),
         name: "Not on this controller".into(),
-        register: RegisterKind::Holding,
-        address: plant::NEUTRAL_ZONE + 2,
-        data_type: DataType::U16,
-        word_order: WordOrder::HighFirst,
-        scale: Scale::default(),
-        offset: 0.0,
+        address: ModbusPoint {
+            register: RegisterKind::Holding,
+            address: plant::NEUTRAL_ZONE + 2,
+            data_type: DataType::U16,
+            word_order: WordOrder::HighFirst,
+            scale: Scale::default(),
+            offset: 0.0,
+        }
+        .to_address(),
         unit: String::new(),
         writable: false,
         write_level: WriteLevel::Full,
@@ -250,7 +252,6 @@ async fn writes_interleave_with_polling_one_request_at_a_time() {
 
     // When writes come in between polls
     for value in [220u16, 230, 240] {
-        use hearth_domain::ports::FieldGateway;
         gw.write_registers(&device, plant::ROOM_SETPOINT_COMFORT, &[value])
             .await
             .expect("the write goes through between poll requests");

@@ -9,7 +9,7 @@ use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
 use hearth_domain::model::{
-    Area, AuditEntry, AuditOutcome, Device, DeviceScope, EmailAddress, Membership, ModbusEndpoint,
+    Area, AuditEntry, AuditOutcome, Device, DeviceScope, EmailAddress, Endpoint, Membership,
     PasswordHash, Role, Tenant, TenantSlug, User,
 };
 use hearth_domain::{AreaId, DeviceId, PointKey, ProfileId, StoreError, TenantId, UserId};
@@ -108,7 +108,7 @@ pub(crate) mod devices {
         pub profile_id: String,
         pub host: String,
         pub port: i32,
-        pub unit: i16,
+        pub unit: i64,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -276,7 +276,7 @@ impl devices::Model {
             profile_id: d.profile_id.as_str().to_owned(),
             host: d.endpoint.host.clone(),
             port: i32::from(d.endpoint.port),
-            unit: i16::from(d.endpoint.unit),
+            unit: i64::from(d.endpoint.unit),
         }
     }
 
@@ -285,14 +285,14 @@ impl devices::Model {
         let id = &self.id;
         let port =
             u16::try_from(self.port).map_err(|e| invalid_row(T, id, format!("port: {e}")))?;
-        let unit = u8::try_from(self.unit).map_err(|e| invalid_row(T, id, format!("unit: {e}")))?;
+        let unit =
+            u32::try_from(self.unit).map_err(|e| invalid_row(T, id, format!("unit: {e}")))?;
         Ok(Device {
             id: parse::<DeviceId>(T, id, "id", id)?,
             tenant_id: parse::<TenantId>(T, id, "tenant_id", &self.tenant_id)?,
             area_id: parse_opt(T, id, "area_id", self.area_id.as_deref())?,
             profile_id: ProfileId::new(self.profile_id).map_err(|e| invalid_row(T, id, e))?,
-            endpoint: ModbusEndpoint::new(self.host, port, unit)
-                .map_err(|e| invalid_row(T, id, e))?,
+            endpoint: Endpoint::new(self.host, port, unit).map_err(|e| invalid_row(T, id, e))?,
             name: self.name,
         })
     }

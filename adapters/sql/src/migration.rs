@@ -13,6 +13,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20250101_000001_directory::Migration),
             Box::new(m20250601_000002_audit_coalescing::Migration),
+            Box::new(m20261129_000003_wide_units::Migration),
         ]
     }
 }
@@ -445,6 +446,69 @@ mod m20250601_000002_audit_coalescing {
                     .await?;
             }
             Ok(())
+        }
+    }
+}
+
+/// Device units wider than a byte: the endpoint's unit is the protocol's
+/// station number (a BACnet device instance runs to 4,194,303), no longer a
+/// Modbus unit id. SQLite stores any integer in the column already (type
+/// affinity), and its ALTER cannot change a column's type, so only MySQL
+/// needs the change.
+mod m20261129_000003_wide_units {
+    use sea_orm_migration::prelude::*;
+    use sea_orm_migration::sea_orm::DatabaseBackend;
+
+    pub(crate) struct Migration;
+
+    impl MigrationName for Migration {
+        fn name(&self) -> &str {
+            "m20261129_000003_wide_units"
+        }
+    }
+
+    #[derive(DeriveIden)]
+    enum Devices {
+        Table,
+        Unit,
+    }
+
+    async fn unit_column(manager: &SchemaManager<'_>, column: ColumnDef) -> Result<(), DbErr> {
+        if manager.get_database_backend() != DatabaseBackend::MySql {
+            return Ok(());
+        }
+        manager
+            .alter_table(
+                Table::alter()
+                    .table(Devices::Table)
+                    .modify_column(column)
+                    .to_owned(),
+            )
+            .await
+    }
+
+    #[async_trait::async_trait]
+    impl MigrationTrait for Migration {
+        async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+            unit_column(
+                manager,
+                ColumnDef::new(Devices::Unit)
+                    .big_integer()
+                    .not_null()
+                    .to_owned(),
+            )
+            .await
+        }
+
+        async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+            unit_column(
+                manager,
+                ColumnDef::new(Devices::Unit)
+                    .small_integer()
+                    .not_null()
+                    .to_owned(),
+            )
+            .await
         }
     }
 }

@@ -22,7 +22,7 @@ use uuid::Uuid;
 use crate::error::StoreError;
 use crate::ids::{AreaId, DeviceId, PointKey, ProfileId, TenantId, UserId};
 use crate::model::{
-    Area, AuditEntry, AuditOutcome, Device, DeviceScope, EmailAddress, Membership, ModbusEndpoint,
+    Area, AuditEntry, AuditOutcome, Device, DeviceScope, EmailAddress, Endpoint, Membership,
     PasswordHash, Role, Tenant, TenantSlug, User,
 };
 use crate::ports::{
@@ -94,13 +94,15 @@ fn area(tenant: &Tenant, parent: Option<&Area>, name: &str) -> Area {
 }
 
 fn device(tenant: &Tenant, area: Option<&Area>, name: &str, unit: u8) -> Device {
+    // Units beyond a byte (a BACnet device instance) must survive too.
+    let unit = u32::from(unit) * 16_411;
     Device {
         id: DeviceId::new(),
         tenant_id: tenant.id,
         area_id: area.map(|a| a.id),
         name: name.to_string(),
         profile_id: ProfileId::new("ecl-comfort-310").expect("contract: valid profile id"),
-        endpoint: ModbusEndpoint::new("127.0.0.1", 15020 + u16::from(unit), unit)
+        endpoint: Endpoint::new("127.0.0.1", 15020 + (unit % 1000) as u16, unit)
             .expect("contract: valid endpoint"),
     }
 }

@@ -3,9 +3,7 @@
 
 use crate::error::StoreError;
 use crate::ids::{PointKey, ProfileId, TenantId};
-use crate::model::{
-    DataType, DeviceProfile, PointDefinition, RegisterKind, Scale, WordOrder, WriteLevel,
-};
+use crate::model::{DeviceProfile, FieldAddress, PointDefinition, WriteLevel};
 use crate::ports::DocumentStore;
 
 fn key(value: &str) -> PointKey {
@@ -29,12 +27,10 @@ fn profile(profile_id: &str, tenant_id: Option<TenantId>, name: &str) -> DeviceP
             PointDefinition {
                 key: key("room_setpoint_comfort"),
                 name: "Room setpoint (comfort)".into(),
-                register: RegisterKind::Holding,
-                address: 11_178,
-                data_type: DataType::I16,
-                word_order: WordOrder::LowFirst,
-                scale: Scale::new(0.1).expect("non-zero scale"),
-                offset: -0.5,
+                address: address(serde_json::json!({
+                    "register": "holding", "address": 11_178, "data_type": "i16",
+                    "word_order": "low_first", "scale": 0.1, "offset": -0.5,
+                })),
                 unit: "°C".into(),
                 writable: true,
                 write_level: WriteLevel::Basic,
@@ -47,12 +43,10 @@ fn profile(profile_id: &str, tenant_id: Option<TenantId>, name: &str) -> DeviceP
             PointDefinition {
                 key: key("outdoor"),
                 name: "Outdoor temperature S1".into(),
-                register: RegisterKind::Input,
-                address: 10_199,
-                data_type: DataType::F32,
-                word_order: WordOrder::HighFirst,
-                scale: Scale::new(0.01).expect("non-zero scale"),
-                offset: 0.0,
+                // Another protocol's address: the store keeps whatever it is.
+                address: address(serde_json::json!({
+                    "object": "analog-input:3", "nested": { "priority": [8, 16] },
+                })),
                 unit: "°C".into(),
                 writable: false,
                 write_level: WriteLevel::Full,
@@ -63,6 +57,15 @@ fn profile(profile_id: &str, tenant_id: Option<TenantId>, name: &str) -> DeviceP
                 plausible_max: None,
             },
         ],
+    }
+}
+
+/// A field address as the adapter would write it; the store must keep it
+/// exactly, nested values included.
+fn address(value: serde_json::Value) -> FieldAddress {
+    match value {
+        serde_json::Value::Object(map) => FieldAddress(map),
+        _ => FieldAddress::default(),
     }
 }
 

@@ -3,29 +3,37 @@ use serde::{Deserialize, Serialize};
 use crate::error::InvalidValue;
 use crate::ids::{AreaId, DeviceId, ProfileId, TenantId};
 
-/// Where a controller answers Modbus TCP.
+/// Where a controller answers on the network: a host, a port, and the unit
+/// (station) behind that endpoint. What a valid unit is belongs to the
+/// protocol (Modbus: 1 to 247 or 254; BACnet: a device instance), so the
+/// field gateway checks it ([`FieldGateway::check_endpoint`]); this type only
+/// holds what every protocol needs.
+///
+/// [`FieldGateway::check_endpoint`]: crate::ports::FieldGateway::check_endpoint
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct ModbusEndpoint {
+pub struct Endpoint {
     pub host: String,
     pub port: u16,
-    /// Unit address 1..=247, or 254 (ECL service address).
-    pub unit: u8,
+    pub unit: u32,
 }
 
-impl ModbusEndpoint {
-    pub fn new(host: impl Into<String>, port: u16, unit: u8) -> Result<Self, InvalidValue> {
+impl Endpoint {
+    /// Longest host name DNS allows.
+    pub const MAX_HOST_LEN: usize = 253;
+
+    pub fn new(host: impl Into<String>, port: u16, unit: u32) -> Result<Self, InvalidValue> {
         let host = host.into();
-        if host.trim().is_empty() || host.len() > 253 {
+        if host.trim().is_empty() {
             return Err(InvalidValue::new("endpoint", "host must not be empty"));
+        }
+        if host.len() > Self::MAX_HOST_LEN {
+            return Err(InvalidValue::new(
+                "endpoint",
+                "host must be at most 253 characters",
+            ));
         }
         if port == 0 {
             return Err(InvalidValue::new("endpoint", "port must not be 0"));
-        }
-        if !((1..=247).contains(&unit) || unit == 254) {
-            return Err(InvalidValue::new(
-                "endpoint",
-                "unit must be 1 to 247, or 254",
-            ));
         }
         Ok(Self { host, port, unit })
     }
@@ -38,7 +46,7 @@ pub struct Device {
     pub area_id: Option<AreaId>,
     pub name: String,
     pub profile_id: ProfileId,
-    pub endpoint: ModbusEndpoint,
+    pub endpoint: Endpoint,
 }
 
 #[cfg(test)]
@@ -46,11 +54,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn endpoint_refuses_bad_units() {
-        assert!(ModbusEndpoint::new("127.0.0.1", 502, 1).is_ok());
-        assert!(ModbusEndpoint::new("127.0.0.1", 502, 254).is_ok());
-        assert!(ModbusEndpoint::new("127.0.0.1", 502, 0).is_err());
-        assert!(ModbusEndpoint::new("127.0.0.1", 502, 250).is_err());
-        assert!(ModbusEndpoint::new("", 502, 1).is_err());
+    fn endpoint_refuses_what_no_protocol_can_use() {
+        assert!(Endpoint::new("127.0.0.1", 502, 1).is_ok());
+        assert!(Endpoint::new("", 502, 1).is_err());
+        assert!(Endpoint::new("  ", 502, 1).is_err());
+        assert!(Endpoint::new("127.0.0.1", 0, 1).is_err());
+        assert!(Endpoint::new("h".repeat(254), 502, 1).is_err());
     }
 }

@@ -12,10 +12,8 @@ mod user;
 pub use access::{DeviceScope, Membership, Role, WriteLevel};
 pub use area::{Area, AreaTree};
 pub use audit::{AuditEntry, AuditOutcome};
-pub use device::{Device, ModbusEndpoint};
-pub use profile::{
-    DataType, DeviceProfile, PointDefinition, PointOption, RegisterKind, Scale, WordOrder,
-};
+pub use device::{Device, Endpoint};
+pub use profile::{DeviceProfile, FieldAddress, PointDefinition, PointOption};
 pub use reading::{aggregate_sorted, Aggregate, HistoryBucket, HistoryQuery, Quality, Reading};
 pub use tenant::{Tenant, TenantSlug};
 pub use user::{EmailAddress, PasswordHash, User};

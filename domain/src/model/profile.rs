@@ -5,95 +5,22 @@ use crate::ids::{PointKey, ProfileId, TenantId};
 use crate::model::access::WriteLevel;
 use crate::model::reading::Quality;
 
-/// Which Modbus table a point lives in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RegisterKind {
-    /// Read with FC03, written with FC06/FC16.
-    Holding,
-    /// Read-only, FC04.
-    Input,
-}
+/// Where a point lives on its device, in the field adapter's own terms
+/// (for Modbus: register table, address, data type, word order, scale and
+/// offset). Stored inline in the point's document, next to the fields the
+/// domain knows; the domain keeps and hands it on but never reads it, so a
+/// new protocol needs no change here. The field gateway checks it
+/// ([`FieldGateway::check_profile`]) before a profile is stored.
+///
+/// [`FieldGateway::check_profile`]: crate::ports::FieldGateway::check_profile
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct FieldAddress(pub serde_json::Map<String, serde_json::Value>);
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum DataType {
-    U16,
-    I16,
-    U32,
-    I32,
-    F32,
-}
-
-impl DataType {
-    /// Number of 16-bit registers the type occupies.
-    pub fn words(self) -> u16 {
-        match self {
-            DataType::U16 | DataType::I16 => 1,
-            DataType::U32 | DataType::I32 | DataType::F32 => 2,
-        }
-    }
-}
-
-/// Order of the two registers of a 32-bit value.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum WordOrder {
-    /// Most significant word first (Modbus convention).
-    #[default]
-    HighFirst,
-    LowFirst,
-}
-
-/// A multiplier from raw register value to engineering value; never zero or non-finite.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(try_from = "f64", into = "f64")]
-pub struct Scale {
-    value: f64,
-    /// Decimals of `value` (0.01 has 2), worked out once here rather than at
-    /// every one of the millions of decodes a second.
-    decimals: u8,
-}
-
-impl Scale {
-    pub fn new(value: f64) -> Result<Self, InvalidValue> {
-        if value.is_finite() && value != 0.0 {
-            Ok(Self {
-                value,
-                decimals: decimals_of(value),
-            })
-        } else {
-            Err(InvalidValue::new("scale", "must be finite and non-zero"))
-        }
-    }
-    pub fn get(self) -> f64 {
-        self.value
-    }
-    /// How many decimals a value scaled by this has (at most 9).
-    pub fn decimals(self) -> u8 {
-        self.decimals
-    }
-}
-
-impl Default for Scale {
-    fn default() -> Self {
-        Self {
-            value: 1.0,
-            decimals: 0,
-        }
-    }
-}
-
-impl TryFrom<f64> for Scale {
-    type Error = InvalidValue;
-    fn try_from(value: f64) -> Result<Self, Self::Error> {
-        Scale::new(value)
-    }
-}
-
-impl From<Scale> for f64 {
-    fn from(value: Scale) -> Self {
-        value.value
+impl FieldAddress {
+    /// The address's entries, for the adapter that understands them.
+    pub fn entries(&self) -> &serde_json::Map<String, serde_json::Value> {
+        &self.0
     }
 }
 
@@ -102,15 +29,9 @@ impl From<Scale> for f64 {
 pub struct PointDefinition {
     pub key: PointKey,
     pub name: String,
-    pub register: RegisterKind,
-    pub address: u16,
-    pub data_type: DataType,
-    #[serde(default)]
-    pub word_order: WordOrder,
-    #[serde(default)]
-    pub scale: Scale,
-    #[serde(default)]
-    pub offset: f64,
+    /// Where the point lives on the device (the protocol's own fields).
+    #[serde(flatten)]
+    pub address: FieldAddress,
     #[serde(default)]
     pub unit: String,
     #[serde(default)]
@@ -146,49 +67,6 @@ fn default_write_level() -> WriteLevel {
 }
 
 impl PointDefinition {
-    /// Engineering value from the point's raw registers (`words.len()` must be
-    /// `data_type.words()`).
-    pub fn decode(&self, words: &[u16]) -> Result<f64, InvalidValue> {
-        if words.len() != usize::from(self.data_type.words()) {
-            return Err(InvalidValue::new(
-                "registers",
-                "wrong number of registers for the data type",
-            ));
-        }
-        let wide = || -> u32 {
-            let (hi, lo) = match self.word_order {
-                WordOrder::HighFirst => (words[0], words[1]),
-                WordOrder::LowFirst => (words[1], words[0]),
-            };
-            (u32::from(hi) << 16) | u32::from(lo)
-        };
-        let raw = match self.data_type {
-            DataType::U16 => f64::from(words[0]),
-            DataType::I16 => f64::from(words[0] as i16),
-            DataType::U32 => f64::from(wide()),
-            DataType::I32 => f64::from(wide() as i32),
-            DataType::F32 => f64::from(f32::from_bits(wide())),
-        };
-        let value = raw * self.scale.get() + self.offset;
-        if self.data_type == DataType::F32 {
-            return Ok(value);
-        }
-        // 7960 x 0.01 is 79.60000000000001 in binary floating point; an
-        // integer register scaled by 0.01 has exactly two decimals.
-        let offset_decimals = if self.offset == 0.0 {
-            0
-        } else {
-            decimals_of(self.offset)
-        };
-        let decimals = self.scale.decimals().max(offset_decimals);
-        if decimals == 0 {
-            // Integers times an integral scale plus an integral offset: exact.
-            return Ok(value);
-        }
-        let factor = 10f64.powi(i32::from(decimals));
-        Ok((value * factor).round() / factor)
-    }
-
     /// The quality of a freshly read value: `Bad` when it is implausible.
     pub fn quality_of(&self, value: f64) -> Quality {
         let below = self.plausible_min.is_some_and(|min| value < min);
@@ -208,9 +86,13 @@ impl PointDefinition {
             .map(|o| o.label.as_str())
     }
 
-    /// Raw registers for an engineering value, refusing anything out of the
-    /// point's range, not representable at its scale, or out of the type's range.
-    pub fn encode(&self, value: f64) -> Result<Vec<u16>, InvalidValue> {
+    /// Refuses a value the point's definition does not allow: not a finite
+    /// number, not one of its options, or outside `[min, max]`. Whether the
+    /// device can represent it (resolution, register width) is the field
+    /// gateway's check ([`FieldGateway::check_value`]).
+    ///
+    /// [`FieldGateway::check_value`]: crate::ports::FieldGateway::check_value
+    pub fn check_value(&self, value: f64) -> Result<(), InvalidValue> {
         if !value.is_finite() {
             return Err(InvalidValue::new("value", "must be a finite number"));
         }
@@ -241,65 +123,12 @@ impl PointDefinition {
                 ));
             }
         }
-        let raw = (value - self.offset) / self.scale.get();
-        if self.data_type == DataType::F32 {
-            let bits = (raw as f32).to_bits();
-            return Ok(self.split(bits));
-        }
-        let rounded = raw.round();
-        if (raw - rounded).abs() > 1e-6 * rounded.abs().max(1.0) {
-            return Err(InvalidValue::new(
-                "value",
-                format!(
-                    "{value} is not a multiple of the point's resolution {}",
-                    self.scale.get()
-                ),
-            ));
-        }
-        let out_of_type = || {
-            InvalidValue::new(
-                "value",
-                format!("{value} does not fit the point's register"),
-            )
-        };
-        match self.data_type {
-            DataType::U16 if (0.0..=f64::from(u16::MAX)).contains(&rounded) => {
-                Ok(vec![rounded as u16])
-            }
-            DataType::I16 if (f64::from(i16::MIN)..=f64::from(i16::MAX)).contains(&rounded) => {
-                Ok(vec![(rounded as i16) as u16])
-            }
-            DataType::U32 if (0.0..=f64::from(u32::MAX)).contains(&rounded) => {
-                Ok(self.split(rounded as u32))
-            }
-            DataType::I32 if (f64::from(i32::MIN)..=f64::from(i32::MAX)).contains(&rounded) => {
-                Ok(self.split((rounded as i32) as u32))
-            }
-            _ => Err(out_of_type()),
-        }
-    }
-
-    fn split(&self, value: u32) -> Vec<u16> {
-        let hi = (value >> 16) as u16;
-        let lo = (value & 0xFFFF) as u16;
-        match self.word_order {
-            WordOrder::HighFirst => vec![hi, lo],
-            WordOrder::LowFirst => vec![lo, hi],
-        }
+        Ok(())
     }
 }
 
-/// Decimal places needed to write `x` exactly (at most 9).
-fn decimals_of(x: f64) -> u8 {
-    (0..9u8)
-        .find(|&d| {
-            let scaled = x * 10f64.powi(i32::from(d));
-            (scaled - scaled.round()).abs() < 1e-9 * scaled.abs().max(1.0)
-        })
-        .unwrap_or(9)
-}
-
-/// A register map for a controller model. Stored as a document.
+/// The points of a controller model and how often to poll them. Stored as
+/// a document.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DeviceProfile {
     pub id: ProfileId,
@@ -357,18 +186,6 @@ impl DeviceProfile {
                     format!("point `{}` is defined twice", point.key),
                 ));
             }
-            if point.writable && point.register == RegisterKind::Input {
-                return Err(InvalidValue::new(
-                    "profile",
-                    format!("input register point `{}` cannot be writable", point.key),
-                ));
-            }
-            if u32::from(point.address) + u32::from(point.data_type.words()) > 65_536 {
-                return Err(InvalidValue::new(
-                    "profile",
-                    format!("point `{}` runs past the last register", point.key),
-                ));
-            }
             if let (Some(min), Some(max)) = (point.min, point.max) {
                 if min > max {
                     return Err(InvalidValue::new(
@@ -390,16 +207,11 @@ impl DeviceProfile {
 mod tests {
     use super::*;
 
-    fn point(data_type: DataType, scale: f64) -> PointDefinition {
+    fn point() -> PointDefinition {
         PointDefinition {
             key: PointKey::new("p").expect("valid key"),
             name: "p".into(),
-            register: RegisterKind::Holding,
-            address: 10,
-            data_type,
-            word_order: WordOrder::HighFirst,
-            scale: Scale::new(scale).expect("valid scale"),
-            offset: 0.0,
+            address: FieldAddress::default(),
             unit: "°C".into(),
             writable: true,
             write_level: WriteLevel::Basic,
@@ -407,51 +219,45 @@ mod tests {
             max: Some(150.0),
             options: Vec::new(),
             plausible_min: None,
-            plausible_max: None,
+            plausible_max: Some(120.0),
         }
     }
 
     #[test]
-    fn signed_scaled_values_round_trip() {
-        let p = point(DataType::I16, 0.1);
-        let words = p.encode(-12.3).expect("in range");
-        assert_eq!(words, vec![(-123i16) as u16]);
-        assert!((p.decode(&words).expect("one word") + 12.3).abs() < 1e-9);
+    fn values_outside_the_definition_are_refused() {
+        let p = point();
+        assert!(p.check_value(21.5).is_ok());
+        assert!(p.check_value(150.1).is_err());
+        assert!(p.check_value(-50.1).is_err());
+        assert!(p.check_value(f64::NAN).is_err());
+        let mut mode = point();
+        mode.options = vec![PointOption {
+            value: 1.0,
+            label: "comfort".into(),
+        }];
+        assert!(mode.check_value(1.0).is_ok());
+        assert!(mode.check_value(2.0).is_err());
     }
 
     #[test]
-    fn thirty_two_bit_values_respect_word_order() {
-        let mut p = point(DataType::U32, 1.0);
-        p.max = None;
-        assert_eq!(p.encode(65_537.0).expect("fits"), vec![1, 1]);
-        p.word_order = WordOrder::LowFirst;
-        assert_eq!(p.decode(&[2, 1]).expect("two words"), 65_538.0);
-        let f = point(DataType::F32, 1.0);
-        let words = f.encode(21.5).expect("fits");
-        assert_eq!(f.decode(&words).expect("two words"), 21.5);
+    fn implausible_readings_are_bad() {
+        let p = point();
+        assert_eq!(p.quality_of(21.5), Quality::Good);
+        assert_eq!(p.quality_of(192.0), Quality::Bad);
+        assert_eq!(p.quality_of(f64::INFINITY), Quality::Bad);
     }
 
     #[test]
-    fn out_of_range_and_unrepresentable_values_are_refused() {
-        let p = point(DataType::I16, 0.1);
-        assert!(p.encode(150.1).is_err());
-        assert!(p.encode(-50.1).is_err());
-        assert!(p.encode(21.55).is_err());
-        assert!(p.encode(f64::NAN).is_err());
-        let u = point(DataType::U16, 1.0);
-        assert!(u.encode(-1.0).is_err());
-    }
-
-    #[test]
-    fn decoded_values_have_the_resolution_of_their_scale() {
-        let p = point(DataType::I16, 0.01);
-        assert_eq!(p.decode(&[7960]).expect("one word"), 79.6);
-        assert_eq!(p.decode(&[(-1234i16) as u16]).expect("one word"), -12.34);
-    }
-
-    #[test]
-    fn zero_scale_is_unrepresentable() {
-        assert!(Scale::new(0.0).is_err());
-        assert!(serde_json::from_str::<Scale>("0.0").is_err());
+    fn the_field_address_is_kept_inline_and_unread() {
+        // Given a stored point with protocol fields next to the domain's
+        let json = r#"{"key":"p","name":"p","register":"holding","address":10,"scale":0.1,"writable":true}"#;
+        // When it is read and written again
+        let p: PointDefinition = serde_json::from_str(json).expect("a point");
+        let again = serde_json::to_value(&p).expect("serialises");
+        // Then the protocol fields survive untouched, inline
+        assert_eq!(p.address.entries().len(), 3);
+        assert_eq!(again["register"], "holding");
+        assert_eq!(again["scale"], 0.1);
+        assert!(p.writable);
     }
 }

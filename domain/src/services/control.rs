@@ -24,7 +24,8 @@ pub enum WriteStatus {
     Confirmed,
     /// The device accepted the write but reads back something else.
     Mismatch,
-    /// The device refused the value with a Modbus exception.
+    /// The device refused the value (its protocol's refusal, e.g. an
+    /// exception code).
     Rejected,
 }
 
@@ -142,8 +143,13 @@ impl ControlService {
                 def.write_level.as_str()
             )));
         }
-        let words = match def.encode(value) {
-            Ok(words) => words,
+        // Refused values never reach the wire: the definition's rules
+        // (range, options) first, then what the device can represent.
+        let held = match def
+            .check_value(value)
+            .and_then(|()| self.field.check_value(&def, value))
+        {
+            Ok(held) => held,
             Err(err) => {
                 self.audit.record(refuse(err.to_string())).await;
                 return Err(err.into());
@@ -157,14 +163,10 @@ impl ControlService {
             detail: String::new(),
             ..refuse(String::new())
         };
-        if let Err(err) = self
-            .field
-            .write_registers(&device, def.address, &words)
-            .await
-        {
+        if let Err(err) = self.field.write_point(&device, &def, value).await {
             let detail = err.to_string();
             let (outcome, result) = match err {
-                FieldError::Exception { .. } => (
+                FieldError::Refused(_) => (
                     AuditOutcome::Rejected,
                     Ok(WriteOutcome {
                         status: WriteStatus::Rejected,
@@ -173,6 +175,10 @@ impl ControlService {
                         confirmed_at: None,
                     }),
                 ),
+                // Nothing was sent: the profile cannot address the point.
+                FieldError::Unaddressable(invalid) => {
+                    (AuditOutcome::Refused, Err(DomainError::from(invalid)))
+                }
                 other => (
                     AuditOutcome::Unreachable,
                     Err(DomainError::DeviceUnreachable(other.to_string())),
@@ -188,9 +194,8 @@ impl ControlService {
         let read_back = self.read_point(&device, &def).await;
         let now = Utc::now().trunc_subsecs(6);
         let (status, read_value) = match read_back {
-            Ok(v) if def.encode(v).ok().as_deref() == Some(&words[..]) => {
-                (WriteStatus::Confirmed, Some(v))
-            }
+            // Both sides decoded from the same registers when it landed.
+            Ok(v) if v == held => (WriteStatus::Confirmed, Some(v)),
             Ok(v) => (WriteStatus::Mismatch, Some(v)),
             Err(err) => {
                 entry.outcome = AuditOutcome::Unreachable;
@@ -284,11 +289,10 @@ impl ControlService {
     }
 
     async fn read_point(&self, device: &Device, def: &PointDefinition) -> Result<f64, DomainError> {
-        let words = self
-            .field
-            .read_registers(device, def.register, def.address, def.data_type.words())
-            .await
-            .map_err(|e| DomainError::DeviceUnreachable(e.to_string()))?;
-        Ok(def.decode(&words)?)
+        match self.field.read_point(device, def).await {
+            Ok(value) => Ok(value),
+            Err(FieldError::Unaddressable(err)) => Err(err.into()),
+            Err(err) => Err(DomainError::DeviceUnreachable(err.to_string())),
+        }
     }
 }

@@ -18,7 +18,9 @@ use super::access::{device_resource, DeviceAccess};
 use crate::error::DomainError;
 use crate::ids::{DeviceId, ProfileId, TenantId};
 use crate::model::{AreaTree, Device, DeviceProfile, Quality, Reading};
-use crate::ports::{DeviceStatus, LiveBus, LiveEvent, ReadingBatch, ReadingStore, SystemAction};
+use crate::ports::{
+    DeviceStatus, LiveBus, LiveEvent, ReadingBatch, ReadingStore, SystemAction, WatchInterest,
+};
 use crate::principal::SystemPrincipal;
 
 /// Counters of the batched writer, for tests and the benchmark.
@@ -221,14 +223,21 @@ pub struct PollTarget {
 pub struct IngestService {
     access: DeviceAccess,
     live: Arc<dyn LiveBus>,
+    watch: Arc<dyn WatchInterest>,
     writer: ReadingWriter,
 }
 
 impl IngestService {
-    pub(crate) fn new(access: DeviceAccess, live: Arc<dyn LiveBus>, writer: ReadingWriter) -> Self {
+    pub(crate) fn new(
+        access: DeviceAccess,
+        live: Arc<dyn LiveBus>,
+        watch: Arc<dyn WatchInterest>,
+        writer: ReadingWriter,
+    ) -> Self {
         Self {
             access,
             live,
+            watch,
             writer,
         }
     }
@@ -282,9 +291,9 @@ impl IngestService {
     }
 
     /// Whether somebody watches the device live, so it may be polled at its
-    /// profile's live interval (see [`LiveBus::is_watched`]).
+    /// profile's live interval (see [`WatchInterest`]).
     pub fn is_watched(&self, tenant: TenantId, device: DeviceId) -> bool {
-        self.live.is_watched(tenant, device)
+        self.watch.is_watched(tenant, device)
     }
 
     /// Records one poll of a device: publishes each reading and queues it for

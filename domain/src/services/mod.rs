@@ -15,6 +15,7 @@ mod hashing;
 mod history;
 mod ingest;
 mod live;
+mod poller;
 mod profiles;
 mod provisioning;
 mod throttle;
@@ -28,6 +29,7 @@ pub use devices::{DevicePage, DeviceQuery, DeviceService, DeviceView, PointView}
 pub use history::HistoryService;
 pub use ingest::{IngestService, PollTarget, ReadingWriter, ReadingWriterStats};
 pub use live::{LiveService, LiveUpdate};
+pub use poller::{DevicePoller, Poller, PollerConfig, PollerError, PollerHandle};
 pub use profiles::ProfileService;
 pub use provisioning::ProvisioningService;
 pub use throttle::LoginLimits;
@@ -35,7 +37,7 @@ pub use throttle::LoginLimits;
 use crate::error::DomainError;
 use crate::ports::{
     Action, Authorizer, AuthzError, Directory, DocumentStore, FieldGateway, LiveBus,
-    PasswordHasher, ReadingStore, Resource, TokenService,
+    PasswordHasher, ReadingStore, Resource, TokenService, WatchInterest,
 };
 use crate::principal::Principal;
 
@@ -47,6 +49,8 @@ pub struct Adapters {
     pub documents: Arc<dyn DocumentStore>,
     pub readings: Arc<dyn ReadingStore>,
     pub live: Arc<dyn LiveBus>,
+    /// Who watches which device (often the live bus itself).
+    pub watch: Arc<dyn WatchInterest>,
     pub field: Arc<dyn FieldGateway>,
     pub authorizer: Arc<dyn Authorizer>,
     pub passwords: Arc<dyn PasswordHasher>,
@@ -75,6 +79,7 @@ impl Services {
             documents,
             readings,
             live,
+            watch,
             field,
             authorizer,
             passwords,
@@ -99,18 +104,24 @@ impl Services {
         );
         Self {
             devices: DeviceService::new(access.clone(), live.clone()),
-            control: ControlService::new(access.clone(), field, live.clone(), audit.clone()),
+            control: ControlService::new(
+                access.clone(),
+                field.clone(),
+                live.clone(),
+                audit.clone(),
+            ),
             live: LiveService::new(access.clone(), live.clone()),
             history: HistoryService::new(access.clone(), readings.clone()),
             profiles: ProfileService::new(
                 documents.clone(),
                 directory.clone(),
+                field.clone(),
                 policy.clone(),
                 audit,
             ),
-            ingest: IngestService::new(access, live, ReadingWriter::spawn(readings)),
+            ingest: IngestService::new(access, live, watch, ReadingWriter::spawn(readings)),
             provisioning: ProvisioningService::new(
-                directory, documents, policy, passwords, hashing,
+                directory, documents, field, policy, passwords, hashing,
             ),
             auth,
         }

@@ -8,7 +8,7 @@ use super::audit::AuditTrail;
 use super::Policy;
 use crate::error::{DomainError, InvalidValue, StoreError};
 use crate::model::{AuditEntry, AuditOutcome, DeviceProfile};
-use crate::ports::{Action, DocumentStore, TenantRepository};
+use crate::ports::{Action, DocumentStore, FieldGateway, TenantRepository};
 use crate::principal::Principal;
 
 /// Device profiles as tenants see and manage them.
@@ -16,6 +16,7 @@ use crate::principal::Principal;
 pub struct ProfileService {
     documents: Arc<dyn DocumentStore>,
     tenants: Arc<dyn TenantRepository>,
+    field: Arc<dyn FieldGateway>,
     policy: Policy,
     audit: AuditTrail,
 }
@@ -24,12 +25,14 @@ impl ProfileService {
     pub(crate) fn new(
         documents: Arc<dyn DocumentStore>,
         tenants: Arc<dyn TenantRepository>,
+        field: Arc<dyn FieldGateway>,
         policy: Policy,
         audit: AuditTrail,
     ) -> Self {
         Self {
             documents,
             tenants,
+            field,
             policy,
             audit,
         }
@@ -86,6 +89,8 @@ impl ProfileService {
         }
         profile.tenant_id = Some(principal.tenant_id);
         profile.validate()?;
+        // The points' field addresses are the gateway's to judge.
+        self.field.check_profile(&profile)?;
         let tenant = self
             .tenants
             .tenant(principal.tenant_id)

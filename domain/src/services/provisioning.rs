@@ -10,13 +10,16 @@ use super::Policy;
 use crate::error::{DomainError, InvalidValue};
 use crate::ids::{TenantId, UserId};
 use crate::model::{Area, Device, DeviceProfile, Membership, Tenant, User};
-use crate::ports::{Directory, DocumentStore, PasswordHasher, Resource, SystemAction};
+use crate::ports::{
+    Directory, DocumentStore, FieldGateway, PasswordHasher, Resource, SystemAction,
+};
 use crate::principal::SystemPrincipal;
 
 #[derive(Clone)]
 pub struct ProvisioningService {
     directory: Arc<dyn Directory>,
     documents: Arc<dyn DocumentStore>,
+    field: Arc<dyn FieldGateway>,
     policy: Policy,
     passwords: Arc<dyn PasswordHasher>,
     hashing: HashingPool,
@@ -26,6 +29,7 @@ impl ProvisioningService {
     pub(crate) fn new(
         directory: Arc<dyn Directory>,
         documents: Arc<dyn DocumentStore>,
+        field: Arc<dyn FieldGateway>,
         policy: Policy,
         passwords: Arc<dyn PasswordHasher>,
         hashing: HashingPool,
@@ -33,6 +37,7 @@ impl ProvisioningService {
         Self {
             directory,
             documents,
+            field,
             policy,
             passwords,
             hashing,
@@ -84,6 +89,7 @@ impl ProvisioningService {
         device: &Device,
     ) -> Result<(), DomainError> {
         self.require(system, device.tenant_id)?;
+        self.field.check_endpoint(&device.endpoint)?;
         Ok(self.directory.insert_device(device).await?)
     }
 
@@ -155,6 +161,7 @@ impl ProvisioningService {
             return Err(InvalidValue::new("profile", "a built-in profile has no tenant").into());
         }
         profile.validate()?;
+        self.field.check_profile(profile)?;
         Ok(self.documents.put_profile(profile).await?)
     }
 }

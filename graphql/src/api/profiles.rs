@@ -1,15 +1,21 @@
-//! `profiles` and `putProfile`: device register maps as documents.
+//! `profiles` and `putProfile`: device profiles as documents. The domain
+//! knows a point's key, name, unit, write rules and plausible range; where
+//! it lives on the device is the field adapter's section of the point
+//! (today Modbus: register, address, data type, word order, scale, offset),
+//! converted here through the adapter's own type and checked again by the
+//! gateway before anything is stored.
 
 use async_graphql::{Context, Enum, InputObject, Object, SimpleObject};
 use hearth_domain::model::{self, PointOption as DomainOption};
 use hearth_domain::{PointKey, ProfileId};
+use hearth_modbus::point as modbus;
 
 use super::devices::WriteLevel;
 use super::error::{bad_input, from_domain};
 use super::{principal, services};
 
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
-#[graphql(remote = "model::RegisterKind")]
+#[graphql(remote = "modbus::RegisterKind")]
 pub enum RegisterKind {
     /// FC03 read, FC06/FC16 write.
     Holding,
@@ -18,7 +24,7 @@ pub enum RegisterKind {
 }
 
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
-#[graphql(remote = "model::DataType")]
+#[graphql(remote = "modbus::DataType")]
 pub enum DataType {
     U16,
     I16,
@@ -28,7 +34,7 @@ pub enum DataType {
 }
 
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
-#[graphql(remote = "model::WordOrder")]
+#[graphql(remote = "modbus::WordOrder")]
 pub enum WordOrder {
     HighFirst,
     LowFirst,
@@ -130,15 +136,18 @@ impl DeviceProfileInput {
                 let address = u16::try_from(p.address).map_err(|_| {
                     bad_input(format!("point `{}`: address must be 0 to 65535", p.key))
                 })?;
-                Ok(model::PointDefinition {
-                    key: PointKey::new(p.key).map_err(invalid)?,
-                    name: p.name,
+                let section = modbus::ModbusPoint {
                     register: p.register.into(),
                     address,
                     data_type: p.data_type.into(),
                     word_order: p.word_order.into(),
-                    scale: model::Scale::new(p.scale).map_err(invalid)?,
+                    scale: modbus::Scale::new(p.scale).map_err(invalid)?,
                     offset: p.offset,
+                };
+                Ok(model::PointDefinition {
+                    key: PointKey::new(p.key).map_err(invalid)?,
+                    name: p.name,
+                    address: section.to_address(),
                     unit: p.unit,
                     writable: p.writable,
                     write_level: p.write_level.into(),
@@ -174,9 +183,12 @@ impl DeviceProfileInput {
     }
 }
 
-impl From<model::DeviceProfile> for DeviceProfile {
-    fn from(p: model::DeviceProfile) -> Self {
-        DeviceProfile {
+impl TryFrom<model::DeviceProfile> for DeviceProfile {
+    type Error = async_graphql::Error;
+    /// Fails only for a stored point without a Modbus section, which the
+    /// gateway refuses to store: a damaged document, reported as INTERNAL.
+    fn try_from(p: model::DeviceProfile) -> async_graphql::Result<Self> {
+        Ok(DeviceProfile {
             id: p.id.to_string(),
             name: p.name,
             built_in: p.tenant_id.is_none(),
@@ -184,22 +196,31 @@ impl From<model::DeviceProfile> for DeviceProfile {
             live_poll_interval_ms: p
                 .live_poll_interval_ms
                 .map(|ms| i32::try_from(ms).unwrap_or(i32::MAX)),
-            points: p.points.into_iter().map(PointDefinition::from).collect(),
-        }
+            points: p
+                .points
+                .into_iter()
+                .map(PointDefinition::try_from)
+                .collect::<async_graphql::Result<_>>()?,
+        })
     }
 }
 
-impl From<model::PointDefinition> for PointDefinition {
-    fn from(p: model::PointDefinition) -> Self {
-        PointDefinition {
+impl TryFrom<model::PointDefinition> for PointDefinition {
+    type Error = async_graphql::Error;
+    fn try_from(p: model::PointDefinition) -> async_graphql::Result<Self> {
+        let section = modbus::ModbusPoint::of(&p).map_err(|err| {
+            tracing::error!(point = %p.key, error = %err, "A stored point has no Modbus section.");
+            super::error::internal(anyhow::anyhow!("a stored point has no Modbus section"))
+        })?;
+        Ok(PointDefinition {
             key: p.key.to_string(),
             name: p.name,
-            register: p.register.into(),
-            address: i32::from(p.address),
-            data_type: p.data_type.into(),
-            word_order: p.word_order.into(),
-            scale: p.scale.get(),
-            offset: p.offset,
+            register: section.register.into(),
+            address: i32::from(section.address),
+            data_type: section.data_type.into(),
+            word_order: section.word_order.into(),
+            scale: section.scale.get(),
+            offset: section.offset,
             unit: p.unit,
             writable: p.writable,
             write_level: p.write_level.into(),
@@ -215,7 +236,7 @@ impl From<model::PointDefinition> for PointDefinition {
                 .collect(),
             plausible_min: p.plausible_min,
             plausible_max: p.plausible_max,
-        }
+        })
     }
 }
 
@@ -232,7 +253,7 @@ impl ProfileQueries {
             .profiles(principal)
             .await
             .map_err(from_domain)?;
-        Ok(profiles.into_iter().map(DeviceProfile::from).collect())
+        profiles.into_iter().map(DeviceProfile::try_from).collect()
     }
 }
 
@@ -253,7 +274,7 @@ impl ProfileMutation {
             .profiles
             .put_profile(principal, profile)
             .await
-            .map(DeviceProfile::from)
             .map_err(from_domain)
+            .and_then(DeviceProfile::try_from)
     }
 }

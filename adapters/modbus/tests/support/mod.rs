@@ -15,13 +15,14 @@ use futures::stream::BoxStream;
 use futures::StreamExt;
 use hearth_auth::OsoAuthorizer;
 use hearth_domain::model::{
-    Area, AuditEntry, Device, DeviceProfile, EmailAddress, HistoryBucket, HistoryQuery, Membership,
-    ModbusEndpoint, PasswordHash, Reading, Tenant, User,
+    Area, AuditEntry, Device, DeviceProfile, EmailAddress, Endpoint, HistoryBucket, HistoryQuery,
+    Membership, PasswordHash, Reading, Tenant, User,
 };
 use hearth_domain::ports::{
     AreaRepository, AuditCursor, AuditFilter, AuditLog, AuditRecord, Delivery, DeviceFilter,
     DeviceRepository, DeviceStatus, DocumentStore, LiveBus, LiveEvent, Page, PasswordHasher,
     ReadingStore, TenantRepository, TokenClaims, TokenError, TokenService, UserRepository,
+    WatchInterest,
 };
 use hearth_domain::services::{Adapters, IngestService, LoginLimits, Services};
 use hearth_domain::{DeviceId, PointKey, ProfileId, StoreError, TenantId, UserId};
@@ -45,8 +46,7 @@ pub fn device_for(sim: &Simulator, index: usize, profile: &ProfileId) -> Device 
         area_id: None,
         name: format!("ECL {index}"),
         profile_id: profile.clone(),
-        endpoint: ModbusEndpoint::new(addr.ip().to_string(), addr.port(), 1)
-            .expect("valid endpoint"),
+        endpoint: Endpoint::new(addr.ip().to_string(), addr.port(), 1).expect("valid endpoint"),
     }
 }
 
@@ -56,6 +56,7 @@ pub fn gateway() -> ModbusGateway {
         connect_timeout: Duration::from_millis(500),
         request_timeout: Duration::from_millis(300),
         idle_timeout: Duration::from_secs(60),
+        ..GatewayConfig::default()
     })
 }
 
@@ -304,15 +305,18 @@ impl LiveBus for MemoryLive {
             .filter(|r| r.tenant_id == tenant)
             .collect()
     }
-    fn is_watched(&self, _: TenantId, device: DeviceId) -> bool {
-        self.watched.lock().expect("lock").contains(&device)
-    }
     fn status(&self, tenant: TenantId, device: DeviceId) -> Option<DeviceStatus> {
         let status = self.status.lock().expect("lock");
         status
             .get(&device)
             .filter(|s| s.tenant_id == tenant)
             .cloned()
+    }
+}
+
+impl WatchInterest for MemoryLive {
+    fn is_watched(&self, _: TenantId, device: DeviceId) -> bool {
+        self.watched.lock().expect("lock").contains(&device)
     }
 }
 
@@ -358,6 +362,7 @@ pub fn hearth(gateway: Arc<ModbusGateway>) -> TestHearth {
             documents: documents.clone(),
             readings: readings.clone(),
             live: live.clone(),
+            watch: live.clone(),
             field: gateway,
             // The real policy: the poller reads its devices as a system principal.
             authorizer: Arc::new(OsoAuthorizer::new().expect("the policy loads")),

@@ -1,42 +1,42 @@
-//! Polls every device on its own task at its profile's interval and records
-//! what it reads through the ingest use cases; an unreachable device is marked
-//! offline and retried with capped, jittered backoff.
+//! The poller, an internal job of the ingest use case: polls every device
+//! the poller system principal may read, each on its own task at its
+//! profile's interval (faster while somebody watches it), and records what it
+//! reads through [`IngestService`]; an unreachable device is marked offline
+//! and retried with capped, jittered exponential backoff.
 //!
-//! Writes from the API go through the same [`ModbusGateway`], whose
-//! per-device lock makes a write wait for at most one poll request, never for
-//! a whole poll.
+//! It speaks points through the [`FieldGateway`] port, never a protocol: the
+//! gateway's [`PointReader`] keeps each device's request plan. Writes from the
+//! API go through the same gateway, whose per-device lock makes a write wait
+//! for at most one poll request, never for a whole poll.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use backon::{BackoffBuilder, ExponentialBuilder};
 use chrono::{SubsecRound, Utc};
-use hearth_domain::model::{Device, DeviceProfile, Reading};
-use hearth_domain::ports::{FieldError, FieldGateway};
-use hearth_domain::services::IngestService;
-use hearth_domain::{DeviceId, DomainError, PointKey, ProfileId, SystemPrincipal};
 use rand::Rng;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::{Id as TaskId, JoinSet};
 use tokio::time::Instant;
 
-use crate::blocks::{plan_reads, ReadBlock, DEFAULT_MAX_GAP};
-use crate::gateway::ModbusGateway;
+use super::IngestService;
+use crate::error::DomainError;
+use crate::ids::{DeviceId, ProfileId};
+use crate::model::{Device, DeviceProfile, Reading};
+use crate::ports::{FieldError, FieldGateway, PointReader, PointValue};
+use crate::principal::SystemPrincipal;
 
 /// Tuning of the poller.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PollerConfig {
-    /// Unused registers a block read may bridge.
-    pub max_gap: u16,
     /// Devices start within this (and within one poll interval) of each other,
     /// so a thousand devices do not all hit the network in the same instant.
     pub max_start_offset: Duration,
-    /// Longest wait between attempts on an unreachable device.
+    /// Longest wait between attempts on an unreachable device (before
+    /// jitter).
     pub backoff_cap: Duration,
-    /// Blocks split after a refusal are merged again this often, in case the
-    /// refusal was passing (an injected fault, a firmware update).
-    pub replan_every: Duration,
     /// Devices and profiles are re-read this often, so devices added and
     /// profiles changed elsewhere (another replica, `putProfile`) are polled
     /// without a restart. `None`: only on `PollerHandle::reload`.
@@ -46,10 +46,8 @@ pub struct PollerConfig {
 impl Default for PollerConfig {
     fn default() -> Self {
         Self {
-            max_gap: DEFAULT_MAX_GAP,
             max_start_offset: Duration::from_secs(1),
             backoff_cap: Duration::from_secs(10),
-            replan_every: Duration::from_secs(600),
             reload_every: Some(Duration::from_secs(30)),
         }
     }
@@ -74,13 +72,13 @@ pub struct Poller;
 impl Poller {
     /// Loads every device and its profile (retrying while the stores fail)
     /// and polls each on its own task. Must be called inside a Tokio runtime.
-    pub fn spawn(ingest: IngestService, gateway: Arc<ModbusGateway>) -> PollerHandle {
+    pub fn spawn(ingest: IngestService, gateway: Arc<dyn FieldGateway>) -> PollerHandle {
         Self::spawn_with(ingest, gateway, PollerConfig::default())
     }
 
     pub fn spawn_with(
         ingest: IngestService,
-        gateway: Arc<ModbusGateway>,
+        gateway: Arc<dyn FieldGateway>,
         config: PollerConfig,
     ) -> PollerHandle {
         let (commands, rx) = mpsc::channel(8);
@@ -149,7 +147,7 @@ struct Running {
 
 struct Supervisor {
     ingest: IngestService,
-    gateway: Arc<ModbusGateway>,
+    gateway: Arc<dyn FieldGateway>,
     config: PollerConfig,
     tasks: JoinSet<()>,
     running: HashMap<DeviceId, Running>,
@@ -236,7 +234,8 @@ impl Supervisor {
         for target in targets {
             let device = target.device;
             let profile = target.profile.filter(|p| {
-                *valid.entry(p.id.clone()).or_insert_with(|| match p.validate() {
+                let checked = || p.validate().and_then(|()| self.gateway.check_profile(p));
+                *valid.entry(p.id.clone()).or_insert_with(|| match checked() {
                     Ok(()) => true,
                     Err(err) => {
                         tracing::warn!(profile = %p.id, error = %err, "Profile is invalid; its devices are not polled.");
@@ -273,13 +272,18 @@ impl Supervisor {
             if self.running.contains_key(&id) {
                 continue;
             }
-            let task = DeviceTask::new(
-                self.ingest.clone(),
-                self.gateway.clone(),
-                device.clone(),
-                profile.clone(),
-                &self.config,
-            );
+            let poller = match DevicePoller::new(&*self.gateway, device.clone(), profile.clone()) {
+                Ok(poller) => poller,
+                Err(err) => {
+                    tracing::warn!(device = %id, error = %err, "The field gateway cannot read this device; not polling it.");
+                    continue;
+                }
+            };
+            let task = DeviceTask {
+                ingest: self.ingest.clone(),
+                poller,
+                config: self.config.clone(),
+            };
             let abort = self.tasks.spawn(task.run());
             self.task_devices.insert(abort.id(), id);
             self.running.insert(
@@ -301,22 +305,10 @@ impl Supervisor {
 struct DeviceTask {
     ingest: IngestService,
     poller: DevicePoller,
+    config: PollerConfig,
 }
 
 impl DeviceTask {
-    fn new(
-        ingest: IngestService,
-        gateway: Arc<ModbusGateway>,
-        device: Device,
-        profile: DeviceProfile,
-        config: &PollerConfig,
-    ) -> Self {
-        Self {
-            ingest,
-            poller: DevicePoller::new(gateway, device, profile, config),
-        }
-    }
-
     fn interval(&self) -> Duration {
         Duration::from_millis(u64::from(self.poller.profile.poll_interval_ms))
     }
@@ -334,20 +326,36 @@ impl DeviceTask {
         self.ingest.is_watched(device.tenant_id, device.id)
     }
 
+    /// Exponential from the poll interval (doubling), capped, with jitter
+    /// (up to the delay again) so that devices behind one failed link do not
+    /// retry in lockstep. Never runs out: a device is retried until it answers.
+    fn backoff(&self) -> impl Iterator<Item = Duration> {
+        let interval = self.interval();
+        ExponentialBuilder::default()
+            .with_min_delay(interval)
+            .with_max_delay(self.config.backoff_cap.max(interval))
+            .with_factor(2.0)
+            .with_jitter()
+            .without_max_times()
+            .build()
+    }
+
     async fn run(mut self) {
         let interval = self.interval();
-        let spread = interval.min(self.poller.config.max_start_offset);
+        let spread = interval.min(self.config.max_start_offset);
         let offset = spread.mul_f64(rand::thread_rng().gen_range(0.0..1.0));
         tokio::time::sleep(offset).await;
 
         let (tenant, id) = (self.poller.device.tenant_id, self.poller.device.id);
         let mut failures: u32 = 0;
+        let mut backoff = self.backoff();
         loop {
             let started = Instant::now();
             match self.poller.poll_once(&self.ingest).await {
                 Ok(_) => {
                     if failures > 0 {
                         tracing::info!(device = %id, failures, "Device answers again.");
+                        backoff = self.backoff();
                     }
                     failures = 0;
                     // Fixed rate from the start of the poll, without catching up.
@@ -361,7 +369,8 @@ impl DeviceTask {
                         tracing::debug!(device = %id, error = %err, failures, "Device still does not answer.");
                     }
                     self.ingest.record_status(tenant, id, false);
-                    tokio::time::sleep(self.backoff(failures)).await;
+                    let delay = backoff.next().unwrap_or(self.config.backoff_cap);
+                    tokio::time::sleep(delay).await;
                 }
             }
         }
@@ -388,61 +397,39 @@ impl DeviceTask {
         }
         tokio::time::sleep_until(regular).await;
     }
-
-    /// Exponential from the poll interval, capped, with ±20 % jitter so that
-    /// devices behind one failed link do not retry in lockstep.
-    fn backoff(&self, failures: u32) -> Duration {
-        let interval = self.interval();
-        let cap = self.poller.config.backoff_cap.max(interval);
-        let exponent = failures.saturating_sub(1).min(16);
-        let base = interval.saturating_mul(1u32 << exponent).min(cap);
-        base.mul_f64(rand::thread_rng().gen_range(0.8..1.2))
-    }
 }
 
 /// One poll of one device, without any schedule: what the poller's device
 /// task does at every tick, public so that a benchmark (or a "read now"
 /// command) can drive exactly the same path as fast as it likes.
 ///
-/// It keeps the device's read plan between polls: blocks a device refused
-/// stay split until [`PollerConfig::replan_every`] has passed.
+/// It keeps the gateway's reader of the device between polls, and with it
+/// whatever plan the protocol needs.
 pub struct DevicePoller {
-    gateway: Arc<ModbusGateway>,
+    reader: Box<dyn PointReader>,
     device: Device,
     profile: DeviceProfile,
-    config: PollerConfig,
-    blocks: Vec<ReadBlock>,
-    replan_at: Option<Instant>,
-    /// Points the device refused, logged once rather than every poll.
-    refused: HashSet<PointKey>,
+    values: Vec<PointValue>,
 }
 
 impl DevicePoller {
+    /// A poller of `device` by `profile`, or why the gateway cannot read it.
     pub fn new(
-        gateway: Arc<ModbusGateway>,
+        gateway: &dyn FieldGateway,
         device: Device,
         profile: DeviceProfile,
-        config: &PollerConfig,
-    ) -> Self {
-        let blocks = plan_reads(&profile.points, config.max_gap);
-        Self {
-            gateway,
+    ) -> Result<Self, crate::error::InvalidValue> {
+        let reader = gateway.reader(&device, &profile)?;
+        Ok(Self {
+            reader,
+            values: Vec::with_capacity(profile.points.len()),
             device,
             profile,
-            config: config.clone(),
-            blocks,
-            replan_at: None,
-            refused: HashSet::new(),
-        }
+        })
     }
 
     pub fn device(&self) -> &Device {
         &self.device
-    }
-
-    /// The block reads the next poll will make.
-    pub fn blocks(&self) -> &[ReadBlock] {
-        &self.blocks
     }
 
     /// Reads the device and records what it read through the ingest use
@@ -459,88 +446,28 @@ impl DevicePoller {
         Ok(count)
     }
 
-    /// Reads every block. An unreachable device fails the poll; a refused
-    /// block is split into single points, and a refused point is skipped.
+    /// Reads every point the device serves, as readings stamped with one
+    /// timestamp. Implausible values (an open sensor's 192 °C) are kept but
+    /// marked `Bad`.
     pub async fn read_once(&mut self) -> Result<Vec<Reading>, FieldError> {
-        if self.replan_at.is_some_and(|at| Instant::now() >= at) {
-            self.blocks = plan_reads(&self.profile.points, self.config.max_gap);
-            self.replan_at = None;
-        }
+        self.reader.read(&mut self.values).await?;
         // Stores keep microseconds; a live value must be found again in
         // history by its timestamp.
         let timestamp = Utc::now().trunc_subsecs(6);
-        let mut readings = Vec::with_capacity(self.profile.points.len());
-        let mut refused = Vec::new();
-        let mut i = 0;
-        while let Some(block) = self.blocks.get(i) {
-            let result = self
-                .gateway
-                .read_registers(&self.device, block.kind, block.address, block.count)
-                .await;
-            // Re-borrowed after the await: `self.blocks` may change below.
-            let Some(block) = self.blocks.get(i) else {
-                break;
-            };
-            match result {
-                Ok(words) => {
-                    let (tenant_id, device_id) = (self.device.tenant_id, self.device.id);
-                    for (definition, value) in block.decoded(&self.profile.points, &words) {
-                        match value {
-                            Ok(value) => readings.push(Reading {
-                                tenant_id,
-                                device_id,
-                                // Fault codes (an open sensor's 192 °C) are
-                                // kept, but marked as not a real value.
-                                quality: definition.quality_of(value),
-                                point: definition.key.clone(),
-                                timestamp,
-                                value,
-                            }),
-                            Err(reason) => refused.push((definition.key.clone(), reason)),
-                        }
-                    }
-                    i += 1;
-                }
-                // Illegal address or value: the block covers something the
-                // device does not serve (a bridged gap, an unknown point).
-                Err(FieldError::Exception {
-                    code: code @ (2 | 3),
-                }) if block.points.len() > 1 => {
-                    tracing::warn!(
-                        device = %self.device.id,
-                        address = block.address,
-                        count = block.count,
-                        code,
-                        "Device refused a block read; reading its points one by one."
-                    );
-                    let split = block.split(&self.profile.points);
-                    self.blocks.splice(i..=i, split);
-                    self.replan_at = Some(Instant::now() + self.config.replan_every);
-                }
-                Err(FieldError::Exception {
-                    code: code @ (2 | 3),
-                }) => {
-                    refused.extend(
-                        block
-                            .points
-                            .iter()
-                            .filter_map(|&p| self.profile.points.get(p))
-                            .map(|p| (p.key.clone(), format!("exception {code}"))),
-                    );
-                    i += 1;
-                }
-                Err(other) => return Err(other),
-            }
-        }
-        for (point, reason) in refused {
-            self.refuse(point, &reason);
-        }
-        Ok(readings)
-    }
-
-    fn refuse(&mut self, point: PointKey, reason: &str) {
-        if self.refused.insert(point.clone()) {
-            tracing::warn!(device = %self.device.id, point = %point, reason, "Point could not be read; skipping it.");
-        }
+        let (tenant_id, device_id) = (self.device.tenant_id, self.device.id);
+        let points = &self.profile.points;
+        Ok(self
+            .values
+            .iter()
+            .filter_map(|v| points.get(v.point).map(|p| (p, v.value)))
+            .map(|(definition, value)| Reading {
+                tenant_id,
+                device_id,
+                point: definition.key.clone(),
+                timestamp,
+                value,
+                quality: definition.quality_of(value),
+            })
+            .collect())
     }
 }
