@@ -4,8 +4,8 @@ use async_graphql::{Context, Enum, InputObject, Object, SimpleObject};
 use hearth_domain::model::{self, PointOption as DomainOption};
 use hearth_domain::{PointKey, ProfileId};
 
-use super::devices::WriteLevel;
 use super::error::{bad_input, from_domain};
+use super::points::{PointOption, WriteLevel};
 use super::{principal, services};
 
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
@@ -32,13 +32,6 @@ pub enum DataType {
 pub enum WordOrder {
     HighFirst,
     LowFirst,
-}
-
-#[derive(SimpleObject, InputObject, Clone)]
-#[graphql(input_name = "PointOptionInput")]
-pub struct PointOption {
-    pub value: f64,
-    pub label: String,
 }
 
 /// Where a point lives on the device and how to read and write it.
