@@ -66,7 +66,9 @@ impl MemoryDirectory {
     /// what follows a removal, such as a poller reload, call it directly.
     pub fn remove_device(&self, tenant: TenantId, id: DeviceId) -> bool {
         let mut s = self.write();
-        if !s.devices.get(&id).is_some_and(|d| d.tenant_id == tenant) {
+        // Another tenant's device is as unknown as a missing one.
+        let known = s.devices.get(&id).is_some_and(|d| d.tenant_id == tenant);
+        if !known {
             return false;
         }
         s.devices.remove(&id);

@@ -269,7 +269,7 @@ async fn a_watched_device_is_polled_at_its_live_interval() {
         eventually("the first poll", || async { t.online(d) == Some(true) }).await;
     }
     let marker = |device: &Device| {
-        t.point(&device, "schedule_mon_start")
+        t.point(device, "schedule_mon_start")
             .map(|r| (r.value, r.timestamp))
     };
     let before = marker(&devices[1]);
