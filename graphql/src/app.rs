@@ -268,6 +268,6 @@ pub async fn simulate(devices: usize, base_port: u16, host: IpAddr) -> anyhow::R
     for (i, device) in sim.devices().iter().enumerate() {
         tracing::info!(device = i, addr = %device.addr, "Simulated controller listening.");
     }
-    crate::cli::shutdown_signal().await;
+    crate::signals::shutdown_signal().await;
     Ok(())
 }

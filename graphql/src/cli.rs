@@ -5,8 +5,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::app;
 use crate::config::{Overrides, Settings};
+use crate::{app, signals};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -108,38 +108,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let config = args.settings()?.resolve();
             let running = app::start(config).await?;
             tracing::info!(address = %running.address, "Hearth is serving GraphQL at http://{}/graphql.", running.address);
-            shutdown_signal().await;
+            signals::shutdown_signal().await;
             tracing::info!("Shutting down.");
             running.stop().await;
             Ok(())
         }
-    }
-}
-
-/// Ctrl-C, or SIGTERM (container runtimes and Kubernetes stop with it).
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        if let Err(err) = tokio::signal::ctrl_c().await {
-            tracing::warn!(error = %err, "Cannot listen for Ctrl-C.");
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(err) => {
-                tracing::warn!(error = %err, "Cannot listen for SIGTERM.");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
     }
 }

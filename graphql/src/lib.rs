@@ -11,4 +11,5 @@ pub mod http_media;
 pub mod http_request;
 pub mod limits;
 pub mod server;
+pub mod signals;
 pub mod ws;

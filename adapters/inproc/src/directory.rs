@@ -60,6 +60,23 @@ impl MemoryDirectory {
     fn write(&self) -> RwLockWriteGuard<'_, State> {
         self.state.write().unwrap_or_else(PoisonError::into_inner)
     }
+
+    /// Takes a device of `tenant` out of the directory; `true` when it had
+    /// it. Not a port operation yet (no use case deletes devices): tests of
+    /// what follows a removal, such as a poller reload, call it directly.
+    pub fn remove_device(&self, tenant: TenantId, id: DeviceId) -> bool {
+        let mut s = self.write();
+        // Another tenant's device is as unknown as a missing one.
+        let known = s.devices.get(&id).is_some_and(|d| d.tenant_id == tenant);
+        if !known {
+            return false;
+        }
+        s.devices.remove(&id);
+        if let Some(order) = s.devices_of.get_mut(&tenant) {
+            order.retain(|d| *d != id);
+        }
+        true
+    }
 }
 
 /// Mirrors a violated foreign key in the SQL schema: a bug in the caller, not
@@ -471,6 +488,56 @@ mod tests {
     #[tokio::test]
     async fn passes_the_directory_contract() {
         hearth_domain::contract::directory::directory_contract(&MemoryDirectory::new()).await;
+    }
+
+    #[tokio::test]
+    async fn a_removed_device_is_gone_from_every_read_and_its_name_is_free() {
+        // Given a tenant with two devices
+        let directory = MemoryDirectory::new();
+        let tenant = Tenant {
+            id: TenantId::new(),
+            slug: hearth_domain::model::TenantSlug::new("acme").expect("valid slug"),
+            name: "Acme".into(),
+        };
+        directory.insert_tenant(&tenant).await.expect("stored");
+        let device = |name: &str| Device {
+            id: DeviceId::new(),
+            tenant_id: tenant.id,
+            area_id: None,
+            name: name.into(),
+            profile_id: hearth_domain::ProfileId::new("p").expect("valid id"),
+            endpoint: hearth_domain::model::Endpoint::new("127.0.0.1", 502, 1)
+                .expect("valid endpoint"),
+        };
+        let (gone, kept) = (device("a"), device("b"));
+        for d in [&gone, &kept] {
+            directory.insert_device(d).await.expect("stored");
+        }
+
+        // When one is removed, and removed again, and through another tenant
+        let removed = directory.remove_device(tenant.id, gone.id);
+        let again = directory.remove_device(tenant.id, gone.id);
+        let foreign = directory.remove_device(TenantId::new(), kept.id);
+
+        // Then only the first removal did something
+        assert_eq!((removed, again, foreign), (true, false, false));
+        // And no read returns it, while the other device stays
+        let listed = directory
+            .devices(tenant.id, &DeviceFilter::default(), 0, 10)
+            .await
+            .expect("listed");
+        assert_eq!(listed.items, vec![kept.clone()]);
+        assert_eq!(listed.total, 1);
+        assert_eq!(
+            directory.device(tenant.id, gone.id).await.ok().flatten(),
+            None
+        );
+        assert_eq!(directory.all_devices().await.ok(), Some(vec![kept]));
+        // And its name can be used again
+        directory
+            .insert_device(&device("a"))
+            .await
+            .expect("the name is free");
     }
 
     #[test]

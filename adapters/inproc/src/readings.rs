@@ -25,6 +25,21 @@ impl MemoryReadings {
     pub fn new() -> Self {
         Self::default()
     }
+
+    /// Samples stored, over every series: what a test of the writing side
+    /// (the poller, the batched writer) checks without asking for history.
+    pub fn len(&self) -> usize {
+        self.series
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .values()
+            .map(BTreeMap::len)
+            .sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 #[async_trait]

@@ -17,7 +17,7 @@ use std::thread;
 use std::time::Duration;
 
 use hearth_domain::model::{Device, DeviceProfile, Endpoint, PointDefinition, Quality, WriteLevel};
-use hearth_domain::ports::{DeviceRepository, DocumentStore};
+use hearth_domain::ports::DocumentStore;
 use hearth_domain::services::{Poller, PollerConfig};
 use hearth_domain::{DeviceId, PointKey, ProfileId, TenantId};
 use hearth_modbus::blocks::{plan_reads, DEFAULT_MAX_GAP};
@@ -593,7 +593,7 @@ async fn planned_blocks_and_the_poller_read_a_profile_from_pymodbus() {
     let gw = Arc::new(gw);
     let t = hearth(gw.clone());
     t.documents.put_profile(&profile).await.expect("stored");
-    t.directory.insert_device(&device).await.expect("stored");
+    t.add_device(&device).await;
     let config = PollerConfig {
         max_start_offset: Duration::from_millis(100),
         backoff_cap: Duration::from_millis(500),
@@ -604,14 +604,13 @@ async fn planned_blocks_and_the_poller_read_a_profile_from_pymodbus() {
     // Then it gets past the refused block and every point reads good, with
     // the value pymodbus encoded
     eventually("every point is read", || async {
-        let points = t.live.points_of(device.id);
+        let points = t.points_of(&device);
         points.len() == expected.len() && points.iter().all(|r| r.quality == Quality::Good)
     })
     .await;
     for (p, want) in &expected {
         let reading = t
-            .live
-            .point(device.id, p.key.as_str())
+            .point(&device, p.key.as_str())
             .expect("a reading per point");
         assert!(
             same(reading.value, *want),
@@ -620,6 +619,6 @@ async fn planned_blocks_and_the_poller_read_a_profile_from_pymodbus() {
             reading.value
         );
     }
-    assert_eq!(t.live.online(device.id), Some(true));
+    assert_eq!(t.online(&device), Some(true));
     poller.stop().await;
 }

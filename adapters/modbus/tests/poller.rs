@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hearth_domain::model::{Device, DeviceProfile, PointDefinition, Quality, WriteLevel};
-use hearth_domain::ports::{DeviceRepository, DocumentStore};
+use hearth_domain::ports::DocumentStore;
 use hearth_domain::services::{Poller, PollerConfig, PollerHandle};
 use hearth_domain::{PointKey, ProfileId};
 use hearth_modbus::simulator::plant;
@@ -48,7 +48,7 @@ async fn two_devices(
         device_for(&sim, 1, &profile.id),
     ];
     for d in &devices {
-        t.directory.insert_device(d).await.expect("stored");
+        t.add_device(d).await;
     }
     (sim, gw, t, devices)
 }
@@ -65,16 +65,16 @@ async fn polls_every_device_and_marks_unreachable_ones_stale() {
     // Then every point of both devices gets a good reading and they are online
     for d in &devices {
         eventually("all points read", || async {
-            let points = t.live.points_of(d.id);
+            let points = t.points_of(d);
             points.len() == profile.points.len()
                 && points.iter().all(|r| r.quality == Quality::Good)
         })
         .await;
-        assert_eq!(t.live.online(d.id), Some(true));
+        assert_eq!(t.online(d), Some(true));
     }
     assert_eq!(poller.polled_devices(), 2);
     eventually("readings are persisted", || async {
-        t.readings.stored.lock().expect("lock").len() >= 2 * profile.points.len()
+        t.readings.len() >= 2 * profile.points.len()
     })
     .await;
 
@@ -84,20 +84,19 @@ async fn polls_every_device_and_marks_unreachable_ones_stale() {
 
     // Then it goes offline with stale values, while the other stays online
     eventually("device 0 goes offline", || async {
-        t.live.online(devices[0].id) == Some(false)
+        t.online(&devices[0]) == Some(false)
     })
     .await;
-    let stale = t.live.points_of(devices[0].id);
+    let stale = t.points_of(&devices[0]);
     assert_eq!(stale.len(), profile.points.len());
     assert!(stale.iter().all(|r| r.quality == Quality::Stale));
-    assert_eq!(t.live.online(devices[1].id), Some(true));
+    assert_eq!(t.online(&devices[1]), Some(true));
 
     // When it answers again, it comes back online with good values
     faulty.set_fault(Fault::None);
     eventually("device 0 comes back", || async {
-        t.live.online(devices[0].id) == Some(true)
-            && t.live
-                .points_of(devices[0].id)
+        t.online(&devices[0]) == Some(true)
+            && t.points_of(&devices[0])
                 .iter()
                 .all(|r| r.quality == Quality::Good)
     })
@@ -117,10 +116,10 @@ async fn polling_one_of_two(
     let profile = fast_profile();
     t.documents.put_profile(&profile).await.expect("stored");
     let first = device_for(&sim, 0, &profile.id);
-    t.directory.insert_device(&first).await.expect("stored");
+    t.add_device(&first).await;
     let poller = Poller::spawn_with(t.ingest.clone(), gw, config);
     eventually("the first device is polled", || async {
-        t.live.online(first.id) == Some(true)
+        t.online(&first) == Some(true)
     })
     .await;
     (sim, t, profile, first, poller)
@@ -136,10 +135,10 @@ async fn devices_added_later_are_picked_up_without_an_explicit_reload() {
     let (sim, t, profile, _first, poller) = polling_one_of_two(config).await;
     // When another device is added to the directory, and nobody calls reload
     let second = device_for(&sim, 1, &profile.id);
-    t.directory.insert_device(&second).await.expect("stored");
+    t.add_device(&second).await;
     // Then it is polled too
     eventually("the second device is polled", || async {
-        t.live.online(second.id) == Some(true)
+        t.online(&second) == Some(true)
     })
     .await;
     assert_eq!(poller.polled_devices(), 2);
@@ -153,21 +152,17 @@ async fn reload_starts_new_and_stops_removed_devices() {
 
     // When a device is added and the poller reloads
     let second = device_for(&sim, 1, &profile.id);
-    t.directory.insert_device(&second).await.expect("stored");
+    t.add_device(&second).await;
     assert_eq!(poller.reload().await.expect("reloaded"), 2);
 
     // Then it is polled too
     eventually("the second device is polled", || async {
-        t.live.online(second.id) == Some(true)
+        t.online(&second) == Some(true)
     })
     .await;
 
     // When the first is removed and the poller reloads, it is no longer polled
-    t.directory
-        .devices
-        .lock()
-        .expect("lock")
-        .retain(|d| d.id != first.id);
+    assert!(t.directory.remove_device(first.tenant_id, first.id));
     assert_eq!(poller.reload().await.expect("reloaded"), 1);
     let handle = sim.handle(0).expect("device 0");
     // Let any request already on the wire finish before sampling the count.
@@ -215,19 +210,19 @@ async fn a_block_the_device_refuses_is_split_and_bad_points_skipped() {
     profile.validate().expect("valid profile");
     t.documents.put_profile(&profile).await.expect("stored");
     let device = device_for(&sim, 0, &profile.id);
-    t.directory.insert_device(&device).await.expect("stored");
+    t.add_device(&device).await;
 
     // When polled
     let poller = Poller::spawn_with(t.ingest.clone(), gw.clone(), fast_config());
 
     // Then every other point is read and the device is online
     eventually("all good points read", || async {
-        t.live.points_of(device.id).len() == profile.points.len() - 1
+        t.points_of(&device).len() == profile.points.len() - 1
     })
     .await;
-    assert_eq!(t.live.online(device.id), Some(true));
-    assert!(t.live.point(device.id, "bogus").is_none());
-    assert!(t.live.point(device.id, "motor_runtime").is_some());
+    assert_eq!(t.online(&device), Some(true));
+    assert!(t.point(&device, "bogus").is_none());
+    assert!(t.point(&device, "motor_runtime").is_some());
 
     poller.stop().await;
 }
@@ -242,12 +237,9 @@ async fn writes_interleave_with_polling_one_request_at_a_time() {
     let profile = fast_profile();
     t.documents.put_profile(&profile).await.expect("stored");
     let device = device_for(&sim, 0, &profile.id);
-    t.directory.insert_device(&device).await.expect("stored");
+    t.add_device(&device).await;
     let poller = Poller::spawn_with(t.ingest.clone(), gw.clone(), fast_config());
-    eventually("polled", || async {
-        t.live.online(device.id) == Some(true)
-    })
-    .await;
+    eventually("polled", || async { t.online(&device) == Some(true) }).await;
     handle.set_fault(Fault::Slow(Duration::from_millis(50)));
 
     // When writes come in between polls
@@ -275,14 +267,10 @@ async fn a_watched_device_is_polled_at_its_live_interval() {
     let (sim, gw, t, devices) = two_devices(&profile).await;
     let poller = Poller::spawn_with(t.ingest.clone(), gw, fast_config());
     for d in &devices {
-        eventually("the first poll", || async {
-            t.live.online(d.id) == Some(true)
-        })
-        .await;
+        eventually("the first poll", || async { t.online(d) == Some(true) }).await;
     }
     let marker = |device: &Device| {
-        t.live
-            .point(device.id, "schedule_mon_start")
+        t.point(device, "schedule_mon_start")
             .map(|r| (r.value, r.timestamp))
     };
     let before = marker(&devices[1]);
@@ -295,7 +283,7 @@ async fn a_watched_device_is_polled_at_its_live_interval() {
             "the simulator serves the schedule registers"
         );
     }
-    t.live.watch(devices[0].id, true);
+    let watching = t.watch(&devices[0]).await;
 
     // Then the watched one is polled again and shows the change at once
     eventually("the watched device shows the change", || async {
@@ -310,7 +298,7 @@ async fn a_watched_device_is_polled_at_its_live_interval() {
     );
 
     // When nobody watches any more (and a poll already under way has ended)
-    t.live.watch(devices[0].id, false);
+    drop(watching);
     tokio::time::sleep(Duration::from_millis(1_500)).await;
     let settled = marker(&devices[0]);
     tokio::time::sleep(Duration::from_millis(500)).await;

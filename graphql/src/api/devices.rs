@@ -7,6 +7,7 @@ use hearth_domain::services::{DeviceQuery, DeviceService, DeviceView, PointView}
 use hearth_domain::{AreaId, DeviceId};
 
 use super::error::{bad_input, from_domain};
+use super::points::{PointOption, WriteLevel};
 use super::{parse_id, principal, services};
 
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
@@ -15,14 +16,6 @@ pub enum Quality {
     Good,
     Stale,
     Bad,
-}
-
-#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
-#[graphql(remote = "hearth_domain::model::WriteLevel")]
-pub enum WriteLevel {
-    Basic,
-    Limited,
-    Full,
 }
 
 #[derive(SimpleObject)]
@@ -49,7 +42,7 @@ pub struct Point {
     pub min: Option<f64>,
     pub max: Option<f64>,
     /// Named values of an enumerated point (a mode); writes must pick one.
-    pub options: Vec<super::profiles::PointOption>,
+    pub options: Vec<PointOption>,
     /// The option label of the current value, for enumerated points.
     pub value_label: Option<String>,
 }
@@ -67,7 +60,7 @@ impl From<PointView> for Point {
             options: d
                 .options
                 .iter()
-                .map(|o| super::profiles::PointOption {
+                .map(|o| PointOption {
                     value: o.value,
                     label: o.label.clone(),
                 })

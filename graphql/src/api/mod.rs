@@ -8,6 +8,7 @@ mod devices;
 pub mod error;
 mod history;
 mod live;
+mod points;
 mod profiles;
 
 use async_graphql::{Context, MergedObject, MergedSubscription, Schema, SchemaBuilder};

@@ -10,8 +10,8 @@ use hearth_domain::model::{self, PointOption as DomainOption};
 use hearth_domain::{PointKey, ProfileId};
 use hearth_modbus::point as modbus;
 
-use super::devices::WriteLevel;
 use super::error::{bad_input, from_domain};
+use super::points::{PointOption, WriteLevel};
 use super::{principal, services};
 
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
@@ -38,13 +38,6 @@ pub enum DataType {
 pub enum WordOrder {
     HighFirst,
     LowFirst,
-}
-
-#[derive(SimpleObject, InputObject, Clone)]
-#[graphql(input_name = "PointOptionInput")]
-pub struct PointOption {
-    pub value: f64,
-    pub label: String,
 }
 
 /// Where a point lives on the device and how to read and write it.

@@ -1,0 +1,841 @@
+//! Use-case tier: the authorization of every public service method, run
+//! against the in-memory adapters and the real policy (no server). For each
+//! method that acts for a user: every role (allowed or the service's denial
+//! error), a principal of another tenant (denied or sees nothing), and a
+//! principal whose device scope leaves the device out. System-principal
+//! methods get exactly what `hearth.polar` grants their role. A guard at the
+//! end fails when a public method appears in `domain/src/services` that
+//! no table here covers.
+
+mod support;
+
+use std::collections::BTreeSet;
+
+use chrono::{Duration, Utc};
+use futures::{FutureExt, StreamExt};
+use hearth_domain::model::{
+    Aggregate, Area, Device, DeviceScope, Membership, Quality, Reading, Role, Tenant, TenantSlug,
+    User, WriteLevel,
+};
+use hearth_domain::services::{AuditQuery, DeviceQuery, LiveUpdate, LoginError};
+use hearth_domain::{
+    AreaId, DeviceId, DomainError, Principal, ProfileId, SystemPrincipal, TenantId, UserId,
+};
+use support::{point_of, profile, read_only_point, valid_value, world, World, PASSWORD};
+
+// ------------------------------------------------------- user-facing methods
+
+/// One call of a public method that acts for a user. A method with a
+/// variant per case (writes per level) appears once per case.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Op {
+    ListDevices,
+    Device,
+    WriteBasic,
+    WriteLimited,
+    WriteFull,
+    AuditLog,
+    SubscribeLive,
+    History,
+    Profiles,
+    PutProfile,
+}
+
+impl Op {
+    const ALL: [Op; 10] = [
+        Op::ListDevices,
+        Op::Device,
+        Op::WriteBasic,
+        Op::WriteLimited,
+        Op::WriteFull,
+        Op::AuditLog,
+        Op::SubscribeLive,
+        Op::History,
+        Op::Profiles,
+        Op::PutProfile,
+    ];
+
+    /// The service method this exercises, as the guard finds it in the source.
+    fn method(self) -> &'static str {
+        match self {
+            Op::ListDevices => "DeviceService::list_devices",
+            Op::Device => "DeviceService::device",
+            Op::WriteBasic | Op::WriteLimited | Op::WriteFull => "ControlService::write_parameter",
+            Op::AuditLog => "ControlService::audit_log",
+            Op::SubscribeLive => "LiveService::subscribe_live",
+            Op::History => "HistoryService::history",
+            Op::Profiles => "ProfileService::profiles",
+            Op::PutProfile => "ProfileService::put_profile",
+        }
+    }
+
+    /// Whether `role` (covering every device) may do this: the access table
+    /// of DESIGN.md, written out here independently of the policy file.
+    fn allowed(self, role: Role) -> bool {
+        use Role::*;
+        match self {
+            Op::ListDevices | Op::Device | Op::SubscribeLive | Op::History | Op::Profiles => true,
+            Op::WriteBasic => matches!(role, Admin | Full | Limited | Basic),
+            Op::WriteLimited => matches!(role, Admin | Full | Limited),
+            Op::WriteFull | Op::AuditLog | Op::PutProfile => matches!(role, Admin | Full),
+        }
+    }
+
+    /// Whether the method takes one device (and must hide it when unseen).
+    fn takes_device(self) -> bool {
+        matches!(
+            self,
+            Op::Device
+                | Op::WriteBasic
+                | Op::WriteLimited
+                | Op::WriteFull
+                | Op::SubscribeLive
+                | Op::History
+        )
+    }
+}
+
+/// What a successful call let the caller see.
+#[derive(Debug)]
+enum Seen {
+    Nothing,
+    Devices(Vec<DeviceId>),
+    Audit(Vec<(TenantId, Option<DeviceId>)>),
+    Profiles(Vec<ProfileId>),
+}
+
+/// Calls `op` as `principal` on `device` (device-less methods ignore it;
+/// `put_profile` stores a profile in the namespace of the device's tenant).
+async fn run(
+    w: &World,
+    op: Op,
+    principal: &Principal,
+    device: &Device,
+) -> Result<Seen, DomainError> {
+    let s = &w.services;
+    let write = |level: WriteLevel| {
+        s.control
+            .write_parameter(principal, device.id, point_of(level), valid_value(level))
+    };
+    Ok(match op {
+        Op::ListDevices => {
+            let query = DeviceQuery {
+                limit: 200,
+                ..DeviceQuery::default()
+            };
+            let page = s.devices.list_devices(principal, query).await?;
+            Seen::Devices(page.items.into_iter().map(|v| v.device.id).collect())
+        }
+        Op::Device => Seen::Devices(vec![
+            s.devices.device(principal, device.id).await?.device.id,
+        ]),
+        Op::WriteBasic => write(WriteLevel::Basic).await.map(|_| Seen::Nothing)?,
+        Op::WriteLimited => write(WriteLevel::Limited).await.map(|_| Seen::Nothing)?,
+        Op::WriteFull => write(WriteLevel::Full).await.map(|_| Seen::Nothing)?,
+        Op::AuditLog => {
+            let query = AuditQuery {
+                first: 1000,
+                ..AuditQuery::default()
+            };
+            let page = s.control.audit_log(principal, query).await?;
+            Seen::Audit(
+                page.entries
+                    .into_iter()
+                    .map(|r| (r.entry.tenant_id, r.entry.device_id))
+                    .collect(),
+            )
+        }
+        Op::SubscribeLive => s
+            .live
+            .subscribe_live(principal, &[device.id])
+            .await
+            .map(|_| Seen::Nothing)?,
+        Op::History => {
+            let to = Utc::now();
+            s.history
+                .history(
+                    principal,
+                    device.id,
+                    read_only_point(),
+                    to - Duration::hours(1),
+                    to,
+                    60,
+                    Aggregate::Mean,
+                )
+                .await
+                .map(|_| Seen::Nothing)?
+        }
+        Op::Profiles => Seen::Profiles(
+            s.profiles
+                .profiles(principal)
+                .await?
+                .into_iter()
+                .map(|p| p.id)
+                .collect(),
+        ),
+        Op::PutProfile => {
+            let slug = w.tenant(device.tenant_id).tenant.slug.as_str();
+            let id = ProfileId::new(format!("{slug}.own")).expect("a valid id");
+            let stored = s.profiles.put_profile(principal, profile(id, None)).await?;
+            Seen::Profiles(vec![stored.id])
+        }
+    })
+}
+
+fn is_forbidden(result: &Result<Seen, DomainError>) -> bool {
+    matches!(result, Err(DomainError::Forbidden(_)))
+}
+
+fn is_not_found(result: &Result<Seen, DomainError>) -> bool {
+    matches!(result, Err(DomainError::NotFound(_)))
+}
+
+#[tokio::test]
+async fn every_role_gets_what_the_access_table_says_and_forbidden_otherwise() {
+    // Given both tenants seeded, a member per role covering every device
+    let w = world().await;
+
+    for op in Op::ALL {
+        for role in Role::ALL {
+            let principal = w.acme.member(role);
+            let writes_before = w.field.writes();
+
+            // When the member calls the method on a device of their tenant
+            let result = run(&w, op, &principal, &w.acme.north_device).await;
+
+            // Then it succeeds exactly when the table allows, else Forbidden
+            if op.allowed(role) {
+                assert!(result.is_ok(), "{op:?} as {role}: {result:?}");
+            } else {
+                assert!(
+                    is_forbidden(&result),
+                    "{op:?} as {role} must be Forbidden: {result:?}"
+                );
+                // And a refused write never reaches the field
+                assert_eq!(w.field.writes(), writes_before, "{op:?} as {role}");
+            }
+        }
+    }
+}
+
+/// Leaves an audit trail in both tenants: a confirmed write about the north
+/// device, a refused one about the south device, a tenant-level entry (a
+/// stored profile), and one confirmed write in globex.
+async fn audit_trail(w: &World) {
+    let acme_admin = w.acme.member(Role::Admin);
+    let globex_admin = w.globex.member(Role::Admin);
+    let readonly = w.acme.member(Role::ReadOnly);
+    for (principal, device) in [
+        (&acme_admin, &w.acme.north_device),
+        (&readonly, &w.acme.south_device),
+        (&globex_admin, &w.globex.north_device),
+    ] {
+        let _ = run(w, Op::WriteBasic, principal, device).await;
+    }
+    run(w, Op::PutProfile, &acme_admin, &w.acme.north_device)
+        .await
+        .expect("an admin stores a profile");
+}
+
+#[tokio::test]
+async fn a_principal_of_another_tenant_is_denied_or_sees_nothing_of_it() {
+    // Given acme with devices, audit entries and a profile of its own
+    let w = world().await;
+    audit_trail(&w).await;
+    let acme_ids: BTreeSet<DeviceId> = w.acme.devices().iter().map(|d| d.id).collect();
+
+    for op in Op::ALL {
+        // When globex's admin, allowed everything in globex, aims at acme
+        let result = run(&w, op, &w.globex.member(Role::Admin), &w.acme.north_device).await;
+
+        // Then a method on an acme device answers as for a missing one
+        if op.takes_device() {
+            assert!(is_not_found(&result), "{op:?}: {result:?}");
+            continue;
+        }
+        // And a listing shows globex's own things only
+        match (op, result) {
+            (Op::ListDevices, Ok(Seen::Devices(ids))) => {
+                assert!(!ids.is_empty(), "globex's own devices are listed");
+                assert!(ids.iter().all(|id| !acme_ids.contains(id)), "{ids:?}");
+            }
+            (Op::AuditLog, Ok(Seen::Audit(entries))) => {
+                assert!(!entries.is_empty(), "globex's own entries are listed");
+                assert!(entries.iter().all(|(t, _)| *t == w.globex.tenant.id));
+            }
+            (Op::Profiles, Ok(Seen::Profiles(ids))) => {
+                assert!(!ids.is_empty(), "the built-in profile is listed");
+                assert!(ids.iter().all(|id| !id.as_str().starts_with("acme.")));
+            }
+            // And acme's profile namespace is not globex's to write
+            (Op::PutProfile, result) => assert!(
+                matches!(result, Err(DomainError::InvalidInput(_))),
+                "{result:?}"
+            ),
+            (op, result) => panic!("{op:?}: unexpected {result:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_device_outside_the_callers_scope_is_hidden_or_filtered_out() {
+    // Given a Full member scoped to the area `north`, and an audit trail
+    // about devices in and out of that scope
+    let w = world().await;
+    audit_trail(&w).await;
+    let scoped = &w.acme_north_full;
+
+    for op in Op::ALL {
+        // When they call the method on the device in `south`
+        let result = run(&w, op, scoped, &w.acme.south_device).await;
+
+        // Then a method on that device answers as for a missing one
+        if op.takes_device() {
+            assert!(is_not_found(&result), "{op:?}: {result:?}");
+            continue;
+        }
+        match (op, result) {
+            // And listings hold the area's subtree and nothing else
+            (Op::ListDevices, Ok(Seen::Devices(ids))) => {
+                let ids: BTreeSet<_> = ids.into_iter().collect();
+                let north: BTreeSet<_> = [w.acme.north_device.id, w.acme.north_sub_device.id]
+                    .into_iter()
+                    .collect();
+                assert_eq!(ids, north);
+            }
+            (Op::AuditLog, Ok(Seen::Audit(entries))) => {
+                assert!(!entries.is_empty(), "entries about `north` are listed");
+                assert!(
+                    entries
+                        .iter()
+                        .all(|(_, d)| *d == Some(w.acme.north_device.id)),
+                    "no entry about `south` and no tenant-level entry: {entries:?}"
+                );
+            }
+            (Op::Profiles, Ok(Seen::Profiles(ids))) => assert!(!ids.is_empty()),
+            // And what applies to the whole tenant is beyond a scoped member
+            (Op::PutProfile, result) => assert!(is_forbidden(&result), "{result:?}"),
+            (op, result) => panic!("{op:?}: unexpected {result:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_area_grant_covers_its_subtree_and_a_device_grant_that_device_alone() {
+    // Given the member scoped to `north`, and one granted the south device only
+    let w = world().await;
+    let mut single = w.acme.member(Role::Full);
+    single.scope = DeviceScope::Restricted {
+        areas: Vec::new(),
+        devices: vec![w.acme.south_device.id],
+    };
+
+    // When each writes a comfort setpoint on the devices of their grant
+    for (principal, device) in [
+        (&w.acme_north_full, &w.acme.north_device),
+        (&w.acme_north_full, &w.acme.north_sub_device),
+        (&single, &w.acme.south_device),
+    ] {
+        // Then it is allowed
+        let result = run(&w, Op::WriteBasic, principal, device).await;
+        assert!(result.is_ok(), "{}: {result:?}", device.name);
+    }
+    // And the single-device grant reaches nothing else
+    let result = run(&w, Op::Device, &single, &w.acme.north_device).await;
+    assert!(is_not_found(&result), "{result:?}");
+}
+
+#[tokio::test]
+async fn live_values_carry_only_the_devices_the_subscriber_may_see() {
+    // Given a scoped member and globex's admin subscribed to everything
+    // they may see
+    let w = world().await;
+    let mut scoped = w
+        .services
+        .live
+        .subscribe_live(&w.acme_north_full, &[])
+        .await
+        .expect("a member may watch their scope");
+    let mut other_tenant = w
+        .services
+        .live
+        .subscribe_live(&w.globex.member(Role::Admin), &[])
+        .await
+        .expect("an admin may watch their tenant");
+
+    // When acme's south device, then its north device, then globex's report
+    for device in [
+        &w.acme.south_device,
+        &w.acme.north_device,
+        &w.globex.north_device,
+    ] {
+        let reading = Reading {
+            tenant_id: device.tenant_id,
+            device_id: device.id,
+            point: read_only_point(),
+            timestamp: Utc::now(),
+            value: 1.0,
+            quality: Quality::Good,
+        };
+        w.services
+            .ingest
+            .record_readings(device.tenant_id, device.id, vec![reading])
+            .await;
+    }
+
+    // Then (skipping status changes) the scoped member's first reading is
+    // from north, and globex's admin's is from globex
+    let first_reading = |stream: &mut futures::stream::BoxStream<'static, LiveUpdate>| loop {
+        match stream.next().now_or_never() {
+            Some(Some(LiveUpdate::Readings(batch))) => return batch.first().map(|r| r.device_id),
+            Some(Some(_)) => continue,
+            _ => return None,
+        }
+    };
+    assert_eq!(first_reading(&mut scoped), Some(w.acme.north_device.id));
+    assert_eq!(
+        first_reading(&mut other_tenant),
+        Some(w.globex.north_device.id)
+    );
+}
+
+#[tokio::test]
+async fn writes_refused_before_the_field_leave_it_alone_and_an_allowed_one_is_confirmed() {
+    // Given an acme admin, allowed every write level
+    let w = world().await;
+    let admin = w.acme.member(Role::Admin);
+    let device = &w.acme.north_device;
+    let control = &w.services.control;
+
+    // When they write a read-only point, and a value out of range
+    let read_only = control
+        .write_parameter(&admin, device.id, read_only_point(), 1.0)
+        .await;
+    let out_of_range = control
+        .write_parameter(&admin, device.id, point_of(WriteLevel::Basic), 1e6)
+        .await;
+
+    // Then both are bad input, and nothing reached the field
+    assert!(
+        matches!(read_only, Err(DomainError::InvalidInput(_))),
+        "{read_only:?}"
+    );
+    assert!(
+        matches!(out_of_range, Err(DomainError::InvalidInput(_))),
+        "{out_of_range:?}"
+    );
+    assert_eq!(w.field.writes(), 0);
+
+    // When they write a valid comfort setpoint
+    let outcome = control
+        .write_parameter(&admin, device.id, point_of(WriteLevel::Basic), 21.5)
+        .await
+        .expect("an admin may write");
+
+    // Then it reached the field once and was read back
+    assert_eq!(w.field.writes(), 1);
+    assert_eq!(outcome.value, Some(21.5));
+    assert!(outcome.confirmed_at.is_some());
+}
+
+// ------------------------------------------------------------------- auth
+
+/// The auth use cases, whose "who" is credentials and memberships rather
+/// than roles.
+#[derive(Debug, Clone, Copy)]
+enum AuthOp {
+    Login,
+    SwitchTenant,
+    Authenticate,
+    Me,
+}
+
+impl AuthOp {
+    const ALL: [AuthOp; 4] = [
+        AuthOp::Login,
+        AuthOp::SwitchTenant,
+        AuthOp::Authenticate,
+        AuthOp::Me,
+    ];
+
+    fn method(self) -> &'static str {
+        match self {
+            AuthOp::Login => "AuthService::login",
+            AuthOp::SwitchTenant => "AuthService::switch_tenant",
+            AuthOp::Authenticate => "AuthService::authenticate",
+            AuthOp::Me => "AuthService::me",
+        }
+    }
+}
+
+#[tokio::test]
+async fn auth_serves_members_in_their_own_tenants_only() {
+    // Given both tenants, and a guest who is Basic in acme and Admin in globex
+    let w = world().await;
+    let auth = &w.services.auth;
+    let acme_admin = w.acme.member(Role::Admin);
+
+    for op in AuthOp::ALL {
+        match op {
+            AuthOp::Login => {
+                // When each role logs in, Then its session carries its role
+                for role in Role::ALL {
+                    let email = w.acme.member(role).email;
+                    let session = auth
+                        .login(email.as_str(), PASSWORD, None, None)
+                        .await
+                        .expect("a member logs in");
+                    assert_eq!((session.role, session.tenant.id), (role, w.acme.tenant.id));
+                }
+                // And a wrong password or a tenant without membership is refused alike
+                let email = acme_admin.email.as_str();
+                let wrong = auth.login(email, "wrong-password", None, None).await;
+                let foreign = auth.login(email, PASSWORD, Some("globex"), None).await;
+                assert!(matches!(wrong, Err(LoginError::InvalidCredentials)));
+                assert!(matches!(foreign, Err(LoginError::InvalidCredentials)));
+                // And the guest gets the tenant asked for, with that role
+                let guest = auth
+                    .login(w.guest.email.as_str(), PASSWORD, Some("globex"), None)
+                    .await
+                    .expect("the guest logs in to globex");
+                assert_eq!(
+                    (guest.role, guest.tenant.id),
+                    (Role::Admin, w.globex.tenant.id)
+                );
+            }
+            AuthOp::SwitchTenant => {
+                // When the guest switches, Then they get globex
+                let session = auth
+                    .switch_tenant(&w.guest, "globex")
+                    .await
+                    .expect("the guest may switch");
+                assert_eq!(session.tenant.id, w.globex.tenant.id);
+                // And a member of acme alone may switch to neither an
+                // existing nor a missing tenant, and cannot tell them apart
+                for tenant in ["globex", "initech"] {
+                    let result = auth.switch_tenant(&acme_admin, tenant).await;
+                    assert!(
+                        matches!(result, Err(DomainError::Forbidden(_))),
+                        "{result:?}"
+                    );
+                }
+            }
+            AuthOp::Authenticate => {
+                // When a member's token is presented, Then it stands for them
+                let session = auth
+                    .login(acme_admin.email.as_str(), PASSWORD, None, None)
+                    .await
+                    .expect("logs in");
+                let principal = auth.authenticate(&session.token).await.expect("valid");
+                assert_eq!(principal, acme_admin);
+                // And a validly signed token for a tenant they do not belong
+                // to, or garbage, stands for nobody
+                use hearth_domain::ports::TokenService;
+                let (foreign, _) = w
+                    .tokens
+                    .issue(acme_admin.user_id, w.globex.tenant.id)
+                    .expect("issued");
+                for token in [foreign.as_str(), "not-a-token"] {
+                    let result = auth.authenticate(token).await;
+                    assert!(
+                        matches!(result, Err(DomainError::Unauthenticated)),
+                        "{result:?}"
+                    );
+                }
+            }
+            AuthOp::Me => {
+                // When members ask who they are, Then they see their own memberships
+                let me = auth.me(&acme_admin).await.expect("a member");
+                let tenants: Vec<_> = me.memberships.iter().map(|m| m.tenant.id).collect();
+                assert_eq!(tenants, vec![w.acme.tenant.id]);
+                let guest = auth.me(&w.guest).await.expect("the guest");
+                assert_eq!(guest.memberships.len(), 2);
+                // And a principal claiming a tenant without membership is nobody
+                let forged = Principal {
+                    tenant_id: w.globex.tenant.id,
+                    ..acme_admin.clone()
+                };
+                let result = auth.me(&forged).await;
+                assert!(
+                    matches!(result, Err(DomainError::Unauthenticated)),
+                    "{result:?}"
+                );
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------- internal jobs
+
+/// The provisioning use cases, each allowed to the provisioner only.
+#[derive(Debug, Clone, Copy)]
+enum ProvisionOp {
+    TenantBySlug,
+    CreateTenant,
+    CreateArea,
+    CreateDevice,
+    CreateUser,
+    SetMembership,
+    RemoveMembership,
+    PutBuiltinProfile,
+}
+
+impl ProvisionOp {
+    const ALL: [ProvisionOp; 8] = [
+        ProvisionOp::TenantBySlug,
+        ProvisionOp::CreateTenant,
+        ProvisionOp::CreateArea,
+        ProvisionOp::CreateDevice,
+        ProvisionOp::CreateUser,
+        ProvisionOp::SetMembership,
+        ProvisionOp::RemoveMembership,
+        ProvisionOp::PutBuiltinProfile,
+    ];
+
+    fn method(self) -> &'static str {
+        match self {
+            ProvisionOp::TenantBySlug => "ProvisioningService::tenant_by_slug",
+            ProvisionOp::CreateTenant => "ProvisioningService::create_tenant",
+            ProvisionOp::CreateArea => "ProvisioningService::create_area",
+            ProvisionOp::CreateDevice => "ProvisioningService::create_device",
+            ProvisionOp::CreateUser => "ProvisioningService::create_user",
+            ProvisionOp::SetMembership => "ProvisioningService::set_membership",
+            ProvisionOp::RemoveMembership => "ProvisioningService::remove_membership",
+            ProvisionOp::PutBuiltinProfile => "ProvisioningService::put_builtin_profile",
+        }
+    }
+}
+
+/// Calls `op` as `system` with fresh data in acme (or a new tenant).
+async fn provision(
+    w: &World,
+    op: ProvisionOp,
+    system: &SystemPrincipal,
+) -> Result<(), DomainError> {
+    let p = &w.services.provisioning;
+    let acme = w.acme.tenant.id;
+    let readonly = w.acme.member(Role::ReadOnly);
+    let membership = Membership {
+        user_id: readonly.user_id,
+        tenant_id: acme,
+        role: Role::Basic,
+        scope: DeviceScope::All,
+    };
+    match op {
+        ProvisionOp::TenantBySlug => p.tenant_by_slug(system, "acme").await.map(|_| ()),
+        ProvisionOp::CreateTenant => {
+            let tenant = Tenant {
+                id: TenantId::new(),
+                slug: TenantSlug::new("initech").expect("a valid slug"),
+                name: "Initech".into(),
+            };
+            p.create_tenant(system, &tenant).await
+        }
+        ProvisionOp::CreateArea => {
+            let area = Area {
+                id: AreaId::new(),
+                tenant_id: acme,
+                parent_id: None,
+                name: "east".into(),
+            };
+            p.create_area(system, &area).await
+        }
+        ProvisionOp::CreateDevice => {
+            let device = Device {
+                id: DeviceId::new(),
+                name: "acme east".into(),
+                ..w.acme.north_device.clone()
+            };
+            p.create_device(system, &device).await
+        }
+        ProvisionOp::CreateUser => {
+            let user = User {
+                id: UserId::new(),
+                email: hearth_domain::model::EmailAddress::new("new@acme.test")
+                    .expect("a valid email"),
+                display_name: "New".into(),
+                password_hash: None,
+            };
+            let membership = Membership {
+                user_id: user.id,
+                ..membership
+            };
+            p.create_user(system, &user, PASSWORD, &[membership]).await
+        }
+        ProvisionOp::SetMembership => p.set_membership(system, &membership).await,
+        ProvisionOp::RemoveMembership => p
+            .remove_membership(system, readonly.user_id, acme)
+            .await
+            .map(|_| ()),
+        ProvisionOp::PutBuiltinProfile => {
+            let id = ProfileId::new("another-plant").expect("a valid id");
+            p.put_builtin_profile(system, &profile(id, None)).await
+        }
+    }
+}
+
+#[tokio::test]
+async fn only_the_provisioner_provisions() {
+    // Given the seeded world
+    let w = world().await;
+
+    for op in ProvisionOp::ALL {
+        // When the poller tries, Then it is Forbidden
+        let result = provision(&w, op, &SystemPrincipal::poller()).await;
+        assert!(
+            matches!(result, Err(DomainError::Forbidden(_))),
+            "{op:?}: {result:?}"
+        );
+        // When the provisioner does the same, Then it succeeds
+        let result = provision(&w, op, &SystemPrincipal::provisioner()).await;
+        assert!(result.is_ok(), "{op:?}: {result:?}");
+    }
+}
+
+#[tokio::test]
+async fn only_the_poller_reads_every_tenants_endpoints() {
+    // Given devices in two tenants
+    let w = world().await;
+    let all: BTreeSet<DeviceId> = w
+        .acme
+        .devices()
+        .into_iter()
+        .chain(w.globex.devices())
+        .map(|d| d.id)
+        .collect();
+
+    // When the poller and the provisioner ask for poll targets
+    let ingest = &w.services.ingest;
+    let poller = ingest
+        .poll_targets(&SystemPrincipal::poller())
+        .await
+        .expect("the poller may ask");
+    let provisioner = ingest
+        .poll_targets(&SystemPrincipal::provisioner())
+        .await
+        .expect("a refused device is left out, not an error");
+
+    // Then the poller gets every device with its profile, the provisioner none
+    let polled: BTreeSet<DeviceId> = poller.iter().map(|t| t.device.id).collect();
+    assert_eq!(polled, all);
+    assert!(poller.iter().all(|t| t.profile.is_some()));
+    assert!(provisioner.is_empty(), "{provisioner:?}");
+}
+
+// ------------------------------------------------------------------ guard
+
+/// Public methods with no authorization of their own, and why. Adding a
+/// method here is a decision a reviewer sees; forgetting it fails the guard.
+const WITHOUT_AUTHORIZATION: &[(&str, &str)] = &[
+    ("::covers_tenant", "a pure rule over a membership, no data"),
+    (
+        "::device_in_scope",
+        "a pure rule over a membership, no data",
+    ),
+    ("::scope_filter", "a pure rule over a membership, no data"),
+    ("Services::new", "the composition root builds the services"),
+    (
+        "AuthService::hash_password",
+        "hashes a password the caller supplies; reads and writes nothing",
+    ),
+    (
+        "IngestService::reading_writer",
+        "the field layer's batch writer handle; internal",
+    ),
+    (
+        "IngestService::is_watched",
+        "takes no principal: only the poller calls it (being reworked by the lead)",
+    ),
+    (
+        "IngestService::record_readings",
+        "takes no principal: only the poller calls it with targets from poll_targets",
+    ),
+    (
+        "IngestService::record_status",
+        "takes no principal: only the poller calls it with targets from poll_targets",
+    ),
+    ("ReadingWriter::spawn", "internal to ingest"),
+    ("ReadingWriter::shutdown", "internal to ingest"),
+    ("ReadingWriter::stats", "internal to ingest"),
+    ("ReadingWriter::write", "internal to ingest"),
+];
+
+/// `Type::method` of every `pub fn` / `pub async fn` in the service
+/// sources (free functions as `::name`), outside test modules.
+fn public_methods() -> BTreeSet<String> {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/src/services");
+    let mut found = BTreeSet::new();
+    let entries = std::fs::read_dir(dir).expect("the services folder is readable");
+    for entry in entries {
+        let path = entry.expect("a folder entry").path();
+        if path.extension().and_then(|e| e.to_str()) != Some("rs") {
+            continue;
+        }
+        let source = std::fs::read_to_string(&path).expect("a readable source file");
+        let mut owner = String::new();
+        for line in source.lines() {
+            if line.starts_with("#[cfg(test)]") {
+                break;
+            }
+            if let Some(header) = line.strip_prefix("impl") {
+                // `impl Type {` or `impl<..> Trait for Type {`: the last word
+                owner = header
+                    .trim_end_matches('{')
+                    .split_whitespace()
+                    .last()
+                    .unwrap_or_default()
+                    .to_string();
+            } else if line == "}" {
+                // The end of a top-level item, the impl included.
+                owner.clear();
+            }
+            let item = line.trim_start();
+            let name = ["pub fn ", "pub async fn ", "pub const fn "]
+                .iter()
+                .find_map(|p| item.strip_prefix(p));
+            if let Some(rest) = name {
+                let name: String = rest
+                    .chars()
+                    .take_while(|c| c.is_alphanumeric() || *c == '_')
+                    .collect();
+                found.insert(format!("{owner}::{name}"));
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn every_public_service_method_has_an_authorization_test() {
+    // Given the public methods in the service sources
+    let found = public_methods();
+    assert!(
+        found.contains("DeviceService::list_devices"),
+        "the parser finds methods: {found:?}"
+    );
+
+    // When they are compared with the methods the tables above cover
+    let covered: BTreeSet<String> = Op::ALL
+        .iter()
+        .map(|o| o.method())
+        .chain(AuthOp::ALL.iter().map(|o| o.method()))
+        .chain(ProvisionOp::ALL.iter().map(|o| o.method()))
+        .chain(["IngestService::poll_targets"])
+        .chain(WITHOUT_AUTHORIZATION.iter().map(|(m, _)| *m))
+        .map(str::to_string)
+        .collect();
+
+    // Then none is missing from the tables, and no table names a method
+    // that is gone
+    let missing: Vec<_> = found.difference(&covered).collect();
+    let stale: Vec<_> = covered.difference(&found).collect();
+    assert!(
+        missing.is_empty(),
+        "public service methods without an authorization test \
+         (add a case above, or an entry with a reason to WITHOUT_AUTHORIZATION): {missing:?}"
+    );
+    assert!(
+        stale.is_empty(),
+        "tables name methods that no longer exist: {stale:?}"
+    );
+}
