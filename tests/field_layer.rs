@@ -26,8 +26,8 @@ async fn controller(server: &DemoServer, device: &str) -> anyhow::Result<DeviceH
         .await?;
     let port = targets
         .iter()
-        .find(|t| t.device.id == id)
-        .map(|t| t.device.endpoint.port)
+        .find(|t| t.device().id == id)
+        .map(|t| t.device().endpoint.port)
         .ok_or_else(|| anyhow::anyhow!("no such device"))?;
     let sim = server
         .running
@@ -289,6 +289,12 @@ async fn a_slow_subscriber_does_not_delay_a_fast_one() -> anyhow::Result<()> {
     let publisher = {
         // Through the ingest use case, as the poller records what it reads.
         let ingest = services.ingest.clone();
+        let target = ingest
+            .poll_targets(&SystemPrincipal::poller())
+            .await?
+            .into_iter()
+            .find(|t| t.device().id == id)
+            .ok_or_else(|| anyhow::anyhow!("the poller may poll the device"))?;
         let (tenant, marker) = (principal.tenant_id, marker.clone());
         tokio::spawn(async move {
             for i in 0..BURST {
@@ -300,7 +306,7 @@ async fn a_slow_subscriber_does_not_delay_a_fast_one() -> anyhow::Result<()> {
                     value: i as f64,
                     quality: Quality::Good,
                 };
-                ingest.record_readings(tenant, id, vec![reading]).await;
+                ingest.record_readings(&target, vec![reading]).await;
                 // Yield often enough that a subscriber which keeps reading never
                 // falls 4,096 events behind on this single-threaded runtime.
                 if i % 32 == 0 {

@@ -114,8 +114,8 @@ async fn the_poller_gets_every_device_with_its_own_tenants_profile_only() -> any
     let profile_of = |id: DeviceId| {
         targets
             .iter()
-            .find(|t| t.device.id == id)
-            .map(|t| t.profile.as_ref().map(|p| p.id.clone()))
+            .find(|t| t.device().id == id)
+            .map(|t| t.profile().map(|p| p.id.clone()))
     };
     assert_eq!(targets.len(), 3);
     assert_eq!(profile_of(on_builtin.id), Some(Some(builtin.id.clone())));

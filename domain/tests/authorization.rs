@@ -364,6 +364,13 @@ async fn live_values_carry_only_the_devices_the_subscriber_may_see() {
         .expect("an admin may watch their tenant");
 
     // When acme's south device, then its north device, then globex's report
+    // (recorded for targets the poller was given, as the poller does)
+    let targets = w
+        .services
+        .ingest
+        .poll_targets(&SystemPrincipal::poller())
+        .await
+        .expect("the poller gets its targets");
     for device in [
         &w.acme.south_device,
         &w.acme.north_device,
@@ -377,9 +384,13 @@ async fn live_values_carry_only_the_devices_the_subscriber_may_see() {
             value: 1.0,
             quality: Quality::Good,
         };
+        let target = targets
+            .iter()
+            .find(|t| t.device().id == device.id)
+            .expect("every device is a poll target");
         w.services
             .ingest
-            .record_readings(device.tenant_id, device.id, vec![reading])
+            .record_readings(target, vec![reading])
             .await;
     }
 
@@ -716,9 +727,9 @@ async fn only_the_poller_reads_every_tenants_endpoints() {
         .expect("a refused device is left out, not an error");
 
     // Then the poller gets every device with its profile, the provisioner none
-    let polled: BTreeSet<DeviceId> = poller.iter().map(|t| t.device.id).collect();
+    let polled: BTreeSet<DeviceId> = poller.iter().map(|t| t.device().id).collect();
     assert_eq!(polled, all);
-    assert!(poller.iter().all(|t| t.profile.is_some()));
+    assert!(poller.iter().all(|t| t.profile().is_some()));
     assert!(provisioner.is_empty(), "{provisioner:?}");
 }
 
@@ -744,16 +755,45 @@ const WITHOUT_AUTHORIZATION: &[(&str, &str)] = &[
     ),
     (
         "IngestService::is_watched",
-        "takes no principal: only the poller calls it (being reworked by the lead)",
+        "takes a PollTarget, which only the authorized poll_targets makes",
     ),
     (
         "IngestService::record_readings",
-        "takes no principal: only the poller calls it with targets from poll_targets",
+        "takes a PollTarget, which only the authorized poll_targets makes",
     ),
     (
         "IngestService::record_status",
-        "takes no principal: only the poller calls it with targets from poll_targets",
+        "takes a PollTarget, which only the authorized poll_targets makes",
     ),
+    ("PollTarget::device", "a getter of an authorized target"),
+    ("PollTarget::profile", "a getter of an authorized target"),
+    (
+        "DevicePoller::new",
+        "takes a PollTarget, which only the authorized poll_targets makes",
+    ),
+    ("DevicePoller::device", "a getter"),
+    (
+        "DevicePoller::poll_once",
+        "records through record_readings with its authorized target",
+    ),
+    (
+        "DevicePoller::read_once",
+        "reads the field only; records nothing",
+    ),
+    (
+        "Poller::spawn",
+        "polls only what poll_targets gives the poller principal (reload)",
+    ),
+    (
+        "Poller::spawn_with",
+        "polls only what poll_targets gives the poller principal (reload)",
+    ),
+    ("PollerHandle::polled_devices", "a counter"),
+    (
+        "PollerHandle::reload",
+        "asks poll_targets as the poller principal again",
+    ),
+    ("PollerHandle::stop", "stops tasks; touches no data"),
     ("ReadingWriter::spawn", "internal to ingest"),
     ("ReadingWriter::shutdown", "internal to ingest"),
     ("ReadingWriter::stats", "internal to ingest"),

@@ -40,16 +40,14 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use hearth_domain::model::{
     Device, DeviceProfile, Endpoint, HistoryBucket, HistoryQuery, PasswordHash, PointDefinition,
-    Reading, WriteLevel,
+    Reading, Tenant, TenantSlug, WriteLevel,
 };
 use hearth_domain::ports::{
-    Action, Authorizer, AuthzError, PasswordHasher, ReadingStore, Resource, SystemAction,
-    TokenClaims, TokenError, TokenService,
+    DeviceRepository, DocumentStore, PasswordHasher, ReadingStore, TenantRepository, TokenClaims,
+    TokenError, TokenService,
 };
 use hearth_domain::services::{Adapters, DevicePoller, IngestService, LoginLimits, Services};
-use hearth_domain::{
-    DeviceId, PointKey, Principal, ProfileId, StoreError, SystemPrincipal, TenantId, UserId,
-};
+use hearth_domain::{DeviceId, PointKey, ProfileId, StoreError, SystemPrincipal, TenantId, UserId};
 use hearth_inproc::bus::InProcessBus;
 use hearth_inproc::directory::MemoryDirectory;
 use hearth_inproc::documents::MemoryDocuments;
@@ -86,20 +84,6 @@ impl ReadingStore for DiscardingReadingStore {
 
 /// Ports the poll path never touches; anything that does reach them is refused.
 struct NotUsed;
-
-impl Authorizer for NotUsed {
-    fn authorize(&self, _: &Principal, _: Action, _: &Resource) -> Result<(), AuthzError> {
-        Err(AuthzError::Denied)
-    }
-    fn authorize_system(
-        &self,
-        _: &SystemPrincipal,
-        _: SystemAction,
-        _: &Resource,
-    ) -> Result<(), AuthzError> {
-        Err(AuthzError::Denied)
-    }
-}
 
 impl PasswordHasher for NotUsed {
     fn hash(&self, _: &str) -> Result<PasswordHash, anyhow::Error> {
@@ -182,23 +166,31 @@ fn schedule_profile() -> Result<DeviceProfile, Failure> {
     })
 }
 
-fn hearth(gateway: Arc<ModbusGateway>) -> IngestService {
+/// The ingest use case over in-memory stores and the real policy (the
+/// poller's targets come from it), and the stores, for seeding.
+fn hearth(
+    gateway: Arc<ModbusGateway>,
+) -> Result<(IngestService, Arc<MemoryDirectory>, Arc<MemoryDocuments>), Failure> {
     let bus = Arc::new(InProcessBus::new());
-    Services::new(
+    let directory = Arc::new(MemoryDirectory::new());
+    let documents = Arc::new(MemoryDocuments::new());
+    let services = Services::new(
         Adapters {
-            directory: Arc::new(MemoryDirectory::new()),
-            documents: Arc::new(MemoryDocuments::new()),
+            directory: directory.clone(),
+            documents: documents.clone(),
             readings: Arc::new(DiscardingReadingStore),
             live: bus.clone(),
             watch: bus,
             field: gateway,
-            authorizer: Arc::new(NotUsed),
+            authorizer: Arc::new(
+                hearth_auth::OsoAuthorizer::new().map_err(|e| format!("policy: {e}"))?,
+            ),
             passwords: Arc::new(NotUsed),
             tokens: Arc::new(NotUsed),
         },
         LoginLimits::default(),
-    )
-    .ingest
+    );
+    Ok((services.ingest, directory, documents))
 }
 
 #[derive(Default, Clone, Copy)]
@@ -337,14 +329,21 @@ async fn scenario(
     seconds: f64,
     rounds: usize,
 ) -> Result<(), Failure> {
-    let tenant = TenantId::new();
+    let (ingest, directory, documents) = hearth(gateway.clone())?;
+    let tenant = Tenant {
+        id: TenantId::new(),
+        slug: TenantSlug::new(format!("bench-{name}"))?,
+        name: format!("Bench {name}"),
+    };
+    directory.insert_tenant(&tenant).await?;
+    documents.put_profile(&profile).await?;
     // The bare side reads exactly the blocks our reader plans.
     let planned = plan_reads(
         &modbus_points(&profile).map_err(|e| format!("profile: {e}"))?,
         gateway.config().max_gap,
     );
     let mut ours = HearthSide {
-        hearth: hearth(gateway.clone()),
+        hearth: ingest.clone(),
         pollers: Vec::with_capacity(sim.devices().len()),
         blocks_per_poll: planned.len() as u64,
     };
@@ -355,7 +354,7 @@ async fn scenario(
     for (i, simulated) in sim.devices().iter().enumerate() {
         let device = Device {
             id: DeviceId::new(),
-            tenant_id: tenant,
+            tenant_id: tenant.id,
             area_id: None,
             name: format!("ECL {i:04}"),
             profile_id: profile.id.clone(),
@@ -365,16 +364,19 @@ async fn scenario(
                 u32::from(SIMULATED_UNIT),
             )?,
         };
-        let poller = DevicePoller::new(&**gateway, device, profile.clone())
-            .map_err(|e| format!("profile: {e}"))?;
+        directory.insert_device(&device).await?;
         if bare.blocks.is_empty() {
             bare.blocks = planned
                 .iter()
                 .map(|b| (b.kind, b.address, b.count))
                 .collect();
         }
-        ours.pollers.push(poller);
         bare.contexts.push(connect_bare(simulated.addr).await?);
+    }
+    // What the poller system principal may poll, as the running poller gets it.
+    for target in ingest.poll_targets(&SystemPrincipal::poller()).await? {
+        let poller = DevicePoller::new(&**gateway, target).map_err(|e| format!("profile: {e}"))?;
+        ours.pollers.push(poller);
     }
     let plan = describe(&planned);
     let registers: u32 = bare.blocks.iter().map(|b| u32::from(b.2)).sum();

@@ -207,26 +207,35 @@ async fn a_write_refused_by_the_profile_never_reaches_the_wire() {
     let handle = sim.handle(0).expect("device 0");
     let device = device_for(&sim, 0, &ecl_comfort_310().id);
     let gw = gateway();
-    let p = point("room_setpoint_comfort");
+    let def = definition("room_setpoint_comfort");
 
-    // When the value is validated against the profile first, as the write
-    // use case does
+    // When the value is validated against the point's definition and then
+    // the gateway's check first, as the write use case does (above the
+    // maximum, below the minimum, finer than the 0.1 resolution)
     for value in [35.0, 9.9, 21.55] {
-        if let Ok(words) = p.encode(value) {
-            gw.write_registers(&device, p.address, &words)
+        let checked = def
+            .check_value(value)
+            .and_then(|()| gw.check_value(&def, value));
+        assert!(checked.is_err(), "{value} must be refused");
+        if checked.is_ok() {
+            gw.write_point(&device, &def, value)
                 .await
                 .expect("accepted");
         }
     }
+    // And the gateway refuses an unrepresentable value itself, unsent
+    let unsent = gw.write_point(&device, &def, 21.55).await;
+    assert!(
+        matches!(unsent, Err(FieldError::Unaddressable(_))),
+        "{unsent:?}"
+    );
 
     // Then the controller never saw a write request
     assert_eq!(handle.write_requests(), 0);
 
-    // And a valid one is counted exactly once
-    let words = p.encode(23.0).expect("valid");
-    gw.write_registers(&device, p.address, &words)
-        .await
-        .expect("accepted");
+    // And a valid one is counted exactly once, and held as checked
+    assert_eq!(gw.check_value(&def, 23.0).ok(), Some(23.0));
+    gw.write_point(&device, &def, 23.0).await.expect("accepted");
     assert_eq!(handle.write_requests(), 1);
 }
 

@@ -16,7 +16,7 @@ use std::collections::HashMap;
 
 use super::access::{device_resource, DeviceAccess};
 use crate::error::DomainError;
-use crate::ids::{DeviceId, ProfileId, TenantId};
+use crate::ids::{ProfileId, TenantId};
 use crate::model::{AreaTree, Device, DeviceProfile, Quality, Reading};
 use crate::ports::{
     DeviceStatus, LiveBus, LiveEvent, ReadingBatch, ReadingStore, SystemAction, WatchInterest,
@@ -210,11 +210,23 @@ fn lock(intake: &Mutex<Intake>) -> MutexGuard<'_, Intake> {
 }
 
 /// A device to poll, with the profile it is polled by (`None` when its
-/// profile is missing: the poller says so and leaves it alone).
+/// profile is missing: the poller says so and leaves it alone). Only
+/// [`IngestService::poll_targets`] makes them, after the policy allowed the
+/// system principal to read the device, so recording readings for a target
+/// is recording them for a device somebody was allowed to poll.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PollTarget {
-    pub device: Device,
-    pub profile: Option<DeviceProfile>,
+    pub(crate) device: Device,
+    pub(crate) profile: Option<DeviceProfile>,
+}
+
+impl PollTarget {
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+    pub fn profile(&self) -> Option<&DeviceProfile> {
+        self.profile.as_ref()
+    }
 }
 
 /// The field layer's way in: which devices to poll, and recording what was
@@ -290,21 +302,20 @@ impl IngestService {
         Ok(targets)
     }
 
-    /// Whether somebody watches the device live, so it may be polled at its
-    /// profile's live interval (see [`WatchInterest`]).
-    pub fn is_watched(&self, tenant: TenantId, device: DeviceId) -> bool {
-        self.watch.is_watched(tenant, device)
+    /// Whether somebody watches the target's device live, so it may be
+    /// polled at its profile's live interval (see [`WatchInterest`]).
+    pub fn is_watched(&self, target: &PollTarget) -> bool {
+        self.watch
+            .is_watched(target.device.tenant_id, target.device.id)
     }
 
     /// Records one poll of a device: publishes each reading and queues it for
     /// persistence. Marks the device online if it was not.
-    pub async fn record_readings(
-        &self,
-        tenant: TenantId,
-        device: DeviceId,
-        readings: Vec<Reading>,
-    ) {
-        self.record_status(tenant, device, true);
+    /// Readings of another device than the target's are dropped (and said
+    /// so): they could file values under the wrong tenant.
+    pub async fn record_readings(&self, target: &PollTarget, readings: Vec<Reading>) {
+        let (tenant, device) = (target.device.tenant_id, target.device.id);
+        self.record_status(target, true);
         let mut readings = readings;
         // Stores keep microseconds; publish exactly what will be stored, so
         // a live value can be found again in history by its timestamp. (The
@@ -331,7 +342,8 @@ impl IngestService {
 
     /// Records a device's reachability. Going offline re-publishes its last
     /// values as `Stale` with their original timestamps. Publishes only on change.
-    pub fn record_status(&self, tenant: TenantId, device: DeviceId, online: bool) {
+    pub fn record_status(&self, target: &PollTarget, online: bool) {
+        let (tenant, device) = (target.device.tenant_id, target.device.id);
         let previous = self.live.status(tenant, device).map(|s| s.online);
         if previous == Some(online) {
             return;
@@ -363,7 +375,7 @@ impl IngestService {
 mod tests {
     use super::*;
     use crate::error::StoreError;
-    use crate::ids::PointKey;
+    use crate::ids::{DeviceId, PointKey};
     use crate::model::{HistoryBucket, HistoryQuery};
     use async_trait::async_trait;
     use futures::FutureExt;

@@ -21,8 +21,8 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::{Id as TaskId, JoinSet};
 use tokio::time::Instant;
 
-use super::IngestService;
-use crate::error::DomainError;
+use super::{IngestService, PollTarget};
+use crate::error::{DomainError, InvalidValue};
 use crate::ids::{DeviceId, ProfileId};
 use crate::model::{Device, DeviceProfile, Reading};
 use crate::ports::{FieldError, FieldGateway, PointReader, PointValue};
@@ -140,8 +140,7 @@ impl PollerHandle {
 
 /// What a running device task was started with, to spot changes on reload.
 struct Running {
-    device: Device,
-    profile: DeviceProfile,
+    target: PollTarget,
     abort: tokio::task::AbortHandle,
 }
 
@@ -230,10 +229,9 @@ impl Supervisor {
         // it may read, and profiles come scoped to each device's tenant.
         let targets = self.ingest.poll_targets(&SystemPrincipal::poller()).await?;
         let mut valid: HashMap<ProfileId, bool> = HashMap::new();
-        let mut wanted: HashMap<DeviceId, (Device, DeviceProfile)> = HashMap::new();
+        let mut wanted: HashMap<DeviceId, PollTarget> = HashMap::new();
         for target in targets {
-            let device = target.device;
-            let profile = target.profile.filter(|p| {
+            let usable = target.profile.as_ref().is_some_and(|p| {
                 let checked = || p.validate().and_then(|()| self.gateway.check_profile(p));
                 *valid.entry(p.id.clone()).or_insert_with(|| match checked() {
                     Ok(()) => true,
@@ -243,24 +241,18 @@ impl Supervisor {
                     }
                 })
             });
-            match profile {
-                Some(profile) => {
-                    wanted.insert(device.id, (device, profile));
-                }
-                None => {
-                    tracing::warn!(device = %device.id, profile = %device.profile_id, "Device has no usable profile; not polling it.")
-                }
+            let device = &target.device;
+            if usable {
+                wanted.insert(device.id, target);
+            } else {
+                tracing::warn!(device = %device.id, profile = %device.profile_id, "Device has no usable profile; not polling it.")
             }
         }
 
         let stale: Vec<DeviceId> = self
             .running
             .iter()
-            .filter(|(id, r)| {
-                wanted
-                    .get(id)
-                    .is_none_or(|(d, p)| *d != r.device || *p != r.profile)
-            })
+            .filter(|(id, r)| wanted.get(id).is_none_or(|target| *target != r.target))
             .map(|(id, _)| *id)
             .collect();
         for id in stale {
@@ -268,11 +260,11 @@ impl Supervisor {
                 running.abort.abort();
             }
         }
-        for (id, (device, profile)) in wanted {
+        for (id, target) in wanted {
             if self.running.contains_key(&id) {
                 continue;
             }
-            let poller = match DevicePoller::new(&*self.gateway, device.clone(), profile.clone()) {
+            let poller = match DevicePoller::new(&*self.gateway, target.clone()) {
                 Ok(poller) => poller,
                 Err(err) => {
                     tracing::warn!(device = %id, error = %err, "The field gateway cannot read this device; not polling it.");
@@ -286,14 +278,7 @@ impl Supervisor {
             };
             let abort = self.tasks.spawn(task.run());
             self.task_devices.insert(abort.id(), id);
-            self.running.insert(
-                id,
-                Running {
-                    device,
-                    profile,
-                    abort,
-                },
-            );
+            self.running.insert(id, Running { target, abort });
         }
         self.polled.store(self.running.len(), Ordering::SeqCst);
         Ok(self.running.len())
@@ -322,8 +307,7 @@ impl DeviceTask {
     }
 
     fn is_watched(&self) -> bool {
-        let device = &self.poller.device;
-        self.ingest.is_watched(device.tenant_id, device.id)
+        self.ingest.is_watched(&self.poller.target)
     }
 
     /// Exponential from the poll interval (doubling), capped, with jitter
@@ -346,7 +330,7 @@ impl DeviceTask {
         let offset = spread.mul_f64(rand::thread_rng().gen_range(0.0..1.0));
         tokio::time::sleep(offset).await;
 
-        let (tenant, id) = (self.poller.device.tenant_id, self.poller.device.id);
+        let id = self.poller.target.device.id;
         let mut failures: u32 = 0;
         let mut backoff = self.backoff();
         loop {
@@ -368,7 +352,7 @@ impl DeviceTask {
                     } else {
                         tracing::debug!(device = %id, error = %err, failures, "Device still does not answer.");
                     }
-                    self.ingest.record_status(tenant, id, false);
+                    self.ingest.record_status(&self.poller.target, false);
                     let delay = backoff.next().unwrap_or(self.config.backoff_cap);
                     tokio::time::sleep(delay).await;
                 }
@@ -407,29 +391,32 @@ impl DeviceTask {
 /// whatever plan the protocol needs.
 pub struct DevicePoller {
     reader: Box<dyn PointReader>,
-    device: Device,
+    /// What the poller system principal was allowed to poll.
+    target: PollTarget,
+    /// The target's profile (a target without one is never polled).
     profile: DeviceProfile,
     values: Vec<PointValue>,
 }
 
 impl DevicePoller {
-    /// A poller of `device` by `profile`, or why the gateway cannot read it.
-    pub fn new(
-        gateway: &dyn FieldGateway,
-        device: Device,
-        profile: DeviceProfile,
-    ) -> Result<Self, crate::error::InvalidValue> {
-        let reader = gateway.reader(&device, &profile)?;
+    /// A poller of a target [`IngestService::poll_targets`] gave out, or
+    /// why it cannot be polled (no profile; the gateway cannot read it).
+    pub fn new(gateway: &dyn FieldGateway, target: PollTarget) -> Result<Self, InvalidValue> {
+        let profile = target
+            .profile
+            .clone()
+            .ok_or_else(|| InvalidValue::new("device", "has no profile to poll it by"))?;
+        let reader = gateway.reader(&target.device, &profile)?;
         Ok(Self {
             reader,
             values: Vec::with_capacity(profile.points.len()),
-            device,
+            target,
             profile,
         })
     }
 
     pub fn device(&self) -> &Device {
-        &self.device
+        &self.target.device
     }
 
     /// Reads the device and records what it read through the ingest use
@@ -440,9 +427,7 @@ impl DevicePoller {
     pub async fn poll_once(&mut self, ingest: &IngestService) -> Result<usize, FieldError> {
         let readings = self.read_once().await?;
         let count = readings.len();
-        ingest
-            .record_readings(self.device.tenant_id, self.device.id, readings)
-            .await;
+        ingest.record_readings(&self.target, readings).await;
         Ok(count)
     }
 
@@ -454,7 +439,7 @@ impl DevicePoller {
         // Stores keep microseconds; a live value must be found again in
         // history by its timestamp.
         let timestamp = Utc::now().trunc_subsecs(6);
-        let (tenant_id, device_id) = (self.device.tenant_id, self.device.id);
+        let (tenant_id, device_id) = (self.target.device.tenant_id, self.target.device.id);
         let points = &self.profile.points;
         Ok(self
             .values
