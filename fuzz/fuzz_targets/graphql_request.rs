@@ -37,11 +37,13 @@ fn target() -> &'static Target {
             .build()
             .expect("a tokio runtime");
         let schema = runtime.block_on(async {
+            let bus = Arc::new(InProcessBus::new());
             let adapters = Adapters {
                 directory: Arc::new(MemoryDirectory::new()),
                 documents: Arc::new(MemoryDocuments::new()),
                 readings: Arc::new(MemoryReadings::new()),
-                live: Arc::new(InProcessBus::new()),
+                live: bus.clone(),
+                watch: bus,
                 field: Arc::new(ModbusGateway::new(GatewayConfig::default())),
                 authorizer: Arc::new(OsoAuthorizer::new().expect("the policy loads")),
                 // Anonymous logins still check a dummy hash; keep it cheap.
@@ -50,9 +52,7 @@ fn target() -> &'static Target {
                     JwtTokens::new(&[7u8; 32], chrono::Duration::hours(1)).expect("a secret"),
                 ),
             };
-            CodedSchema::new(
-                build_schema(Services::new(adapters, LoginLimits::default())).finish(),
-            )
+            CodedSchema::new(build_schema(Services::new(adapters, LoginLimits::default())).finish())
         });
         Target { runtime, schema }
     })

@@ -170,7 +170,10 @@ fuzz_target!(|data: &[u8]| {
     assert!(planned.iter().all(|&n| n == 1), "{planned:?}");
 
     // What encode accepts decodes again (the write path reads back).
-    for p in points.iter().filter(|p| p.register == RegisterKind::Holding) {
+    for p in points
+        .iter()
+        .filter(|p| p.register == RegisterKind::Holding)
+    {
         if let Ok(words) = p.encode(value) {
             assert_eq!(words.len(), usize::from(p.data_type.words()));
             assert!(p.decode(&words).is_ok());
