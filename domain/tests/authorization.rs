@@ -701,6 +701,25 @@ async fn only_the_provisioner_provisions() {
         let result = provision(&w, op, &SystemPrincipal::provisioner()).await;
         assert!(result.is_ok(), "{op:?}: {result:?}");
     }
+
+    // And a user in no tenant, which no per-tenant rule could allow, is
+    // refused to every system principal
+    for system in [SystemPrincipal::provisioner(), SystemPrincipal::poller()] {
+        let result = w
+            .services
+            .provisioning
+            .create_user(
+                &system,
+                &support::user("nobody@nowhere.test"),
+                PASSWORD,
+                &[],
+            )
+            .await;
+        assert!(
+            matches!(result, Err(DomainError::InvalidInput(_))),
+            "{result:?}"
+        );
+    }
 }
 
 #[tokio::test]

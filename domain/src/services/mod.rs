@@ -121,7 +121,15 @@ impl Services {
             ),
             ingest: IngestService::new(access, live, watch, ReadingWriter::spawn(readings)),
             provisioning: ProvisioningService::new(
-                directory, documents, field, policy, passwords, hashing,
+                directory.clone(),
+                directory.clone(),
+                directory.clone(),
+                directory,
+                documents,
+                field,
+                policy,
+                passwords,
+                hashing,
             ),
             auth,
         }

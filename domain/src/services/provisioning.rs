@@ -11,13 +11,17 @@ use crate::error::{DomainError, InvalidValue};
 use crate::ids::{TenantId, UserId};
 use crate::model::{Area, Device, DeviceProfile, Membership, Tenant, User};
 use crate::ports::{
-    Directory, DocumentStore, FieldGateway, PasswordHasher, Resource, SystemAction,
+    AreaRepository, DeviceRepository, DocumentStore, FieldGateway, PasswordHasher, Resource,
+    SystemAction, TenantRepository, UserRepository,
 };
 use crate::principal::SystemPrincipal;
 
 #[derive(Clone)]
 pub struct ProvisioningService {
-    directory: Arc<dyn Directory>,
+    tenants: Arc<dyn TenantRepository>,
+    users: Arc<dyn UserRepository>,
+    areas: Arc<dyn AreaRepository>,
+    devices: Arc<dyn DeviceRepository>,
     documents: Arc<dyn DocumentStore>,
     field: Arc<dyn FieldGateway>,
     policy: Policy,
@@ -26,8 +30,12 @@ pub struct ProvisioningService {
 }
 
 impl ProvisioningService {
+    #[allow(clippy::too_many_arguments)] // one per port it uses
     pub(crate) fn new(
-        directory: Arc<dyn Directory>,
+        tenants: Arc<dyn TenantRepository>,
+        users: Arc<dyn UserRepository>,
+        areas: Arc<dyn AreaRepository>,
+        devices: Arc<dyn DeviceRepository>,
         documents: Arc<dyn DocumentStore>,
         field: Arc<dyn FieldGateway>,
         policy: Policy,
@@ -35,7 +43,10 @@ impl ProvisioningService {
         hashing: HashingPool,
     ) -> Self {
         Self {
-            directory,
+            tenants,
+            users,
+            areas,
+            devices,
             documents,
             field,
             policy,
@@ -55,7 +66,7 @@ impl ProvisioningService {
         system: &SystemPrincipal,
         slug: &str,
     ) -> Result<Option<Tenant>, DomainError> {
-        let tenant = self.directory.tenant_by_slug(slug).await?;
+        let tenant = self.tenants.tenant_by_slug(slug).await?;
         match tenant {
             Some(t) => {
                 self.require(system, t.id)?;
@@ -71,7 +82,7 @@ impl ProvisioningService {
         tenant: &Tenant,
     ) -> Result<(), DomainError> {
         self.require(system, tenant.id)?;
-        Ok(self.directory.insert_tenant(tenant).await?)
+        Ok(self.tenants.insert_tenant(tenant).await?)
     }
 
     pub async fn create_area(
@@ -80,7 +91,7 @@ impl ProvisioningService {
         area: &Area,
     ) -> Result<(), DomainError> {
         self.require(system, area.tenant_id)?;
-        Ok(self.directory.insert_area(area).await?)
+        Ok(self.areas.insert_area(area).await?)
     }
 
     pub async fn create_device(
@@ -90,11 +101,14 @@ impl ProvisioningService {
     ) -> Result<(), DomainError> {
         self.require(system, device.tenant_id)?;
         self.field.check_endpoint(&device.endpoint)?;
-        Ok(self.directory.insert_device(device).await?)
+        Ok(self.devices.insert_device(device).await?)
     }
 
     /// Creates a user with `password` (hashed on the blocking pool) and the
-    /// given memberships, each of which needs `provision` on its tenant.
+    /// given memberships, each of which needs `provision` on its tenant. At
+    /// least one is required: the policy grants `provision` per tenant, so a
+    /// user belonging to no tenant would be created without any rule
+    /// allowing it (and could not log in anyway).
     pub async fn create_user(
         &self,
         system: &SystemPrincipal,
@@ -102,6 +116,11 @@ impl ProvisioningService {
         password: &str,
         memberships: &[Membership],
     ) -> Result<(), DomainError> {
+        if memberships.is_empty() {
+            return Err(
+                InvalidValue::new("memberships", "a user needs at least one membership").into(),
+            );
+        }
         for m in memberships {
             self.require(system, m.tenant_id)?;
             if m.user_id != user.id {
@@ -120,9 +139,9 @@ impl ProvisioningService {
             password_hash: Some(hash),
             ..user.clone()
         };
-        self.directory.insert_user(&user).await?;
+        self.users.insert_user(&user).await?;
         for m in memberships {
-            self.directory.upsert_membership(m).await?;
+            self.users.upsert_membership(m).await?;
         }
         Ok(())
     }
@@ -134,7 +153,7 @@ impl ProvisioningService {
         membership: &Membership,
     ) -> Result<(), DomainError> {
         self.require(system, membership.tenant_id)?;
-        Ok(self.directory.upsert_membership(membership).await?)
+        Ok(self.users.upsert_membership(membership).await?)
     }
 
     /// Removes a membership; `true` when there was one.
@@ -145,7 +164,7 @@ impl ProvisioningService {
         tenant: TenantId,
     ) -> Result<bool, DomainError> {
         self.require(system, tenant)?;
-        Ok(self.directory.remove_membership(user, tenant).await?)
+        Ok(self.users.remove_membership(user, tenant).await?)
     }
 
     /// Stores a built-in profile (one no tenant owns), replacing the

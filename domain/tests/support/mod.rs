@@ -272,7 +272,7 @@ fn principal(user: &User, tenant: TenantId, role: Role, scope: DeviceScope) -> P
     }
 }
 
-fn user(email: &str) -> User {
+pub fn user(email: &str) -> User {
     User {
         id: UserId::new(),
         email: EmailAddress::new(email).expect("a valid email"),
