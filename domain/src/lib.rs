@@ -1,7 +1,7 @@
 //! Hearth's hexagon core: entities, use cases and the ports adapters implement.
 //!
 //! Nothing here knows about HTTP, GraphQL, SQL, document or time-series
-//! databases, or Modbus. Every use case takes the acting [`Principal`] and asks
+//! databases, or any field protocol. Every use case takes the acting [`Principal`] and asks
 //! the [`Authorizer`](ports::Authorizer) before it touches data.
 
 pub mod error;

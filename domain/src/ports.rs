@@ -361,8 +361,8 @@ pub enum FieldError {
     /// No connection or no answer in time.
     #[error("device did not answer: {0}")]
     Unreachable(String),
-    /// The device answered and refused the request (a Modbus exception, a
-    /// BACnet error class): it is there, but will not do this.
+    /// The device answered and refused the request (an exception code, an
+    /// error class): it is there, but will not do this.
     #[error("device refused the request: {0}")]
     Refused(String),
     /// The answer did not fit the request.
@@ -395,7 +395,7 @@ pub trait PointReader: Send + Sync + 'static {
 }
 
 /// Point-level access to field devices: definitions in, typed values out.
-/// How a point is addressed (register maps, word order, scaling, object ids)
+/// How a point is addressed (address maps, word order, scaling, object ids)
 /// and how a refusal is spelled (exception codes) is the adapter's business,
 /// read from the points' [`FieldAddress`](crate::model::FieldAddress).
 /// Implementations keep at most one request in flight per device.
@@ -414,7 +414,7 @@ pub trait FieldGateway: Send + Sync + 'static {
     fn check_endpoint(&self, endpoint: &Endpoint) -> Result<(), InvalidValue>;
 
     /// Checks that the device can hold `value` at this point (resolution,
-    /// register width) without sending anything, and returns the value as
+    /// value width) without sending anything, and returns the value as
     /// the device will hold it: what reading the point back gives after a
     /// write that landed.
     fn check_value(&self, point: &PointDefinition, value: f64) -> Result<f64, InvalidValue>;

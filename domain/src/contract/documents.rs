@@ -28,7 +28,7 @@ fn profile(profile_id: &str, tenant_id: Option<TenantId>, name: &str) -> DeviceP
                 key: key("room_setpoint_comfort"),
                 name: "Room setpoint (comfort)".into(),
                 address: address(serde_json::json!({
-                    "register": "holding", "address": 11_178, "data_type": "i16",
+                    "table": "holding", "address": 11_178, "data_type": "i16",
                     "word_order": "low_first", "scale": 0.1, "offset": -0.5,
                 })),
                 unit: "°C".into(),

@@ -5,7 +5,7 @@ use crate::ids::{AreaId, DeviceId, ProfileId, TenantId};
 
 /// Where a controller answers on the network: a host, a port, and the unit
 /// (station) behind that endpoint. What a valid unit is belongs to the
-/// protocol (Modbus: 1 to 247 or 254; BACnet: a device instance), so the
+/// protocol (a unit id of one byte, or a device instance), so the
 /// field gateway checks it ([`FieldGateway::check_endpoint`]); this type only
 /// holds what every protocol needs.
 ///

@@ -6,7 +6,7 @@ use crate::model::access::WriteLevel;
 use crate::model::reading::Quality;
 
 /// Where a point lives on its device, in the field adapter's own terms
-/// (for Modbus: register table, address, data type, word order, scale and
+/// (register tables, addresses, data types, word order, scale and
 /// offset). Stored inline in the point's document, next to the fields the
 /// domain knows; the domain keeps and hands it on but never reads it, so a
 /// new protocol needs no change here. The field gateway checks it
@@ -88,7 +88,7 @@ impl PointDefinition {
 
     /// Refuses a value the point's definition does not allow: not a finite
     /// number, not one of its options, or outside `[min, max]`. Whether the
-    /// device can represent it (resolution, register width) is the field
+    /// device can represent it (resolution, value width) is the field
     /// gateway's check ([`FieldGateway::check_value`]).
     ///
     /// [`FieldGateway::check_value`]: crate::ports::FieldGateway::check_value
@@ -250,13 +250,14 @@ mod tests {
     #[test]
     fn the_field_address_is_kept_inline_and_unread() {
         // Given a stored point with protocol fields next to the domain's
-        let json = r#"{"key":"p","name":"p","register":"holding","address":10,"scale":0.1,"writable":true}"#;
+        let json =
+            r#"{"key":"p","name":"p","table":"holding","address":10,"scale":0.1,"writable":true}"#;
         // When it is read and written again
         let p: PointDefinition = serde_json::from_str(json).expect("a point");
         let again = serde_json::to_value(&p).expect("serialises");
         // Then the protocol fields survive untouched, inline
         assert_eq!(p.address.entries().len(), 3);
-        assert_eq!(again["register"], "holding");
+        assert_eq!(again["table"], "holding");
         assert_eq!(again["scale"], 0.1);
         assert!(p.writable);
     }

@@ -194,7 +194,7 @@ impl ControlService {
         let read_back = self.read_point(&device, &def).await;
         let now = Utc::now().trunc_subsecs(6);
         let (status, read_value) = match read_back {
-            // Both sides decoded from the same registers when it landed.
+            // Both sides come from the same raw value when it landed.
             Ok(v) if v == held => (WriteStatus::Confirmed, Some(v)),
             Ok(v) => (WriteStatus::Mismatch, Some(v)),
             Err(err) => {

@@ -1,4 +1,5 @@
-//! Device profiles (register maps): reading them, and admins adding their own.
+//! Device profiles (points and how to reach them): reading them, and admins
+//! adding their own.
 
 use std::sync::Arc;
 
