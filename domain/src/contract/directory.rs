@@ -94,7 +94,7 @@ fn area(tenant: &Tenant, parent: Option<&Area>, name: &str) -> Area {
 }
 
 fn device(tenant: &Tenant, area: Option<&Area>, name: &str, unit: u8) -> Device {
-    // Units beyond a byte (a BACnet device instance) must survive too.
+    // Units beyond a byte (a device instance of another protocol) must survive too.
     let unit = u32::from(unit) * 16_411;
     Device {
         id: DeviceId::new(),
