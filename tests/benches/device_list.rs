@@ -37,6 +37,10 @@ use serde_json::json;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// Latencies are recorded in µs from 1 µs to an hour (longer ones count as
+/// an hour): a fixed range, since `saturating_record` clamps rather than grows.
+const HOUR_MICROS: u64 = 3_600_000_000;
+
 const DEVICES: usize = 50;
 const POINTS: usize = 10;
 const PASSWORD: &str = "bench-password";
@@ -241,7 +245,7 @@ struct Args {
 
 /// Request latencies in microseconds, to three significant digits.
 fn latencies(samples: &[Duration]) -> anyhow::Result<Histogram<u64>> {
-    let mut histogram = Histogram::new(3)?;
+    let mut histogram = Histogram::new_with_bounds(1, HOUR_MICROS, 3)?;
     for d in samples {
         histogram.saturating_record(u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
     }

@@ -69,6 +69,10 @@ use hearth_modbus::{
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// Latencies are recorded in µs from 1 µs to an hour (longer ones count as
+/// an hour): a fixed range, since `saturating_record` clamps rather than grows.
+const HOUR_MICROS: u64 = 3_600_000_000;
+
 /// Marker values start here, far above any valid HHMM the register holds.
 const MARK_BASE: u16 = 10_000;
 const MARKER_POINT: &str = "schedule_mon_start";
@@ -120,7 +124,7 @@ struct Args {
 
 /// Latencies in microseconds, to three significant digits.
 fn latencies() -> anyhow::Result<Histogram<u64>> {
-    Ok(Histogram::new(3)?)
+    Ok(Histogram::new_with_bounds(1, HOUR_MICROS, 3)?)
 }
 
 fn record(histogram: &mut Histogram<u64>, d: Duration) {

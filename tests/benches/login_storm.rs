@@ -41,6 +41,10 @@ use serde_json::json;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// Latencies are recorded in µs from 1 µs to an hour (longer ones count as
+/// an hour): a fixed range, since `saturating_record` clamps rather than grows.
+const HOUR_MICROS: u64 = 3_600_000_000;
+
 const LOGIN: &str =
     "mutation($e: String!, $p: String!) { login(email: $e, password: $p) { token } }";
 
@@ -110,7 +114,7 @@ fn report(
             }
         }
     }
-    let mut probe = Histogram::new(3)?;
+    let mut probe = Histogram::new_with_bounds(1, HOUR_MICROS, 3)?;
     for (_, d) in probes.iter().filter(|(at, _)| within(*at)) {
         probe.saturating_record(u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
     }
