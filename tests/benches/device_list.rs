@@ -7,6 +7,9 @@
 //!
 //! `cargo bench -p hearth-tests --bench device_list [-- --seconds S --concurrency C --rounds R]`
 
+// Benchmark code: a failed setup step stops the run with its message.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};

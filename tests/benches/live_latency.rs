@@ -36,6 +36,9 @@
 //! `cargo bench -p hearth-tests --bench live_latency [-- --devices N --subscribers N
 //!   --interval-ms MS --live-interval-ms MS --mark-every-ms MS --seconds S --watch K --persist]`
 
+// Benchmark code: a failed setup step stops the run with its message.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -21,6 +21,9 @@
 //!
 //! `cargo bench -p hearth-tests --bench persist_throughput [-- --devices N --polls P --rounds R]`
 
+// Benchmark code: a failed setup step stops the run with its message.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;

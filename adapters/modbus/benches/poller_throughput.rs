@@ -33,6 +33,9 @@
 //! `cargo bench -p hearth-modbus --bench poller_throughput [-- --devices N --seconds S --rounds R
 //!   --scenario schedule|ecl-comfort-310 --sides poll_once,bare,read_once]`
 
+// Benchmark code: a failed setup step stops the run with its message.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};

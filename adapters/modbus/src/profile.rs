@@ -178,6 +178,8 @@ fn with_semantics(mut point: PointDefinition) -> PointDefinition {
     point
 }
 
+// Built-in scales are non-zero constants (the tests prove it).
+#[allow(clippy::expect_used)]
 fn point(spec: Spec) -> PointDefinition {
     PointDefinition {
         key: point_key(spec.key),
@@ -201,10 +203,12 @@ fn point(spec: Spec) -> PointDefinition {
 
 // Keys and ids here are constants satisfying the key rules (the tests
 // prove it); no outside data reaches these `expect`s.
+#[allow(clippy::expect_used)]
 fn point_key(key: &str) -> PointKey {
     PointKey::new(key).expect("built-in point keys are valid")
 }
 
+#[allow(clippy::expect_used)]
 fn profile_id(id: &str) -> ProfileId {
     ProfileId::new(id).expect("built-in profile ids are valid")
 }

@@ -2,6 +2,8 @@
 //! at them, and in-memory stand-ins for the storage ports so the poller can
 //! run against the real ingest use case without any database.
 
+// Test support: a panic with its message is how a broken fixture fails a test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 #![allow(dead_code)]
 
 use std::collections::{HashMap, HashSet};
