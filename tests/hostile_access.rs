@@ -5,7 +5,7 @@
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{stream, StreamExt};
@@ -22,6 +22,7 @@ use hearth_inproc::documents::MemoryDocuments;
 use hearth_inproc::readings::MemoryReadings;
 use hearth_modbus::{GatewayConfig, ModbusGateway};
 use hearth_tests::{error_code, Client, DemoServer, PASSWORD};
+use parking_lot::Mutex;
 use serde_json::{json, Value};
 
 const COMFORT: &str = "room_setpoint_comfort";
@@ -350,9 +351,7 @@ struct Watched {
 impl Watched {
     fn seen(&self) {
         self.checks.fetch_add(1, Ordering::SeqCst);
-        if let Ok(mut threads) = self.threads.lock() {
-            threads.insert(std::thread::current().id());
-        }
+        self.threads.lock().insert(std::thread::current().id());
     }
 }
 
@@ -478,7 +477,7 @@ async fn locked_out_logins_are_refused_without_hashing_and_off_the_async_thread(
     );
 
     // And every check ran on the blocking pool, never on this (the only async) thread
-    let threads = hasher.threads.lock().map(|t| t.clone()).unwrap_or_default();
+    let threads = hasher.threads.lock().clone();
     assert!(!threads.is_empty());
     assert!(
         !threads.contains(&std::thread::current().id()),

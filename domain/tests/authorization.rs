@@ -7,6 +7,9 @@
 //! end fails when a public method appears in `domain/src/services` that
 //! no table here covers.
 
+// Integration-test helpers: a panic with its message is how a broken fixture fails a test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod support;
 
 use std::collections::BTreeSet;

@@ -7,11 +7,16 @@
 //!
 //! `cargo bench -p hearth-tests --bench device_list [-- --seconds S --concurrency C --rounds R]`
 
+// Benchmark code: a failed setup step stops the run with its message.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
+use clap::Parser;
+use hdrhistogram::Histogram;
 use hearth::api::build_schema;
 use hearth_auth::{Argon2Hasher, JwtTokens, OsoAuthorizer};
 use hearth_domain::model::{
@@ -37,6 +42,10 @@ use serde_json::json;
 /// The same allocator as the `hearth` binary.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// Latencies are recorded in µs from 1 µs to an hour (longer ones count as
+/// an hour): a fixed range, since `saturating_record` clamps rather than grows.
+const HOUR_MICROS: u64 = 3_600_000_000;
 
 const DEVICES: usize = 50;
 const POINTS: usize = 10;
@@ -227,28 +236,44 @@ async fn round(side: &Side, concurrency: usize, seconds: f64) -> anyhow::Result<
     Ok(all)
 }
 
-fn arg(name: &str, default: f64) -> f64 {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
+/// The GraphQL device list, embedded stores and policy against memory and bypass.
+#[derive(Parser)]
+struct Args {
+    /// Seconds per side per round.
+    #[arg(long, default_value_t = 5.0)]
+    seconds: f64,
+    /// Concurrent HTTP clients per side.
+    #[arg(long, default_value_t = 8)]
+    concurrency: usize,
+    /// Interleaved rounds per side.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
+    /// Passed by `cargo bench`; ignored.
+    #[arg(long, hide = true)]
+    bench: bool,
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
+/// Request latencies in microseconds, to three significant digits.
+fn latencies(samples: &[Duration]) -> anyhow::Result<Histogram<u64>> {
+    let mut histogram = Histogram::new_with_bounds(1, HOUR_MICROS, 3)?;
+    for d in samples {
+        histogram.saturating_record(u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
     }
-    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[idx.min(sorted.len() - 1)]
+    Ok(histogram)
+}
+
+fn ms_at(histogram: &Histogram<u64>, quantile: f64) -> f64 {
+    histogram.value_at_quantile(quantile) as f64 / 1e3
 }
 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() -> anyhow::Result<()> {
-    let seconds = arg("--seconds", 5.0);
-    let concurrency = arg("--concurrency", 8.0) as usize;
-    let rounds = arg("--rounds", 3.0) as usize;
+    let Args {
+        seconds,
+        concurrency,
+        rounds,
+        ..
+    } = Args::parse();
     let dir = tempfile::tempdir()?;
     let tokens = || JwtTokens::new(&[7u8; 64], chrono::Duration::hours(1));
     let gateway = Arc::new(ModbusGateway::new(GatewayConfig::default()));
@@ -299,20 +324,19 @@ async fn main() -> anyhow::Result<()> {
     let total_secs = seconds * rounds as f64;
     let mut throughput = [0.0; 2];
     println!("device list, {DEVICES} devices x {POINTS} points, {concurrency} clients, {rounds} rounds x {seconds} s per side");
-    for (i, s) in sides.iter().enumerate() {
-        let lat = &mut results[i];
-        lat.sort();
+    let histograms = [latencies(&results[0])?, latencies(&results[1])?];
+    for (i, (s, lat)) in sides.iter().zip(&histograms).enumerate() {
         throughput[i] = lat.len() as f64 / total_secs;
         println!(
             "{:<16} {:>8.0} req/s  p50 {:>6.2} ms  p99 {:>6.2} ms  ({} requests)",
             s.name,
             throughput[i],
-            percentile(lat, 0.50).as_secs_f64() * 1e3,
-            percentile(lat, 0.99).as_secs_f64() * 1e3,
+            ms_at(lat, 0.50),
+            ms_at(lat, 0.99),
             lat.len()
         );
     }
-    let p99 = |i: usize| percentile(&results[i], 0.99).as_secs_f64();
+    let p99 = |i: usize| ms_at(&histograms[i], 0.99);
     println!(
         "throughput ratio embedded+policy / memory+bypass: {:.2}",
         throughput[0] / throughput[1]

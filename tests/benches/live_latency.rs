@@ -36,6 +36,9 @@
 //! `cargo bench -p hearth-tests --bench live_latency [-- --devices N --subscribers N
 //!   --interval-ms MS --live-interval-ms MS --mark-every-ms MS --seconds S --watch K --persist]`
 
+// Benchmark code: a failed setup step stops the run with its message.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -45,7 +48,9 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use clap::Parser;
 use futures::StreamExt;
+use hdrhistogram::Histogram;
 use hearth_auth::{Argon2Hasher, JwtTokens, OsoAuthorizer};
 use hearth_domain::model::{
     Device, DeviceScope, EmailAddress, Endpoint, HistoryBucket, HistoryQuery, Membership, Reading,
@@ -65,6 +70,10 @@ use hearth_modbus::{ecl_comfort_310, GatewayConfig, ModbusGateway, Simulator};
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// Latencies are recorded in µs from 1 µs to an hour (longer ones count as
+/// an hour): a fixed range, since `saturating_record` clamps rather than grows.
+const HOUR_MICROS: u64 = 3_600_000_000;
+
 /// Marker values start here, far above any valid HHMM the register holds.
 const MARK_BASE: u16 = 10_000;
 const MARKER_POINT: &str = "schedule_mon_start";
@@ -82,29 +91,49 @@ impl ReadingStore for DiscardingReadingStore {
     }
 }
 
-fn arg(name: &str, default: f64) -> f64 {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
+/// Change-to-receipt latency of live values (see the module docs).
+#[derive(Parser)]
+struct Args {
+    /// Simulated controllers.
+    #[arg(long, default_value_t = 1000)]
+    devices: usize,
+    /// Live subscribers.
+    #[arg(long, default_value_t = 1000)]
+    subscribers: usize,
+    /// The profile's poll interval.
+    #[arg(long, default_value_t = 1000)]
+    interval_ms: u32,
+    /// The profile's live poll interval (0: none).
+    #[arg(long, default_value_t = 50)]
+    live_interval_ms: u32,
+    /// Time between two markers.
+    #[arg(long, default_value_t = 10.0)]
+    mark_every_ms: f64,
+    /// How long markers are written.
+    #[arg(long, default_value_t = 10.0)]
+    seconds: f64,
+    /// Devices each subscriber watches (0: the whole tenant).
+    #[arg(long, default_value_t = 0)]
+    watch: usize,
+    /// Persist readings in the embedded redb store instead of discarding them.
+    #[arg(long)]
+    persist: bool,
+    /// Passed by `cargo bench`; ignored.
+    #[arg(long, hide = true)]
+    bench: bool,
 }
 
-fn flag(name: &str) -> bool {
-    std::env::args().any(|a| a == name)
+/// Latencies in microseconds, to three significant digits.
+fn latencies() -> anyhow::Result<Histogram<u64>> {
+    Ok(Histogram::new_with_bounds(1, HOUR_MICROS, 3)?)
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[idx.min(sorted.len() - 1)]
+fn record(histogram: &mut Histogram<u64>, d: Duration) {
+    histogram.saturating_record(u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
 }
 
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
+fn ms(micros: u64) -> f64 {
+    micros as f64 / 1e3
 }
 
 /// One marker as a subscriber first saw it.
@@ -136,18 +165,21 @@ fn open_files_limit() -> Option<u64> {
 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() -> anyhow::Result<()> {
-    let devices = arg("--devices", 1000.0) as usize;
-    let subscribers = arg("--subscribers", 1000.0) as usize;
-    let interval_ms = arg("--interval-ms", 1000.0) as u32;
+    let args = Args::parse();
+    let (devices, subscribers, interval_ms, seconds) = (
+        args.devices,
+        args.subscribers,
+        args.interval_ms,
+        args.seconds,
+    );
     // 0: no live interval (devices always polled every --interval-ms).
-    let live_interval_ms = Some(arg("--live-interval-ms", 50.0) as u32).filter(|ms| *ms > 0);
-    let mark_every = Duration::from_secs_f64(arg("--mark-every-ms", 10.0) / 1e3);
-    let seconds = arg("--seconds", 10.0);
+    let live_interval_ms = Some(args.live_interval_ms).filter(|ms| *ms > 0);
+    let mark_every = Duration::from_secs_f64(args.mark_every_ms / 1e3);
     // 0: every subscriber watches the whole tenant (an empty device list);
     // K: subscriber i watches devices i*K .. i*K+K-1 (mod devices), like an
     // operator's screen showing a few plants.
-    let watch = arg("--watch", 0.0) as usize;
-    let persist = flag("--persist");
+    let watch = args.watch;
+    let persist = args.persist;
     let interval = Duration::from_millis(u64::from(interval_ms));
 
     let needed = devices as u64 * 3 + 256;
@@ -347,8 +379,8 @@ async fn main() -> anyhow::Result<()> {
     tokio::time::sleep(interval * 2).await;
     poller.stop().await;
 
-    let mut change_to_receipt = Vec::new();
-    let mut poll_to_receipt = Vec::new();
+    let mut change_to_receipt = latencies()?;
+    let mut poll_to_receipt = latencies()?;
     let (mut lagged_notices, mut lagged_events, mut lagging_subscribers) = (0u64, 0u64, 0usize);
     let mut received = 0usize;
     for task in tasks {
@@ -366,13 +398,14 @@ async fn main() -> anyhow::Result<()> {
         for receipt in log.receipts {
             if let Some((written, _)) = writes.get(&(receipt.device, receipt.value)) {
                 received += 1;
-                change_to_receipt.push(receipt.at.saturating_duration_since(*written));
-                poll_to_receipt.push(receipt.since_poll);
+                record(
+                    &mut change_to_receipt,
+                    receipt.at.saturating_duration_since(*written),
+                );
+                record(&mut poll_to_receipt, receipt.since_poll);
             }
         }
     }
-    change_to_receipt.sort();
-    poll_to_receipt.sort();
     let expected: usize = if watch == 0 {
         writes.len() * subscribers
     } else {
@@ -392,7 +425,7 @@ async fn main() -> anyhow::Result<()> {
          watching {}, poll interval {interval_ms} ms (live {live_interval_ms:?} ms; watched devices polled every {effective_ms} ms), {} markers ({:.0} ms apart) over {seconds} s, persistence {}, {cores} cores",
         if watch == 0 { "every device".to_string() } else { format!("{watch} devices each") },
         writes.len(),
-        ms(mark_every),
+        mark_every.as_secs_f64() * 1e3,
         if persist { "embedded redb" } else { "discarded" }
     );
     println!(
@@ -411,9 +444,9 @@ async fn main() -> anyhow::Result<()> {
     ] {
         println!(
             "{name}: p50 {:>8.1} ms  p99 {:>8.1} ms  max {:>8.1} ms  ({} samples)",
-            ms(percentile(samples, 0.50)),
-            ms(percentile(samples, 0.99)),
-            ms(samples.last().copied().unwrap_or_default()),
+            ms(samples.value_at_quantile(0.50)),
+            ms(samples.value_at_quantile(0.99)),
+            ms(samples.max()),
             samples.len()
         );
     }

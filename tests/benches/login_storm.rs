@@ -21,33 +21,51 @@
 //!
 //! `cargo bench -p hearth-tests --bench login_storm [-- --seconds S --clients N --concurrency C]`
 
+// Benchmark code: a failed setup step stops the run with its message.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
+use clap::Parser;
 use futures::StreamExt;
+use hdrhistogram::Histogram;
 use hearth_domain::services::LiveUpdate;
 use hearth_domain::DeviceId;
 use hearth_tests::{error_code, DemoServer};
+use parking_lot::Mutex;
 use serde_json::json;
 
 /// The same allocator as the `hearth` binary.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// Latencies are recorded in µs from 1 µs to an hour (longer ones count as
+/// an hour): a fixed range, since `saturating_record` clamps rather than grows.
+const HOUR_MICROS: u64 = 3_600_000_000;
+
 const LOGIN: &str =
     "mutation($e: String!, $p: String!) { login(email: $e, password: $p) { token } }";
 
-fn arg(name: &str, default: f64) -> f64 {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
+/// A storm of wrong logins against the demo's poller (see the module docs).
+#[derive(Parser)]
+struct Args {
+    /// Length of each phase, quiet and storm.
+    #[arg(long, default_value_t = 10.0)]
+    seconds: f64,
+    /// Storm clients, each on its own loopback address.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u8).range(1..=253))]
+    clients: u8,
+    /// Wrong logins in flight per client.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..))]
+    concurrency: u16,
+    /// Passed by `cargo bench`; ignored.
+    #[arg(long, hide = true)]
+    bench: bool,
 }
 
 /// One poll of one device, as seen on the bus.
@@ -76,12 +94,15 @@ struct PhaseReport {
     readings_per_s: f64,
     polls: usize,
     max_gap: Duration,
-    probe_p50: Duration,
-    probe_max: Duration,
-    probes: usize,
+    /// Probe latencies in microseconds.
+    probe: Histogram<u64>,
 }
 
-fn report(phase: &Phase, polls: &[Poll], probes: &[(Instant, Duration)]) -> PhaseReport {
+fn report(
+    phase: &Phase,
+    polls: &[Poll],
+    probes: &[(Instant, Duration)],
+) -> anyhow::Result<PhaseReport> {
     let within = |at: Instant| at >= phase.start && at < phase.end;
     let in_phase: Vec<&Poll> = polls.iter().filter(|p| within(p.at)).collect();
     let readings: usize = in_phase.iter().map(|p| p.readings).sum();
@@ -96,23 +117,16 @@ fn report(phase: &Phase, polls: &[Poll], probes: &[(Instant, Duration)]) -> Phas
             }
         }
     }
-    let mut latencies: Vec<Duration> = probes
-        .iter()
-        .filter(|(at, _)| within(*at))
-        .map(|(_, d)| *d)
-        .collect();
-    latencies.sort();
-    PhaseReport {
+    let mut probe = Histogram::new_with_bounds(1, HOUR_MICROS, 3)?;
+    for (_, d) in probes.iter().filter(|(at, _)| within(*at)) {
+        probe.saturating_record(u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
+    }
+    Ok(PhaseReport {
         readings_per_s: readings as f64 / secs,
         polls: in_phase.len(),
         max_gap,
-        probe_p50: latencies
-            .get(latencies.len() / 2)
-            .copied()
-            .unwrap_or_default(),
-        probe_max: latencies.last().copied().unwrap_or_default(),
-        probes: latencies.len(),
-    }
+        probe,
+    })
 }
 
 /// One storm client: wrong logins from its own source address until `stop`.
@@ -162,9 +176,10 @@ async fn storm_client(
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let seconds = arg("--seconds", 10.0).max(1.0);
-    let clients = arg("--clients", 64.0).clamp(1.0, 253.0) as usize;
-    let concurrency = arg("--concurrency", 4.0).max(1.0) as usize;
+    let args = Args::parse();
+    let seconds = args.seconds.max(1.0);
+    let clients = usize::from(args.clients);
+    let concurrency = usize::from(args.concurrency);
     let phase_length = Duration::from_secs_f64(seconds);
 
     let server = DemoServer::start().await?;
@@ -194,13 +209,11 @@ async fn main() -> anyhow::Result<()> {
                     LiveUpdate::Reading(r) => (r.device_id, 1),
                     _ => continue,
                 };
-                if let Ok(mut polls) = polls.lock() {
-                    polls.push(Poll {
-                        at: Instant::now(),
-                        device,
-                        readings,
-                    });
-                }
+                polls.lock().push(Poll {
+                    at: Instant::now(),
+                    device,
+                    readings,
+                });
             }
         }
     });
@@ -219,9 +232,7 @@ async fn main() -> anyhow::Result<()> {
                     .await
                     .is_ok();
                 if ok {
-                    if let Ok(mut probes) = probes.lock() {
-                        probes.push((began, began.elapsed()));
-                    }
+                    probes.lock().push((began, began.elapsed()));
                 }
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
@@ -267,11 +278,8 @@ async fn main() -> anyhow::Result<()> {
     let _ = probe.await;
     collector.abort();
 
-    let polls = polls
-        .lock()
-        .map(|mut p| std::mem::take(&mut *p))
-        .unwrap_or_default();
-    let probes = probes.lock().map(|p| p.clone()).unwrap_or_default();
+    let polls = std::mem::take(&mut *polls.lock());
+    let probes = probes.lock().clone();
     let devices = polls
         .iter()
         .map(|p| p.device)
@@ -282,16 +290,16 @@ async fn main() -> anyhow::Result<()> {
     );
     let mut rates = Vec::new();
     for phase in [&quiet, &storm_phase] {
-        let r = report(phase, &polls, &probes);
+        let r = report(phase, &polls, &probes)?;
         println!(
             "{:>5}: {:8.1} readings/s, {:4} polls, longest gap between polls of a device {:6.3} s, probe `me` p50 {:7.2} ms max {:8.2} ms ({} probes)",
             phase.name,
             r.readings_per_s,
             r.polls,
             r.max_gap.as_secs_f64(),
-            r.probe_p50.as_secs_f64() * 1e3,
-            r.probe_max.as_secs_f64() * 1e3,
-            r.probes,
+            r.probe.value_at_quantile(0.50) as f64 / 1e3,
+            r.probe.max() as f64 / 1e3,
+            r.probe.len(),
         );
         rates.push(r.readings_per_s);
     }

@@ -21,6 +21,9 @@
 //!
 //! `cargo bench -p hearth-tests --bench persist_throughput [-- --devices N --polls P --rounds R]`
 
+// Benchmark code: a failed setup step stops the run with its message.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -28,6 +31,7 @@ use std::time::Instant;
 
 use anyhow::Context as _;
 use chrono::{DateTime, Duration, TimeZone, Utc};
+use clap::Parser;
 use hearth_domain::model::{Quality, Reading};
 use hearth_domain::ports::ReadingStore;
 use hearth_domain::services::ReadingWriter;
@@ -47,13 +51,21 @@ const BATCH: usize = ReadingWriter::MAX_BATCH;
 
 type Row = ((u64, i64), (f64, u8));
 
-fn arg(name: &str, default: f64) -> f64 {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
+/// Readings persisted per second, writer against bare redb (see the module docs).
+#[derive(Parser)]
+struct Args {
+    /// Simulated controllers, 14 points each.
+    #[arg(long, default_value_t = 1000)]
+    devices: usize,
+    /// Polls of every device per round.
+    #[arg(long, default_value_t = 50)]
+    polls: usize,
+    /// Interleaved rounds per side.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
+    /// Passed by `cargo bench`; ignored.
+    #[arg(long, hide = true)]
+    bench: bool,
 }
 
 /// The polls of one round: for each poll `p` (second `first_second + p`),
@@ -171,9 +183,12 @@ fn bare_db(dir: &Path, name: &str) -> anyhow::Result<Arc<Database>> {
 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() -> anyhow::Result<()> {
-    let devices = arg("--devices", 1000.0) as usize;
-    let polls = arg("--polls", 50.0) as usize;
-    let rounds = arg("--rounds", 3.0) as usize;
+    let Args {
+        devices,
+        polls,
+        rounds,
+        ..
+    } = Args::parse();
     let warmup_polls = 5;
 
     let points: Vec<PointKey> = ecl_comfort_310()

@@ -2,6 +2,9 @@
 //! simulated controllers over Modbus TCP on loopback) started in-process on
 //! an ephemeral port, and small HTTP and WebSocket GraphQL clients.
 
+// Test support: a panic with its message is how a broken fixture fails a test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;

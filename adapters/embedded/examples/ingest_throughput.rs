@@ -1,6 +1,9 @@
 //! Rough ingest throughput of `EmbeddedReadings` against a bare redb batched
 //! insert of the same samples: `cargo run --release -p hearth-embedded --example ingest_throughput`.
 
+// Benchmark code: a failed setup step stops the run with its message.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::time::Instant;
 
 use chrono::{Duration, TimeZone, Utc};

@@ -3,12 +3,13 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use hearth_domain::model::DeviceProfile;
 use hearth_domain::ports::DocumentStore;
 use hearth_domain::{ProfileId, StoreError, TenantId};
+use parking_lot::{Mutex, MutexGuard};
 use redb::{Database, ReadableTable, TableDefinition};
 use serde::Deserialize;
 
@@ -64,12 +65,7 @@ impl EmbeddedDocuments {
     }
 
     fn cache(&self) -> MutexGuard<'_, Cache> {
-        // The cache is only ever replaced whole, so a poisoned lock still
-        // guards a consistent value.
-        self.inner
-            .cache
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.inner.cache.lock()
     }
 
     async fn snapshot(&self) -> Result<Snapshot, EmbeddedError> {

@@ -3,13 +3,14 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use hearth_domain::model::{aggregate_sorted, HistoryBucket, HistoryQuery, Quality, Reading};
 use hearth_domain::ports::ReadingStore;
 use hearth_domain::{DeviceId, StoreError, TenantId};
+use parking_lot::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 use redb::{Database, ReadableTable, TableDefinition};
 
 use crate::error::EmbeddedError;
@@ -103,20 +104,12 @@ impl EmbeddedReadings {
         })
     }
 
-    // Every cache update is a single insert, so a poisoned lock still guards
-    // a consistent map.
     fn ids(&self) -> RwLockReadGuard<'_, SeriesIds> {
-        self.inner
-            .series
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.inner.series.read()
     }
 
     fn ids_mut(&self) -> RwLockWriteGuard<'_, SeriesIds> {
-        self.inner
-            .series
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.inner.series.write()
     }
 
     /// Turns a batch into rows, resolving series ids from the cache; series

@@ -1,6 +1,9 @@
 //! Given data written to the embedded stores, when the stores are dropped and
 //! reopened from the same directory, then everything reads back.
 
+// Integration-test helpers: a panic with its message is how a broken fixture fails a test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use chrono::{Duration, TimeZone, Utc};
 use hearth_domain::model::{
     Aggregate, DeviceProfile, FieldAddress, HistoryQuery, PointDefinition, Quality, Reading,

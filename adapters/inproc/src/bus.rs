@@ -4,12 +4,12 @@
 use std::collections::hash_map::DefaultHasher;
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
-use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use futures::stream::{BoxStream, StreamExt};
 use hearth_domain::model::Reading;
 use hearth_domain::ports::{Delivery, DeviceStatus, LiveBus, LiveEvent, WatchInterest};
 use hearth_domain::{DeviceId, PointKey, TenantId};
+use parking_lot::RwLock;
 use tokio::sync::broadcast;
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 use tokio_stream::wrappers::BroadcastStream;
@@ -123,7 +123,7 @@ impl InProcessBus {
 
     fn record(&self, event: &LiveEvent) {
         let (tenant, device) = (event.tenant_id(), event.device_id());
-        let mut shard = write(self.shard(tenant, device));
+        let mut shard = self.shard(tenant, device).write();
         let state = shard.entry((tenant, device)).or_default();
         match event {
             LiveEvent::Reading(reading) => state.remember(reading, 0),
@@ -156,13 +156,13 @@ fn send_or_free<K: Hash + Eq + Copy>(
     key: K,
     event: impl FnOnce() -> LiveEvent,
 ) {
-    let unheard = match read(channels).get(&key) {
+    let unheard = match channels.read().get(&key) {
         Some(sender) => sender.send(event()).is_err(),
         None => false,
     };
     if unheard {
         // Re-check under the write lock, as `subscribe` may have raced us.
-        let mut channels = write(channels);
+        let mut channels = channels.write();
         if channels.get(&key).is_some_and(|s| s.receiver_count() == 0) {
             channels.remove(&key);
         }
@@ -186,7 +186,7 @@ impl LiveBus for InProcessBus {
 
     fn subscribe(&self, tenant: TenantId) -> BoxStream<'static, Delivery> {
         let receiver = {
-            let mut channels = write(&self.channels);
+            let mut channels = self.channels.write();
             let sender = channels
                 .entry(tenant)
                 .or_insert_with(|| broadcast::channel(self.capacity).0);
@@ -201,7 +201,7 @@ impl LiveBus for InProcessBus {
         devices: &[DeviceId],
     ) -> BoxStream<'static, Delivery> {
         let receivers: Vec<_> = {
-            let mut channels = write(&self.device_channels);
+            let mut channels = self.device_channels.write();
             devices
                 .iter()
                 .map(|device| {
@@ -216,36 +216,27 @@ impl LiveBus for InProcessBus {
     }
 
     fn latest(&self, tenant: TenantId, device: DeviceId) -> Vec<Reading> {
-        read(self.shard(tenant, device))
+        self.shard(tenant, device)
+            .read()
             .get(&(tenant, device))
             .map(DeviceState::latest)
             .unwrap_or_default()
     }
 
     fn status(&self, tenant: TenantId, device: DeviceId) -> Option<DeviceStatus> {
-        read(self.shard(tenant, device))
+        self.shard(tenant, device)
+            .read()
             .get(&(tenant, device))
             .and_then(|state| state.status.clone())
     }
-}
-
-// A panic while a lock is held cannot leave these maps half-updated (every
-// update is a single insert or assignment), so a poisoned lock is still safe
-// to use and the bus keeps serving instead of cascading the panic.
-fn read<T>(lock: &RwLock<T>) -> RwLockReadGuard<'_, T> {
-    lock.read().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-fn write<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
-    lock.write()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Interest is this replica's own device subscriptions: the poller and the
 /// watcher share the process.
 impl WatchInterest for InProcessBus {
     fn is_watched(&self, tenant: TenantId, device: DeviceId) -> bool {
-        read(&self.device_channels)
+        self.device_channels
+            .read()
             .get(&(tenant, device))
             .is_some_and(|sender| sender.receiver_count() > 0)
     }
@@ -320,11 +311,11 @@ mod tests {
         let bus = InProcessBus::new();
         let (tenant, device) = (TenantId::new(), DeviceId::new());
         let subscription = bus.subscribe(tenant);
-        assert_eq!(read(&bus.channels).len(), 1);
+        assert_eq!(bus.channels.read().len(), 1);
         drop(subscription);
         bus.publish(LiveEvent::Reading(reading(tenant, device, 0)));
         assert!(
-            read(&bus.channels).is_empty(),
+            bus.channels.read().is_empty(),
             "an unheard tenant channel must be dropped"
         );
     }

@@ -3,9 +3,9 @@
 //! checked by the shared contract suite, including the referential checks the
 //! SQL schema enforces with foreign keys.
 
+use parking_lot::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::collections::{HashMap, HashSet};
 use std::hash::Hash;
-use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use anyhow::anyhow;
 use async_trait::async_trait;
@@ -51,14 +51,12 @@ impl MemoryDirectory {
         Self::default()
     }
 
-    // A panic while holding the lock cannot leave the maps half-updated:
-    // every write validates first and mutates last, so poisoning is ignored.
     fn read(&self) -> RwLockReadGuard<'_, State> {
-        self.state.read().unwrap_or_else(PoisonError::into_inner)
+        self.state.read()
     }
 
     fn write(&self) -> RwLockWriteGuard<'_, State> {
-        self.state.write().unwrap_or_else(PoisonError::into_inner)
+        self.state.write()
     }
 
     /// Takes a device of `tenant` out of the directory; `true` when it had

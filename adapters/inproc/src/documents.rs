@@ -2,12 +2,12 @@
 //! without a file, for use-case tests and as a benchmark baseline.
 
 use std::collections::BTreeMap;
-use std::sync::RwLock;
 
 use async_trait::async_trait;
 use hearth_domain::model::DeviceProfile;
 use hearth_domain::ports::DocumentStore;
 use hearth_domain::{ProfileId, StoreError, TenantId};
+use parking_lot::RwLock;
 
 /// Profiles keyed by id; a `BTreeMap` so listings come out ordered by id.
 #[derive(Default)]
@@ -27,10 +27,7 @@ impl DocumentStore for MemoryDocuments {
     /// (another tenant's, or a built-in by a tenant): profile ids are global,
     /// so replacing across owners would let one tenant rewrite what another uses.
     async fn put_profile(&self, profile: &DeviceProfile) -> Result<(), StoreError> {
-        let mut profiles = self
-            .profiles
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut profiles = self.profiles.write();
         if let Some(existing) = profiles.get(&profile.id) {
             if existing.tenant_id != profile.tenant_id {
                 return Err(StoreError::Conflict(format!(
@@ -48,10 +45,7 @@ impl DocumentStore for MemoryDocuments {
         tenant: TenantId,
         id: &ProfileId,
     ) -> Result<Option<DeviceProfile>, StoreError> {
-        let profiles = self
-            .profiles
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let profiles = self.profiles.read();
         Ok(profiles
             .get(id)
             .filter(|p| p.tenant_id.is_none() || p.tenant_id == Some(tenant))
@@ -59,10 +53,7 @@ impl DocumentStore for MemoryDocuments {
     }
 
     async fn profiles(&self, tenant: TenantId) -> Result<Vec<DeviceProfile>, StoreError> {
-        let profiles = self
-            .profiles
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let profiles = self.profiles.read();
         Ok(profiles
             .values()
             .filter(|p| p.tenant_id.is_none() || p.tenant_id == Some(tenant))

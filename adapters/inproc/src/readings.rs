@@ -2,13 +2,13 @@
 //! and as the baseline the embedded store is benchmarked against.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::RwLock;
 
 use async_trait::async_trait;
 use chrono::DateTime;
 use hearth_domain::model::{aggregate_sorted, HistoryBucket, HistoryQuery, Quality, Reading};
 use hearth_domain::ports::ReadingStore;
 use hearth_domain::{DeviceId, PointKey, StoreError, TenantId};
+use parking_lot::RwLock;
 
 type SeriesKey = (TenantId, DeviceId, PointKey);
 
@@ -29,12 +29,7 @@ impl MemoryReadings {
     /// Samples stored, over every series: what a test of the writing side
     /// (the poller, the batched writer) checks without asking for history.
     pub fn len(&self) -> usize {
-        self.series
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .values()
-            .map(BTreeMap::len)
-            .sum()
+        self.series.read().values().map(BTreeMap::len).sum()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -46,10 +41,7 @@ impl MemoryReadings {
 impl ReadingStore for MemoryReadings {
     async fn append(&self, batch: &[Reading]) -> Result<(), StoreError> {
         // One write lock for the whole batch: readers see all of it or none.
-        let mut series = self
-            .series
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut series = self.series.write();
         for r in batch {
             series
                 .entry((r.tenant_id, r.device_id, r.point.clone()))
@@ -60,10 +52,7 @@ impl ReadingStore for MemoryReadings {
     }
 
     async fn history(&self, query: &HistoryQuery) -> Result<Vec<HistoryBucket>, StoreError> {
-        let series = self
-            .series
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let series = self.series.read();
         let Some(samples) = series.get(&(query.tenant_id, query.device_id, query.point.clone()))
         else {
             return Ok(Vec::new());

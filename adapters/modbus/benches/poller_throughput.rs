@@ -33,11 +33,15 @@
 //! `cargo bench -p hearth-modbus --bench poller_throughput [-- --devices N --seconds S --rounds R
 //!   --scenario schedule|ecl-comfort-310 --sides poll_once,bare,read_once]`
 
+// Benchmark code: a failed setup step stops the run with its message.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use clap::{Parser, ValueEnum};
 use hearth_domain::model::{
     Device, DeviceProfile, Endpoint, HistoryBucket, HistoryQuery, PasswordHash, PointDefinition,
     Reading, Tenant, TenantSlug, WriteLevel,
@@ -104,17 +108,46 @@ impl TokenService for NotUsed {
     }
 }
 
-fn arg(name: &str, default: f64) -> f64 {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
+/// Block reads per second of the poll path against bare tokio-modbus.
+#[derive(Parser)]
+struct Args {
+    /// Simulated controllers.
+    #[arg(long, default_value_t = 1000)]
+    devices: usize,
+    /// Seconds per side per round.
+    #[arg(long, default_value_t = 3.0)]
+    seconds: f64,
+    /// Interleaved rounds per side.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
+    /// Only this scenario (default: both).
+    #[arg(long, value_enum)]
+    scenario: Option<Scenario>,
+    /// Only these sides, comma-separated (to profile one side alone).
+    #[arg(long, value_enum, value_delimiter = ',')]
+    sides: Vec<SideName>,
+    /// Passed by `cargo bench`; ignored.
+    #[arg(long, hide = true)]
+    bench: bool,
 }
 
-fn arg_text(name: &str) -> Option<String> {
-    std::env::args().skip_while(|a| a != name).nth(1)
+#[derive(Clone, Copy, PartialEq, ValueEnum)]
+enum Scenario {
+    #[value(name = "schedule")]
+    Schedule,
+    #[value(name = "ecl-comfort-310")]
+    EclComfort310,
+}
+
+/// The sides in the order of `SIDES` in [`scenario`].
+#[derive(Clone, Copy, PartialEq, ValueEnum)]
+enum SideName {
+    #[value(name = "poll_once")]
+    PollOnce,
+    #[value(name = "bare")]
+    Bare,
+    #[value(name = "read_once")]
+    ReadOnce,
 }
 
 /// The soft limit on open files, from `/proc/self/limits` (Linux only).
@@ -328,6 +361,7 @@ async fn scenario(
     gateway: &Arc<ModbusGateway>,
     seconds: f64,
     rounds: usize,
+    chosen: &[SideName],
 ) -> Result<(), Failure> {
     let (ingest, directory, documents) = hearth(gateway.clone())?;
     let tenant = Tenant {
@@ -392,12 +426,9 @@ async fn scenario(
 
     const SIDES: [&str; 3] = ["hearth poll_once", "bare tokio-modbus", "hearth read_once"];
     // `--sides poll_once,bare` runs only those (to profile one side alone).
-    let chosen = arg_text("--sides");
     let runs = |side: usize| {
-        let short = ["poll_once", "bare", "read_once"][side];
-        chosen
-            .as_deref()
-            .is_none_or(|c| c.split(',').any(|s| s == short))
+        let name = [SideName::PollOnce, SideName::Bare, SideName::ReadOnce][side];
+        chosen.is_empty() || chosen.contains(&name)
     };
     let mut totals = [Tally::default(); 3];
     for r in 0..rounds {
@@ -455,9 +486,8 @@ async fn scenario(
 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() -> Result<(), Failure> {
-    let devices = arg("--devices", 1000.0) as usize;
-    let seconds = arg("--seconds", 3.0);
-    let rounds = arg("--rounds", 3.0) as usize;
+    let args = Args::parse();
+    let (devices, seconds, rounds) = (args.devices, args.seconds, args.rounds);
 
     let needed = devices as u64 * 5 + 256;
     match open_files_limit() {
@@ -486,9 +516,8 @@ async fn main() -> Result<(), Failure> {
         "poller throughput: {devices} simulated devices in-process on loopback, \
          one task per device per side, {rounds} rounds x {seconds} s per side, {cores} cores"
     );
-    let only = arg_text("--scenario");
-    let wanted = |name: &str| only.as_deref().is_none_or(|o| o == name);
-    if wanted("schedule") {
+    let wanted = |scenario: Scenario| args.scenario.is_none_or(|only| only == scenario);
+    if wanted(Scenario::Schedule) {
         scenario(
             "schedule",
             schedule_profile()?,
@@ -496,10 +525,11 @@ async fn main() -> Result<(), Failure> {
             &gateway,
             seconds,
             rounds,
+            &args.sides,
         )
         .await?;
     }
-    if wanted("ecl-comfort-310") {
+    if wanted(Scenario::EclComfort310) {
         scenario(
             "ecl-comfort-310",
             ecl_comfort_310(),
@@ -507,6 +537,7 @@ async fn main() -> Result<(), Failure> {
             &gateway,
             seconds,
             rounds,
+            &args.sides,
         )
         .await?;
     }

@@ -179,6 +179,8 @@ fn with_semantics(mut point: PointDefinition, register: RegisterKind) -> PointDe
     point
 }
 
+// Built-in scales are non-zero constants (the tests prove it).
+#[allow(clippy::expect_used)]
 fn point(spec: &Spec) -> PointDefinition {
     let modbus = ModbusPoint {
         register: spec.register,
@@ -205,10 +207,12 @@ fn point(spec: &Spec) -> PointDefinition {
 
 // Keys and ids here are constants satisfying the key rules (the tests
 // prove it); no outside data reaches these `expect`s.
+#[allow(clippy::expect_used)]
 fn point_key(key: &str) -> PointKey {
     PointKey::new(key).expect("built-in point keys are valid")
 }
 
+#[allow(clippy::expect_used)]
 fn profile_id(id: &str) -> ProfileId {
     ProfileId::new(id).expect("built-in profile ids are valid")
 }

@@ -1,6 +1,9 @@
 //! The gateway against simulated ECL controllers over real Modbus TCP on
 //! loopback: reads, confirmed writes, exceptions, faults and recovery.
 
+// Integration-test helpers: a panic with its message is how a broken fixture fails a test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod support;
 
 use std::collections::HashMap;

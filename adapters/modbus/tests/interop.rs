@@ -6,6 +6,9 @@
 //! pinned pymodbus is missing; otherwise each test says why it did not run.
 //! Python is `$HEARTH_PYTHON`, or `python3` on the PATH.
 
+// Integration-test helpers: a panic with its message is how a broken fixture fails a test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod support;
 
 use std::io::{BufRead, BufReader, Read};

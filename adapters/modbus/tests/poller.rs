@@ -1,6 +1,9 @@
 //! The poller against simulated controllers over real Modbus TCP, recording
 //! through the real `IngestService` whose stores are in memory.
 
+// Integration-test helpers: a panic with its message is how a broken fixture fails a test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod support;
 
 use std::sync::Arc;

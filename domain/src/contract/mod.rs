@@ -4,6 +4,9 @@
 //! panicking with a clear message on the first broken promise. Adapter crates
 //! call them from their tests, once per implementation (embedded and real).
 
+// Contract suites are test code: a panic with its message is how a broken promise fails.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 pub mod directory;
 pub mod documents;
 pub mod live;

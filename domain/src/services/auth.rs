@@ -1,9 +1,7 @@
 //! Login, tenant switching, token authentication and `me`.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use thiserror::Error;
@@ -320,34 +318,38 @@ impl AuthService {
 
 /// Recently resolved principals, so a burst of requests with one token costs
 /// one membership lookup rather than one per request.
-#[derive(Default)]
+///
+/// A `moka` cache: entries expire [`Self::TTL`] after they were resolved
+/// (never refreshed by reads, so a changed role is seen within the TTL), and
+/// beyond [`Self::MAX_ENTRIES`] the least useful ones are evicted rather
+/// than the map growing with every token ever seen.
 pub(crate) struct PrincipalCache {
-    entries: Mutex<HashMap<(UserId, TenantId), (Principal, Instant)>>,
+    entries: moka::sync::Cache<(UserId, TenantId), Principal>,
+}
+
+impl Default for PrincipalCache {
+    fn default() -> Self {
+        Self {
+            entries: moka::sync::Cache::builder()
+                .max_capacity(Self::MAX_ENTRIES)
+                .time_to_live(Self::TTL)
+                .build(),
+        }
+    }
 }
 
 impl PrincipalCache {
     /// How stale a role or scope may be after it changed in the store.
     pub const TTL: Duration = Duration::from_secs(1);
-    /// Beyond this many entries the cache starts over rather than grow.
-    const MAX_ENTRIES: usize = 10_000;
+    /// How many principals are kept at most.
+    const MAX_ENTRIES: u64 = 10_000;
 
     fn get(&self, user: UserId, tenant: TenantId) -> Option<Principal> {
-        let entries = self.entries.lock().ok()?;
-        entries
-            .get(&(user, tenant))
-            .filter(|(_, at)| at.elapsed() < Self::TTL)
-            .map(|(p, _)| p.clone())
+        self.entries.get(&(user, tenant))
     }
 
     fn put(&self, principal: Principal) {
-        if let Ok(mut entries) = self.entries.lock() {
-            if entries.len() >= Self::MAX_ENTRIES {
-                entries.clear();
-            }
-            entries.insert(
-                (principal.user_id, principal.tenant_id),
-                (principal, Instant::now()),
-            );
-        }
+        self.entries
+            .insert((principal.user_id, principal.tenant_id), principal);
     }
 }

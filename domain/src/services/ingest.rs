@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{SubsecRound, Utc};
-use std::sync::{Mutex, MutexGuard};
+use parking_lot::Mutex;
 
 use tokio::sync::{oneshot, Notify};
 use tokio::task::JoinHandle;
@@ -96,7 +96,7 @@ impl ReadingWriter {
     /// Writes what is queued, stops the writer and waits for it, so the
     /// store can be closed (and reopened) right after.
     pub async fn shutdown(&self) {
-        let stop = self.stop.lock().ok().and_then(|mut s| s.take());
+        let stop = self.stop.lock().take();
         if let Some((tx, task)) = stop {
             let _ = tx.send(());
             let _ = task.await;
@@ -126,7 +126,7 @@ impl ReadingWriter {
     /// Queues `readings` (or counts them dropped after shutdown); `false`
     /// when the queue is full.
     fn try_queue(&self, readings: &[Reading]) -> bool {
-        let mut intake = lock(&self.shared.intake);
+        let mut intake = self.shared.intake.lock();
         if intake.closed {
             self.shared
                 .stats
@@ -160,7 +160,7 @@ impl ReadingWriter {
                 _ = &mut stop => stopping = true,
             }
             {
-                let mut intake = lock(&shared.intake);
+                let mut intake = shared.intake.lock();
                 intake.closed |= stopping;
                 // `batch` is empty (flushed or dropped below) with its capacity.
                 std::mem::swap(&mut intake.queued, &mut batch);
@@ -199,14 +199,6 @@ impl ReadingWriter {
             .dropped
             .fetch_add(batch.len() as u64, Ordering::Relaxed);
     }
-}
-
-/// A panic while the intake lock is held cannot leave it half-updated
-/// (readings are cloned in whole or not at all), so a poisoned lock is used as is.
-fn lock(intake: &Mutex<Intake>) -> MutexGuard<'_, Intake> {
-    intake
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// A device to poll, with the profile it is polled by (`None` when its
@@ -398,7 +390,7 @@ mod tests {
             })
         }
         fn batches(&self) -> Vec<usize> {
-            self.batches.lock().map(|b| b.clone()).unwrap_or_default()
+            self.batches.lock().clone()
         }
     }
 
@@ -411,9 +403,7 @@ mod tests {
                 .acquire()
                 .await
                 .map_err(|e| StoreError::Backend(e.into()))?;
-            if let Ok(mut batches) = self.batches.lock() {
-                batches.push(batch.len());
-            }
+            self.batches.lock().push(batch.len());
             Ok(())
         }
         async fn history(&self, _: &HistoryQuery) -> Result<Vec<HistoryBucket>, StoreError> {

@@ -9,10 +9,10 @@
 //! then the locks that end soonest), so flooding it with fresh keys cannot
 //! lift the lock on an account under attack before it would end anyway.
 
+use parking_lot::{Mutex, MutexGuard};
 use std::collections::HashMap;
 use std::hash::BuildHasher;
 use std::net::IpAddr;
-use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 /// Thresholds of login throttling and password hashing. The defaults suit a
@@ -144,10 +144,8 @@ impl LoginThrottle {
         }
     }
 
-    // Every update checks first and mutates last, so a poisoned map is
-    // still consistent.
     fn entries(&self) -> MutexGuard<'_, HashMap<Key, Entry>> {
-        self.entries.lock().unwrap_or_else(PoisonError::into_inner)
+        self.entries.lock()
     }
 
     fn keys(&self, email: &str, client: Option<IpAddr>) -> Vec<(Key, u32)> {

@@ -7,7 +7,9 @@
 #![allow(dead_code)]
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 
 use async_trait::async_trait;
 use hearth_auth::{Argon2Hasher, JwtTokens, OsoAuthorizer};
@@ -124,11 +126,11 @@ pub struct StandInField {
 impl StandInField {
     /// Writes that reached the field so far.
     pub fn writes(&self) -> u64 {
-        *self.writes.lock().unwrap_or_else(PoisonError::into_inner)
+        *self.writes.lock()
     }
 
     fn read(values: &Mutex<HashMap<(DeviceId, u16), f64>>, device: DeviceId, slot: u16) -> f64 {
-        let values = values.lock().unwrap_or_else(PoisonError::into_inner);
+        let values = values.lock();
         values.get(&(device, slot)).copied().unwrap_or(0.0)
     }
 }
@@ -201,8 +203,8 @@ impl FieldGateway for StandInField {
         value: f64,
     ) -> Result<(), FieldError> {
         let slot = slot_of(point).map_err(FieldError::Unaddressable)?;
-        *self.writes.lock().unwrap_or_else(PoisonError::into_inner) += 1;
-        let mut values = self.values.lock().unwrap_or_else(PoisonError::into_inner);
+        *self.writes.lock() += 1;
+        let mut values = self.values.lock();
         values.insert((device.id, slot), value);
         Ok(())
     }

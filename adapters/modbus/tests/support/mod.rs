@@ -2,6 +2,8 @@
 //! at them, and the real ingest use case over `hearth-inproc`'s in-memory
 //! stores and live bus, so the poller runs without any database.
 
+// Test support: a panic with its message is how a broken fixture fails a test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 #![allow(dead_code)]
 
 use std::future::Future;
