@@ -7,7 +7,9 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex as StdMutex, Weak};
+use std::sync::{Arc, Weak};
+
+use parking_lot::Mutex as SyncMutex;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -69,7 +71,7 @@ struct Inner {
     config: GatewayConfig,
     /// One link per endpoint (host, port, unit): one controller behind one
     /// TCP endpoint.
-    links: StdMutex<HashMap<Endpoint, Arc<Mutex<Link>>>>,
+    links: SyncMutex<HashMap<Endpoint, Arc<Mutex<Link>>>>,
     reaper_started: std::sync::atomic::AtomicBool,
 }
 
@@ -98,7 +100,7 @@ impl ModbusGateway {
         Self {
             inner: Arc::new(Inner {
                 config,
-                links: StdMutex::new(HashMap::new()),
+                links: SyncMutex::new(HashMap::new()),
                 reaper_started: std::sync::atomic::AtomicBool::new(false),
             }),
         }
@@ -125,20 +127,12 @@ impl ModbusGateway {
     }
 
     fn links(&self) -> Vec<Arc<Mutex<Link>>> {
-        match self.inner.links.lock() {
-            Ok(map) => map.values().cloned().collect(),
-            Err(poisoned) => poisoned.into_inner().values().cloned().collect(),
-        }
+        self.inner.links.lock().values().cloned().collect()
     }
 
     fn link(&self, endpoint: &Endpoint) -> Arc<Mutex<Link>> {
         self.start_reaper();
-        let mut map = match self.inner.links.lock() {
-            Ok(map) => map,
-            // A panic elsewhere while holding this lock cannot leave the map
-            // half-updated (single insert), so its contents are still usable.
-            Err(poisoned) => poisoned.into_inner(),
-        };
+        let mut map = self.inner.links.lock();
         // Looked up by reference: every request passes here, and cloning the
         // endpoint's host for the lookup would cost an allocation each time.
         if let Some(link) = map.get(endpoint) {
@@ -161,10 +155,7 @@ impl ModbusGateway {
                 tokio::time::sleep(period).await;
                 let Some(inner) = weak.upgrade() else { return };
                 let idle_timeout = inner.config.idle_timeout;
-                let links: Vec<_> = match inner.links.lock() {
-                    Ok(map) => map.values().cloned().collect(),
-                    Err(poisoned) => poisoned.into_inner().values().cloned().collect(),
-                };
+                let links: Vec<_> = inner.links.lock().values().cloned().collect();
                 drop(inner);
                 for link in links {
                     // A busy link is in use, hence not idle.

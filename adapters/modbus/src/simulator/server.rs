@@ -6,7 +6,9 @@ use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Weak};
+
+use parking_lot::Mutex;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -66,14 +68,6 @@ pub(crate) struct DeviceState {
     connections: Mutex<Vec<Weak<ConnectionControl>>>,
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    // The simulator's state stays consistent across a panicking request
-    // (every update is a plain assignment), so a poisoned lock is still usable.
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
 impl DeviceState {
     pub(crate) fn new(unit: u8, seed: usize) -> Self {
         Self {
@@ -90,7 +84,7 @@ impl DeviceState {
 
     /// The plant, advanced to now (the model is computed on access).
     fn with_plant<R>(&self, f: impl FnOnce(&mut Plant) -> R) -> R {
-        let mut guard = lock(&self.plant);
+        let mut guard = self.plant.lock();
         let (plant, last) = &mut *guard;
         let now = Instant::now();
         let dt = now.saturating_duration_since(*last).as_secs_f64();
@@ -106,14 +100,14 @@ impl DeviceState {
     }
 
     fn close_connections(&self) {
-        let mut connections = lock(&self.connections);
+        let mut connections = self.connections.lock();
         for conn in connections.drain(..).filter_map(|w| w.upgrade()) {
             conn.close();
         }
     }
 
     fn register(&self, control: &Arc<ConnectionControl>) {
-        let mut connections = lock(&self.connections);
+        let mut connections = self.connections.lock();
         connections.retain(|w| w.strong_count() > 0);
         connections.push(Arc::downgrade(control));
     }
@@ -154,14 +148,14 @@ pub struct DeviceHandle {
 
 impl DeviceHandle {
     pub fn set_fault(&self, fault: Fault) {
-        *lock(&self.state.fault) = fault;
+        *self.state.fault.lock() = fault;
         if fault == Fault::DropConnection {
             self.state.close_connections();
         }
     }
 
     pub fn fault(&self) -> Fault {
-        *lock(&self.state.fault)
+        *self.state.fault.lock()
     }
 
     /// Unit address the device answers (besides the service address 254).
@@ -259,7 +253,7 @@ impl Service for DeviceService {
             return Box::pin(std::future::ready(Ok(None)));
         }
         let in_flight = InFlight::enter(state.clone());
-        let fault = *lock(&state.fault);
+        let fault = *state.fault.lock();
         match fault {
             Fault::None => {
                 let answer = state.answer(request).map(Some);
