@@ -25,9 +25,9 @@ use hearth_mongodb::MongoDocuments;
 use mongodb::bson::Document;
 use mongodb::{Client, Database};
 
-const PROFILES: usize = 1_000;
+const PROFILES: usize = 300;
 const CONCURRENCY: usize = 4;
-const ROUNDS: usize = 3;
+const ROUNDS: usize = 1;
 
 fn profile(n: usize, tenant: TenantId) -> DeviceProfile {
     DeviceProfile {
@@ -162,7 +162,7 @@ async fn main() {
         sorted[sorted.len() / 2]
     };
     let bare = median(&results[2].1);
-    println!("{PROFILES} profiles of 14 points, {CONCURRENCY} writers, median of {ROUNDS} rounds:");
+    println!("{PROFILES} profiles of 14 points, {CONCURRENCY} writers, {ROUNDS} round(s), median:");
     for (name, rates) in &results {
         let m = median(rates);
         println!(

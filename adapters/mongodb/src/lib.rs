@@ -152,7 +152,7 @@ impl MongoDocuments {
     ) -> Result<i64, StoreError> {
         let id = profile.id.as_str();
         let owner = owner_bson(profile.tenant_id);
-        self.claim_id(id, &owner).await?;
+        self.claim_id(id, &owner, expected.is_none()).await?;
         let next = expected.unwrap_or(0) + 1;
         let document = stored::write_profile(profile, next).map_err(StoreError::Backend)?;
         match self.profiles.insert_one(document).await {
@@ -166,8 +166,11 @@ impl MongoDocuments {
         // then: seeing one means this write lost and must not count.
         let newest = self.stored_version(profile.tenant_id, &profile.id).await?;
         if newest != Some(next) {
-            self.delete_quietly(doc! { stored::ID: stored::version_id(id, next) })
-                .await;
+            self.delete_quietly(doc! {
+                stored::ID: stored::version_id(id, next),
+                stored::TENANT: owner,
+            })
+            .await;
             return Err(changed_meanwhile(id));
         }
         // Readers take the newest version, so leftovers are harmless; they
@@ -182,28 +185,41 @@ impl MongoDocuments {
         Ok(next)
     }
 
-    /// Makes sure `id` belongs to `owner`: records it when nobody holds it,
-    /// else checks the record (tenant in the filter, so another owner's
-    /// record is never read, only found missing).
-    async fn claim_id(&self, id: &str, owner: &Bson) -> Result<(), StoreError> {
+    /// Makes sure `id` belongs to `owner`, recording it when nobody holds it
+    /// (the unique `_id` lets exactly one owner have it). Lookups carry the
+    /// tenant in the filter, so another owner's record is never read, only
+    /// found missing. Checked on every write: a write naming an expected
+    /// version must not add a version to another tenant's profile. A
+    /// creation tries the insert first, a replacement the lookup first: each
+    /// then usually needs one round trip.
+    async fn claim_id(&self, id: &str, owner: &Bson, creating: bool) -> Result<(), StoreError> {
         let claim = doc! { stored::ID: id, stored::TENANT: owner.clone() };
+        if !creating && self.owner_recorded(&claim).await? {
+            return Ok(());
+        }
         match self.owners.insert_one(&claim).await {
             Ok(_) => return Ok(()),
             Err(e) if is_duplicate_key(&e) => {}
             Err(e) => return Err(backend("recording a profile owner")(e)),
         }
-        let ours = self
-            .owners
-            .find_one(claim)
-            .await
-            .map_err(backend("reading a profile owner"))?;
-        match ours {
-            Some(_) => Ok(()),
-            None => Err(StoreError::Conflict(format!(
+        // Held already: by this owner (a concurrent creation of the same
+        // profile) or by another one.
+        if self.owner_recorded(&claim).await? {
+            Ok(())
+        } else {
+            Err(StoreError::Conflict(format!(
                 "profile id `{}` is taken",
                 quoted(id)
-            ))),
+            )))
         }
+    }
+
+    async fn owner_recorded(&self, claim: &Document) -> Result<bool, StoreError> {
+        self.owners
+            .find_one(claim.clone())
+            .await
+            .map(|found| found.is_some())
+            .map_err(backend("reading a profile owner"))
     }
 
     async fn delete_quietly(&self, filter: Document) {

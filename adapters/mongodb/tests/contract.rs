@@ -242,6 +242,49 @@ async fn a_writer_that_read_long_ago_gets_a_conflict_after_newer_writes() {
 }
 
 #[tokio::test]
+async fn naming_a_version_never_lets_another_tenant_write_a_profile() {
+    with_fresh_database(
+        "naming_a_version_never_lets_another_tenant_write_a_profile",
+        |_url, database| async move {
+            let store = MongoDocuments::with_database(database)
+                .await
+                .expect("store");
+            let (owner, intruder) = (TenantId::new(), TenantId::new());
+            let id = ProfileId::new("boiler").expect("id");
+            let original = profile("boiler", Some(owner), "Owner's");
+            store.put_profile(&original).await.expect("owner's put");
+
+            // Given another tenant that knows the profile's current version
+            let version = store.stored_version(Some(owner), &id).await.expect("read");
+            // When it writes under that id, naming that version
+            let attempt = store
+                .put_profile_if_version(&profile("boiler", Some(intruder), "Intruder's"), version)
+                .await;
+            // Then it is a Conflict, the owner's profile is unchanged and the
+            // intruder sees nothing under that id
+            assert!(
+                matches!(attempt, Err(StoreError::Conflict(_))),
+                "{attempt:?}"
+            );
+            assert_eq!(
+                store.profile(owner, &id).await.expect("owner reads"),
+                Some(original)
+            );
+            assert_eq!(
+                store.profile(intruder, &id).await.expect("intruder reads"),
+                None
+            );
+            assert!(store
+                .profiles(intruder)
+                .await
+                .expect("intruder lists")
+                .is_empty());
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
 async fn concurrent_puts_never_lose_a_counted_write() {
     with_fresh_database(
         "concurrent_puts_never_lose_a_counted_write",
