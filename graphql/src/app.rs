@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use hearth_auth::{load_or_create_secret, Argon2Cost, Argon2Hasher, JwtTokens, OsoAuthorizer};
-use hearth_domain::ports::Directory;
+use hearth_domain::ports::{Directory, DocumentStore};
 use hearth_domain::services::{
     Adapters, LoginLimits, Poller, PollerConfig, PollerHandle, Services,
 };
@@ -15,6 +15,7 @@ use hearth_domain::SystemPrincipal;
 use hearth_embedded::{EmbeddedDocuments, EmbeddedReadings};
 use hearth_inproc::bus::InProcessBus;
 use hearth_modbus::{GatewayConfig, ModbusGateway, Simulator};
+use hearth_mongodb::MongoDocuments;
 use hearth_sql::SqlDirectory;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -32,6 +33,8 @@ pub struct Config {
     pub database_url: Option<String>,
     /// Most connections to a server database.
     pub pool_size: u32,
+    /// Where device profiles live.
+    pub documents: DocumentsConfig,
     pub demo: bool,
     /// 0: the demo's simulated controllers take any free ports.
     pub sim_base_port: u16,
@@ -54,6 +57,28 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         crate::config::Settings::default().resolve()
+    }
+}
+
+/// The document store to build.
+#[derive(Clone, PartialEq, Eq)]
+pub enum DocumentsConfig {
+    /// redb under `data_dir`.
+    Embedded,
+    /// A MongoDB database; the URL may hold a password.
+    Mongodb { url: String, database: String },
+}
+
+impl std::fmt::Debug for DocumentsConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DocumentsConfig::Embedded => f.write_str("Embedded"),
+            DocumentsConfig::Mongodb { database, .. } => f
+                .debug_struct("Mongodb")
+                .field("url", &"***")
+                .field("database", database)
+                .finish(),
+        }
     }
 }
 
@@ -158,9 +183,16 @@ pub async fn build(config: &Config) -> anyhow::Result<(Services, Arc<ModbusGatew
                 .context("cannot open the embedded relational store")?,
         ),
     };
-    let documents = Arc::new(
-        EmbeddedDocuments::open(&config.data_dir).context("cannot open the document store")?,
-    );
+    let documents: Arc<dyn DocumentStore> = match &config.documents {
+        DocumentsConfig::Embedded => Arc::new(
+            EmbeddedDocuments::open(&config.data_dir).context("cannot open the document store")?,
+        ),
+        DocumentsConfig::Mongodb { url, database } => Arc::new(
+            MongoDocuments::connect(url, database)
+                .await
+                .context("stores.documents.url: cannot open the MongoDB document store")?,
+        ),
+    };
     let readings = Arc::new(
         EmbeddedReadings::open(&config.data_dir).context("cannot open the reading store")?,
     );

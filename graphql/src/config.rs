@@ -182,10 +182,35 @@ pub enum InprocOnly {
     Inproc,
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+/// The document store's adapter.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum DocumentsAdapter {
+    /// redb in `data_dir`.
+    #[default]
+    Embedded,
+    /// MongoDB (or FerretDB) at `url`.
+    Mongodb,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(default, deny_unknown_fields)]
 pub struct Documents {
-    pub adapter: EmbeddedOnly,
+    pub adapter: DocumentsAdapter,
+    /// `mongodb://user:password@host:27017`; only with `adapter = "mongodb"`.
+    pub url: Option<Secret>,
+    /// The MongoDB database holding Hearth's collections.
+    pub database: String,
+}
+
+impl Default for Documents {
+    fn default() -> Self {
+        Self {
+            adapter: DocumentsAdapter::Embedded,
+            url: None,
+            database: "hearth".to_owned(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
@@ -548,6 +573,41 @@ impl Settings {
             _ => {}
         }
         positive("stores.relational.pool_size", rel.pool_size as u64)?;
+        let docs = &self.stores.documents;
+        match (docs.adapter, docs.url.as_ref().map(Secret::expose)) {
+            (DocumentsAdapter::Mongodb, None) => {
+                return Err(invalid(
+                    "stores.documents.url",
+                    "is required when stores.documents.adapter is \"mongodb\"",
+                ))
+            }
+            // No DNS resolver is built in, so no `mongodb+srv://`.
+            (DocumentsAdapter::Mongodb, Some(url)) if !url.starts_with("mongodb://") => {
+                return Err(invalid(
+                    "stores.documents.url",
+                    "must be a mongodb:// URL (mongodb+srv:// is not supported)",
+                ))
+            }
+            (DocumentsAdapter::Embedded, Some(_)) => {
+                return Err(invalid(
+                    "stores.documents.url",
+                    "is only for adapter \"mongodb\"; the embedded store lives in data_dir",
+                ))
+            }
+            _ => {}
+        }
+        // MongoDB's rules for database names.
+        if docs.database.is_empty()
+            || docs.database.len() > 63
+            || docs.database.contains([
+                '/', '\\', '.', ' ', '"', '$', '*', '<', '>', ':', '|', '?', '\0',
+            ])
+        {
+            return Err(invalid(
+                "stores.documents.database",
+                "must be 1 to 63 characters without /\\. \"$*<>:|?",
+            ));
+        }
         if self.auth.token_secret.is_some() && self.auth.token_secret_file.is_some() {
             return Err(invalid(
                 "auth.token_secret_file",
@@ -704,6 +764,14 @@ impl Settings {
                     .map(|u| u.expose().to_owned()),
             },
             pool_size: self.stores.relational.pool_size,
+            documents: match (&self.stores.documents.adapter, &self.stores.documents.url) {
+                (DocumentsAdapter::Mongodb, Some(url)) => crate::app::DocumentsConfig::Mongodb {
+                    url: url.expose().to_owned(),
+                    database: self.stores.documents.database.clone(),
+                },
+                // validate() refuses mongodb without a URL.
+                _ => crate::app::DocumentsConfig::Embedded,
+            },
             demo: self.demo,
             sim_base_port: self.sim_base_port,
             ws: WsLimits {
@@ -853,9 +921,29 @@ mod tests {
                 "stores.relational.adapter",
             ),
             (
-                "[stores.documents]\nadapter = \"mongodb\"\n",
+                "[stores.documents]\nadapter = \"couchdb\"\n",
                 vec![],
                 "stores.documents.adapter",
+            ),
+            (
+                "[stores.documents]\nadapter = \"mongodb\"\n",
+                vec![],
+                "stores.documents.url",
+            ),
+            (
+                "[stores.documents]\nadapter = \"mongodb\"\nurl = \"http://db:27017\"\n",
+                vec![],
+                "stores.documents.url",
+            ),
+            (
+                "[stores.documents]\nurl = \"mongodb://db:27017\"\n",
+                vec![],
+                "stores.documents.url",
+            ),
+            (
+                "[stores.documents]\nadapter = \"mongodb\"\nurl = \"mongodb://db\"\ndatabase = \"a.b\"\n",
+                vec![],
+                "stores.documents.database",
             ),
             (
                 "[http]\nmax_body_bytes = 0\n",
@@ -919,10 +1007,11 @@ mod tests {
 
     #[test]
     fn the_printed_config_masks_secrets_and_reads_back() {
-        // Given a configuration with a token secret and a database password
+        // Given a configuration with a token secret and database passwords
         let secret = "s".repeat(64);
         let settings = load_toml(
-            "[stores.relational]\nadapter = \"mysql\"\nurl = \"mysql://hearth:hunter2@db:3306/hearth\"\n",
+            "[stores.relational]\nadapter = \"mysql\"\nurl = \"mysql://hearth:hunter2@db:3306/hearth\"\n\
+             [stores.documents]\nadapter = \"mongodb\"\nurl = \"mongodb://hearth:swordfish@docs:27017\"\n",
             &[("HEARTH_AUTH__TOKEN_SECRET", secret.as_str())],
         );
         let settings = match settings {
@@ -937,6 +1026,8 @@ mod tests {
         // Then neither secret appears, and the rest is there as TOML
         assert!(!printed.contains(&secret), "{printed}");
         assert!(!printed.contains("hunter2"), "{printed}");
+        assert!(!printed.contains("swordfish"), "{printed}");
+        assert!(printed.contains("adapter = \"mongodb\""), "{printed}");
         assert!(printed.contains("[stores.relational]"), "{printed}");
         assert!(printed.contains("adapter = \"mysql\""), "{printed}");
         let back: Result<toml::Value, _> = toml::from_str(&printed);

@@ -1,0 +1,487 @@
+//! The documents contract and the store's own promises (optimistic
+//! concurrency, reading older stored shapes) against a real server named by
+//! `HEARTH_TEST_MONGODB_URL` (CI starts FerretDB: `.ci/extra.d/20-ferretdb.sh`).
+//! Each test uses its own uniquely named database and drops it afterwards.
+
+use std::future::Future;
+
+use futures::TryStreamExt as _;
+use std::io::Write;
+
+use hearth_domain::contract::documents::documents_contract;
+use hearth_domain::error::StoreError;
+use hearth_domain::ids::{PointKey, ProfileId, TenantId};
+use hearth_domain::model::{DeviceProfile, FieldAddress, PointDefinition, WriteLevel};
+use hearth_domain::ports::DocumentStore;
+use hearth_mongodb::{MongoDocuments, PROFILES, TENANT_INDEX};
+use mongodb::bson::{doc, Bson, Document};
+use mongodb::{Client, Database};
+
+const VAR: &str = "HEARTH_TEST_MONGODB_URL";
+
+/// The server URL, or `None` (with a visible note) when none is configured.
+/// Under `CI=true` a missing server is a failure, never a silent pass.
+fn server_url(test: &str) -> Option<String> {
+    match std::env::var(VAR) {
+        Ok(url) => Some(url),
+        Err(_) => {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "CI=true but {VAR} is not set: .ci/run must start FerretDB (.ci/extra.d/20-ferretdb.sh)"
+            );
+            // Straight to stderr: libtest captures `println!` of passing
+            // tests, and a skipped integration test must be visible.
+            let _ = writeln!(
+                std::io::stderr(),
+                "{test} did NOT run: {VAR} is not set (see .ci/extra.d/20-ferretdb.sh)"
+            );
+            None
+        }
+    }
+}
+
+/// Runs `body` against a fresh database on the test server, then drops the
+/// database whatever the outcome, and re-raises a failure of `body`.
+async fn with_fresh_database<F, Fut>(test: &str, body: F)
+where
+    F: FnOnce(String, Database) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let Some(url) = server_url(test) else {
+        return;
+    };
+    let name = format!("hearth_test_{}", uuid::Uuid::new_v4().simple());
+    let client = Client::with_uri_str(&url)
+        .await
+        .expect("a client for HEARTH_TEST_MONGODB_URL");
+    let database = client.database(&name);
+    let outcome = tokio::spawn(body(url, database.clone())).await;
+    database.drop().await.expect("drop the test database");
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic.into_panic());
+    }
+    let _ = writeln!(std::io::stderr(), "{test} ran against database {name}");
+}
+
+fn profile(id: &str, tenant: Option<TenantId>, name: &str) -> DeviceProfile {
+    let serde_json::Value::Object(address) =
+        serde_json::json!({ "table": "holding", "address": 11_178, "scale": 0.1 })
+    else {
+        panic!("a literal object");
+    };
+    DeviceProfile {
+        id: ProfileId::new(id).expect("valid id"),
+        tenant_id: tenant,
+        name: name.to_owned(),
+        poll_interval_ms: 1_000,
+        live_poll_interval_ms: None,
+        points: vec![PointDefinition {
+            key: PointKey::new("room").expect("valid key"),
+            name: "Room".into(),
+            address: FieldAddress(address),
+            unit: "°C".into(),
+            writable: true,
+            write_level: WriteLevel::Basic,
+            min: Some(10.0),
+            max: Some(30.0),
+            options: Vec::new(),
+            plausible_min: None,
+            plausible_max: None,
+        }],
+    }
+}
+
+#[tokio::test]
+async fn mongodb_passes_the_documents_contract() {
+    with_fresh_database(
+        "mongodb_passes_the_documents_contract",
+        |url, database| async move {
+            // Given a store connected through its URL, on an empty database
+            let store = MongoDocuments::connect(&url, database.name())
+                .await
+                .expect("the store connects and creates its indexes");
+            // When / Then every promise of the port holds
+            documents_contract(&store).await;
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn indexes_are_created_on_start_and_starting_again_is_harmless() {
+    with_fresh_database(
+        "indexes_are_created_on_start_and_starting_again_is_harmless",
+        |_url, database| async move {
+            // Given a store started on a fresh database
+            MongoDocuments::with_database(database.clone())
+                .await
+                .expect("first start");
+            // When it starts again on the same database
+            MongoDocuments::with_database(database.clone())
+                .await
+                .expect("a second start with the indexes in place");
+            // Then the tenant index exists
+            let names = database
+                .collection::<Document>(PROFILES)
+                .list_index_names()
+                .await
+                .expect("list indexes");
+            assert!(
+                names.iter().any(|n| n == TENANT_INDEX),
+                "index {TENANT_INDEX} missing: {names:?}"
+            );
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_writer_that_lost_the_race_gets_a_conflict_and_changes_nothing() {
+    with_fresh_database(
+        "a_writer_that_lost_the_race_gets_a_conflict_and_changes_nothing",
+        |_url, database| async move {
+            let store = MongoDocuments::with_database(database)
+                .await
+                .expect("store");
+            let tenant = TenantId::new();
+            let original = profile("boiler", Some(tenant), "Boiler");
+            store.put_profile(&original).await.expect("first put");
+
+            // Given two writers that both read the profile at the same version
+            let seen_by_a = store
+                .stored_version(Some(tenant), &original.id)
+                .await
+                .expect("version for A");
+            let seen_by_b = store
+                .stored_version(Some(tenant), &original.id)
+                .await
+                .expect("version for B");
+            assert_eq!(seen_by_a, Some(1));
+            assert_eq!(seen_by_a, seen_by_b);
+
+            // When A writes first, then B writes on what it read
+            let from_a = profile("boiler", Some(tenant), "Boiler (A)");
+            let from_b = profile("boiler", Some(tenant), "Boiler (B)");
+            let a = store.put_profile_if_version(&from_a, seen_by_a).await;
+            let b = store.put_profile_if_version(&from_b, seen_by_b).await;
+
+            // Then A wins, B is a Conflict, and the stored profile is A's
+            assert_eq!(a.expect("A's write"), 2);
+            assert!(matches!(b, Err(StoreError::Conflict(_))), "B got {b:?}");
+            assert_eq!(
+                store
+                    .profile(tenant, &original.id)
+                    .await
+                    .expect("read back"),
+                Some(from_a)
+            );
+            assert_eq!(
+                store
+                    .stored_version(Some(tenant), &original.id)
+                    .await
+                    .expect("version after"),
+                Some(2)
+            );
+
+            // And a creation racing an existing profile is a Conflict too
+            let late_create = store.put_profile_if_version(&from_b, None).await;
+            assert!(
+                matches!(late_create, Err(StoreError::Conflict(_))),
+                "a create over an existing profile got {late_create:?}"
+            );
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_writer_that_read_long_ago_gets_a_conflict_after_newer_writes() {
+    with_fresh_database(
+        "a_writer_that_read_long_ago_gets_a_conflict_after_newer_writes",
+        |_url, database| async move {
+            let store = MongoDocuments::with_database(database)
+                .await
+                .expect("store");
+            let tenant = TenantId::new();
+            let id = ProfileId::new("boiler").expect("id");
+            store
+                .put_profile(&profile("boiler", Some(tenant), "v1"))
+                .await
+                .expect("first put");
+
+            // Given a writer that read version 1, and two newer writes since
+            // (after which version 2's document is gone, so its id is free)
+            let stale = store.stored_version(Some(tenant), &id).await.expect("read");
+            assert_eq!(stale, Some(1));
+            for name in ["v2", "v3"] {
+                store
+                    .put_profile(&profile("boiler", Some(tenant), name))
+                    .await
+                    .expect("newer put");
+            }
+
+            // When the stale writer writes on what it read
+            let late = store
+                .put_profile_if_version(&profile("boiler", Some(tenant), "stale"), stale)
+                .await;
+
+            // Then it is a Conflict and the newest write stays
+            assert!(matches!(late, Err(StoreError::Conflict(_))), "{late:?}");
+            let read = store.profile(tenant, &id).await.expect("read back");
+            assert_eq!(read.map(|p| p.name), Some("v3".to_owned()));
+            assert_eq!(
+                store
+                    .stored_version(Some(tenant), &id)
+                    .await
+                    .expect("version"),
+                Some(3)
+            );
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn naming_a_version_never_lets_another_tenant_write_a_profile() {
+    with_fresh_database(
+        "naming_a_version_never_lets_another_tenant_write_a_profile",
+        |_url, database| async move {
+            let store = MongoDocuments::with_database(database)
+                .await
+                .expect("store");
+            let (owner, intruder) = (TenantId::new(), TenantId::new());
+            let id = ProfileId::new("boiler").expect("id");
+            let original = profile("boiler", Some(owner), "Owner's");
+            store.put_profile(&original).await.expect("owner's put");
+
+            // Given another tenant that knows the profile's current version
+            let version = store.stored_version(Some(owner), &id).await.expect("read");
+            // When it writes under that id, naming that version
+            let attempt = store
+                .put_profile_if_version(&profile("boiler", Some(intruder), "Intruder's"), version)
+                .await;
+            // Then it is a Conflict, the owner's profile is unchanged and the
+            // intruder sees nothing under that id
+            assert!(
+                matches!(attempt, Err(StoreError::Conflict(_))),
+                "{attempt:?}"
+            );
+            assert_eq!(
+                store.profile(owner, &id).await.expect("owner reads"),
+                Some(original)
+            );
+            assert_eq!(
+                store.profile(intruder, &id).await.expect("intruder reads"),
+                None
+            );
+            assert!(store
+                .profiles(intruder)
+                .await
+                .expect("intruder lists")
+                .is_empty());
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn concurrent_puts_never_lose_a_counted_write() {
+    with_fresh_database(
+        "concurrent_puts_never_lose_a_counted_write",
+        |_url, database| async move {
+            let store = MongoDocuments::with_database(database)
+                .await
+                .expect("store");
+            let tenant = TenantId::new();
+            store
+                .put_profile(&profile("shared", Some(tenant), "start"))
+                .await
+                .expect("first put");
+
+            // Given many writers putting the same profile at once
+            let writers: Vec<_> = (0..16)
+                .map(|i| {
+                    let store = store.clone();
+                    tokio::spawn(async move {
+                        store
+                            .put_profile(&profile("shared", Some(tenant), &format!("writer {i}")))
+                            .await
+                    })
+                })
+                .collect();
+
+            // When they have all finished
+            let mut succeeded = 0_i64;
+            for writer in writers {
+                match writer.await.expect("writer task") {
+                    Ok(()) => succeeded += 1,
+                    Err(StoreError::Conflict(_)) => {}
+                    Err(other) => panic!("a put failed with {other:?}"),
+                }
+            }
+
+            // Then every write reported as done is counted once: no write
+            // that lost a race overwrote another silently
+            assert!(succeeded >= 1, "at least one writer must win");
+            assert_eq!(
+                store
+                    .stored_version(Some(tenant), &ProfileId::new("shared").expect("id"))
+                    .await
+                    .expect("version"),
+                Some(1 + succeeded)
+            );
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn stored_documents_of_an_older_shape_still_read() {
+    with_fresh_database(
+        "stored_documents_of_an_older_shape_still_read",
+        |_url, database| async move {
+            let store = MongoDocuments::with_database(database.clone())
+                .await
+                .expect("store");
+            let tenant = TenantId::new();
+            let raw = database.collection::<Document>(PROFILES);
+
+            // Given a schema-1 document with only the fields the first
+            // writers had (no live interval, options or plausibility), with
+            // 32-bit integers as another client would write them
+            raw.insert_one(doc! {
+                "_id": "legacy#4", "profile_id": "legacy", "tenant_id": tenant.to_string(),
+                "schema_version": 1_i32,
+                "version": 4_i32, "name": "Legacy ECL", "poll_interval_ms": 2_000_i32,
+                "points": [{
+                    "key": "outdoor", "name": "Outdoor",
+                    "address": { "table": "input", "address": 10_199_i32 },
+                }],
+            })
+            .await
+            .expect("insert a legacy document");
+
+            // When it is read through the store
+            let read = store
+                .profile(tenant, &ProfileId::new("legacy").expect("id"))
+                .await
+                .expect("an older shape reads")
+                .expect("the legacy profile is found");
+
+            // Then it has its values and the defaults of what it lacks
+            assert_eq!(read.name, "Legacy ECL");
+            assert_eq!(read.poll_interval_ms, 2_000);
+            assert_eq!(read.live_poll_interval_ms, None);
+            let point = &read.points[0];
+            assert_eq!(point.write_level, WriteLevel::Full);
+            assert_eq!(
+                point.address.entries().get("address"),
+                Some(&serde_json::json!(10_199))
+            );
+
+            // And writing it back continues from its version, in the full
+            // shape, and replaces the legacy document
+            store.put_profile(&read).await.expect("rewrite");
+            let stored: Vec<Document> = raw
+                .find(doc! { "profile_id": "legacy" })
+                .await
+                .expect("raw read")
+                .try_collect()
+                .await
+                .expect("raw documents");
+            assert_eq!(stored.len(), 1, "{stored:?}");
+            let rewritten = &stored[0];
+            assert_eq!(rewritten.get("_id"), Some(&Bson::String("legacy#5".into())));
+            assert_eq!(rewritten.get("version"), Some(&Bson::Int64(5)));
+            assert_eq!(rewritten.get("schema_version"), Some(&Bson::Int32(1)));
+            assert_eq!(rewritten.get("live_poll_interval_ms"), Some(&Bson::Null));
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn unreadable_documents_are_backend_errors_and_hide_nothing_else() {
+    with_fresh_database(
+        "unreadable_documents_are_backend_errors_and_hide_nothing_else",
+        |_url, database| async move {
+            let store = MongoDocuments::with_database(database.clone())
+                .await
+                .expect("store");
+            let tenant = TenantId::new();
+            let raw = database.collection::<Document>(PROFILES);
+
+            // Given a document written by a newer Hearth and one damaged by hand
+            raw.insert_one(doc! {
+                "_id": "future#1", "profile_id": "future", "tenant_id": tenant.to_string(),
+                "schema_version": 99_i32,
+                "version": 1_i64, "title": "renamed field",
+            })
+            .await
+            .expect("insert a future document");
+            raw.insert_one(doc! {
+                "_id": "broken#1", "profile_id": "broken", "tenant_id": tenant.to_string(),
+                "schema_version": 1_i32,
+                "version": 1_i64, "name": "Broken", "poll_interval_ms": "often", "points": [],
+            })
+            .await
+            .expect("insert a broken document");
+
+            // When they are read, Then each is a backend failure (no panic,
+            // no guessed profile)
+            for id in ["future", "broken"] {
+                let read = store
+                    .profile(tenant, &ProfileId::new(id).expect("id"))
+                    .await;
+                assert!(
+                    matches!(read, Err(StoreError::Backend(_))),
+                    "{id}: {read:?}"
+                );
+            }
+            let listed = store.profiles(tenant).await;
+            assert!(matches!(listed, Err(StoreError::Backend(_))), "{listed:?}");
+
+            // And another tenant, whose listing does not include them, still reads
+            let other = store.profiles(TenantId::new()).await.expect("other tenant");
+            assert!(other.is_empty(), "{other:?}");
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn an_unreachable_server_fails_at_start_without_quoting_the_url() {
+    // Given a URL with a password, pointing at a port nobody listens on
+    // (port 9 is "discard", closed on loopback), with a short selection timeout
+    let url = "mongodb://hearth:hunter2@127.0.0.1:9/?serverSelectionTimeoutMS=300";
+    // When the store connects
+    let result = MongoDocuments::connect(url, "hearth").await;
+    // Then it is a backend failure, and its message has no password in it
+    match result {
+        Err(StoreError::Backend(e)) => {
+            let message = format!("{e:#}");
+            assert!(!message.contains("hunter2"), "{message}");
+        }
+        other => panic!("expected a backend failure, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_bad_url_or_database_name_is_refused_without_quoting_the_url() {
+    for (url, database) in [
+        ("http://hearth:hunter2@127.0.0.1:27017/", "hearth"),
+        ("mongodb://127.0.0.1:27017/", "he.arth"),
+        ("mongodb://127.0.0.1:27017/", ""),
+    ] {
+        // Given a URL that is not MongoDB's or a database name it refuses
+        // When the store connects
+        let result = MongoDocuments::connect(url, database).await;
+        // Then it fails before any network access, quoting no password
+        match result {
+            Err(StoreError::Backend(e)) => {
+                assert!(!format!("{e:#}").contains("hunter2"), "{e:#}")
+            }
+            other => panic!("{url} {database:?}: expected a failure, got {other:?}"),
+        }
+    }
+}
