@@ -196,6 +196,15 @@ mod tests {
                 .collect::<Vec<_>>(),
             vec![(1_767_225_600, 2.5), (1_767_225_630, 6.0)]
         );
+        // And stored values come back bit for bit (serde_json's default
+        // parser is one ulp off on this one)
+        let exact =
+            parse_buckets(br#"{"results":[{"series":[{"values":[[0,-13058.285714285717]]}]}]}"#)
+                .expect("parses");
+        assert_eq!(
+            exact[0].value.to_bits(),
+            (-13058.285714285717_f64).to_bits()
+        );
         // And no series is no buckets
         assert!(parse_buckets(br#"{"results":[{"statement_id":0}]}"#)
             .expect("parses")
