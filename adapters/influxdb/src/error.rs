@@ -39,9 +39,27 @@ pub enum InfluxError {
         timestamp: String,
         value: f64,
     },
+    /// The outage spool cannot take or give back a batch (full, disk error).
+    #[error("outage spool: {0}")]
+    Spool(String),
     /// A tag value line protocol cannot carry (a line break).
     #[error("{0} cannot be written as an InfluxDB tag")]
     Unwritable(String),
+}
+
+impl InfluxError {
+    /// InfluxDB is away or overloaded, so the same request may succeed
+    /// later: no answer, a 5xx, or 429. Anything else (bad request, auth,
+    /// missing bucket) would fail again and is not worth keeping.
+    pub fn is_outage(&self) -> bool {
+        match self {
+            InfluxError::Transport { .. } => true,
+            InfluxError::Status { status, .. } => {
+                status.is_server_error() || *status == reqwest::StatusCode::TOO_MANY_REQUESTS
+            }
+            _ => false,
+        }
+    }
 }
 
 impl From<InfluxError> for StoreError {

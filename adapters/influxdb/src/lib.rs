@@ -10,6 +10,7 @@ mod error;
 mod flux;
 mod influxql;
 mod line_protocol;
+mod spool;
 mod store;
 
 pub use config::{InfluxConfig, QueryLanguage, Token};

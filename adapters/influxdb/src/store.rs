@@ -13,10 +13,13 @@ use serde_json::json;
 use crate::config::{InfluxConfig, QueryLanguage};
 use crate::error::{shorten, InfluxError};
 use crate::line_protocol::encode_batch;
+use crate::spool::{Spool, SpoolState};
 use crate::{flux, influxql};
 
 struct Inner {
     client: reqwest::Client,
+    /// Where writes go while InfluxDB is away; `None`: failures are errors.
+    spool: Option<Spool>,
     config: InfluxConfig,
     ping: Url,
     write: Url,
@@ -51,6 +54,23 @@ impl InfluxReadings {
     /// server (see [`ping`](Self::ping)), so Hearth can start while
     /// InfluxDB is still coming up.
     pub fn new(config: InfluxConfig) -> Result<Self, InfluxError> {
+        Self::build(config, None)
+    }
+
+    /// Like [`new`](Self::new), and batches InfluxDB cannot take because it
+    /// is away (no answer, 5xx, 429) are kept in `dir`, up to `max_bytes`,
+    /// and replayed in order before the next write once it answers; what
+    /// an earlier run left there is replayed too. `append` then succeeds
+    /// as soon as the batch is on disk.
+    pub fn with_spool(
+        config: InfluxConfig,
+        dir: &std::path::Path,
+        max_bytes: u64,
+    ) -> Result<Self, InfluxError> {
+        Self::build(config, Some(Spool::open(dir, max_bytes)?))
+    }
+
+    fn build(config: InfluxConfig, spool: Option<Spool>) -> Result<Self, InfluxError> {
         config.validate()?;
         let mut base = config.base_url()?;
         // `join` replaces the last path segment unless the base ends in `/`
@@ -70,6 +90,7 @@ impl InfluxReadings {
         Ok(Self {
             inner: Arc::new(Inner {
                 client,
+                spool,
                 ping: endpoint("ping")?,
                 write: endpoint("api/v2/write")?,
                 flux: endpoint("api/v2/query")?,
@@ -145,6 +166,42 @@ impl InfluxReadings {
         self.send("/api/v2/write", request).await.map(drop)
     }
 
+    /// Posts spooled bodies oldest first until the spool is empty or
+    /// InfluxDB is still away. A body it refuses for good is set aside (and
+    /// logged) so it cannot hold back every later one.
+    async fn replay(&self, spool: &Spool, state: &mut SpoolState) -> Result<(), InfluxError> {
+        while let Some((sequence, body)) = spool.oldest(state).await? {
+            match self.write_line_protocol(body).await {
+                Ok(()) => spool.pop(state, false).await?,
+                Err(err) if err.is_outage() => return Err(err),
+                Err(err) => {
+                    tracing::error!(error = %err, sequence, "InfluxDB refused a spooled batch; it is kept aside as .rejected.");
+                    spool.pop(state, true).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn append_spooled(&self, spool: &Spool, body: String) -> Result<(), InfluxError> {
+        // One append at a time while a spool exists: replay order is write order.
+        let mut state = spool.state.lock().await;
+        if let Err(err) = self.replay(spool, &mut state).await {
+            tracing::debug!(error = %err, "InfluxDB still unavailable; replay postponed.");
+        }
+        if state.is_empty() {
+            // The clone keeps the body for the spool should this post fail.
+            match self.write_line_protocol(body.clone()).await {
+                Ok(()) => return Ok(()),
+                Err(err) if err.is_outage() => {
+                    tracing::warn!(error = %err, "InfluxDB unavailable; spooling readings on disk.");
+                }
+                Err(err) => return Err(err),
+            }
+        }
+        spool.push(&mut state, &body).await
+    }
+
     async fn history_flux(&self, query: &HistoryQuery) -> Result<Vec<HistoryBucket>, InfluxError> {
         let config = &self.inner.config;
         let mut url = self.inner.flux.clone();
@@ -216,7 +273,10 @@ impl ReadingStore for InfluxReadings {
             return Ok(());
         }
         let body = encode_batch(batch)?;
-        Ok(self.write_line_protocol(body).await?)
+        match &self.inner.spool {
+            Some(spool) => Ok(self.append_spooled(spool, body).await?),
+            None => Ok(self.write_line_protocol(body).await?),
+        }
     }
 
     async fn history(&self, query: &HistoryQuery) -> Result<Vec<HistoryBucket>, StoreError> {
