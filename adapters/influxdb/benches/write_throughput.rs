@@ -36,16 +36,17 @@ fn args() -> Args {
         rounds: 3,
     };
     let raw: Vec<String> = std::env::args().skip(1).collect();
+    // `cargo bench` adds `--bench`; anything not ours is ignored.
     for pair in raw.windows(2) {
-        let value = pair[1]
+        let target = match pair[0].as_str() {
+            "--readings" => &mut args.readings,
+            "--batch" => &mut args.batch,
+            "--rounds" => &mut args.rounds,
+            _ => continue,
+        };
+        *target = pair[1]
             .parse()
-            .unwrap_or_else(|_| panic!("{} needs a number", pair[0]));
-        match pair[0].as_str() {
-            "--readings" => args.readings = value,
-            "--batch" => args.batch = value,
-            "--rounds" => args.rounds = value,
-            _ => {}
-        }
+            .unwrap_or_else(|_| panic!("{} needs a number, not {}", pair[0], pair[1]));
     }
     args
 }
@@ -126,7 +127,12 @@ async fn bare_side(
             .send()
             .await
             .expect("bare write");
-        assert_eq!(response.status(), reqwest::StatusCode::NO_CONTENT);
+        let status = response.status();
+        assert!(
+            status == reqwest::StatusCode::NO_CONTENT,
+            "bare write: {status} {}",
+            response.text().await.unwrap_or_default()
+        );
     }
     started.elapsed()
 }

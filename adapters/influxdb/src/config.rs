@@ -5,15 +5,16 @@ use std::fmt;
 use std::time::Duration;
 
 use reqwest::Url;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::InfluxError;
 
 /// How history is read. Writes are the same line protocol either way.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum QueryLanguage {
     /// `/api/v2/query`: InfluxDB 1.8+ (with `flux-enabled`) and 2.x.
+    #[default]
     Flux,
     /// The v1 `/query` endpoint: every version, and the only query path of
     /// InfluxDB 3 and Cloud Serverless, which run no Flux.
