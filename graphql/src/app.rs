@@ -7,12 +7,13 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use hearth_auth::{load_or_create_secret, Argon2Cost, Argon2Hasher, JwtTokens, OsoAuthorizer};
-use hearth_domain::ports::{Directory, DocumentStore};
+use hearth_domain::ports::{Directory, DocumentStore, ReadingStore};
 use hearth_domain::services::{
     Adapters, LoginLimits, Poller, PollerConfig, PollerHandle, Services,
 };
 use hearth_domain::SystemPrincipal;
 use hearth_embedded::{EmbeddedDocuments, EmbeddedReadings};
+use hearth_influxdb::InfluxReadings;
 use hearth_inproc::bus::InProcessBus;
 use hearth_modbus::{GatewayConfig, ModbusGateway, Simulator};
 use hearth_mongodb::MongoDocuments;
@@ -35,6 +36,10 @@ pub struct Config {
     pub pool_size: u32,
     /// Where device profiles live.
     pub documents: DocumentsConfig,
+    /// InfluxDB for readings; the embedded store under `data_dir` when absent.
+    pub influxdb: Option<hearth_influxdb::InfluxConfig>,
+    /// Bound of InfluxDB's outage spool in `data_dir/influxdb-spool`; 0: none.
+    pub influxdb_spool_bytes: u64,
     pub demo: bool,
     /// 0: the demo's simulated controllers take any free ports.
     pub sim_base_port: u16,
@@ -193,9 +198,22 @@ pub async fn build(config: &Config) -> anyhow::Result<(Services, Arc<ModbusGatew
                 .context("stores.documents.url: cannot open the MongoDB document store")?,
         ),
     };
-    let readings = Arc::new(
-        EmbeddedReadings::open(&config.data_dir).context("cannot open the reading store")?,
-    );
+    let readings: Arc<dyn ReadingStore> = match &config.influxdb {
+        Some(influx) => Arc::new(
+            match config.influxdb_spool_bytes {
+                0 => InfluxReadings::new(influx.clone()),
+                bound => InfluxReadings::with_spool(
+                    influx.clone(),
+                    &config.data_dir.join("influxdb-spool"),
+                    bound,
+                ),
+            }
+            .context("stores.readings: cannot set up InfluxDB")?,
+        ),
+        None => Arc::new(
+            EmbeddedReadings::open(&config.data_dir).context("cannot open the reading store")?,
+        ),
+    };
     let gateway = Arc::new(ModbusGateway::new(config.gateway.clone()));
     let secret = config.token_secret.load(&config.data_dir)?;
     let token_lifetime = chrono::Duration::from_std(config.token_lifetime)

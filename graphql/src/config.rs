@@ -16,6 +16,7 @@ use figment::Figment;
 use hearth_auth::Argon2Cost;
 use hearth_domain::services::LoginLimits;
 use hearth_domain::services::PollerConfig;
+use hearth_influxdb::{InfluxConfig, QueryLanguage, Token};
 use hearth_modbus::GatewayConfig;
 use serde::{Deserialize, Serialize, Serializer};
 
@@ -213,10 +214,114 @@ impl Default for Documents {
     }
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+/// The reading store's adapter.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ReadingsAdapter {
+    /// redb in `data_dir/readings.redb`.
+    #[default]
+    Embedded,
+    /// InfluxDB 1.8+, 2.x or 3.x at `url`.
+    Influxdb,
+}
+
+/// The reading store; every key but `adapter` is for `adapter = "influxdb"`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(default, deny_unknown_fields)]
 pub struct Readings {
-    pub adapter: EmbeddedOnly,
+    pub adapter: ReadingsAdapter,
+    /// `http(s)://host:8086`.
+    pub url: Option<String>,
+    /// Organisation (2.x, 3.x); 1.x ignores it.
+    pub org: Option<String>,
+    /// Bucket written to (and read by Flux); `database/retention-policy` on 1.x.
+    pub bucket: Option<String>,
+    /// InfluxQL database; defaults to the bucket up to its `/`.
+    pub database: Option<String>,
+    /// API token, or `user:password` on 1.x with auth.
+    pub token: Option<Secret>,
+    /// `flux` or `influxql` (InfluxDB 3 and Cloud Serverless run no Flux).
+    pub query_language: QueryLanguage,
+    /// Per request to InfluxDB.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Bytes of batches kept in `data_dir/influxdb-spool` while InfluxDB is
+    /// away, replayed in order when it returns; 0: none kept.
+    pub spool_max_bytes: u64,
+}
+
+impl Default for Readings {
+    fn default() -> Self {
+        Self {
+            adapter: ReadingsAdapter::Embedded,
+            url: None,
+            org: None,
+            bucket: None,
+            database: None,
+            token: None,
+            query_language: QueryLanguage::Flux,
+            timeout: Duration::from_secs(30),
+            spool_max_bytes: 1 << 30,
+        }
+    }
+}
+
+impl Readings {
+    /// InfluxDB's settings when it is chosen, as given; [`Self::validate`]
+    /// checks them.
+    fn influxdb(&self) -> Option<InfluxConfig> {
+        if self.adapter != ReadingsAdapter::Influxdb {
+            return None;
+        }
+        let mut config = InfluxConfig::new(
+            self.url.clone().unwrap_or_default(),
+            self.bucket.clone().unwrap_or_default(),
+        );
+        config.org = self.org.clone().unwrap_or_default();
+        config.database = self.database.clone();
+        config.token = self.token.as_ref().map(|t| Token::new(t.expose()));
+        config.query_language = self.query_language;
+        config.timeout = self.timeout;
+        Some(config)
+    }
+
+    /// Every key checked at start, so a bad one fails there, named.
+    fn validate(&self) -> Result<(), ConfigError> {
+        let Some(config) = self.influxdb() else {
+            let set = [
+                ("stores.readings.url", self.url.is_some()),
+                ("stores.readings.org", self.org.is_some()),
+                ("stores.readings.bucket", self.bucket.is_some()),
+                ("stores.readings.database", self.database.is_some()),
+                ("stores.readings.token", self.token.is_some()),
+            ];
+            return match set.into_iter().find(|(_, set)| *set) {
+                Some((key, _)) => Err(invalid(
+                    key,
+                    "is only for adapter \"influxdb\"; the embedded store lives in data_dir",
+                )),
+                None => Ok(()),
+            };
+        };
+        if !(config.url.starts_with("http://") || config.url.starts_with("https://")) {
+            return Err(invalid(
+                "stores.readings.url",
+                "must be an http:// or https:// URL when stores.readings.adapter is \"influxdb\"",
+            ));
+        }
+        if config.bucket.trim().is_empty() {
+            return Err(invalid(
+                "stores.readings.bucket",
+                "is required when stores.readings.adapter is \"influxdb\" (`database/autogen` on InfluxDB 1.x)",
+            ));
+        }
+        at_least_ms("stores.readings.timeout", self.timeout)?;
+        // The adapter's own checks (URL syntax, an empty database) name the
+        // key without its section.
+        hearth_influxdb::InfluxReadings::new(config)
+            .map(drop)
+            .map_err(|e| invalid("stores.readings", e.to_string()))
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
@@ -608,6 +713,7 @@ impl Settings {
                 "must be 1 to 63 characters without /\\. \"$*<>:|?",
             ));
         }
+        self.stores.readings.validate()?;
         if self.auth.token_secret.is_some() && self.auth.token_secret_file.is_some() {
             return Err(invalid(
                 "auth.token_secret_file",
@@ -772,6 +878,8 @@ impl Settings {
                 // validate() refuses mongodb without a URL.
                 _ => crate::app::DocumentsConfig::Embedded,
             },
+            influxdb: self.stores.readings.influxdb(),
+            influxdb_spool_bytes: self.stores.readings.spool_max_bytes,
             demo: self.demo,
             sim_base_port: self.sim_base_port,
             ws: WsLimits {
@@ -981,6 +1089,60 @@ mod tests {
             // Then loading fails and the message names the key
             let message = match result {
                 Ok(_) => panic!("{text} {vars:?} was accepted"),
+                Err(e) => e.to_string(),
+            };
+            assert!(message.contains(key), "{key}: {message}");
+        }
+    }
+
+    #[test]
+    fn influxdb_is_chosen_by_config_and_bad_keys_are_named() {
+        // Given InfluxDB settings with a token, read through InfluxQL
+        let settings = load_toml(
+            "[stores.readings]\nadapter = \"influxdb\"\nurl = \"http://influx:8086\"\n\
+             bucket = \"hearth/autogen\"\ntoken = \"hunter3-token\"\nquery_language = \"influxql\"\n",
+            &[],
+        );
+        let settings = match settings {
+            Ok(s) => s,
+            Err(e) => panic!("{e}"),
+        };
+        // Then the runtime config carries them to the composition root
+        let influx = settings.resolve().influxdb;
+        assert!(
+            matches!(&influx, Some(c) if c.bucket == "hearth/autogen"
+                && c.query_language == QueryLanguage::InfluxQl
+                && c.token.is_some()),
+            "{influx:?}"
+        );
+        // And the printed config masks the token
+        let printed = settings.to_toml().unwrap_or_default();
+        assert!(printed.contains("adapter = \"influxdb\""), "{printed}");
+        assert!(!printed.contains("hunter3"), "{printed}");
+        // And the default stays embedded
+        assert!(Settings::default().resolve().influxdb.is_none());
+
+        for (text, key) in [
+            ("adapter = \"timescale\"\n", "stores.readings.adapter"),
+            ("adapter = \"influxdb\"\n", "stores.readings.url"),
+            ("adapter = \"influxdb\"\nurl = \"influx:8086\"\nbucket = \"b\"\n", "stores.readings.url"),
+            ("adapter = \"influxdb\"\nurl = \"http://influx:8086\"\n", "stores.readings.bucket"),
+            (
+                "adapter = \"influxdb\"\nurl = \"http://h\"\nbucket = \"b\"\nquery_language = \"sql\"\n",
+                "query_language",
+            ),
+            (
+                "adapter = \"influxdb\"\nurl = \"http://h\"\nbucket = \"b\"\ntimeout = \"0s\"\n",
+                "stores.readings.timeout",
+            ),
+            ("url = \"http://influx:8086\"\n", "stores.readings.url"),
+            ("token = \"t\"\n", "stores.readings.token"),
+        ] {
+            // Given one bad [stores.readings] key
+            let text = format!("[stores.readings]\n{text}");
+            // Then loading fails naming it
+            let message = match load_toml(&text, &[]) {
+                Ok(_) => panic!("{text} was accepted"),
                 Err(e) => e.to_string(),
             };
             assert!(message.contains(key), "{key}: {message}");
