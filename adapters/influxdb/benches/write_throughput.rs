@@ -14,6 +14,9 @@
 //! `HEARTH_TEST_INFLUXDB_URL=http://127.0.0.1:8086 cargo bench -p hearth-influxdb
 //!   --bench write_throughput [-- --readings N --batch B --rounds R]`
 
+// Test code: a panic with its message is how a broken fixture fails.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 

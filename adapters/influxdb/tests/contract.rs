@@ -2,6 +2,9 @@
 //! once per query language, each in its own database; plus how the store
 //! behaves when the server is gone or answers nonsense.
 
+// Test code: a panic with its message is how a broken fixture fails.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod support;
 
 use std::io::Write;

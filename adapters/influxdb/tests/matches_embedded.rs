@@ -3,6 +3,9 @@
 //! server's windows, bounds, `Bad` filter and replace-on-same-key must match
 //! `aggregate_sorted` exactly, not only on the contract's round numbers.
 
+// Test code: a panic with its message is how a broken fixture fails.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod support;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};

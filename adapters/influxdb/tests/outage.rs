@@ -3,6 +3,9 @@
 //! server itself keeps running for other tests), the store spools what it
 //! cannot write and replays it, in order, once the proxy passes again.
 
+// Test code: a panic with its message is how a broken fixture fails.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod support;
 
 use std::path::Path;

@@ -15,6 +15,9 @@
 //! tasks into a fresh database; scenarios run in interleaved rounds of the
 //! same run, and the figure that matters is the ratio.
 
+// Test code: a panic with its message is how a broken fixture fails.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::io::Write;
 use std::time::Instant;
 

@@ -3,6 +3,9 @@
 //! `HEARTH_TEST_MONGODB_URL` (CI starts FerretDB: `.ci/extra.d/20-ferretdb.sh`).
 //! Each test uses its own uniquely named database and drops it afterwards.
 
+// Test code: a panic with its message is how a broken fixture fails.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::future::Future;
 
 use futures::TryStreamExt as _;
