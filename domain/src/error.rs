@@ -38,6 +38,11 @@ pub enum StoreError {
     /// A unique constraint was violated (duplicate email, duplicate name...).
     #[error("conflict: {0}")]
     Conflict(String),
+    /// The store cannot be reached now (connection refused or reset, a
+    /// timeout, no pooled connection): the use case did not happen and may
+    /// be retried. Details are for logs, never for clients.
+    #[error("store unavailable: {0}")]
+    Unavailable(#[source] anyhow::Error),
     /// The backend failed; details are for logs, never for clients.
     #[error(transparent)]
     Backend(#[from] anyhow::Error),
@@ -46,7 +51,8 @@ pub enum StoreError {
 /// The error of every read-side use case and of admin operations.
 ///
 /// Drivers map these one-to-one onto their own error codes
-/// (`FORBIDDEN`, `NOT_FOUND`, `BAD_USER_INPUT`, `CONFLICT`, `INTERNAL`).
+/// (`FORBIDDEN`, `NOT_FOUND`, `BAD_USER_INPUT`, `CONFLICT`, `UNAVAILABLE`,
+/// `INTERNAL`).
 #[derive(Debug, Error)]
 pub enum DomainError {
     /// The caller is not authenticated (no, expired or forged credentials).
@@ -67,6 +73,9 @@ pub enum DomainError {
     DeviceUnreachable(String),
     #[error("conflict: {0}")]
     Conflict(String),
+    /// A store the use case needs is down; nothing was changed, retry later.
+    #[error("a store is unavailable; retry later")]
+    Unavailable(#[source] anyhow::Error),
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
 }
@@ -75,6 +84,7 @@ impl From<StoreError> for DomainError {
     fn from(err: StoreError) -> Self {
         match err {
             StoreError::Conflict(what) => DomainError::Conflict(what),
+            StoreError::Unavailable(err) => DomainError::Unavailable(err),
             StoreError::Backend(err) => DomainError::Internal(err),
         }
     }

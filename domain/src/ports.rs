@@ -113,6 +113,22 @@ pub trait UserRepository: Send + Sync + 'static {
 
     /// Inserts or replaces the membership of `(user, tenant)`.
     async fn upsert_membership(&self, membership: &Membership) -> Result<(), StoreError>;
+    /// Inserts `user` (as [`Self::insert_user`]) with its `memberships`.
+    /// Stores that can fail mid-way (a server that goes away) MUST override
+    /// this so it is all or nothing: a user without the memberships it was
+    /// created with must never remain. The default suits stores that cannot
+    /// fail between the two writes (in memory).
+    async fn insert_user_with_memberships(
+        &self,
+        user: &User,
+        memberships: &[Membership],
+    ) -> Result<(), StoreError> {
+        self.insert_user(user).await?;
+        for membership in memberships {
+            self.upsert_membership(membership).await?;
+        }
+        Ok(())
+    }
     /// All memberships of a user, oldest first.
     async fn memberships_of(&self, user: UserId) -> Result<Vec<Membership>, StoreError>;
     async fn membership(

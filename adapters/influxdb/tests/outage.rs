@@ -16,48 +16,27 @@ use hearth_domain::model::{Aggregate, HistoryBucket, HistoryQuery, Quality, Read
 use hearth_domain::ports::ReadingStore;
 use hearth_domain::{DeviceId, PointKey, TenantId};
 use hearth_influxdb::{InfluxReadings, QueryLanguage};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
 
-/// A TCP proxy to `target` that can be switched off: then it closes every
-/// open connection (reqwest keeps them pooled) and refuses new ones.
+/// The shared switchable proxy, addressed like the store's URL.
 struct Proxy {
     url: String,
-    up: watch::Sender<bool>,
+    inner: hearth_domain::contract::proxy::Proxy,
 }
 
 impl Proxy {
     async fn start(target: &str) -> Proxy {
-        let target = target
-            .trim_start_matches("http://")
-            .trim_end_matches('/')
-            .to_owned();
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("a free port");
-        let url = format!("http://{}", listener.local_addr().expect("bound"));
-        let (up, watching) = watch::channel(true);
-        tokio::spawn(async move {
-            while let Ok((mut client, _)) = listener.accept().await {
-                let mut down = watching.clone();
-                if !*down.borrow() {
-                    continue; // dropped: the connection is closed at once
-                }
-                let target = target.clone();
-                tokio::spawn(async move {
-                    let Ok(mut server) = TcpStream::connect(&target).await else {
-                        return;
-                    };
-                    tokio::select! {
-                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
-                        _ = down.wait_for(|up| !*up) => {}
-                    }
-                });
-            }
-        });
-        Proxy { url, up }
+        let inner = hearth_domain::contract::proxy::Proxy::start(
+            hearth_domain::contract::proxy::host_port(target),
+        )
+        .await;
+        Proxy {
+            url: format!("http://{}", inner.addr),
+            inner,
+        }
     }
 
     fn set(&self, up: bool) {
-        self.up.send_replace(up);
+        self.inner.set(up);
     }
 }
 

@@ -351,6 +351,29 @@ fn redacted_kind(error: &mongodb::error::Error) -> &'static str {
 }
 
 /// Wraps a driver error as a backend failure, saying what was being done.
+/// A server that cannot be reached (refused, reset, timed out, no server
+/// selectable, pool cleared, shutting down) is `Unavailable`: the use case
+/// may succeed when retried later.
 fn backend(doing: &'static str) -> impl Fn(mongodb::error::Error) -> StoreError {
-    move |e| StoreError::Backend(anyhow::Error::new(e).context(format!("MongoDB: {doing}")))
+    move |e| {
+        let outage = is_outage(&e);
+        let e = anyhow::Error::new(e).context(format!("MongoDB: {doing}"));
+        if outage {
+            StoreError::Unavailable(e)
+        } else {
+            StoreError::Backend(e)
+        }
+    }
+}
+
+fn is_outage(error: &mongodb::error::Error) -> bool {
+    match error.kind.as_ref() {
+        ErrorKind::Io(_)
+        | ErrorKind::ServerSelection { .. }
+        | ErrorKind::ConnectionPoolCleared { .. } => true,
+        // The server's own "shutting down" / "not primary" codes, and the
+        // label the driver puts on every retryable network failure.
+        ErrorKind::Command(e) => matches!(e.code, 91 | 189 | 11600 | 11602 | 10107 | 13435),
+        _ => error.contains_label(mongodb::error::RETRYABLE_WRITE_ERROR),
+    }
 }

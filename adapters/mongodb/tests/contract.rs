@@ -488,3 +488,107 @@ async fn a_bad_url_or_database_name_is_refused_without_quoting_the_url() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cut_mid_way_is_unavailable_and_leaves_only_whole_profiles() {
+    with_fresh_database(
+        "a_cut_mid_way_is_unavailable_and_leaves_only_whole_profiles",
+        |url, database| async move {
+            use hearth_domain::contract::proxy::{host_port, through, Proxy};
+            use std::sync::atomic::{AtomicUsize, Ordering};
+            use std::sync::Arc;
+
+            // Given a store that reaches the server through a proxy (a short
+            // server selection so a cut is noticed quickly)
+            let proxy = Proxy::start(host_port(&url)).await;
+            let via = through(&url, &proxy.addr);
+            let sep = if via.contains('?') { '&' } else { '?' };
+            let via = format!("{via}{sep}serverSelectionTimeoutMS=1000");
+            let store = Arc::new(
+                MongoDocuments::connect(&via, database.name())
+                    .await
+                    .expect("connects through the proxy"),
+            );
+            let tenant = TenantId::new();
+
+            // When writers put profiles (new ones and new versions) and the
+            // proxy is cut after 30 writes succeeded, others in flight
+            let written = Arc::new(AtomicUsize::new(0));
+            let writers: Vec<_> = (0..4)
+                .map(|w| {
+                    let (store, written) = (store.clone(), written.clone());
+                    tokio::spawn(async move {
+                        let mut errors = Vec::new();
+                        for n in 0.. {
+                            let id = format!("cut-{w}-{}", n % 5);
+                            let p = profile(&id, Some(tenant), &format!("v{n}"));
+                            match store.put_profile(&p).await {
+                                Ok(()) => {
+                                    written.fetch_add(1, Ordering::SeqCst);
+                                }
+                                Err(e) => {
+                                    errors.push(e);
+                                    if errors.len() == 2 {
+                                        break;
+                                    }
+                                }
+                            }
+                        }
+                        errors
+                    })
+                })
+                .collect();
+            while written.load(Ordering::SeqCst) < 30 {
+                tokio::task::yield_now().await;
+            }
+            proxy.set(false);
+            let mut errors = Vec::new();
+            for w in writers {
+                errors.extend(w.await.expect("writer finished"));
+            }
+
+            // Then every failure during the cut is Unavailable
+            assert_eq!(errors.len(), 8);
+            for e in &errors {
+                assert!(
+                    matches!(e, StoreError::Unavailable(_)),
+                    "a failure while the server is unreachable must be Unavailable, got {e:?}"
+                );
+            }
+
+            // And once it is reachable again, every profile reads whole
+            // and each one can be written again (no leftover blocks it)
+            proxy.set(true);
+            let mut listed = Err(anyhow_free("not tried"));
+            for _ in 0..50 {
+                listed = store.profiles(tenant).await;
+                if listed.is_ok() {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            let listed = listed.expect("the store recovers once the server is back");
+            assert!(!listed.is_empty(), "writes before the cut are stored");
+            for p in &listed {
+                assert!(p.name.starts_with('v'), "a whole profile: {p:?}");
+                assert_eq!(p.points.len(), 1, "a whole profile: {p:?}");
+            }
+            for w in 0..4 {
+                for n in 0..5 {
+                    let id = format!("cut-{w}-{n}");
+                    store
+                        .put_profile(&profile(&id, Some(tenant), "after"))
+                        .await
+                        .expect("every profile id can be written after the outage");
+                }
+            }
+            assert_eq!(store.profiles(tenant).await.expect("listed").len(), 20);
+        },
+    )
+    .await;
+}
+
+/// A placeholder error without pulling `anyhow` into the test's dependencies.
+fn anyhow_free(message: &str) -> StoreError {
+    StoreError::Conflict(message.to_owned())
+}

@@ -22,6 +22,7 @@ use sea_orm::{
     ActiveValue::{NotSet, Set},
     ColumnTrait, Condition, ConnectOptions, ConnectionTrait, Database, DatabaseConnection,
     EntityTrait, IntoActiveModel, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
+    TransactionTrait,
 };
 use sea_orm_migration::MigratorTrait;
 
@@ -151,6 +152,42 @@ fn clamp(n: u64) -> u64 {
     n.min(i64::MAX as u64)
 }
 
+async fn insert_user(db: &impl ConnectionTrait, user: &User) -> Result<(), StoreError> {
+    users::Entity::insert(users::Model::from_domain(user).into_active_model())
+        .exec_without_returning(db)
+        .await
+        .map_err(on_insert("could not insert a user", || {
+            "a user with this email already exists".to_owned()
+        }))?;
+    Ok(())
+}
+
+async fn upsert_membership(
+    db: &impl ConnectionTrait,
+    membership: &Membership,
+) -> Result<(), StoreError> {
+    let (user_id, tenant_id, role, scope) = memberships::Model::columns(membership)?;
+    let row = memberships::ActiveModel {
+        seq: NotSet,
+        user_id: Set(user_id),
+        tenant_id: Set(tenant_id),
+        role: Set(role),
+        scope: Set(scope),
+    };
+    // One atomic statement (ON CONFLICT / ON DUPLICATE KEY): the row keeps
+    // its `seq`, so a replaced membership keeps its place.
+    memberships::Entity::insert(row)
+        .on_conflict(
+            OnConflict::columns([memberships::Column::UserId, memberships::Column::TenantId])
+                .update_columns([memberships::Column::Role, memberships::Column::Scope])
+                .to_owned(),
+        )
+        .exec_without_returning(db)
+        .await
+        .map_err(backend("could not upsert a membership"))?;
+    Ok(())
+}
+
 #[async_trait]
 impl TenantRepository for SqlDirectory {
     async fn insert_tenant(&self, tenant: &Tenant) -> Result<(), StoreError> {
@@ -189,13 +226,30 @@ impl TenantRepository for SqlDirectory {
 #[async_trait]
 impl UserRepository for SqlDirectory {
     async fn insert_user(&self, user: &User) -> Result<(), StoreError> {
-        users::Entity::insert(users::Model::from_domain(user).into_active_model())
-            .exec_without_returning(&self.db)
+        insert_user(&self.db, user).await
+    }
+
+    async fn insert_user_with_memberships(
+        &self,
+        user: &User,
+        memberships: &[Membership],
+    ) -> Result<(), StoreError> {
+        // A transaction: the server may go away between the rows, and a user
+        // without memberships must not remain (dropping an uncommitted
+        // transaction rolls it back, on the server too when the connection
+        // is lost).
+        let txn = self
+            .db
+            .begin()
             .await
-            .map_err(on_insert("could not insert a user", || {
-                "a user with this email already exists".to_owned()
-            }))?;
-        Ok(())
+            .map_err(backend("could not begin creating a user"))?;
+        insert_user(&txn, user).await?;
+        for membership in memberships {
+            upsert_membership(&txn, membership).await?;
+        }
+        txn.commit()
+            .await
+            .map_err(backend("could not commit a new user"))
     }
 
     async fn user(&self, id: UserId) -> Result<Option<User>, StoreError> {
@@ -233,26 +287,7 @@ impl UserRepository for SqlDirectory {
     }
 
     async fn upsert_membership(&self, membership: &Membership) -> Result<(), StoreError> {
-        let (user_id, tenant_id, role, scope) = memberships::Model::columns(membership)?;
-        let row = memberships::ActiveModel {
-            seq: NotSet,
-            user_id: Set(user_id),
-            tenant_id: Set(tenant_id),
-            role: Set(role),
-            scope: Set(scope),
-        };
-        // One atomic statement (ON CONFLICT / ON DUPLICATE KEY): the row keeps
-        // its `seq`, so a replaced membership keeps its place.
-        memberships::Entity::insert(row)
-            .on_conflict(
-                OnConflict::columns([memberships::Column::UserId, memberships::Column::TenantId])
-                    .update_columns([memberships::Column::Role, memberships::Column::Scope])
-                    .to_owned(),
-            )
-            .exec_without_returning(&self.db)
-            .await
-            .map_err(backend("could not upsert a membership"))?;
-        Ok(())
+        upsert_membership(&self.db, membership).await
     }
 
     async fn memberships_of(&self, user: UserId) -> Result<Vec<Membership>, StoreError> {

@@ -1,8 +1,10 @@
 //! The adapter's errors and their mapping onto the port's `StoreError`:
-//! unique violations become `Conflict`, everything else `Backend` with context.
+//! unique violations become `Conflict`, a server that cannot be reached
+//! (refused, reset, timed out, no pooled connection) `Unavailable`, everything
+//! else `Backend` with context.
 
 use hearth_domain::StoreError;
-use sea_orm::{DbErr, SqlErr};
+use sea_orm::{sqlx, ConnAcquireErr, DbErr, RuntimeErr, SqlErr};
 use thiserror::Error;
 
 /// What can go wrong inside the adapter, before it reaches the port.
@@ -28,7 +30,50 @@ pub(crate) enum SqlError {
 
 impl From<SqlError> for StoreError {
     fn from(err: SqlError) -> Self {
-        StoreError::Backend(anyhow::Error::new(err))
+        let outage = matches!(&err, SqlError::Db { source, .. } if is_outage(source));
+        if outage {
+            StoreError::Unavailable(anyhow::Error::new(err))
+        } else {
+            StoreError::Backend(anyhow::Error::new(err))
+        }
+    }
+}
+
+/// Whether `err` says the server could not be reached rather than that it
+/// refused the statement: the use case may succeed when retried later.
+pub(crate) fn is_outage(err: &DbErr) -> bool {
+    match err {
+        DbErr::ConnectionAcquire(ConnAcquireErr::Timeout | ConnAcquireErr::ConnectionClosed) => {
+            true
+        }
+        DbErr::Conn(RuntimeErr::SqlxError(e))
+        | DbErr::Exec(RuntimeErr::SqlxError(e))
+        | DbErr::Query(RuntimeErr::SqlxError(e)) => is_sqlx_outage(e),
+        // sea-orm reports some connection failures as text only.
+        DbErr::Conn(RuntimeErr::Internal(_)) => true,
+        _ => false,
+    }
+}
+
+fn is_sqlx_outage(err: &sqlx::Error) -> bool {
+    match err {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        // MySQL's own "server has gone away" / "lost connection" /
+        // "too many connections" / shutdown in progress.
+        sqlx::Error::Database(e) => matches!(
+            e.code().as_deref(),
+            Some("2006" | "2013" | "1040" | "1053" | "08S01")
+        ),
+        // The connection closed under a statement: sqlx reports the half
+        // read packet as a protocol error.
+        sqlx::Error::Protocol(message) => {
+            message.contains("closed") || message.contains("unexpected end")
+        }
+        _ => false,
     }
 }
 

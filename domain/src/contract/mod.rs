@@ -10,4 +10,5 @@
 pub mod directory;
 pub mod documents;
 pub mod live;
+pub mod proxy;
 pub mod readings;

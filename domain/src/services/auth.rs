@@ -35,6 +35,9 @@ pub enum LoginError {
     /// too many logins waiting for a password check: nothing was checked.
     #[error("too many login attempts; retry after {retry_after:?}")]
     RateLimited { retry_after: Duration },
+    /// A store needed to check the credentials is down: nothing was checked.
+    #[error("a store is unavailable; retry later")]
+    Unavailable(#[source] anyhow::Error),
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
 }
@@ -43,6 +46,7 @@ impl From<DomainError> for LoginError {
     fn from(err: DomainError) -> Self {
         match err {
             DomainError::Internal(e) => LoginError::Internal(e),
+            DomainError::Unavailable(e) => LoginError::Unavailable(e),
             other => LoginError::Internal(anyhow::anyhow!("{other}")),
         }
     }
@@ -61,7 +65,10 @@ impl From<HashingError> for LoginError {
 
 impl From<crate::error::StoreError> for LoginError {
     fn from(err: crate::error::StoreError) -> Self {
-        LoginError::Internal(err.into())
+        match err {
+            crate::error::StoreError::Unavailable(e) => LoginError::Unavailable(e),
+            other => LoginError::Internal(other.into()),
+        }
     }
 }
 
@@ -136,7 +143,11 @@ impl AuthService {
         match &outcome {
             Ok(_) => attempt.succeeded(),
             Err(LoginError::InvalidCredentials) => attempt.failed(),
-            Err(LoginError::RateLimited { .. } | LoginError::Internal(_)) => attempt.abandoned(),
+            Err(
+                LoginError::RateLimited { .. }
+                | LoginError::Unavailable(_)
+                | LoginError::Internal(_),
+            ) => attempt.abandoned(),
         }
         outcome
     }

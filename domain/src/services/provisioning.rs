@@ -139,10 +139,11 @@ impl ProvisioningService {
             password_hash: Some(hash),
             ..user.clone()
         };
-        self.users.insert_user(&user).await?;
-        for m in memberships {
-            self.users.upsert_membership(m).await?;
-        }
+        // One write, all or nothing: a half-created user (no memberships)
+        // could neither log in nor be created again (its email is taken).
+        self.users
+            .insert_user_with_memberships(&user, memberships)
+            .await?;
         Ok(())
     }
 

@@ -70,6 +70,7 @@ pub fn from_domain(err: DomainError) -> async_graphql::Error {
             format!("device unreachable: {why}"),
         ),
         DomainError::Conflict(what) => coded(Code::Conflict, format!("conflict: {what}")),
+        DomainError::Unavailable(err) => unavailable(err),
         DomainError::Internal(err) => internal(err),
     }
 }
@@ -80,6 +81,7 @@ pub fn from_login(err: LoginError) -> async_graphql::Error {
             coded(Code::Unauthenticated, "invalid email, password or tenant")
         }
         LoginError::RateLimited { retry_after } => rate_limited(retry_after),
+        LoginError::Unavailable(err) => unavailable(err),
         LoginError::Internal(err) => internal(err),
     }
 }
@@ -103,6 +105,13 @@ pub fn rate_limited(retry_after: std::time::Duration) -> async_graphql::Error {
 pub fn internal(err: anyhow::Error) -> async_graphql::Error {
     tracing::error!(error = ?err, "Internal error while serving a request.");
     coded(Code::Internal, "internal error")
+}
+
+/// Logs the cause; the client learns only that a store is down and that
+/// retrying later makes sense (nothing was changed).
+pub fn unavailable(err: anyhow::Error) -> async_graphql::Error {
+    tracing::warn!(error = ?err, "A store is unavailable while serving a request.");
+    coded(Code::Unavailable, "a store is unavailable; retry later")
 }
 
 pub fn bad_input(message: impl Into<String>) -> async_graphql::Error {
@@ -243,6 +252,27 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+
+    #[test]
+    fn a_store_outage_is_unavailable_and_quotes_nothing_of_the_cause() {
+        // Given a store outage as the ports report it, for a use case and a login
+        let store = || {
+            hearth_domain::StoreError::Unavailable(anyhow::anyhow!(
+                "connection refused: mysql://hearth:secret@db:3306"
+            ))
+        };
+        let use_case = from_domain(DomainError::from(store()));
+        let login = from_login(LoginError::from(store()));
+        // Then both are UNAVAILABLE, and the cause (a URL) stays in the logs
+        for err in [use_case, login] {
+            let code = err.extensions.as_ref().and_then(|e| e.get("code")).cloned();
+            assert_eq!(
+                code,
+                Some(async_graphql::Value::from(Code::Unavailable.as_str()))
+            );
+            assert!(!err.message.contains("secret"), "{}", err.message);
+        }
+    }
 
     #[test]
     fn long_messages_are_cut_on_a_character_boundary() {
