@@ -22,6 +22,7 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
 use crate::api;
+use crate::readiness::Readiness;
 
 /// What the composition root builds from: [`crate::config::Settings`]
 /// resolved into the adapters' own types. [`Default`] is the defaults of
@@ -34,6 +35,9 @@ pub struct Config {
     pub database_url: Option<String>,
     /// Most connections to a server database.
     pub pool_size: u32,
+    /// Apply pending relational migrations at start (else refuse to start
+    /// when some are pending).
+    pub migrate_on_start: bool,
     /// Where device profiles live.
     pub documents: DocumentsConfig,
     /// InfluxDB for readings; the embedded store under `data_dir` when absent.
@@ -173,34 +177,34 @@ impl Running {
 }
 
 /// Builds every adapter and the application from config.
-pub async fn build(config: &Config) -> anyhow::Result<(Services, Arc<ModbusGateway>)> {
+pub async fn build(config: &Config) -> anyhow::Result<(Services, Arc<ModbusGateway>, Readiness)> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
-    let directory: Arc<dyn Directory> = match &config.database_url {
-        Some(url) => Arc::new(
-            SqlDirectory::connect_with_pool(url, config.pool_size)
-                .await
-                .context("cannot open the relational store")?,
-        ),
-        None => Arc::new(
-            SqlDirectory::sqlite_in(&config.data_dir)
-                .await
-                .context("cannot open the embedded relational store")?,
-        ),
-    };
+    let (relational_url, relational_adapter) = relational_url(config)?;
+    let sql = SqlDirectory::open(&relational_url, config.pool_size, config.migrate_on_start)
+        .await
+        .context(match relational_adapter {
+            "mysql" => "stores.relational.url: cannot open the relational store",
+            _ => "cannot open the embedded relational store",
+        })?;
+    let directory: Arc<dyn Directory> = Arc::new(sql.clone());
+    let mut mongo = None;
     let documents: Arc<dyn DocumentStore> = match &config.documents {
         DocumentsConfig::Embedded => Arc::new(
             EmbeddedDocuments::open(&config.data_dir).context("cannot open the document store")?,
         ),
-        DocumentsConfig::Mongodb { url, database } => Arc::new(
-            MongoDocuments::connect(url, database)
+        DocumentsConfig::Mongodb { url, database } => {
+            let store = MongoDocuments::connect(url, database)
                 .await
-                .context("stores.documents.url: cannot open the MongoDB document store")?,
-        ),
+                .context("stores.documents.url: cannot open the MongoDB document store")?;
+            mongo = Some(store.clone());
+            Arc::new(store)
+        }
     };
+    let mut influx_store = None;
     let readings: Arc<dyn ReadingStore> = match &config.influxdb {
-        Some(influx) => Arc::new(
-            match config.influxdb_spool_bytes {
+        Some(influx) => {
+            let store = match config.influxdb_spool_bytes {
                 0 => InfluxReadings::new(influx.clone()),
                 bound => InfluxReadings::with_spool(
                     influx.clone(),
@@ -208,12 +212,15 @@ pub async fn build(config: &Config) -> anyhow::Result<(Services, Arc<ModbusGatew
                     bound,
                 ),
             }
-            .context("stores.readings: cannot set up InfluxDB")?,
-        ),
+            .context("stores.readings: cannot set up InfluxDB")?;
+            influx_store = Some(store.clone());
+            Arc::new(store)
+        }
         None => Arc::new(
             EmbeddedReadings::open(&config.data_dir).context("cannot open the reading store")?,
         ),
     };
+    let readiness = Readiness::new((relational_adapter, sql), mongo, influx_store);
     let gateway = Arc::new(ModbusGateway::new(config.gateway.clone()));
     let secret = config.token_secret.load(&config.data_dir)?;
     let token_lifetime = chrono::Duration::from_std(config.token_lifetime)
@@ -237,12 +244,40 @@ pub async fn build(config: &Config) -> anyhow::Result<(Services, Arc<ModbusGatew
             JwtTokens::new(&secret, token_lifetime).context("auth.token_secret: invalid")?,
         ),
     };
-    Ok((Services::new(adapters, config.login.clone()), gateway))
+    Ok((
+        Services::new(adapters, config.login.clone()),
+        gateway,
+        readiness,
+    ))
+}
+
+/// The relational store's URL (MySQL, or SQLite under `data_dir`) and the
+/// adapter's name.
+fn relational_url(config: &Config) -> anyhow::Result<(String, &'static str)> {
+    match &config.database_url {
+        Some(url) => Ok((url.clone(), "mysql")),
+        None => Ok((
+            SqlDirectory::sqlite_url(&config.data_dir)
+                .context("cannot open the embedded relational store")?,
+            "embedded",
+        )),
+    }
+}
+
+/// `hearth migrate`: applies the pending relational migrations to the
+/// configured store and returns their names (none: already up to date).
+pub async fn migrate(config: &Config) -> anyhow::Result<Vec<String>> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
+    let (url, _) = relational_url(config)?;
+    Ok(SqlDirectory::migrate(&url)
+        .await
+        .context("cannot migrate the relational store")?)
 }
 
 /// Builds everything, seeds the demo when asked, and serves on `config.listen`.
 pub async fn start(config: Config) -> anyhow::Result<Running> {
-    let (services, gateway) = build(&config).await?;
+    let (services, gateway, readiness) = build(&config).await?;
     // Built-in profiles are code; storing them at every start keeps the
     // document store in step with the running version.
     services
@@ -286,7 +321,8 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         services.auth.clone(),
         config.ws.clone(),
         config.http.clone(),
-    );
+    )
+    .merge(readiness.routes());
     let server = tokio::spawn(async move {
         let served = axum::serve(
             listener,

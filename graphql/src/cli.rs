@@ -1,4 +1,4 @@
-//! Command line: `serve`, `config`, `simulate`, `schema`.
+//! Command line: `serve`, `config`, `migrate`, `simulate`, `schema`.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -28,6 +28,9 @@ pub enum Command {
     Config(ServeArgs),
     /// Run simulated ECL-Comfort-like controllers speaking Modbus TCP.
     Simulate(SimulateArgs),
+    /// Apply the pending relational migrations to the configured store
+    /// (`stores.relational`), print what was applied; safe to run again.
+    Migrate(ServeArgs),
     /// Print the GraphQL schema (SDL).
     Schema,
 }
@@ -100,6 +103,17 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Simulate(args) => app::simulate(args.devices, args.base_port, args.host).await,
+        Command::Migrate(args) => {
+            let config = args.settings()?.resolve();
+            let applied = app::migrate(&config).await?;
+            if applied.is_empty() {
+                println!("relational store: up to date, nothing applied");
+            }
+            for name in &applied {
+                println!("applied {name}");
+            }
+            Ok(())
+        }
         Command::Config(args) => {
             print!("{}", args.settings()?.to_toml()?);
             Ok(())

@@ -155,6 +155,10 @@ pub struct Relational {
     pub url: Option<Secret>,
     /// Most connections in the pool (MySQL; SQLite keeps its own small pool).
     pub pool_size: u32,
+    /// Apply pending migrations when `serve` starts. When `false`, `serve`
+    /// refuses a schema that is behind and `hearth migrate` applies them
+    /// (e.g. one migration job before rolling out several instances).
+    pub migrate_on_start: bool,
 }
 
 impl Default for Relational {
@@ -163,6 +167,7 @@ impl Default for Relational {
             adapter: RelationalAdapter::Embedded,
             url: None,
             pool_size: 10,
+            migrate_on_start: true,
         }
     }
 }
@@ -870,6 +875,7 @@ impl Settings {
                     .map(|u| u.expose().to_owned()),
             },
             pool_size: self.stores.relational.pool_size,
+            migrate_on_start: self.stores.relational.migrate_on_start,
             documents: match (&self.stores.documents.adapter, &self.stores.documents.url) {
                 (DocumentsAdapter::Mongodb, Some(url)) => crate::app::DocumentsConfig::Mongodb {
                     url: url.expose().to_owned(),

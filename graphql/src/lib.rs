@@ -10,6 +10,7 @@ pub mod graphiql;
 pub mod http_media;
 pub mod http_request;
 pub mod limits;
+pub mod readiness;
 pub mod server;
 pub mod signals;
 pub mod ws;

@@ -67,3 +67,51 @@ fn a_bad_key_stops_hearth_at_start_naming_the_key() -> anyhow::Result<()> {
     assert!(!dir.path().join("data").exists(), "nothing was opened");
     Ok(())
 }
+
+#[test]
+fn hearth_migrate_applies_once_and_serve_without_migrating_refuses_a_schema_behind(
+) -> anyhow::Result<()> {
+    // Given an empty data directory and a config that does not migrate on start
+    let dir = tempfile::tempdir()?;
+    let data = dir.path().join("data");
+    // When `serve` starts on it
+    let refused = hearth()
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(&data)
+        .env("HEARTH_STORES__RELATIONAL__MIGRATE_ON_START", "false")
+        .output()?;
+    // Then it refuses, saying what to run
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success());
+    assert!(stderr.contains("hearth migrate"), "{stderr}");
+
+    // When `hearth migrate` runs twice
+    let first = hearth()
+        .args(["migrate", "--data-dir"])
+        .arg(&data)
+        .output()?;
+    let second = hearth()
+        .args(["migrate", "--data-dir"])
+        .arg(&data)
+        .output()?;
+    // Then the first applies every migration, naming each, and the second nothing
+    let first_out = String::from_utf8(first.stdout)?;
+    let second_out = String::from_utf8(second.stdout)?;
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    assert!(second.status.success());
+    let applied: Vec<&str> = first_out
+        .lines()
+        .filter(|l| l.starts_with("applied m"))
+        .collect();
+    assert!(applied.len() >= 3, "{first_out}");
+    assert!(applied[0].contains("directory"), "{first_out}");
+    assert_eq!(
+        second_out.trim(),
+        "relational store: up to date, nothing applied"
+    );
+    Ok(())
+}

@@ -64,7 +64,12 @@ impl InfluxError {
 
 impl From<InfluxError> for StoreError {
     fn from(err: InfluxError) -> Self {
-        StoreError::Backend(anyhow::Error::new(err))
+        // An outage is the client's `UNAVAILABLE` (retry later), not a fault.
+        if err.is_outage() {
+            StoreError::Unavailable(anyhow::Error::new(err))
+        } else {
+            StoreError::Backend(anyhow::Error::new(err))
+        }
     }
 }
 

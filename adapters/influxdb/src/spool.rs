@@ -29,6 +29,9 @@ pub(crate) struct Spool {
     dir: PathBuf,
     max_bytes: u64,
     pub(crate) state: tokio::sync::Mutex<SpoolState>,
+    /// Files waiting, readable without the state's lock (which a write
+    /// holds for as long as InfluxDB takes to answer): for `/readyz`.
+    waiting: std::sync::atomic::AtomicU64,
 }
 
 fn io(what: &str, path: &Path, err: std::io::Error) -> InfluxError {
@@ -66,12 +69,18 @@ impl Spool {
         Ok(Self {
             dir: dir.to_path_buf(),
             max_bytes,
+            waiting: std::sync::atomic::AtomicU64::new(files.len() as u64),
             state: tokio::sync::Mutex::new(SpoolState {
                 files: files.into(),
                 bytes,
                 next,
             }),
         })
+    }
+
+    /// Batches waiting to be replayed.
+    pub(crate) fn waiting(&self) -> u64 {
+        self.waiting.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     fn path(&self, sequence: u64) -> PathBuf {
@@ -102,6 +111,8 @@ impl Spool {
         state.files.push_back((state.next, len));
         state.bytes += len;
         state.next += 1;
+        self.waiting
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Ok(())
     }
 
@@ -132,6 +143,8 @@ impl Spool {
             return Ok(());
         };
         state.bytes -= len;
+        self.waiting
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
         let path = self.path(sequence);
         let done = if rejected {
             tokio::fs::rename(&path, path.with_extension("lp.rejected")).await

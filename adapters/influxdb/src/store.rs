@@ -100,6 +100,12 @@ impl InfluxReadings {
         })
     }
 
+    /// Batches waiting in the outage spool for InfluxDB to return; `None`
+    /// without a spool. Cheap: no lock, no I/O.
+    pub fn spooled_batches(&self) -> Option<u64> {
+        self.inner.spool.as_ref().map(Spool::waiting)
+    }
+
     pub fn config(&self) -> &InfluxConfig {
         &self.inner.config
     }

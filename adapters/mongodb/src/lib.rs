@@ -119,6 +119,15 @@ impl MongoDocuments {
     }
 
     /// The database in use.
+    /// One cheap round trip (`ping`), for readiness.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.database
+            .run_command(doc! { "ping": 1 })
+            .await
+            .map(drop)
+            .map_err(backend("ping"))
+    }
+
     pub fn database(&self) -> &Database {
         &self.database
     }

@@ -51,6 +51,56 @@ impl SqlDirectory {
     /// [`Self::connect`] with at most `pool_size` connections to a server
     /// database (SQLite keeps its own small pool whatever is asked).
     pub async fn connect_with_pool(url: &str, pool_size: u32) -> Result<Self, StoreError> {
+        Self::open(url, pool_size, true).await
+    }
+
+    /// Opens a pool of at most `pool_size` connections; applies pending
+    /// migrations when `migrate`, else refuses a schema that is behind
+    /// (naming what is pending, to be applied by `hearth migrate`).
+    pub async fn open(url: &str, pool_size: u32, migrate: bool) -> Result<Self, StoreError> {
+        let db = Self::pool(url, pool_size).await?;
+        if migrate {
+            Migrator::up(&db, None)
+                .await
+                .map_err(backend("could not migrate the relational database"))?;
+        } else {
+            let pending = pending_migrations(&db).await?;
+            if !pending.is_empty() {
+                return Err(StoreError::Backend(anyhow::anyhow!(
+                    "the relational schema is behind: {} migration(s) pending ({}); run `hearth migrate` \
+                     or set stores.relational.migrate_on_start = true",
+                    pending.len(),
+                    pending.join(", ")
+                )));
+            }
+        }
+        tracing::debug!(backend = ?db.get_database_backend(), "Relational directory ready.");
+        Ok(Self { db })
+    }
+
+    /// Applies the pending migrations to the database at `url` and returns
+    /// their names, oldest first (none: the schema was up to date).
+    pub async fn migrate(url: &str) -> Result<Vec<String>, StoreError> {
+        let db = Self::pool(url, 1).await?;
+        let pending = pending_migrations(&db).await?;
+        Migrator::up(&db, None)
+            .await
+            .map_err(backend("could not migrate the relational database"))?;
+        db.close()
+            .await
+            .map_err(backend("could not close the relational database"))?;
+        Ok(pending)
+    }
+
+    /// One cheap round trip (`SELECT 1` or the driver's ping), for readiness.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.db
+            .ping()
+            .await
+            .map_err(backend("the relational database does not answer"))
+    }
+
+    async fn pool(url: &str, pool_size: u32) -> Result<DatabaseConnection, StoreError> {
         let mut options = ConnectOptions::new(url);
         // Statement logging at info would drown the service's own logs.
         options
@@ -74,18 +124,18 @@ impl SqlDirectory {
         } else {
             options.max_connections(pool_size.max(1));
         }
-        let db = Database::connect(options)
+        Database::connect(options)
             .await
-            .map_err(backend("could not connect to the relational database"))?;
-        Migrator::up(&db, None)
-            .await
-            .map_err(backend("could not migrate the relational database"))?;
-        tracing::debug!(backend = ?db.get_database_backend(), "Relational directory ready.");
-        Ok(Self { db })
+            .map_err(backend("could not connect to the relational database"))
     }
 
     /// SQLite in `<dir>/hearth.db`, created if missing.
     pub async fn sqlite_in(dir: &Path) -> Result<Self, StoreError> {
+        Self::connect(&Self::sqlite_url(dir)?).await
+    }
+
+    /// The URL of the SQLite database in `<dir>/hearth.db`, created if missing.
+    pub fn sqlite_url(dir: &Path) -> Result<String, StoreError> {
         let path = dir.join("hearth.db");
         let path = path.to_str().ok_or_else(|| {
             StoreError::Backend(anyhow::anyhow!(
@@ -98,8 +148,18 @@ impl SqlDirectory {
             .replace('%', "%25")
             .replace('?', "%3F")
             .replace('#', "%23");
-        Self::connect(&format!("sqlite://{path}?mode=rwc")).await
+        Ok(format!("sqlite://{path}?mode=rwc"))
     }
+}
+
+/// Names of the migrations not yet applied, oldest first.
+async fn pending_migrations(db: &DatabaseConnection) -> Result<Vec<String>, StoreError> {
+    Ok(Migrator::get_pending_migrations(db)
+        .await
+        .map_err(backend("could not read the applied migrations"))?
+        .iter()
+        .map(|m| m.name().to_owned())
+        .collect())
 }
 
 /// `needle` lower-cased and escaped for `LIKE '%…%' ESCAPE '!'`.
