@@ -44,6 +44,8 @@ pub struct Config {
     pub influxdb: Option<hearth_influxdb::InfluxConfig>,
     /// Bound of InfluxDB's outage spool in `data_dir/influxdb-spool`; 0: none.
     pub influxdb_spool_bytes: u64,
+    /// On InfluxDB 1.x, create the database at start when missing.
+    pub influxdb_create_database: bool,
     pub demo: bool,
     /// 0: the demo's simulated controllers take any free ports.
     pub sim_base_port: u16,
@@ -213,6 +215,19 @@ pub async fn build(config: &Config) -> anyhow::Result<(Services, Arc<ModbusGatew
                 ),
             }
             .context("stores.readings: cannot set up InfluxDB")?;
+            if config.influxdb_create_database {
+                // Not fatal: InfluxDB may still be starting, and the spool
+                // keeps readings until it answers.
+                match store.ensure_database().await {
+                    Ok(Some(database)) => {
+                        tracing::info!(%database, "InfluxDB 1.x database ready.");
+                    }
+                    Ok(None) => {}
+                    Err(err) => {
+                        tracing::warn!(error = %err, "Could not make sure the InfluxDB database exists.");
+                    }
+                }
+            }
             influx_store = Some(store.clone());
             Arc::new(store)
         }

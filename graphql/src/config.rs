@@ -253,6 +253,9 @@ pub struct Readings {
     /// Bytes of batches kept in `data_dir/influxdb-spool` while InfluxDB is
     /// away, replayed in order when it returns; 0: none kept.
     pub spool_max_bytes: u64,
+    /// On InfluxDB 1.x, create the InfluxQL database at start when missing
+    /// (2.x and 3.x buckets are provisioned with the server).
+    pub create_database: bool,
 }
 
 impl Default for Readings {
@@ -267,6 +270,7 @@ impl Default for Readings {
             query_language: QueryLanguage::Flux,
             timeout: Duration::from_secs(30),
             spool_max_bytes: 1 << 30,
+            create_database: true,
         }
     }
 }
@@ -886,6 +890,7 @@ impl Settings {
             },
             influxdb: self.stores.readings.influxdb(),
             influxdb_spool_bytes: self.stores.readings.spool_max_bytes,
+            influxdb_create_database: self.stores.readings.create_database,
             demo: self.demo,
             sim_base_port: self.sim_base_port,
             ws: WsLimits {

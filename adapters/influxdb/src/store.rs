@@ -148,6 +148,35 @@ impl InfluxReadings {
         self.send("/ping", request).await.map(drop)
     }
 
+    /// On InfluxDB 1.x (told by `/ping`'s `X-Influxdb-Version`: not 2.x or 3.x), creates
+    /// the InfluxQL database readings go to, when missing (`CREATE
+    /// DATABASE` is idempotent there); returns its name. 2.x and 3.x
+    /// buckets are provisioned with the server (`None`): a token allowed to
+    /// write need not be allowed to create buckets.
+    pub async fn ensure_database(&self) -> Result<Option<String>, InfluxError> {
+        let request = self.inner.client.get(self.inner.ping.clone());
+        let response = self.send("/ping", request).await?;
+        let version = response
+            .headers()
+            .get("x-influxdb-version")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        // 2.x says `v2.7.10`, 3.x `3.0.1`; a 1.x built from source (as in
+        // CI) says `unknown`, so only a known newer version skips.
+        let newer = version.trim_start_matches('v');
+        if newer.starts_with("2.") || newer.starts_with("3.") {
+            return Ok(None);
+        }
+        let (database, _) = self.inner.config.influxql_target();
+        let statement = format!("CREATE DATABASE {}", influxql::identifier(database));
+        let mut url = self.inner.influxql.clone();
+        url.query_pairs_mut().append_pair("q", &statement);
+        // A write statement: 1.x takes it only as a POST.
+        let request = self.inner.client.post(url);
+        self.send("/query", request).await?;
+        Ok(Some(database.to_owned()))
+    }
+
     /// Posts a line-protocol body with microsecond timestamps as one write
     /// request. Public for the throughput bench, which compares the adapter
     /// to a bare post of the same body.

@@ -156,3 +156,29 @@ async fn nonsense_answers_are_errors_not_panics() {
         }
     }
 }
+
+#[tokio::test]
+async fn on_1x_the_database_is_created_when_missing_and_again_is_harmless() {
+    let Some(url) = support::server("on_1x_the_database_is_created_when_missing") else {
+        return;
+    };
+    // Given a store on a database that does not exist yet (the CI server is 1.8)
+    let name = format!("hearth_test_{}", uuid::Uuid::new_v4().simple());
+    let store = InfluxReadings::new(InfluxConfig::new(&url, format!("{name}/autogen")))
+        .expect("valid config");
+    let (reading, mut query) = sample();
+    query.aggregate = Aggregate::Last;
+    // When the database is ensured twice
+    let first = store.ensure_database().await;
+    let second = store.ensure_database().await;
+    // Then both name it, and readings can be written and read back
+    let written = store.append(&[reading]).await;
+    let read = store.history(&query).await;
+    support::admin(&url, &format!("DROP DATABASE \"{name}\"")).await;
+    assert_eq!(first.expect("created"), Some(name.clone()));
+    assert_eq!(second.expect("again"), Some(name));
+    written.expect("written");
+    let buckets = read.expect("read");
+    assert_eq!(buckets.len(), 1, "{buckets:?}");
+    assert_eq!(buckets[0].value, 1.0);
+}

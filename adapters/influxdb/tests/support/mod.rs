@@ -33,7 +33,7 @@ pub fn server(test: &str) -> Option<String> {
 }
 
 /// Runs an InfluxQL statement on the v1 endpoint (database admin only).
-async fn admin(url: &str, statement: &str) {
+pub async fn admin(url: &str, statement: &str) {
     let response = reqwest::Client::new()
         .post(format!("{}/query", url.trim_end_matches('/')))
         .form(&[("q", statement)])
