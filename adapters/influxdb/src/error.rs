@@ -15,6 +15,13 @@ pub enum InfluxError {
         #[source]
         source: reqwest::Error,
     },
+    /// The v2 client (`influxdb2`) got no answer or an error status.
+    #[error("InfluxDB request to {endpoint} failed: {source}")]
+    Client {
+        endpoint: &'static str,
+        #[source]
+        source: influxdb2::RequestError,
+    },
     /// An answer other than success; `body` is cut short, it is for logs.
     #[error("InfluxDB {endpoint} answered {status}: {body}")]
     Status {
@@ -54,6 +61,13 @@ impl InfluxError {
     pub fn is_outage(&self) -> bool {
         match self {
             InfluxError::Transport { .. } => true,
+            InfluxError::Client { source, .. } => match source {
+                influxdb2::RequestError::ReqwestProcessing { .. } => true,
+                influxdb2::RequestError::Http { status, .. } => {
+                    status.is_server_error() || status.as_u16() == 429
+                }
+                _ => false,
+            },
             InfluxError::Status { status, .. } => {
                 status.is_server_error() || *status == reqwest::StatusCode::TOO_MANY_REQUESTS
             }

@@ -18,6 +18,10 @@ use crate::{flux, influxql};
 
 struct Inner {
     client: reqwest::Client,
+    /// The v2 API client for writes; `None` when InfluxDB is
+    /// reached under a path prefix (`https://host/influx`), which the crate
+    /// cannot address (it replaces the URL's path), and `client` serves.
+    v2: Option<influxdb2::Client>,
     /// Where writes go while InfluxDB is away; `None`: failures are errors.
     spool: Option<Spool>,
     config: InfluxConfig,
@@ -87,9 +91,30 @@ impl InfluxReadings {
             .timeout(config.timeout)
             .build()
             .map_err(|err| InfluxError::Config(format!("HTTP client: {err}")))?;
+        let v2 = if base.path() == "/" {
+            let token = config
+                .token
+                .as_ref()
+                .map(|t| t.expose().to_owned())
+                .unwrap_or_default();
+            let builder = reqwest011::Client::builder().timeout(config.timeout);
+            Some(
+                influxdb2::ClientBuilder::with_builder(
+                    builder,
+                    base.as_str(),
+                    config.org.clone(),
+                    token,
+                )
+                .build()
+                .map_err(|err| InfluxError::Config(format!("InfluxDB v2 client: {err}")))?,
+            )
+        } else {
+            None
+        };
         Ok(Self {
             inner: Arc::new(Inner {
                 client,
+                v2,
                 spool,
                 ping: endpoint("ping")?,
                 write: endpoint("api/v2/write")?,
@@ -182,6 +207,22 @@ impl InfluxReadings {
     /// to a bare post of the same body.
     pub async fn write_line_protocol(&self, body: String) -> Result<(), InfluxError> {
         let config = &self.inner.config;
+        if let Some(v2) = &self.inner.v2 {
+            // The write path of influxdb2 0.5.2 has no unwrap (checked), so
+            // it runs in place, without a task of its own.
+            return v2
+                .write_line_protocol_with_precision(
+                    &config.org,
+                    &config.bucket,
+                    body,
+                    influxdb2::api::write::TimestampPrecision::Microseconds,
+                )
+                .await
+                .map_err(|source| InfluxError::Client {
+                    endpoint: "/api/v2/write",
+                    source,
+                });
+        }
         let mut url = self.inner.write.clone();
         {
             let mut query = url.query_pairs_mut();
@@ -239,6 +280,10 @@ impl InfluxReadings {
 
     async fn history_flux(&self, query: &HistoryQuery) -> Result<Vec<HistoryBucket>, InfluxError> {
         let config = &self.inner.config;
+        // Flux answers are read here, not by influxdb2's `query_raw`: 0.5.2
+        // unwraps while parsing them, and takes a 200 answer that is not
+        // Flux CSV at all (a proxy's HTML error page) for an empty result,
+        // which would show as "no data" instead of an error.
         let mut url = self.inner.flux.clone();
         if !config.org.is_empty() {
             url.query_pairs_mut().append_pair("org", &config.org);
