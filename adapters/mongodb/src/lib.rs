@@ -118,7 +118,6 @@ impl MongoDocuments {
         })
     }
 
-    /// The database in use.
     /// One cheap round trip (`ping`), for readiness.
     pub async fn ping(&self) -> Result<(), StoreError> {
         self.database
@@ -128,6 +127,7 @@ impl MongoDocuments {
             .map_err(backend("ping"))
     }
 
+    /// The database in use.
     pub fn database(&self) -> &Database {
         &self.database
     }
@@ -174,23 +174,23 @@ impl MongoDocuments {
         // grow and the newest is never deleted, so a newer one still exists
         // then: seeing one means this write lost and must not count.
         let newest = self.stored_version(profile.tenant_id, &profile.id).await?;
+        // Deletes name `_id` alone: FerretDB's SQLite backend (CI's server)
+        // runs a delete with any other field in its filter as a full scan
+        // (measured 0.13-0.41 s per delete at 300 profiles, against 0.04 s by
+        // `_id` alone). Both documents are this owner's: the claim above
+        // made the id this owner's, and `id#n` names the id.
         if newest != Some(next) {
-            self.delete_quietly(doc! {
-                stored::ID: stored::version_id(id, next),
-                stored::TENANT: owner,
-            })
-            .await;
+            self.delete_quietly(doc! { stored::ID: stored::version_id(id, next) })
+                .await;
             return Err(changed_meanwhile(id));
         }
-        // Readers take the newest version, so leftovers are harmless; they
-        // are removed to keep one document per profile, and a failure here
-        // is left for the next write to clean up.
-        self.delete_quietly(doc! {
-            stored::PROFILE_ID: id,
-            stored::TENANT: owner,
-            stored::VERSION: { "$lt": next },
-        })
-        .await;
+        // Readers take the newest version, so leftovers are harmless; the one
+        // this write replaces is removed to keep one document per profile (a
+        // failure here, or a leftover of an older failure, stays harmless).
+        if let Some(replaced) = expected {
+            self.delete_quietly(doc! { stored::ID: stored::version_id(id, replaced) })
+                .await;
+        }
         Ok(next)
     }
 

@@ -459,13 +459,14 @@ async fn an_unreachable_server_fails_at_start_without_quoting_the_url() {
     let url = "mongodb://hearth:hunter2@127.0.0.1:9/?serverSelectionTimeoutMS=300";
     // When the store connects
     let result = MongoDocuments::connect(url, "hearth").await;
-    // Then it is a backend failure, and its message has no password in it
+    // Then it is an outage (no server answers), and its message has no
+    // password in it
     match result {
-        Err(StoreError::Backend(e)) => {
+        Err(StoreError::Unavailable(e)) => {
             let message = format!("{e:#}");
             assert!(!message.contains("hunter2"), "{message}");
         }
-        other => panic!("expected a backend failure, got {other:?}"),
+        other => panic!("expected an outage, got {other:?}"),
     }
 }
 
