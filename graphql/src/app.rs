@@ -285,9 +285,9 @@ pub async fn migrate(config: &Config) -> anyhow::Result<Vec<String>> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
     let (url, _) = relational_url(config)?;
-    Ok(SqlDirectory::migrate(&url)
+    SqlDirectory::migrate(&url)
         .await
-        .context("cannot migrate the relational store")?)
+        .context("cannot migrate the relational store")
 }
 
 /// Builds everything, seeds the demo when asked, and serves on `config.listen`.

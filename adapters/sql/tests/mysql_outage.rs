@@ -100,7 +100,7 @@ async fn a_cut_mid_way_is_unavailable_and_leaves_no_half_created_user() {
     let tenants: Vec<Tenant> = (0..MEMBERSHIPS)
         .map(|i| Tenant {
             id: TenantId::new(),
-            slug: TenantSlug::new(&format!("outage-{i}")).expect("valid slug"),
+            slug: TenantSlug::new(format!("outage-{i}")).expect("valid slug"),
             name: format!("Outage {i}"),
         })
         .collect();
