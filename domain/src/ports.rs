@@ -549,3 +549,45 @@ pub trait Authorizer: Send + Sync + 'static {
         resource: &Resource,
     ) -> Result<(), AuthzError>;
 }
+
+// ------------------------------------------------------ external identities
+
+/// Who an external identity provider (OIDC) vouches for: a subject of one
+/// tenant's provider, and the email the provider verified, if it did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExternalIdentity {
+    /// The tenant whose configured provider accepted the token.
+    pub tenant: crate::model::TenantSlug,
+    pub issuer: String,
+    /// `sub`: a user's id at the provider, or an integrator's client id.
+    pub subject: String,
+    /// Only when the provider said `email_verified: true`.
+    pub verified_email: Option<EmailAddress>,
+}
+
+/// Verifies bearer tokens Hearth did not issue itself (OIDC providers).
+/// Every refusal is `TokenError`; why is for the adapter's logs only.
+#[async_trait]
+pub trait ExternalTokenVerifier: Send + Sync + 'static {
+    async fn verify(&self, token: &str) -> Result<ExternalIdentity, TokenError>;
+}
+
+/// Links of a provider's subject to a Hearth user, per tenant.
+#[async_trait]
+pub trait IdentityLinks: Send + Sync + 'static {
+    /// Creates or re-points the link of `(tenant, issuer, subject)`.
+    async fn link_identity(
+        &self,
+        tenant: TenantId,
+        issuer: &str,
+        subject: &str,
+        user: UserId,
+    ) -> Result<(), StoreError>;
+    /// The user linked to `(tenant, issuer, subject)`, if any.
+    async fn linked_user(
+        &self,
+        tenant: TenantId,
+        issuer: &str,
+        subject: &str,
+    ) -> Result<Option<UserId>, StoreError>;
+}
