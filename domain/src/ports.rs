@@ -183,12 +183,17 @@ pub trait AuditLog: Send + Sync + 'static {
 /// adapters each are one). Only the composition root and the contract suite
 /// name it; use cases hold the single repositories they need.
 pub trait Directory:
-    TenantRepository + UserRepository + AreaRepository + DeviceRepository + AuditLog
+    TenantRepository + UserRepository + AreaRepository + DeviceRepository + AuditLog + IdentityLinks
 {
 }
 
 impl<T> Directory for T where
-    T: TenantRepository + UserRepository + AreaRepository + DeviceRepository + AuditLog
+    T: TenantRepository
+        + UserRepository
+        + AreaRepository
+        + DeviceRepository
+        + AuditLog
+        + IdentityLinks
 {
 }
 
@@ -563,6 +568,8 @@ pub struct ExternalIdentity {
     pub subject: String,
     /// Only when the provider said `email_verified: true`.
     pub verified_email: Option<EmailAddress>,
+    /// The token's `exp`.
+    pub expires_at: DateTime<Utc>,
 }
 
 /// Verifies bearer tokens Hearth did not issue itself (OIDC providers).

@@ -387,6 +387,7 @@ impl Provider {
 #[derive(Deserialize)]
 struct Claims {
     sub: String,
+    exp: i64,
     #[serde(default)]
     email: Option<String>,
     /// Some providers send `"true"`; only a JSON `true` counts.
@@ -534,6 +535,8 @@ async fn verify_with(
         issuer: provider.config.issuer.clone(),
         subject: claims.sub,
         verified_email,
+        expires_at: chrono::DateTime::from_timestamp(claims.exp, 0)
+            .ok_or(OidcError::MissingClaim)?,
     })
 }
 
