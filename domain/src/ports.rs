@@ -472,6 +472,10 @@ pub enum TokenError {
     Expired,
     #[error("token invalid")]
     Invalid,
+    /// The token could not be checked: an external identity provider's
+    /// keys are unreachable. Not the caller's fault, so not `Invalid`.
+    #[error("token issuer unavailable")]
+    Unavailable,
 }
 
 /// Issues and verifies bearer tokens bound to one tenant.

@@ -346,6 +346,9 @@ pub struct Auth {
     pub argon2_iterations: u32,
     /// Argon2id lanes.
     pub argon2_parallelism: u32,
+    /// Tenants' own OIDC providers (`[[auth.oidc]]`), whose bearer tokens
+    /// authenticate linked or email-verified members of that tenant.
+    pub oidc: Vec<hearth_auth::OidcProviderConfig>,
 }
 
 impl Default for Auth {
@@ -357,6 +360,7 @@ impl Default for Auth {
             argon2_memory_kib: Argon2Cost::OWASP.memory_kib,
             argon2_iterations: Argon2Cost::OWASP.iterations,
             argon2_parallelism: Argon2Cost::OWASP.parallelism,
+            oidc: Vec::new(),
         }
     }
 }
@@ -928,6 +932,7 @@ impl Settings {
                 (None, None) => crate::app::TokenSecret::InDataDir,
             },
             token_lifetime: self.auth.token_lifetime,
+            oidc: self.auth.oidc.clone(),
             argon2: self.argon2_cost(),
             gateway: GatewayConfig {
                 connect_timeout: m.connect_timeout,

@@ -49,7 +49,7 @@ fn default_refresh() -> u64 {
 }
 
 /// One tenant's identity provider (`[[auth.oidc]]` in the config file).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct OidcProviderConfig {
     /// Slug of the tenant whose users this provider vouches for.
@@ -127,6 +127,7 @@ impl From<OidcError> for TokenError {
     fn from(err: OidcError) -> Self {
         match err {
             OidcError::Expired => TokenError::Expired,
+            OidcError::Unavailable(_) => TokenError::Unavailable,
             _ => TokenError::Invalid,
         }
     }

@@ -257,10 +257,10 @@ async fn refused(token: &str) -> OidcError {
     let port = ExternalTokenVerifier::verify(&verifier, token)
         .await
         .unwrap_err();
-    let expected = if detailed == OidcError::Expired {
-        TokenError::Expired
-    } else {
-        TokenError::Invalid
+    let expected = match detailed {
+        OidcError::Expired => TokenError::Expired,
+        OidcError::Unavailable(_) => TokenError::Unavailable,
+        _ => TokenError::Invalid,
     };
     assert_eq!(port, expected);
     detailed

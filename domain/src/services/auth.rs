@@ -253,7 +253,7 @@ impl AuthService {
             Err(TokenError::Invalid) if self.external.is_some() => {
                 self.external_claims(token).await?
             }
-            Err(TokenError::Expired | TokenError::Invalid) => {
+            Err(TokenError::Expired | TokenError::Invalid | TokenError::Unavailable) => {
                 return Err(DomainError::Unauthenticated)
             }
         };
@@ -288,11 +288,14 @@ impl AuthService {
     /// same `Unauthenticated`: the caller learns nothing about why.
     async fn external_claims(&self, token: &str) -> Result<TokenClaims, DomainError> {
         let external = self.external.as_ref().ok_or(DomainError::Unauthenticated)?;
-        let identity = external
-            .verifier
-            .verify(token)
-            .await
-            .map_err(|_| DomainError::Unauthenticated)?;
+        let identity = external.verifier.verify(token).await.map_err(|e| match e {
+            // A good token must not be answered "unauthenticated" just
+            // because the provider is down: that is an outage.
+            TokenError::Unavailable => DomainError::Internal(anyhow::anyhow!(
+                "the identity provider's keys are unavailable"
+            )),
+            TokenError::Expired | TokenError::Invalid => DomainError::Unauthenticated,
+        })?;
         let tenant = self
             .tenants
             .tenant_by_slug(identity.tenant.as_str())
