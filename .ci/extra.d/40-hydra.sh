@@ -104,7 +104,11 @@ curl -sf -o "${hearth_hydra_root}/client.json" -X POST \
          \"grant_types\":[\"client_credentials\"],\"response_types\":[\"token\"],
          \"token_endpoint_auth_method\":\"client_secret_post\",
          \"access_token_strategy\":\"jwt\",
-         \"audience\":[\"hearth-api\",\"other-api\"]}"
+         \"audience\":[\"hearth-api\",\"other-api\"]}" || {
+    echo "hydra refused to create the test client; last log lines:" >&2
+    tail -n 20 "${hearth_hydra_root}/hydra.log" >&2
+    false
+}
 hearth_hydra_client_id=$(sed -n 's/.*"client_id":"\([^"]*\)".*/\1/p' "${hearth_hydra_root}/client.json")
 if [[ -z "${hearth_hydra_client_id}" ]]; then
     echo "hydra did not return a client id:" >&2

@@ -513,3 +513,118 @@ fn config_refusals_are_typed() {
     local.issuer = "http://127.0.0.1:4444".into();
     assert!(OidcVerifier::new(vec![local]).is_ok());
 }
+
+// ------------------------------------------------ over HTTP (loopback)
+
+/// A throwaway HTTP/1.1 server on loopback, on a plain thread: its
+/// discovery document names itself as issuer and its `/jwks` as key URL,
+/// where it serves `jwks`. Returns its base URL and a request counter.
+fn serve_provider(jwks: String, discovered_issuer: Option<&str>) -> (String, Arc<AtomicUsize>) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let routes = [
+        (
+            "/.well-known/openid-configuration".to_owned(),
+            json!({
+                "issuer": discovered_issuer.unwrap_or(&base),
+                "jwks_uri": format!("{base}/jwks"),
+            })
+            .to_string(),
+        ),
+        ("/jwks".to_owned(), jwks),
+    ];
+    let hits = Arc::new(AtomicUsize::new(0));
+    let counter = hits.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let mut request = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                match stream.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => request.extend_from_slice(&buf[..n]),
+                }
+            }
+            counter.fetch_add(1, Ordering::SeqCst);
+            let text = String::from_utf8_lossy(&request);
+            let path = text.split_whitespace().nth(1).unwrap_or("").to_owned();
+            let (status, body) = routes
+                .iter()
+                .find(|(p, _)| *p == path)
+                .map_or(("404 Not Found", String::new()), |(_, b)| {
+                    ("200 OK", b.clone())
+                });
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    (base, hits)
+}
+
+fn http_verifier(issuer: &str) -> OidcVerifier {
+    let mut config = config("acme", AUDIENCE);
+    config.issuer = issuer.to_owned();
+    OidcVerifier::new(vec![config]).unwrap()
+}
+
+fn jwks_document() -> String {
+    json!({ "keys": [keys().rsa.jwk.clone()] }).to_string()
+}
+
+#[tokio::test]
+async fn keys_are_discovered_and_fetched_over_http_once() {
+    // Given a provider on loopback serving discovery and its JWKS
+    let (base, hits) = serve_provider(jwks_document(), None);
+    let verifier = http_verifier(&base);
+    let token = rs256(&with(claims(), "iss", json!(base)));
+
+    // When two tokens are verified
+    let first = verifier.verify_detailed(&token).await;
+    let second = verifier.verify_detailed(&token).await;
+
+    // Then both are accepted, and the provider saw two requests in all
+    // (discovery and keys), not four
+    assert_eq!(first.unwrap().subject, "alice@idp");
+    assert!(second.is_ok());
+    assert_eq!(hits.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn an_oversized_jwks_is_refused_as_unavailable() {
+    // Given a provider whose JWKS document is larger than the cap
+    let padding = "x".repeat(hearth_auth::oidc::MAX_DOCUMENT_LEN);
+    let huge = json!({ "keys": [keys().rsa.jwk.clone()], "pad": padding }).to_string();
+    let (base, _) = serve_provider(huge, None);
+    let verifier = http_verifier(&base);
+    let token = rs256(&with(claims(), "iss", json!(base)));
+
+    // When a token is verified
+    let detailed = verifier.verify_detailed(&token).await.unwrap_err();
+    let port = ExternalTokenVerifier::verify(&verifier, &token)
+        .await
+        .unwrap_err();
+
+    // Then the keys are unavailable (an outage, not the caller's fault)
+    assert!(
+        matches!(detailed, OidcError::Unavailable(_)),
+        "{detailed:?}"
+    );
+    assert_eq!(port, TokenError::Unavailable);
+}
+
+#[tokio::test]
+async fn a_discovery_document_naming_another_issuer_is_not_trusted() {
+    // Given a provider whose discovery document claims to be someone else
+    let (base, _) = serve_provider(jwks_document(), Some("https://someone-else.example"));
+    let verifier = http_verifier(&base);
+    let token = rs256(&with(claims(), "iss", json!(base)));
+
+    // When a token is verified, Then its keys are never used
+    let err = verifier.verify_detailed(&token).await.unwrap_err();
+    assert!(matches!(err, OidcError::Unavailable(_)), "{err:?}");
+}
