@@ -481,6 +481,43 @@ impl AuditLog for MemoryDirectory {
     }
 }
 
+#[async_trait]
+impl IdentityLinks for MemoryDirectory {
+    async fn link_identity(
+        &self,
+        tenant: TenantId,
+        issuer: &str,
+        subject: &str,
+        user: UserId,
+    ) -> Result<(), StoreError> {
+        let mut s = self.write();
+        // The SQL schema's foreign key: a link points at a membership.
+        if !s.memberships.contains_key(&(user, tenant)) {
+            return Err(StoreError::Backend(anyhow!(
+                "an identity link needs a membership of the user in the tenant"
+            )));
+        }
+        s.identities
+            .insert((tenant, issuer.to_owned(), subject.to_owned()), user);
+        Ok(())
+    }
+
+    async fn linked_user(
+        &self,
+        tenant: TenantId,
+        issuer: &str,
+        subject: &str,
+    ) -> Result<Option<UserId>, StoreError> {
+        let s = self.read();
+        let user = s
+            .identities
+            .get(&(tenant, issuer.to_owned(), subject.to_owned()))
+            .copied();
+        // Links go with the membership they point at, as in SQL.
+        Ok(user.filter(|u| s.memberships.contains_key(&(*u, tenant))))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -562,42 +599,5 @@ mod tests {
         assert!(!contains_ignore_case("Boiler", "boilers"));
         assert!(contains_ignore_case("Übergabe Nord", "über"));
         assert!(contains_ignore_case("x", ""));
-    }
-}
-
-#[async_trait]
-impl IdentityLinks for MemoryDirectory {
-    async fn link_identity(
-        &self,
-        tenant: TenantId,
-        issuer: &str,
-        subject: &str,
-        user: UserId,
-    ) -> Result<(), StoreError> {
-        let mut s = self.write();
-        // The SQL schema's foreign key: a link points at a membership.
-        if !s.memberships.contains_key(&(user, tenant)) {
-            return Err(StoreError::Backend(anyhow!(
-                "an identity link needs a membership of the user in the tenant"
-            )));
-        }
-        s.identities
-            .insert((tenant, issuer.to_owned(), subject.to_owned()), user);
-        Ok(())
-    }
-
-    async fn linked_user(
-        &self,
-        tenant: TenantId,
-        issuer: &str,
-        subject: &str,
-    ) -> Result<Option<UserId>, StoreError> {
-        let s = self.read();
-        let user = s
-            .identities
-            .get(&(tenant, issuer.to_owned(), subject.to_owned()))
-            .copied();
-        // Links go with the membership they point at, as in SQL.
-        Ok(user.filter(|u| s.memberships.contains_key(&(*u, tenant))))
     }
 }

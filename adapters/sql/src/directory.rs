@@ -578,18 +578,6 @@ fn audit_condition(
     Some(condition)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn like_patterns_escape_wildcards_and_the_escape() {
-        assert_eq!(contains_pattern("Pump_A"), "%pump!_a%");
-        assert_eq!(contains_pattern("100%!"), "%100!%!!%");
-        assert_eq!(contains_pattern("a\\b"), "%a\\b%");
-    }
-}
-
 #[async_trait]
 impl IdentityLinks for SqlDirectory {
     async fn link_identity(
@@ -640,5 +628,17 @@ impl IdentityLinks for SqlDirectory {
                 .map_err(|e| invalid_row("user_identities", &r.subject, e))
         })
         .transpose()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn like_patterns_escape_wildcards_and_the_escape() {
+        assert_eq!(contains_pattern("Pump_A"), "%pump!_a%");
+        assert_eq!(contains_pattern("100%!"), "%100!%!!%");
+        assert_eq!(contains_pattern("a\\b"), "%a\\b%");
     }
 }
