@@ -309,77 +309,108 @@ fn usable_key(jwk: &Jwk) -> Option<(String, Key)> {
     ))
 }
 
-#[derive(Default)]
-struct KeyCache {
+/// The keys as last fetched; cloned out (two `Arc`s) for each lookup.
+#[derive(Clone, Default)]
+struct Snapshot {
     keys: Arc<HashMap<String, Key>>,
     loaded_at: Option<Instant>,
-    /// Last fetch triggered by an unknown `kid` (or a failed first load).
-    last_refresh: Option<Instant>,
+}
+
+impl Snapshot {
+    fn fresh_key(&self, kid: &str, now: Instant) -> Option<Key> {
+        let fresh = self
+            .loaded_at
+            .is_some_and(|t| now.duration_since(t) < KEYS_MAX_AGE);
+        fresh.then(|| self.keys.get(kid).cloned()).flatten()
+    }
 }
 
 struct Provider {
     config: OidcProviderConfig,
     tenant: TenantSlug,
     source: Arc<dyn JwksSource>,
-    cache: tokio::sync::Mutex<KeyCache>,
+    /// Read without waiting by every token with a known `kid`.
+    current: std::sync::RwLock<Snapshot>,
+    /// Held across a fetch, so concurrent requests with a new `kid` wait
+    /// for one fetch instead of each starting their own. Holds the time of
+    /// the last fetch that counts against the refresh rate limit.
+    refresh: tokio::sync::Mutex<Option<Instant>>,
     validation: Validation,
 }
 
 impl Provider {
+    fn snapshot(&self) -> Snapshot {
+        // A panicking writer cannot leave a half-written snapshot (it is
+        // replaced whole), so a poisoned lock's value is still good.
+        match self.current.read() {
+            Ok(guard) => guard.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    fn store(&self, snapshot: Snapshot) {
+        match self.current.write() {
+            Ok(mut guard) => *guard = snapshot,
+            Err(poisoned) => *poisoned.into_inner() = snapshot,
+        }
+    }
+
     /// The key for `kid`, fetching the JWKS when none is loaded yet, when
     /// the loaded one is old, or (rate-limited) when `kid` is unknown.
     async fn key(&self, kid: &str) -> Result<Key, OidcError> {
-        // One lock for lookup and fetch: concurrent requests with a new
-        // `kid` wait for one fetch instead of each starting their own.
-        let mut cache = self.cache.lock().await;
+        if let Some(key) = self.snapshot().fresh_key(kid, Instant::now()) {
+            return Ok(key);
+        }
+        let mut last_refresh = self.refresh.lock().await;
+        // Another request may have fetched while this one waited.
+        let snapshot = self.snapshot();
         let now = Instant::now();
-        let fresh = cache
-            .loaded_at
-            .is_some_and(|t| now.duration_since(t) < KEYS_MAX_AGE);
-        if fresh {
-            if let Some(key) = cache.keys.get(kid) {
-                return Ok(key.clone());
-            }
+        if let Some(key) = snapshot.fresh_key(kid, now) {
+            return Ok(key);
         }
         let interval = Duration::from_secs(self.config.jwks_refresh_secs);
-        let may_refresh = cache
-            .last_refresh
-            .is_none_or(|t| now.duration_since(t) >= interval);
+        let may_refresh = last_refresh.is_none_or(|t| now.duration_since(t) >= interval);
         if !may_refresh {
             // Rate-limited: serve what is cached (even if old), else refuse.
-            return match (cache.keys.get(kid), cache.loaded_at) {
+            return match (snapshot.keys.get(kid), snapshot.loaded_at) {
                 (Some(key), _) => Ok(key.clone()),
                 (None, Some(_)) => Err(OidcError::UnknownKid),
                 (None, None) => Err(OidcError::Unavailable("retrying later".into())),
             };
         }
-        let first_load = cache.loaded_at.is_none();
+        let first_load = snapshot.loaded_at.is_none();
         // Counted before the fetch, so a failing provider is not hammered.
-        cache.last_refresh = Some(now);
+        *last_refresh = Some(now);
         match self.source.fetch().await {
             Ok(jwks) => {
-                cache.keys = Arc::new(jwks.iter().filter_map(usable_key).collect());
-                cache.loaded_at = Some(Instant::now());
+                let keys: Arc<HashMap<String, Key>> =
+                    Arc::new(jwks.iter().filter_map(usable_key).collect());
+                tracing::debug!(
+                    issuer = %self.config.issuer,
+                    keys = keys.len(),
+                    "OIDC keys loaded."
+                );
+                self.store(Snapshot {
+                    keys: keys.clone(),
+                    loaded_at: Some(Instant::now()),
+                });
                 // The first successful load is not a refresh: a key rotated
                 // right after start is still picked up by one.
                 if first_load {
-                    cache.last_refresh = None;
+                    *last_refresh = None;
                 }
-                tracing::debug!(
-                    issuer = %self.config.issuer,
-                    keys = cache.keys.len(),
-                    "OIDC keys loaded."
-                );
+                keys.get(kid).cloned().ok_or(OidcError::UnknownKid)
             }
             Err(err) => {
                 tracing::warn!(issuer = %self.config.issuer, %err, "OIDC keys could not be fetched.");
                 // An old set still serves the keys it has.
-                if first_load {
-                    return Err(err);
+                match (first_load, snapshot.keys.get(kid)) {
+                    (true, _) => Err(err),
+                    (false, Some(key)) => Ok(key.clone()),
+                    (false, None) => Err(OidcError::UnknownKid),
                 }
             }
         }
-        cache.keys.get(kid).cloned().ok_or(OidcError::UnknownKid)
     }
 }
 
@@ -453,7 +484,8 @@ impl OidcVerifier {
                 config,
                 tenant,
                 source,
-                cache: tokio::sync::Mutex::default(),
+                current: std::sync::RwLock::default(),
+                refresh: tokio::sync::Mutex::new(None),
                 validation,
             });
         }

@@ -403,6 +403,33 @@ async fn an_unknown_kid_triggers_one_refresh_then_is_rate_limited() {
     assert_eq!(jwks.fetches(), 2);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_unknown_kids_share_one_refresh() {
+    // Given a verifier whose keys are loaded
+    let (verifier, jwks) = verifier();
+    verifier.verify_detailed(&rs256(&claims())).await.unwrap();
+    let verifier = Arc::new(verifier);
+
+    // When twenty requests with an unknown kid arrive at once
+    let unknown = sign(
+        Algorithm::RS256,
+        "rsa-2",
+        &keys().rsa_other.encoding,
+        &claims(),
+    );
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..20 {
+        let (verifier, token) = (verifier.clone(), unknown.clone());
+        tasks.spawn(async move { verifier.verify_detailed(&token).await });
+    }
+    while let Some(result) = tasks.join_next().await {
+        // Then each is refused
+        assert_eq!(result.unwrap().unwrap_err(), OidcError::UnknownKid);
+    }
+    // And the provider was asked once more, not twenty times
+    assert_eq!(jwks.fetches(), 2);
+}
+
 #[tokio::test]
 async fn a_rotated_key_is_picked_up_by_the_unknown_kid_refresh() {
     // Given a verifier with the old keys loaded
