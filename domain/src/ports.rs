@@ -199,12 +199,17 @@ pub trait AuditLog: Send + Sync + 'static {
 /// adapters each are one). Only the composition root and the contract suite
 /// name it; use cases hold the single repositories they need.
 pub trait Directory:
-    TenantRepository + UserRepository + AreaRepository + DeviceRepository + AuditLog
+    TenantRepository + UserRepository + AreaRepository + DeviceRepository + AuditLog + IdentityLinks
 {
 }
 
 impl<T> Directory for T where
-    T: TenantRepository + UserRepository + AreaRepository + DeviceRepository + AuditLog
+    T: TenantRepository
+        + UserRepository
+        + AreaRepository
+        + DeviceRepository
+        + AuditLog
+        + IdentityLinks
 {
 }
 
@@ -483,6 +488,10 @@ pub enum TokenError {
     Expired,
     #[error("token invalid")]
     Invalid,
+    /// The token could not be checked: an external identity provider's
+    /// keys are unreachable. Not the caller's fault, so not `Invalid`.
+    #[error("token issuer unavailable")]
+    Unavailable,
 }
 
 /// Issues and verifies bearer tokens bound to one tenant.
@@ -564,4 +573,48 @@ pub trait Authorizer: Send + Sync + 'static {
         action: SystemAction,
         resource: &Resource,
     ) -> Result<(), AuthzError>;
+}
+
+// ------------------------------------------------------ external identities
+
+/// Who an external identity provider (OIDC) vouches for: a subject of one
+/// tenant's provider, and the email the provider verified, if it did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExternalIdentity {
+    /// The tenant whose configured provider accepted the token.
+    pub tenant: crate::model::TenantSlug,
+    pub issuer: String,
+    /// `sub`: a user's id at the provider, or an integrator's client id.
+    pub subject: String,
+    /// Only when the provider said `email_verified: true`.
+    pub verified_email: Option<EmailAddress>,
+    /// The token's `exp`.
+    pub expires_at: DateTime<Utc>,
+}
+
+/// Verifies bearer tokens Hearth did not issue itself (OIDC providers).
+/// Every refusal is `TokenError`; why is for the adapter's logs only.
+#[async_trait]
+pub trait ExternalTokenVerifier: Send + Sync + 'static {
+    async fn verify(&self, token: &str) -> Result<ExternalIdentity, TokenError>;
+}
+
+/// Links of a provider's subject to a Hearth user, per tenant.
+#[async_trait]
+pub trait IdentityLinks: Send + Sync + 'static {
+    /// Creates or re-points the link of `(tenant, issuer, subject)`.
+    async fn link_identity(
+        &self,
+        tenant: TenantId,
+        issuer: &str,
+        subject: &str,
+        user: UserId,
+    ) -> Result<(), StoreError>;
+    /// The user linked to `(tenant, issuer, subject)`, if any.
+    async fn linked_user(
+        &self,
+        tenant: TenantId,
+        issuer: &str,
+        subject: &str,
+    ) -> Result<Option<UserId>, StoreError>;
 }

@@ -592,10 +592,11 @@ enum ProvisionOp {
     SetMembership,
     RemoveMembership,
     PutBuiltinProfile,
+    LinkIdentity,
 }
 
 impl ProvisionOp {
-    const ALL: [ProvisionOp; 8] = [
+    const ALL: [ProvisionOp; 9] = [
         ProvisionOp::TenantBySlug,
         ProvisionOp::CreateTenant,
         ProvisionOp::CreateArea,
@@ -604,6 +605,7 @@ impl ProvisionOp {
         ProvisionOp::SetMembership,
         ProvisionOp::RemoveMembership,
         ProvisionOp::PutBuiltinProfile,
+        ProvisionOp::LinkIdentity,
     ];
 
     fn method(self) -> &'static str {
@@ -616,6 +618,7 @@ impl ProvisionOp {
             ProvisionOp::SetMembership => "ProvisioningService::set_membership",
             ProvisionOp::RemoveMembership => "ProvisioningService::remove_membership",
             ProvisionOp::PutBuiltinProfile => "ProvisioningService::put_builtin_profile",
+            ProvisionOp::LinkIdentity => "ProvisioningService::link_identity",
         }
     }
 }
@@ -684,6 +687,17 @@ async fn provision(
         ProvisionOp::PutBuiltinProfile => {
             let id = ProfileId::new("another-plant").expect("a valid id");
             p.put_builtin_profile(system, &profile(id, None)).await
+        }
+        ProvisionOp::LinkIdentity => {
+            p.link_identity(
+                system,
+                acme,
+                "https://idp.acme.test",
+                "admin-subject",
+                // Not `readonly`: RemoveMembership took that one away.
+                w.acme.member(Role::Admin).user_id,
+            )
+            .await
         }
     }
 }
@@ -767,6 +781,10 @@ const WITHOUT_AUTHORIZATION: &[(&str, &str)] = &[
     ),
     ("::scope_filter", "a pure rule over a membership, no data"),
     ("Services::new", "the composition root builds the services"),
+    (
+        "Services::with_external_tokens",
+        "the composition root adds a token verifier; tokens still map to members only",
+    ),
     (
         "AuthService::hash_password",
         "hashes a password the caller supplies; reads and writes nothing",

@@ -6,7 +6,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use hearth_auth::{load_or_create_secret, Argon2Cost, Argon2Hasher, JwtTokens, OsoAuthorizer};
+use hearth_auth::{
+    load_or_create_secret, Argon2Cost, Argon2Hasher, JwtTokens, OidcVerifier, OsoAuthorizer,
+};
 use hearth_domain::ports::{Directory, DocumentStore, ReadingStore};
 use hearth_domain::services::{
     Adapters, LoginLimits, Poller, PollerConfig, PollerHandle, Services,
@@ -58,6 +60,8 @@ pub struct Config {
     pub token_secret: TokenSecret,
     /// How long a login token is valid.
     pub token_lifetime: std::time::Duration,
+    /// Tenants' OIDC providers; empty: only Hearth's own tokens.
+    pub oidc: Vec<hearth_auth::OidcProviderConfig>,
     pub argon2: Argon2Cost,
     pub gateway: GatewayConfig,
     pub poller: PollerConfig,
@@ -182,13 +186,7 @@ impl Running {
 pub async fn build(config: &Config) -> anyhow::Result<(Services, Arc<ModbusGateway>, Readiness)> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
-    let (relational_url, relational_adapter) = relational_url(config)?;
-    let sql = SqlDirectory::open(&relational_url, config.pool_size, config.migrate_on_start)
-        .await
-        .context(match relational_adapter {
-            "mysql" => "stores.relational.url: cannot open the relational store",
-            _ => "cannot open the embedded relational store",
-        })?;
+    let (sql, relational_adapter) = open_sql(config).await?;
     let directory: Arc<dyn Directory> = Arc::new(sql.clone());
     let mut mongo = None;
     let documents: Arc<dyn DocumentStore> = match &config.documents {
@@ -259,11 +257,26 @@ pub async fn build(config: &Config) -> anyhow::Result<(Services, Arc<ModbusGatew
             JwtTokens::new(&secret, token_lifetime).context("auth.token_secret: invalid")?,
         ),
     };
-    Ok((
-        Services::new(adapters, config.login.clone()),
-        gateway,
-        readiness,
-    ))
+    let mut services = Services::new(adapters, config.login.clone());
+    if !config.oidc.is_empty() {
+        let verifier = OidcVerifier::new(config.oidc.clone()).context("auth.oidc: invalid")?;
+        services = services.with_external_tokens(Arc::new(verifier));
+    }
+    Ok((services, gateway, readiness))
+}
+
+/// The relational store `config` names (MySQL, or SQLite under `data_dir`),
+/// migrated on open unless `stores.relational.migrate_on_start` is off.
+/// Also returns the adapter's name.
+async fn open_sql(config: &Config) -> anyhow::Result<(SqlDirectory, &'static str)> {
+    let (relational_url, relational_adapter) = relational_url(config)?;
+    let sql = SqlDirectory::open(&relational_url, config.pool_size, config.migrate_on_start)
+        .await
+        .context(match relational_adapter {
+            "mysql" => "stores.relational.url: cannot open the relational store",
+            _ => "cannot open the embedded relational store",
+        })?;
+    Ok((sql, relational_adapter))
 }
 
 /// The relational store's URL (MySQL, or SQLite under `data_dir`) and the
@@ -288,6 +301,59 @@ pub async fn migrate(config: &Config) -> anyhow::Result<Vec<String>> {
     SqlDirectory::migrate(&url)
         .await
         .context("cannot migrate the relational store")
+}
+
+/// `hearth user link-identity`: links subject `subject` of identity provider
+/// `issuer` to the user with `email` in tenant `tenant` (a slug), so that
+/// provider's tokens for the subject authenticate as that member. Opens the
+/// relational store only (the server may be running meanwhile); the link is
+/// made through the provisioning use case, as the provisioner.
+pub async fn link_identity(
+    config: &Config,
+    tenant: &str,
+    email: &str,
+    issuer: &str,
+    subject: &str,
+) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
+    let directory: Arc<dyn Directory> = Arc::new(open_sql(config).await?.0);
+    let email = hearth_domain::model::EmailAddress::new(email).context("--email")?;
+    let user = directory
+        .user_by_email(&email)
+        .await?
+        .with_context(|| format!("no user has the email {}", email.as_str()))?;
+    // Only the provisioning use case and the directory matter here; the
+    // other ports are in-memory stand-ins that nothing touches.
+    let bus = Arc::new(InProcessBus::with_capacity(1));
+    let services = Services::new(
+        Adapters {
+            directory,
+            documents: Arc::new(hearth_inproc::documents::MemoryDocuments::new()),
+            readings: Arc::new(hearth_inproc::readings::MemoryReadings::new()),
+            live: bus.clone(),
+            watch: bus,
+            field: Arc::new(ModbusGateway::new(GatewayConfig::default())),
+            authorizer: Arc::new(OsoAuthorizer::new().context("cannot load the access policy")?),
+            passwords: Arc::new(Argon2Hasher::with_cost(config.argon2)?),
+            tokens: Arc::new(JwtTokens::new(
+                &config.token_secret.load(&config.data_dir)?,
+                chrono::Duration::minutes(1),
+            )?),
+        },
+        config.login.clone(),
+    );
+    let system = SystemPrincipal::provisioner();
+    let tenant = services
+        .provisioning
+        .tenant_by_slug(&system, tenant)
+        .await?
+        .with_context(|| format!("no tenant has the slug {tenant}"))?;
+    services
+        .provisioning
+        .link_identity(&system, tenant.id, issuer, subject, user.id)
+        .await?;
+    Ok(())
 }
 
 /// Builds everything, seeds the demo when asked, and serves on `config.listen`.

@@ -1,4 +1,4 @@
-//! Command line: `serve`, `config`, `migrate`, `simulate`, `schema`.
+//! Command line: `serve`, `config`, `migrate`, `simulate`, `schema`, `user`.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -33,6 +33,35 @@ pub enum Command {
     Migrate(ServeArgs),
     /// Print the GraphQL schema (SDL).
     Schema,
+    /// Manage users from the command line.
+    #[command(subcommand)]
+    User(UserCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum UserCommand {
+    /// Link a subject of a tenant's OIDC provider (a person's `sub`, or an
+    /// integrator's client id) to a member of that tenant, so the
+    /// provider's bearer tokens for it authenticate as that member.
+    LinkIdentity(LinkIdentityArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct LinkIdentityArgs {
+    #[command(flatten)]
+    pub store: ServeArgs,
+    /// Slug of the tenant.
+    #[arg(long)]
+    pub tenant: String,
+    /// Email of the user, who must be a member of the tenant.
+    #[arg(long)]
+    pub email: String,
+    /// The provider's issuer, exactly as in its tokens' `iss`.
+    #[arg(long)]
+    pub issuer: String,
+    /// The token subject (`sub`) to link.
+    #[arg(long)]
+    pub subject: String,
 }
 
 /// Flags win over the environment and the configuration file; without a
@@ -116,6 +145,22 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Config(args) => {
             print!("{}", args.settings()?.to_toml()?);
+            Ok(())
+        }
+        Command::User(UserCommand::LinkIdentity(args)) => {
+            let config = args.store.settings()?.resolve();
+            app::link_identity(
+                &config,
+                &args.tenant,
+                &args.email,
+                &args.issuer,
+                &args.subject,
+            )
+            .await?;
+            println!(
+                "linked {} of {} to {} in {}",
+                args.subject, args.issuer, args.email, args.tenant
+            );
             Ok(())
         }
         Command::Serve(args) => {

@@ -355,6 +355,9 @@ pub struct Auth {
     pub argon2_iterations: u32,
     /// Argon2id lanes.
     pub argon2_parallelism: u32,
+    /// Tenants' own OIDC providers (`[[auth.oidc]]`), whose bearer tokens
+    /// authenticate linked or email-verified members of that tenant.
+    pub oidc: Vec<hearth_auth::OidcProviderConfig>,
 }
 
 impl Default for Auth {
@@ -366,6 +369,7 @@ impl Default for Auth {
             argon2_memory_kib: Argon2Cost::OWASP.memory_kib,
             argon2_iterations: Argon2Cost::OWASP.iterations,
             argon2_parallelism: Argon2Cost::OWASP.parallelism,
+            oidc: Vec::new(),
         }
     }
 }
@@ -737,6 +741,11 @@ impl Settings {
                 ));
             }
         }
+        // Slugs, URLs (TLS off loopback), leeway and duplicates: checked
+        // by building the verifier, which makes no request yet.
+        if let Err(e) = hearth_auth::OidcVerifier::new(self.auth.oidc.clone()) {
+            return Err(invalid("auth.oidc", e.to_string()));
+        }
         at_least("auth.token_lifetime", self.auth.token_lifetime, 60)?;
         if self.auth.token_lifetime > Duration::from_secs(30 * 24 * 3600) {
             return Err(invalid("auth.token_lifetime", "must be at most 30 days"));
@@ -939,6 +948,7 @@ impl Settings {
                 (None, None) => crate::app::TokenSecret::InDataDir,
             },
             token_lifetime: self.auth.token_lifetime,
+            oidc: self.auth.oidc.clone(),
             argon2: self.argon2_cost(),
             gateway: GatewayConfig {
                 connect_timeout: m.connect_timeout,
@@ -1091,6 +1101,16 @@ mod tests {
                 vec![],
                 "auth.argon2_memory_kib",
             ),
+            (
+                "[[auth.oidc]]\ntenant = \"acme\"\nissuer = \"http://idp.example\"\naudience = \"hearth\"\n",
+                vec![],
+                "auth.oidc",
+            ),
+            (
+                "[[auth.oidc]]\ntenant = \"acme\"\nissuer = \"https://idp.example\"\n",
+                vec![],
+                "audience",
+            ),
             ("[retention]\nreadings = \"30d\"\n", vec![], "retention"),
             ("[writer]\nbatch_size = 10\n", vec![], "writer"),
         ] {
@@ -1104,6 +1124,35 @@ mod tests {
             };
             assert!(message.contains(key), "{key}: {message}");
         }
+    }
+
+    #[test]
+    fn oidc_providers_are_read_per_tenant_with_defaults() {
+        // Given two tenants' providers, one with its own JWKS URL and leeway
+        let settings = load_toml(
+            "[[auth.oidc]]\ntenant = \"acme\"\nissuer = \"https://login.acme.example\"\n\
+             audience = \"hearth\"\n\
+             [[auth.oidc]]\ntenant = \"globex\"\nissuer = \"https://idp.globex.example/\"\n\
+             audience = \"hearth-globex\"\njwks_uri = \"https://idp.globex.example/keys\"\n\
+             leeway_secs = 10\n",
+            &[],
+        );
+        // When they are resolved
+        let config = match settings {
+            Ok(s) => s.resolve(),
+            Err(e) => panic!("{e}"),
+        };
+        // Then both arrive, defaults filled in where not given
+        assert_eq!(config.oidc.len(), 2);
+        assert_eq!(config.oidc[0].tenant, "acme");
+        assert_eq!(config.oidc[0].leeway_secs, 60);
+        assert_eq!(config.oidc[0].jwks_refresh_secs, 30);
+        assert_eq!(config.oidc[0].jwks_uri, None);
+        assert_eq!(
+            config.oidc[1].jwks_uri.as_deref(),
+            Some("https://idp.globex.example/keys")
+        );
+        assert_eq!(config.oidc[1].leeway_secs, 10);
     }
 
     #[test]

@@ -14,7 +14,7 @@ use hearth_domain::model::{
 };
 use hearth_domain::ports::{
     AreaRepository, AuditCursor, AuditFilter, AuditLog, AuditRecord, DeviceFilter,
-    DeviceRepository, Page, TenantRepository, UserRepository,
+    DeviceRepository, IdentityLinks, Page, TenantRepository, UserRepository,
 };
 use hearth_domain::{AreaId, DeviceId, StoreError, TenantId, UserId};
 
@@ -44,6 +44,8 @@ struct State {
     audit_of: HashMap<TenantId, Vec<AuditRecord>>,
     /// The last arrival number handed out, across tenants.
     audit_seq: u64,
+    /// (tenant, issuer, subject) → user: external identity links.
+    identities: HashMap<(TenantId, String, String), UserId>,
 }
 
 impl MemoryDirectory {
@@ -476,6 +478,43 @@ impl AuditLog for MemoryDirectory {
             .take(limit)
             .cloned()
             .collect())
+    }
+}
+
+#[async_trait]
+impl IdentityLinks for MemoryDirectory {
+    async fn link_identity(
+        &self,
+        tenant: TenantId,
+        issuer: &str,
+        subject: &str,
+        user: UserId,
+    ) -> Result<(), StoreError> {
+        let mut s = self.write();
+        // The SQL schema's foreign key: a link points at a membership.
+        if !s.memberships.contains_key(&(user, tenant)) {
+            return Err(StoreError::Backend(anyhow!(
+                "an identity link needs a membership of the user in the tenant"
+            )));
+        }
+        s.identities
+            .insert((tenant, issuer.to_owned(), subject.to_owned()), user);
+        Ok(())
+    }
+
+    async fn linked_user(
+        &self,
+        tenant: TenantId,
+        issuer: &str,
+        subject: &str,
+    ) -> Result<Option<UserId>, StoreError> {
+        let s = self.read();
+        let user = s
+            .identities
+            .get(&(tenant, issuer.to_owned(), subject.to_owned()))
+            .copied();
+        // Links go with the membership they point at, as in SQL.
+        Ok(user.filter(|u| s.memberships.contains_key(&(*u, tenant))))
     }
 }
 

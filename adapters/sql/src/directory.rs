@@ -13,7 +13,7 @@ use hearth_domain::model::{
 };
 use hearth_domain::ports::{
     AreaRepository, AuditCursor, AuditFilter, AuditLog, AuditRecord, DeviceFilter,
-    DeviceRepository, Page, TenantRepository, UserRepository,
+    DeviceRepository, IdentityLinks, Page, TenantRepository, UserRepository,
 };
 use hearth_domain::{DeviceId, StoreError, TenantId, UserId};
 use sea_orm::sea_query::{Expr, Func, LikeExpr, OnConflict};
@@ -26,7 +26,9 @@ use sea_orm::{
 };
 use sea_orm_migration::MigratorTrait;
 
-use crate::entity::{areas, audit_log, devices, memberships, micros, tenants, users};
+use crate::entity::{
+    areas, audit_log, devices, memberships, micros, tenants, user_identities, users,
+};
 use crate::error::{backend, invalid_row, on_insert, SqlError};
 use crate::migration::Migrator;
 
@@ -669,6 +671,59 @@ fn audit_condition(
         );
     }
     Some(condition)
+}
+
+#[async_trait]
+impl IdentityLinks for SqlDirectory {
+    async fn link_identity(
+        &self,
+        tenant: TenantId,
+        issuer: &str,
+        subject: &str,
+        user: UserId,
+    ) -> Result<(), StoreError> {
+        let row = user_identities::ActiveModel {
+            tenant_id: Set(tenant.to_string()),
+            issuer: Set(issuer.to_owned()),
+            subject: Set(subject.to_owned()),
+            user_id: Set(user.to_string()),
+        };
+        user_identities::Entity::insert(row)
+            .on_conflict(
+                OnConflict::columns([
+                    user_identities::Column::TenantId,
+                    user_identities::Column::Issuer,
+                    user_identities::Column::Subject,
+                ])
+                .update_column(user_identities::Column::UserId)
+                .to_owned(),
+            )
+            .exec_without_returning(&self.db)
+            .await
+            .map_err(backend("could not store an identity link"))?;
+        Ok(())
+    }
+
+    async fn linked_user(
+        &self,
+        tenant: TenantId,
+        issuer: &str,
+        subject: &str,
+    ) -> Result<Option<UserId>, StoreError> {
+        let row = user_identities::Entity::find()
+            .filter(user_identities::Column::TenantId.eq(tenant.to_string()))
+            .filter(user_identities::Column::Issuer.eq(issuer))
+            .filter(user_identities::Column::Subject.eq(subject))
+            .one(&self.db)
+            .await
+            .map_err(backend("could not load an identity link"))?;
+        row.map(|r| {
+            r.user_id
+                .parse::<UserId>()
+                .map_err(|e| invalid_row("user_identities", &r.subject, e))
+        })
+        .transpose()
+    }
 }
 
 #[cfg(test)]

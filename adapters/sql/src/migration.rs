@@ -14,6 +14,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20250101_000001_directory::Migration),
             Box::new(m20250601_000002_audit_coalescing::Migration),
             Box::new(m20261129_000003_wide_units::Migration),
+            Box::new(m20261129_000005_identity_links::Migration),
         ]
     }
 }
@@ -509,6 +510,102 @@ mod m20261129_000003_wide_units {
                     .to_owned(),
             )
             .await
+        }
+    }
+}
+
+/// Number 5: links of an external identity provider's subject to a Hearth
+/// user in one tenant (OIDC tokens authenticate as that user there).
+mod m20261129_000005_identity_links {
+    use sea_orm_migration::prelude::*;
+    use sea_orm_migration::sea_orm::DbBackend;
+
+    use super::ID;
+
+    pub(crate) struct Migration;
+
+    impl MigrationName for Migration {
+        fn name(&self) -> &str {
+            "m20261129_000005_identity_links"
+        }
+    }
+
+    #[derive(DeriveIden)]
+    enum UserIdentities {
+        Table,
+        TenantId,
+        Issuer,
+        Subject,
+        UserId,
+    }
+
+    #[derive(DeriveIden)]
+    enum Memberships {
+        Table,
+        UserId,
+        TenantId,
+    }
+
+    #[async_trait::async_trait]
+    impl MigrationTrait for Migration {
+        async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+            let mut table = Table::create()
+                .table(UserIdentities::Table)
+                .col(
+                    ColumnDef::new(UserIdentities::TenantId)
+                        .string_len(ID)
+                        .not_null(),
+                )
+                // 255 + 255 + 36 characters keep the key within MySQL's
+                // 3072-byte index limit in utf8mb4.
+                .col(
+                    ColumnDef::new(UserIdentities::Issuer)
+                        .string_len(255)
+                        .not_null(),
+                )
+                .col(
+                    ColumnDef::new(UserIdentities::Subject)
+                        .string_len(255)
+                        .not_null(),
+                )
+                .col(
+                    ColumnDef::new(UserIdentities::UserId)
+                        .string_len(ID)
+                        .not_null(),
+                )
+                .primary_key(
+                    Index::create()
+                        .col(UserIdentities::TenantId)
+                        .col(UserIdentities::Issuer)
+                        .col(UserIdentities::Subject),
+                )
+                // A link points at a membership, not just a user: it can
+                // never name a user of another tenant, and it goes when the
+                // membership goes.
+                .foreign_key(
+                    ForeignKey::create()
+                        .from_col(UserIdentities::UserId)
+                        .from_col(UserIdentities::TenantId)
+                        .to_tbl(Memberships::Table)
+                        .to_col(Memberships::UserId)
+                        .to_col(Memberships::TenantId)
+                        .on_delete(ForeignKeyAction::Cascade),
+                )
+                .to_owned();
+            if manager.get_database_backend() == DbBackend::MySql {
+                // Exact issuer and subject matches, as on SQLite.
+                table
+                    .engine("InnoDB")
+                    .character_set("utf8mb4")
+                    .collate("utf8mb4_bin");
+            }
+            manager.create_table(table).await
+        }
+
+        async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+            manager
+                .drop_table(Table::drop().table(UserIdentities::Table).to_owned())
+                .await
         }
     }
 }

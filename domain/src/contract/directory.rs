@@ -14,7 +14,10 @@
 //! - a device or area may not reference another tenant's area (an error, not
 //!   `Conflict`), and `set_password` on an unknown user is an error;
 //! - device names order byte-wise (code point order), not case-insensitively;
-//! - timestamps are kept to the microsecond (SQL stores integer microseconds).
+//! - timestamps are kept to the microsecond (SQL stores integer microseconds);
+//! - an identity link needs the user's membership in its tenant (an error
+//!   otherwise), is re-pointed by linking again, matches issuer and subject
+//!   exactly, and goes with the membership.
 
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
@@ -44,6 +47,7 @@ pub async fn directory_contract(dir: &dyn Directory) {
     device_search(dir, &world).await;
     device_pagination(dir, &world).await;
     audit(dir, &world).await;
+    identity_links(dir, &world).await;
 }
 
 /// Two tenants with areas and devices, shared by the checks below.
@@ -1486,5 +1490,80 @@ async fn audit_coalescing(dir: &dyn Directory) {
         (top.device_id, top.count),
         (None, 3),
         "tenant-level refusals coalesce like device ones"
+    );
+}
+
+async fn identity_links(dir: &dyn Directory, w: &World) {
+    let issuer = "https://idp.example";
+    let alice = user("alice@links.test", "Alice", None);
+    let bob = user("bob@links.test", "Bob", None);
+    for u in [&alice, &bob] {
+        dir.insert_user(u).await.expect("insert_user failed");
+        dir.upsert_membership(&Membership {
+            user_id: u.id,
+            tenant_id: w.acme.id,
+            role: Role::Basic,
+            scope: DeviceScope::All,
+        })
+        .await
+        .expect("upsert_membership failed");
+    }
+
+    // Linked in acme: found in acme only, by exact issuer and subject.
+    dir.link_identity(w.acme.id, issuer, "sub-1", alice.id)
+        .await
+        .expect("link_identity failed");
+    assert_eq!(
+        dir.linked_user(w.acme.id, issuer, "sub-1")
+            .await
+            .expect("linked_user"),
+        Some(alice.id),
+        "linked_user must find the link"
+    );
+    for (tenant, iss, sub) in [
+        (w.globex.id, issuer, "sub-1"),
+        (w.acme.id, "https://IDP.example", "sub-1"),
+        (w.acme.id, issuer, "SUB-1"),
+        (w.acme.id, issuer, "sub-"),
+    ] {
+        assert_eq!(
+            dir.linked_user(tenant, iss, sub)
+                .await
+                .expect("linked_user"),
+            None,
+            "linked_user must match tenant, issuer and subject exactly: {iss} {sub}"
+        );
+    }
+
+    // Linking again re-points the link.
+    dir.link_identity(w.acme.id, issuer, "sub-1", bob.id)
+        .await
+        .expect("re-linking failed");
+    assert_eq!(
+        dir.linked_user(w.acme.id, issuer, "sub-1")
+            .await
+            .expect("linked_user"),
+        Some(bob.id),
+        "link_identity must re-point an existing link"
+    );
+
+    // No membership in globex: no link there.
+    assert!(
+        dir.link_identity(w.globex.id, issuer, "sub-2", alice.id)
+            .await
+            .is_err(),
+        "link_identity must refuse a user who is not a member of the tenant"
+    );
+
+    // The link goes with the membership.
+    dir.remove_membership(bob.id, w.acme.id)
+        .await
+        .expect("remove_membership failed");
+    assert_eq!(
+        dir.linked_user(w.acme.id, issuer, "sub-1")
+            .await
+            .expect("linked_user"),
+        None,
+        "a link must not outlive the membership it points at"
     );
 }

@@ -13,7 +13,10 @@ use super::throttle::{LoginLimits, LoginThrottle};
 use crate::error::DomainError;
 use crate::ids::{TenantId, UserId};
 use crate::model::{EmailAddress, Membership, PasswordHash, Role, Tenant, TenantSlug, User};
-use crate::ports::{PasswordHasher, TenantRepository, TokenError, TokenService, UserRepository};
+use crate::ports::{
+    ExternalTokenVerifier, IdentityLinks, PasswordHasher, TenantRepository, TokenClaims,
+    TokenError, TokenService, UserRepository,
+};
 use crate::principal::Principal;
 
 /// A freshly issued bearer token.
@@ -96,6 +99,16 @@ pub struct AuthService {
     principals: Arc<PrincipalCache>,
     throttle: Arc<LoginThrottle>,
     hashing: HashingPool,
+    /// Tokens of tenants' own identity providers (OIDC); `None`: only
+    /// Hearth's own tokens are accepted.
+    external: Option<ExternalTokens>,
+}
+
+/// The verifier of external tokens and the links of their subjects to users.
+#[derive(Clone)]
+struct ExternalTokens {
+    verifier: Arc<dyn ExternalTokenVerifier>,
+    links: Arc<dyn IdentityLinks>,
 }
 
 impl AuthService {
@@ -115,7 +128,19 @@ impl AuthService {
             principals: Arc::default(),
             throttle: Arc::new(LoginThrottle::new(limits)),
             hashing,
+            external: None,
         }
+    }
+
+    /// Also accepts bearer tokens `verifier` vouches for, mapped to users
+    /// through `links` or a verified email (see `external_claims`).
+    pub(crate) fn with_external_tokens(
+        mut self,
+        verifier: Arc<dyn ExternalTokenVerifier>,
+        links: Arc<dyn IdentityLinks>,
+    ) -> Self {
+        self.external = Some(ExternalTokens { verifier, links });
+        self
     }
 
     /// Verifies a password and issues a token bound to one tenant: the one
@@ -233,9 +258,16 @@ impl AuthService {
     /// it is re-read at most [`PrincipalCache::TTL`] later, so a revoked or
     /// changed role takes effect within that time on every replica.
     pub async fn authenticate(&self, token: &str) -> Result<Principal, DomainError> {
-        let claims = self.tokens.verify(token).map_err(|e| match e {
-            TokenError::Expired | TokenError::Invalid => DomainError::Unauthenticated,
-        })?;
+        let claims = match self.tokens.verify(token) {
+            Ok(claims) => claims,
+            // Not one of ours: perhaps the tenant's identity provider's.
+            Err(TokenError::Invalid) if self.external.is_some() => {
+                self.external_claims(token).await?
+            }
+            Err(TokenError::Expired | TokenError::Invalid | TokenError::Unavailable) => {
+                return Err(DomainError::Unauthenticated)
+            }
+        };
         if let Some(principal) = self.principals.get(claims.user_id, claims.tenant_id) {
             return Ok(principal);
         }
@@ -257,6 +289,51 @@ impl AuthService {
             }
             _ => Err(DomainError::Unauthenticated),
         }
+    }
+
+    /// A token of a tenant's identity provider, as the user it stands for:
+    /// the one its subject is linked to in that tenant, or else the user
+    /// with the email the provider verified. Membership, role and scope are
+    /// then looked up like for Hearth's own tokens, so a user who is not a
+    /// member of the provider's tenant gets nothing. Every failure is the
+    /// same `Unauthenticated`: the caller learns nothing about why.
+    async fn external_claims(&self, token: &str) -> Result<TokenClaims, DomainError> {
+        let external = self.external.as_ref().ok_or(DomainError::Unauthenticated)?;
+        let identity = external.verifier.verify(token).await.map_err(|e| match e {
+            // A good token must not be answered "unauthenticated" just
+            // because the provider is down: that is an outage.
+            TokenError::Unavailable => DomainError::Unavailable(anyhow::anyhow!(
+                "the identity provider's keys are unavailable"
+            )),
+            TokenError::Expired | TokenError::Invalid => DomainError::Unauthenticated,
+        })?;
+        let tenant = self
+            .tenants
+            .tenant_by_slug(identity.tenant.as_str())
+            .await?
+            .ok_or(DomainError::Unauthenticated)?;
+        let linked = external
+            .links
+            .linked_user(tenant.id, &identity.issuer, &identity.subject)
+            .await?;
+        let user_id = match (linked, &identity.verified_email) {
+            (Some(user), _) => Some(user),
+            (None, Some(email)) => self.users.user_by_email(email).await?.map(|u| u.id),
+            (None, None) => None,
+        };
+        let Some(user_id) = user_id else {
+            tracing::info!(
+                tenant = %tenant.id,
+                issuer = %identity.issuer,
+                "External token refused: no linked or verified user."
+            );
+            return Err(DomainError::Unauthenticated);
+        };
+        Ok(TokenClaims {
+            user_id,
+            tenant_id: tenant.id,
+            expires_at: identity.expires_at,
+        })
     }
 
     pub async fn me(&self, principal: &Principal) -> Result<MeView, DomainError> {

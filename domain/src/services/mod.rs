@@ -36,8 +36,8 @@ pub use throttle::LoginLimits;
 
 use crate::error::DomainError;
 use crate::ports::{
-    Action, Authorizer, AuthzError, Directory, DocumentStore, FieldGateway, LiveBus,
-    PasswordHasher, ReadingStore, Resource, TokenService, WatchInterest,
+    Action, Authorizer, AuthzError, Directory, DocumentStore, ExternalTokenVerifier, FieldGateway,
+    IdentityLinks, LiveBus, PasswordHasher, ReadingStore, Resource, TokenService, WatchInterest,
 };
 use crate::principal::Principal;
 
@@ -68,6 +68,8 @@ pub struct Services {
     pub profiles: ProfileService,
     pub ingest: IngestService,
     pub provisioning: ProvisioningService,
+    /// Kept for `with_external_tokens`.
+    links: Arc<dyn IdentityLinks>,
 }
 
 impl Services {
@@ -102,6 +104,7 @@ impl Services {
             hashing.clone(),
             limits,
         );
+        let links: Arc<dyn IdentityLinks> = directory.clone();
         Self {
             devices: DeviceService::new(access.clone(), live.clone()),
             control: ControlService::new(
@@ -130,9 +133,18 @@ impl Services {
                 policy,
                 passwords,
                 hashing,
-            ),
+            )
+            .with_identity_links(links.clone()),
             auth,
+            links,
         }
+    }
+
+    /// Also accepts bearer tokens of tenants' own identity providers
+    /// (OIDC), each mapped to a member of the provider's tenant.
+    pub fn with_external_tokens(mut self, verifier: Arc<dyn ExternalTokenVerifier>) -> Self {
+        self.auth = self.auth.with_external_tokens(verifier, self.links.clone());
+        self
     }
 }
 

@@ -11,8 +11,8 @@ use crate::error::{DomainError, InvalidValue};
 use crate::ids::{TenantId, UserId};
 use crate::model::{Area, Device, DeviceProfile, Membership, Tenant, User};
 use crate::ports::{
-    AreaRepository, DeviceRepository, DocumentStore, FieldGateway, PasswordHasher, Resource,
-    SystemAction, TenantRepository, UserRepository,
+    AreaRepository, DeviceRepository, DocumentStore, FieldGateway, IdentityLinks, PasswordHasher,
+    Resource, SystemAction, TenantRepository, UserRepository,
 };
 use crate::principal::SystemPrincipal;
 
@@ -27,6 +27,7 @@ pub struct ProvisioningService {
     policy: Policy,
     passwords: Arc<dyn PasswordHasher>,
     hashing: HashingPool,
+    links: Option<Arc<dyn IdentityLinks>>,
 }
 
 impl ProvisioningService {
@@ -52,7 +53,13 @@ impl ProvisioningService {
             policy,
             passwords,
             hashing,
+            links: None,
         }
+    }
+
+    pub(crate) fn with_identity_links(mut self, links: Arc<dyn IdentityLinks>) -> Self {
+        self.links = Some(links);
+        self
     }
 
     fn require(&self, system: &SystemPrincipal, tenant: TenantId) -> Result<(), DomainError> {
@@ -166,6 +173,35 @@ impl ProvisioningService {
     ) -> Result<bool, DomainError> {
         self.require(system, tenant)?;
         Ok(self.users.remove_membership(user, tenant).await?)
+    }
+
+    /// Links the subject `subject` of identity provider `issuer` to `user`
+    /// in `tenant`, so that provider's tokens for it authenticate as that
+    /// user there. The user must already be a member of `tenant`: a link
+    /// never grants a membership.
+    pub async fn link_identity(
+        &self,
+        system: &SystemPrincipal,
+        tenant: TenantId,
+        issuer: &str,
+        subject: &str,
+        user: UserId,
+    ) -> Result<(), DomainError> {
+        self.require(system, tenant)?;
+        if issuer.trim().is_empty() || issuer.len() > 255 {
+            return Err(InvalidValue::new("issuer", "1 to 255 characters").into());
+        }
+        if subject.is_empty() || subject.len() > 255 {
+            return Err(InvalidValue::new("subject", "1 to 255 characters").into());
+        }
+        if self.users.membership(user, tenant).await?.is_none() {
+            return Err(InvalidValue::new("user", "is not a member of that tenant").into());
+        }
+        let links = self
+            .links
+            .as_ref()
+            .ok_or_else(|| DomainError::Internal(anyhow::anyhow!("no identity link store")))?;
+        Ok(links.link_identity(tenant, issuer, subject, user).await?)
     }
 
     /// Stores a built-in profile (one no tenant owns), replacing the
