@@ -202,7 +202,7 @@ async fn a_writer_that_read_long_ago_gets_a_conflict_after_newer_writes() {
     with_fresh_database(
         "a_writer_that_read_long_ago_gets_a_conflict_after_newer_writes",
         |_url, database| async move {
-            let store = MongoDocuments::with_database(database)
+            let store = MongoDocuments::with_database(database.clone())
                 .await
                 .expect("store");
             let tenant = TenantId::new();
@@ -232,6 +232,15 @@ async fn a_writer_that_read_long_ago_gets_a_conflict_after_newer_writes() {
             assert!(matches!(late, Err(StoreError::Conflict(_))), "{late:?}");
             let read = store.profile(tenant, &id).await.expect("read back");
             assert_eq!(read.map(|p| p.name), Some("v3".to_owned()));
+            // And the superseded versions hold nothing but their `_id`
+            for key in ["boiler#1", "boiler#2"] {
+                let tombstone = database
+                    .collection::<Document>(PROFILES)
+                    .find_one(doc! { "_id": key })
+                    .await
+                    .expect("raw read");
+                assert_eq!(tombstone, Some(doc! { "_id": key, "superseded": true }));
+            }
             assert_eq!(
                 store
                     .stored_version(Some(tenant), &id)
