@@ -14,15 +14,20 @@
 //!   inserted once: the first owner keeps the id forever.
 //! - `profiles` holds one document per write, `_id` = `id#version`: of two
 //!   writers that read version `v`, exactly one can insert `id#v+1`; the
-//!   other gets a duplicate key, which is the `Conflict`. Reads take the
-//!   highest version; older ones are deleted after each write.
+//!   other gets a duplicate key, which is the `Conflict`. The insert that
+//!   succeeds has won; nothing checks again afterwards. The version it
+//!   replaced becomes a tombstone (its `_id` only), so no version number is
+//!   ever free again.
+//! - Reads go by `_id` only (FerretDB's SQLite backend pushes nothing else
+//!   down and scans): the owner record, whose `latest` is a hint that may
+//!   lag, then `id#latest`, `id#latest+1`, … until the first miss.
 
 mod stored;
 
 use std::time::Duration;
 
 use async_trait::async_trait;
-use futures::TryStreamExt as _;
+use futures::{StreamExt as _, TryStreamExt as _};
 use hearth_domain::error::{quoted, StoreError};
 use hearth_domain::ids::{ProfileId, TenantId};
 use hearth_domain::model::DeviceProfile;
@@ -44,6 +49,18 @@ pub const TENANT_INDEX: &str = "tenant_id_1_profile_id_1_version_-1";
 
 /// MongoDB's "duplicate key" error code (FerretDB uses the same).
 const DUPLICATE_KEY: i32 = 11000;
+
+/// Field of an owner record: a hint at the newest version that won. Raised
+/// after each win, it may lag (never lead), so readers probe past it.
+const LATEST: &str = "latest";
+
+/// Field marking a superseded version document: its `_id` is kept so the
+/// version number can never be written again; its content is gone.
+const SUPERSEDED: &str = "superseded";
+
+/// How many profiles a listing reads at once (each read is a few `_id`
+/// round trips; this bounds the load one listing puts on the server).
+const LIST_CONCURRENCY: usize = 8;
 
 /// How long an operation waits for a reachable server before it fails, when
 /// the URL does not say (`serverSelectionTimeoutMS`). The driver's own
@@ -139,14 +156,11 @@ impl MongoDocuments {
         owner: Option<TenantId>,
         id: &ProfileId,
     ) -> Result<Option<i64>, StoreError> {
+        let owner = owner_bson(owner);
         let found = self
-            .profiles
-            .find_one(doc! { stored::PROFILE_ID: id.as_str(), stored::TENANT: owner_bson(owner) })
-            .sort(doc! { stored::VERSION: -1 })
-            .projection(doc! { stored::VERSION: 1 })
-            .await
-            .map_err(backend("reading a profile version"))?;
-        found.map(|d| version_of(&d)).transpose()
+            .newest(id.as_str(), |recorded| *recorded == owner)
+            .await?;
+        found.map(|document| version_of(&document)).transpose()
     }
 
     /// Stores `profile` only if its owner's stored copy is still at write
@@ -159,53 +173,178 @@ impl MongoDocuments {
         profile: &DeviceProfile,
         expected: Option<i64>,
     ) -> Result<i64, StoreError> {
+        let won = self.insert_next_version(profile, expected).await?;
+        self.retire_superseded(profile, expected, won).await;
+        Ok(won)
+    }
+
+    /// The deciding step of [`Self::put_profile_if_version`]: claims the id
+    /// and inserts `id#expected+1`. Its success is the win, full stop: a
+    /// writer may read this version and build on it the moment it exists,
+    /// so nothing afterwards may take it back (a re-check after the insert
+    /// once reported a write that another had built on as a `Conflict`).
+    /// Public only so tests can interleave writers between the two steps.
+    #[doc(hidden)]
+    pub async fn insert_next_version(
+        &self,
+        profile: &DeviceProfile,
+        expected: Option<i64>,
+    ) -> Result<i64, StoreError> {
+        self.insert_version(profile, expected, false).await
+    }
+
+    async fn insert_version(
+        &self,
+        profile: &DeviceProfile,
+        expected: Option<i64>,
+        owner_verified: bool,
+    ) -> Result<i64, StoreError> {
         let id = profile.id.as_str();
-        let owner = owner_bson(profile.tenant_id);
-        self.claim_id(id, &owner, expected.is_none()).await?;
+        if !owner_verified {
+            let owner = owner_bson(profile.tenant_id);
+            self.claim_id(id, &owner, expected.is_none()).await?;
+        }
         let next = expected.unwrap_or(0) + 1;
         let document = stored::write_profile(profile, next).map_err(StoreError::Backend)?;
+        // A superseded version keeps its `_id` (as a tombstone, below), so
+        // `id#next` is taken whenever version `next` was ever written: a
+        // writer that read long ago gets the duplicate key too.
         match self.profiles.insert_one(document).await {
-            Ok(_) => {}
-            Err(e) if is_duplicate_key(&e) => return Err(changed_meanwhile(id)),
-            Err(e) => return Err(backend("inserting a profile")(e)),
+            Ok(_) => Ok(next),
+            Err(e) if is_duplicate_key(&e) => Err(changed_meanwhile(id)),
+            Err(e) => Err(backend("inserting a profile")(e)),
         }
-        // A writer that read long ago may find `id#next` free again because
-        // the cleanup below removed it after newer writes. Versions only
-        // grow and the newest is never deleted, so a newer one still exists
-        // then: seeing one means this write lost and must not count.
-        let newest = self.stored_version(profile.tenant_id, &profile.id).await?;
-        // Deletes name `_id` alone: FerretDB's SQLite backend (CI's server)
-        // runs a delete with any other field in its filter as a full scan
-        // (measured 0.13-0.41 s per delete at 300 profiles, against 0.04 s by
-        // `_id` alone). Both documents are this owner's: the claim above
-        // made the id this owner's, and `id#n` names the id.
-        if newest != Some(next) {
-            self.delete_quietly(doc! { stored::ID: stored::version_id(id, next) })
-                .await;
-            return Err(changed_meanwhile(id));
+    }
+
+    /// The housekeeping after a won write: raises the owner record's
+    /// `latest` hint and empties the replaced version. Both are by `_id`
+    /// alone (FerretDB's SQLite backend scans the whole collection for any
+    /// other filter in an update or delete) and both may fail or lose a race
+    /// harmlessly: readers probe forward from the hint to the newest version,
+    /// and an old version's content is never read once a newer one exists.
+    /// It returns nothing on purpose: the write has already won.
+    #[doc(hidden)]
+    pub async fn retire_superseded(
+        &self,
+        profile: &DeviceProfile,
+        expected: Option<i64>,
+        won: i64,
+    ) {
+        let id = profile.id.as_str();
+        // On FerretDB `$max` is a read then a write, so two writers can
+        // leave the lower of their versions here: the hint only lags, and
+        // a lagging hint costs a reader one more probe.
+        if let Err(e) = self
+            .owners
+            .update_one(doc! { stored::ID: id }, doc! { "$max": { LATEST: won } })
+            .await
+        {
+            tracing::warn!(error = %e, "Could not raise a profile's latest-version hint; readers probe forward.");
         }
-        // Readers take the newest version, so leftovers are harmless; the one
-        // this write replaces is removed to keep one document per profile (a
-        // failure here, or a leftover of an older failure, stays harmless).
+        // The replaced version becomes a tombstone rather than being deleted:
+        // deleting it would free `id#expected` for a writer that read
+        // `expected - 1` long ago, whose insert would then succeed unseen
+        // behind the newer versions. A tombstone holds the `_id` only.
         if let Some(replaced) = expected {
-            self.delete_quietly(doc! { stored::ID: stored::version_id(id, replaced) })
-                .await;
+            let key = stored::version_id(id, replaced);
+            if let Err(e) = self
+                .profiles
+                .replace_one(
+                    doc! { stored::ID: &key },
+                    doc! { stored::ID: &key, SUPERSEDED: true },
+                )
+                .await
+            {
+                tracing::warn!(error = %e, "Could not empty a superseded profile version; it stays readable history only.");
+            }
         }
-        Ok(next)
+    }
+
+    /// The newest stored version of `id` when its owner record's tenant
+    /// passes `visible`, else `None`. Only `_id` lookups: the owner record,
+    /// then `id#hint`, `id#hint+1`, … until one is missing. Versions are
+    /// inserted in sequence and never removed (superseded ones become
+    /// tombstones only once their successor exists), so the first miss ends
+    /// the chain and the last hit is the newest.
+    async fn newest(
+        &self,
+        id: &str,
+        visible: impl Fn(&Bson) -> bool,
+    ) -> Result<Option<Document>, StoreError> {
+        let Some(owner) = self
+            .owners
+            .find_one(doc! { stored::ID: id })
+            .await
+            .map_err(backend("reading a profile owner"))?
+        else {
+            return Ok(None);
+        };
+        if !visible(owner.get(stored::TENANT).unwrap_or(&Bson::Null)) {
+            return Ok(None);
+        }
+        self.newest_of(id, &owner).await
+    }
+
+    /// The newest stored version of `id`, probing from the hint in its
+    /// (already read and authorised) owner record.
+    async fn newest_of(&self, id: &str, owner: &Document) -> Result<Option<Document>, StoreError> {
+        let hint = match owner.get(LATEST) {
+            Some(Bson::Int64(v)) => *v,
+            Some(Bson::Int32(v)) => i64::from(*v),
+            // An owner record from before the hint existed (that layout
+            // deleted old versions, so there is no chain to probe).
+            _ => return self.newest_by_filter(id, owner.get(stored::TENANT)).await,
+        };
+        let mut newest: Option<Document> = None;
+        // Version 0 is never written: a hint of 0 starts the probe at 1.
+        let mut version = hint.max(1);
+        while let Some(found) = self
+            .profiles
+            .find_one(doc! { stored::ID: stored::version_id(id, version) })
+            .await
+            .map_err(backend("reading a profile"))?
+        {
+            newest = Some(found);
+            version += 1;
+        }
+        match newest {
+            Some(document) if document.get_bool(SUPERSEDED).unwrap_or(false) => {
+                Err(StoreError::Backend(anyhow::anyhow!(
+                    "profile `{}`: version {} is superseded but no newer one is stored",
+                    quoted(id),
+                    version - 1
+                )))
+            }
+            other => Ok(other),
+        }
+    }
+
+    /// The newest version by a filtered, sorted query: slow on FerretDB,
+    /// used only for owner records written before the `latest` hint.
+    async fn newest_by_filter(
+        &self,
+        id: &str,
+        owner: Option<&Bson>,
+    ) -> Result<Option<Document>, StoreError> {
+        self.profiles
+            .find_one(doc! { stored::PROFILE_ID: id, stored::TENANT: owner.cloned().unwrap_or(Bson::Null) })
+            .sort(doc! { stored::VERSION: -1 })
+            .await
+            .map_err(backend("reading a profile"))
     }
 
     /// Makes sure `id` belongs to `owner`, recording it when nobody holds it
-    /// (the unique `_id` lets exactly one owner have it). Lookups carry the
-    /// tenant in the filter, so another owner's record is never read, only
-    /// found missing. Checked on every write: a write naming an expected
-    /// version must not add a version to another tenant's profile. A
-    /// creation tries the insert first, a replacement the lookup first: each
-    /// then usually needs one round trip.
+    /// (the unique `_id` lets exactly one owner have it). The record is read
+    /// by `_id` alone and its tenant compared here, so another owner's record
+    /// only ever counts as "taken". Checked on every write: a write naming
+    /// an expected version must not add a version to another tenant's
+    /// profile. A creation tries the insert first, a replacement the lookup
+    /// first: each then usually needs one round trip.
     async fn claim_id(&self, id: &str, owner: &Bson, creating: bool) -> Result<(), StoreError> {
-        let claim = doc! { stored::ID: id, stored::TENANT: owner.clone() };
-        if !creating && self.owner_recorded(&claim).await? {
+        if !creating && self.owner_recorded(id, owner).await? {
             return Ok(());
         }
+        let claim = doc! { stored::ID: id, stored::TENANT: owner.clone(), LATEST: 0_i64 };
         match self.owners.insert_one(&claim).await {
             Ok(_) => return Ok(()),
             Err(e) if is_duplicate_key(&e) => {}
@@ -213,7 +352,7 @@ impl MongoDocuments {
         }
         // Held already: by this owner (a concurrent creation of the same
         // profile) or by another one.
-        if self.owner_recorded(&claim).await? {
+        if self.owner_recorded(id, owner).await? {
             Ok(())
         } else {
             Err(StoreError::Conflict(format!(
@@ -223,18 +362,14 @@ impl MongoDocuments {
         }
     }
 
-    async fn owner_recorded(&self, claim: &Document) -> Result<bool, StoreError> {
+    async fn owner_recorded(&self, id: &str, owner: &Bson) -> Result<bool, StoreError> {
         self.owners
-            .find_one(claim.clone())
+            .find_one(doc! { stored::ID: id })
             .await
-            .map(|found| found.is_some())
+            .map(|found| {
+                found.is_some_and(|d| d.get(stored::TENANT).unwrap_or(&Bson::Null) == owner)
+            })
             .map_err(backend("reading a profile owner"))
-    }
-
-    async fn delete_quietly(&self, filter: Document) {
-        if let Err(e) = self.profiles.delete_many(filter).await {
-            tracing::warn!(error = %e, "Could not delete superseded profile versions; the next write retries.");
-        }
     }
 }
 
@@ -242,9 +377,13 @@ impl MongoDocuments {
 impl DocumentStore for MongoDocuments {
     async fn put_profile(&self, profile: &DeviceProfile) -> Result<(), StoreError> {
         let current = self.stored_version(profile.tenant_id, &profile.id).await?;
-        self.put_profile_if_version(profile, current)
-            .await
-            .map(|_| ())
+        // A version found means the owner record named this tenant, and
+        // owner records never change owner: the claim check can be skipped.
+        let won = self
+            .insert_version(profile, current, current.is_some())
+            .await?;
+        self.retire_superseded(profile, current, won).await;
+        Ok(())
     }
 
     async fn profile(
@@ -252,41 +391,43 @@ impl DocumentStore for MongoDocuments {
         tenant: TenantId,
         id: &ProfileId,
     ) -> Result<Option<DeviceProfile>, StoreError> {
-        let found = self
-            .profiles
-            .find_one(doc! { stored::PROFILE_ID: id.as_str(), stored::TENANT: visible_to(tenant) })
-            .sort(doc! { stored::VERSION: -1 })
-            .await
-            .map_err(backend("reading a profile"))?;
-        found
+        self.newest(id.as_str(), |owner| visible_to(tenant, owner))
+            .await?
             .map(stored::read_profile)
             .transpose()
             .map_err(StoreError::Backend)
     }
 
     async fn profiles(&self, tenant: TenantId) -> Result<Vec<DeviceProfile>, StoreError> {
-        // Newest write first within each id, so the first document of an id
-        // is the one to keep (no `$group` on FerretDB to do it server-side).
-        let documents: Vec<Document> = self
-            .profiles
-            .find(doc! { stored::TENANT: visible_to(tenant) })
-            .sort(doc! { stored::PROFILE_ID: 1, stored::VERSION: -1 })
+        // The owner records name every profile id with its tenant: one small
+        // document per profile, so filtering them (a scan on FerretDB's
+        // SQLite backend) stays cheap next to scanning every version. Each
+        // visible id is then read by `_id` probes, a few at a time.
+        let owners: Vec<Document> = self
+            .owners
+            .find(doc! { stored::TENANT: { "$in": [Bson::Null, tenant.to_string()] } })
+            .sort(doc! { stored::ID: 1 })
             .await
             .map_err(backend("listing profiles"))?
             .try_collect()
             .await
             .map_err(backend("listing profiles"))?;
-        let mut newest = Vec::new();
-        let mut last_id: Option<String> = None;
-        for document in documents {
-            let id = document.get_str(stored::PROFILE_ID).ok().map(str::to_owned);
-            if id.is_some() && id == last_id {
-                continue;
-            }
-            last_id = id;
-            newest.push(stored::read_profile(document).map_err(StoreError::Backend)?);
-        }
-        Ok(newest)
+        // The owner records just read carry the hints: no second read each.
+        let visible: Vec<(String, Document)> = owners
+            .into_iter()
+            .filter(|owner| visible_to(tenant, owner.get(stored::TENANT).unwrap_or(&Bson::Null)))
+            .filter_map(|owner| Some((owner.get_str(stored::ID).ok()?.to_owned(), owner)))
+            .collect();
+        let found: Vec<Option<Document>> = futures::stream::iter(visible)
+            .map(|(id, owner)| async move { self.newest_of(&id, &owner).await })
+            .buffered(LIST_CONCURRENCY)
+            .try_collect()
+            .await?;
+        found
+            .into_iter()
+            .flatten()
+            .map(|document| stored::read_profile(document).map_err(StoreError::Backend))
+            .collect()
     }
 }
 
@@ -298,9 +439,15 @@ fn owner_bson(owner: Option<TenantId>) -> Bson {
     }
 }
 
-/// The `tenant_id` condition of a read by `tenant`: built-ins and its own.
-fn visible_to(tenant: TenantId) -> Document {
-    doc! { "$in": [Bson::Null, tenant.to_string()] }
+/// Whether a profile owned by `owner` (as stored) is visible to `tenant`:
+/// built-ins (`null`) and its own, nothing else (a missing or odd value
+/// is nobody's).
+fn visible_to(tenant: TenantId, owner: &Bson) -> bool {
+    match owner {
+        Bson::Null => true,
+        Bson::String(s) => *s == tenant.to_string(),
+        _ => false,
+    }
 }
 
 /// A database name MongoDB accepts (its documented restrictions), checked

@@ -202,7 +202,7 @@ async fn a_writer_that_read_long_ago_gets_a_conflict_after_newer_writes() {
     with_fresh_database(
         "a_writer_that_read_long_ago_gets_a_conflict_after_newer_writes",
         |_url, database| async move {
-            let store = MongoDocuments::with_database(database)
+            let store = MongoDocuments::with_database(database.clone())
                 .await
                 .expect("store");
             let tenant = TenantId::new();
@@ -232,12 +232,135 @@ async fn a_writer_that_read_long_ago_gets_a_conflict_after_newer_writes() {
             assert!(matches!(late, Err(StoreError::Conflict(_))), "{late:?}");
             let read = store.profile(tenant, &id).await.expect("read back");
             assert_eq!(read.map(|p| p.name), Some("v3".to_owned()));
+            // And the superseded versions hold nothing but their `_id`
+            for key in ["boiler#1", "boiler#2"] {
+                let tombstone = database
+                    .collection::<Document>(PROFILES)
+                    .find_one(doc! { "_id": key })
+                    .await
+                    .expect("raw read");
+                assert_eq!(tombstone, Some(doc! { "_id": key, "superseded": true }));
+            }
             assert_eq!(
                 store
                     .stored_version(Some(tenant), &id)
                     .await
                     .expect("version"),
                 Some(3)
+            );
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_won_write_stays_won_when_another_builds_on_it_before_its_cleanup() {
+    with_fresh_database(
+        "a_won_write_stays_won_when_another_builds_on_it_before_its_cleanup",
+        |_url, database| async move {
+            let store = MongoDocuments::with_database(database.clone())
+                .await
+                .expect("store");
+            // Two adapter instances: writers in two processes.
+            let other = MongoDocuments::with_database(database)
+                .await
+                .expect("second store");
+            let tenant = TenantId::new();
+            let id = ProfileId::new("boiler").expect("id");
+            store
+                .put_profile(&profile("boiler", Some(tenant), "v1"))
+                .await
+                .expect("first put");
+
+            // Given writer W whose insert of version 2 succeeded, its
+            // housekeeping not yet done
+            let from_w = profile("boiler", Some(tenant), "W");
+            let w = store
+                .insert_next_version(&from_w, Some(1))
+                .await
+                .expect("W's insert wins");
+            assert_eq!(w, 2);
+
+            // When writer X reads W's version and writes version 3 on it,
+            // and only then W finishes its write
+            let seen_by_x = other
+                .stored_version(Some(tenant), &id)
+                .await
+                .expect("X reads");
+            assert_eq!(seen_by_x, Some(2), "X sees W's write before W finished");
+            let from_x = profile("boiler", Some(tenant), "X");
+            let x = other
+                .put_profile_if_version(&from_x, seen_by_x)
+                .await
+                .expect("X builds on W");
+            store.retire_superseded(&from_w, Some(1), w).await;
+
+            // Then both writes count: X's stays on top of W's, version 3,
+            // even though W's hint (2) now lags behind the newest version
+            assert_eq!(x, 3);
+            assert_eq!(
+                store.profile(tenant, &id).await.expect("read"),
+                Some(from_x)
+            );
+            assert_eq!(
+                store
+                    .stored_version(Some(tenant), &id)
+                    .await
+                    .expect("version"),
+                Some(3)
+            );
+            // And a writer that also read version 1 still loses
+            let late = store
+                .put_profile_if_version(&profile("boiler", Some(tenant), "late"), Some(1))
+                .await;
+            assert!(matches!(late, Err(StoreError::Conflict(_))), "{late:?}");
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_lagging_latest_hint_still_reads_the_newest_version() {
+    with_fresh_database(
+        "a_lagging_latest_hint_still_reads_the_newest_version",
+        |_url, database| async move {
+            let store = MongoDocuments::with_database(database.clone())
+                .await
+                .expect("store");
+            let tenant = TenantId::new();
+            let id = ProfileId::new("boiler").expect("id");
+            for name in ["v1", "v2", "v3", "v4"] {
+                store
+                    .put_profile(&profile("boiler", Some(tenant), name))
+                    .await
+                    .expect("put");
+            }
+            // Given an owner record whose hint lost a `$max` race and lags
+            database
+                .collection::<Document>(hearth_mongodb::PROFILE_OWNERS)
+                .update_one(
+                    doc! { "_id": "boiler" },
+                    doc! { "$set": { "latest": 1_i64 } },
+                )
+                .await
+                .expect("lower the hint");
+            // When the profile is read, listed and written again
+            let read = store.profile(tenant, &id).await.expect("read");
+            let listed = store.profiles(tenant).await.expect("list");
+            let next = store
+                .put_profile_if_version(&profile("boiler", Some(tenant), "v5"), Some(4))
+                .await;
+            // Then the newest version is found despite the hint
+            assert_eq!(read.map(|p| p.name), Some("v4".to_owned()));
+            assert_eq!(listed.len(), 1);
+            assert_eq!(listed[0].name, "v4");
+            assert_eq!(next.expect("writes on the newest"), 5);
+            assert_eq!(
+                store
+                    .stored_version(Some(tenant), &id)
+                    .await
+                    .expect("version"),
+                Some(5)
             );
         },
     )
@@ -301,38 +424,50 @@ async fn concurrent_puts_never_lose_a_counted_write() {
                 .await
                 .expect("first put");
 
-            // Given many writers putting the same profile at once
+            // Given many writers, each reading the profile's version and
+            // writing on it, all at once
+            let id = ProfileId::new("shared").expect("id");
             let writers: Vec<_> = (0..16)
                 .map(|i| {
-                    let store = store.clone();
+                    let (store, id) = (store.clone(), id.clone());
                     tokio::spawn(async move {
+                        let seen = store.stored_version(Some(tenant), &id).await?;
+                        let mine = profile("shared", Some(tenant), &format!("writer {i}"));
                         store
-                            .put_profile(&profile("shared", Some(tenant), &format!("writer {i}")))
+                            .put_profile_if_version(&mine, seen)
                             .await
+                            .map(|v| (v, i))
                     })
                 })
                 .collect();
 
             // When they have all finished
-            let mut succeeded = 0_i64;
+            let mut won: Vec<(i64, usize)> = Vec::new();
             for writer in writers {
                 match writer.await.expect("writer task") {
-                    Ok(()) => succeeded += 1,
+                    Ok(win) => won.push(win),
                     Err(StoreError::Conflict(_)) => {}
                     Err(other) => panic!("a put failed with {other:?}"),
                 }
             }
 
-            // Then every write reported as done is counted once: no write
-            // that lost a race overwrote another silently
-            assert!(succeeded >= 1, "at least one writer must win");
+            // Then each version has exactly one winner, the versions that
+            // won are 2, 3, … without a gap (no write reported as done was
+            // lost), and the stored profile is the last winner's
+            won.sort_unstable();
+            let versions: Vec<i64> = won.iter().map(|(v, _)| *v).collect();
+            let expected: Vec<i64> = (2..2 + i64::try_from(won.len()).expect("few")).collect();
+            assert_eq!(versions, expected, "winners: {won:?}");
+            let (last, writer) = *won.last().expect("at least one writer must win");
             assert_eq!(
                 store
-                    .stored_version(Some(tenant), &ProfileId::new("shared").expect("id"))
+                    .stored_version(Some(tenant), &id)
                     .await
                     .expect("version"),
-                Some(1 + succeeded)
+                Some(last)
             );
+            let stored = store.profile(tenant, &id).await.expect("read");
+            assert_eq!(stored.map(|p| p.name), Some(format!("writer {writer}")));
         },
     )
     .await;
@@ -363,6 +498,13 @@ async fn stored_documents_of_an_older_shape_still_read() {
             })
             .await
             .expect("insert a legacy document");
+            // with its owner record as the layout before the `latest` hint
+            // left it (no hint; older versions deleted, so no chain)
+            database
+                .collection::<Document>(hearth_mongodb::PROFILE_OWNERS)
+                .insert_one(doc! { "_id": "legacy", "tenant_id": tenant.to_string() })
+                .await
+                .expect("insert its owner record");
 
             // When it is read through the store
             let read = store
@@ -429,6 +571,15 @@ async fn unreadable_documents_are_backend_errors_and_hide_nothing_else() {
             })
             .await
             .expect("insert a broken document");
+            for id in ["future", "broken"] {
+                database
+                    .collection::<Document>(hearth_mongodb::PROFILE_OWNERS)
+                    .insert_one(
+                        doc! { "_id": id, "tenant_id": tenant.to_string(), "latest": 1_i64 },
+                    )
+                    .await
+                    .expect("insert an owner record");
+            }
 
             // When they are read, Then each is a backend failure (no panic,
             // no guessed profile)
