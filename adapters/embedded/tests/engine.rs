@@ -137,6 +137,7 @@ async fn rollups_give_the_numbers_a_raw_scan_gives() {
             (0, 3 * 86_400, 3_600),  // hour rollups
             (0, 3 * 86_400, 86_400), // day rollups
             (900, 86_400 + 1_234, 900), // 15 min rollups, raw tail
+            (60, 7_230, 120),           // 1 min rollups, raw tail
             (1, 86_400, 3_600),      // unaligned: raw scan
         ] {
             // When history is asked for aligned and unaligned buckets

@@ -15,6 +15,10 @@ use crate::error::EmbeddedError;
 pub(crate) type Sample = (i64, f64, u8);
 
 const VERSION: u8 = 1;
+/// A sealed but not yet compacted block: plain rows, cheap to write; it
+/// lives until its hour is compacted into a [`VERSION`] block.
+const VERSION_PLAIN: u8 = 2;
+const PLAIN_ROW: usize = 8 + 8 + 1;
 /// Values are `integer * STEP[d]` (multiplication, as the Modbus adapter scales).
 const MODE_MUL: u8 = 0;
 /// Values are `integer / 10^d` (values typed in as decimals).
@@ -124,8 +128,68 @@ pub(crate) fn encode(samples: &[Sample]) -> Result<Vec<u8>, EmbeddedError> {
     Ok(out)
 }
 
-/// Decodes a block written by [`encode`].
+/// Encodes samples without compression, for blocks sealed between
+/// compactions: a checkpoint then costs a copy, not thousands of codec runs
+/// on short series.
+pub(crate) fn encode_plain(samples: &[Sample]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(1 + samples.len() * PLAIN_ROW);
+    out.push(VERSION_PLAIN);
+    for (t, v, q) in samples {
+        out.extend_from_slice(&t.to_le_bytes());
+        out.extend_from_slice(&v.to_bits().to_le_bytes());
+        out.push(*q);
+    }
+    out
+}
+
+/// Whether a block is in its final, compressed form.
+pub(crate) fn is_compressed(block: &[u8]) -> bool {
+    block.first() == Some(&VERSION)
+}
+
+fn decode_plain(rows: &[u8]) -> Result<Vec<Sample>, EmbeddedError> {
+    if rows.len() % PLAIN_ROW != 0 {
+        return Err(corrupt("truncated plain block"));
+    }
+    Ok(rows
+        .chunks_exact(PLAIN_ROW)
+        .map(|row| {
+            let mut t = [0u8; 8];
+            let mut v = [0u8; 8];
+            t.copy_from_slice(&row[..8]);
+            v.copy_from_slice(&row[8..16]);
+            (
+                i64::from_le_bytes(t),
+                f64::from_bits(u64::from_le_bytes(v)),
+                row[16],
+            )
+        })
+        .collect())
+}
+
+/// Compresses one column of numbers as a length-prefixed section.
+pub(crate) fn put_numbers<T: pco::data_types::Number>(
+    out: &mut Vec<u8>,
+    numbers: &[T],
+) -> Result<(), EmbeddedError> {
+    let bytes = pco::standalone::simple_compress(numbers, &pco::ChunkConfig::default())
+        .map_err(pco_err)?;
+    put_section(out, &bytes);
+    Ok(())
+}
+
+/// Reads back one column written by [`put_numbers`].
+pub(crate) fn take_numbers<T: pco::data_types::Number>(
+    input: &mut &[u8],
+) -> Result<Vec<T>, EmbeddedError> {
+    pco::standalone::simple_decompress(take_section(input)?).map_err(pco_err)
+}
+
+/// Decodes a block written by [`encode`] or [`encode_plain`].
 pub(crate) fn decode(block: &[u8]) -> Result<Vec<Sample>, EmbeddedError> {
+    if let [VERSION_PLAIN, rows @ ..] = block {
+        return decode_plain(rows);
+    }
     let [version, mode, d, rest @ ..] = block else {
         return Err(corrupt("truncated header"));
     };
@@ -199,6 +263,18 @@ mod tests {
         for (a, b) in samples.iter().zip(&back) {
             assert_eq!((a.0, a.1.to_bits(), a.2), (b.0, b.1.to_bits(), b.2));
         }
+    }
+
+    #[test]
+    fn plain_blocks_round_trip_and_are_not_final() {
+        let samples = vec![(1, 1.25, 0), (2, f64::NAN, 2)];
+        let block = encode_plain(&samples);
+        assert!(!is_compressed(&block));
+        assert!(is_compressed(&encode(&samples).expect("encodes")));
+        let back = decode(&block).expect("decodes");
+        assert_eq!(back[0], samples[0]);
+        assert!(back[1].1.is_nan());
+        assert!(decode(&block[..block.len() - 1]).is_err());
     }
 
     #[test]

@@ -57,6 +57,10 @@ const PENDING: TableDefinition<(u64, i64), u8> = TableDefinition::new("pending_h
 /// time of last in µs, count) of the `Good`/`Stale` readings of the bucket.
 const ROLLUPS: TableDefinition<(u64, u32, i64), (f64, f64, f64, f64, i64, u64)> =
     TableDefinition::new("rollups");
+/// `(series, level in s, hour start in s)` -> the hour's buckets of a level
+/// finer than an hour, compressed: one row per bucket would cost more than
+/// the compressed readings themselves.
+const ROLLUP_BLOBS: TableDefinition<(u64, u32, i64), &[u8]> = TableDefinition::new("rollup_blobs");
 /// The layout before blocks (one row per reading); migrated on open.
 const LEGACY_SAMPLES: TableDefinition<(u64, i64), (f64, u8)> = TableDefinition::new("samples");
 
@@ -381,20 +385,49 @@ impl Snapshot {
         if from_s >= to_s {
             return Ok(());
         }
-        let table = self.txn.open_table(ROLLUPS)?;
         let level_key = level as u32;
-        for entry in table.range((self.series, level_key, from_s)..(self.series, level_key, to_s))? {
-            let (key, value) = entry?;
-            let (_, _, start) = key.value();
-            if !self.dirty.contains(&start.div_euclid(CHUNK_SECONDS).saturating_mul(CHUNK_SECONDS)) {
-                out.add(start * 1_000_000, &Agg::from_row(value.value()));
+        if level < CHUNK_SECONDS {
+            let blobs = self.txn.open_table(ROLLUP_BLOBS)?;
+            let first = from_s.div_euclid(CHUNK_SECONDS) * CHUNK_SECONDS;
+            for entry in blobs.range((self.series, level_key, first)..(self.series, level_key, to_s))? {
+                let (key, value) = entry?;
+                let (_, _, chunk) = key.value();
+                if self.dirty.contains(&chunk) {
+                    continue;
+                }
+                for (start, agg) in decode_rollups(value.value())? {
+                    if start >= from_s && start < to_s {
+                        out.add(start * 1_000_000, &agg);
+                    }
+                }
             }
+        } else {
+            self.rollup_rows(out, level_key, from_s, to_s)?;
         }
         let first = from_s.div_euclid(CHUNK_SECONDS) * CHUNK_SECONDS;
         for chunk in self.dirty.range(first..to_s) {
             let lo = (*chunk).max(from_s);
             let hi = (chunk + CHUNK_SECONDS).min(to_s);
             self.raw(out, lo * 1_000_000, hi * 1_000_000)?;
+        }
+        Ok(())
+    }
+
+    /// Hour rows of settled hours in `[from_s, to_s)`.
+    fn rollup_rows(
+        &self,
+        out: &mut Buckets<'_>,
+        level_key: u32,
+        from_s: i64,
+        to_s: i64,
+    ) -> Result<(), EmbeddedError> {
+        let table = self.txn.open_table(ROLLUPS)?;
+        for entry in table.range((self.series, level_key, from_s)..(self.series, level_key, to_s))? {
+            let (key, value) = entry?;
+            let (_, _, start) = key.value();
+            if !self.dirty.contains(&start.div_euclid(CHUNK_SECONDS).saturating_mul(CHUNK_SECONDS)) {
+                out.add(start * 1_000_000, &Agg::from_row(value.value()));
+            }
         }
         Ok(())
     }
@@ -455,6 +488,7 @@ impl EmbeddedReadings {
             let next_block = meta.get(NEXT_BLOCK)?.map(|v| v.value()).unwrap_or(0);
             txn.open_table(BLOCKS)?;
             txn.open_table(ROLLUPS)?;
+            txn.open_table(ROLLUP_BLOBS)?;
             let pending = txn.open_table(PENDING)?;
             for entry in pending.iter()? {
                 let (key, _) = entry?;
@@ -553,6 +587,14 @@ impl EmbeddedReadings {
         Ok(())
     }
 
+    /// History from the raw readings only, never from rollups: what
+    /// [`ReadingStore::history`] must agree with, for checks and benchmarks.
+    pub async fn history_raw(&self, query: &HistoryQuery) -> Result<Vec<HistoryBucket>, StoreError> {
+        let inner = self.inner.clone();
+        let owned = query.clone();
+        Ok(crate::blocking(move || read_history(&inner, &owned, false)).await?)
+    }
+
     /// Gives free pages back to the file system; needs the only handle.
     pub fn compact_file(&mut self) -> Result<bool, StoreError> {
         match Arc::get_mut(&mut self.inner) {
@@ -578,12 +620,69 @@ impl EmbeddedReadings {
                 readings += codec::decode(value.value())?.len() as u64;
             }
             let rollups = txn.open_table(ROLLUPS)?.len()?;
-            bytes += rollups * (16 + 48);
+            bytes += rollups * (20 + 48);
+            for entry in txn.open_table(ROLLUP_BLOBS)?.iter()? {
+                let (_, value) = entry?;
+                bytes += value.value().len() as u64 + 20;
+            }
             Ok((bytes, readings))
         })
         .await?;
         Ok(size)
     }
+}
+
+/// Buckets of one hour at a sub-hour level as compressed columns.
+fn encode_rollups(buckets: &BTreeMap<i64, Agg>) -> Result<Vec<u8>, EmbeddedError> {
+    let column = |f: fn(&Agg) -> f64| buckets.values().map(f).collect::<Vec<f64>>();
+    let mut out = Vec::new();
+    codec::put_numbers(&mut out, &buckets.keys().copied().collect::<Vec<i64>>())?;
+    codec::put_numbers(&mut out, &column(|a| a.sum))?;
+    codec::put_numbers(&mut out, &column(|a| a.min))?;
+    codec::put_numbers(&mut out, &column(|a| a.max))?;
+    codec::put_numbers(&mut out, &column(|a| a.last))?;
+    codec::put_numbers(
+        &mut out,
+        &buckets.values().map(|a| a.last_micros).collect::<Vec<i64>>(),
+    )?;
+    codec::put_numbers(
+        &mut out,
+        &buckets.values().map(|a| a.count).collect::<Vec<u64>>(),
+    )?;
+    Ok(out)
+}
+
+fn decode_rollups(blob: &[u8]) -> Result<Vec<(i64, Agg)>, EmbeddedError> {
+    let mut input = blob;
+    let starts: Vec<i64> = codec::take_numbers(&mut input)?;
+    let sum: Vec<f64> = codec::take_numbers(&mut input)?;
+    let min: Vec<f64> = codec::take_numbers(&mut input)?;
+    let max: Vec<f64> = codec::take_numbers(&mut input)?;
+    let last: Vec<f64> = codec::take_numbers(&mut input)?;
+    let last_micros: Vec<i64> = codec::take_numbers(&mut input)?;
+    let count: Vec<u64> = codec::take_numbers(&mut input)?;
+    let n = starts.len();
+    if [sum.len(), min.len(), max.len(), last.len(), last_micros.len(), count.len()]
+        .iter()
+        .any(|len| *len != n)
+    {
+        return Err(EmbeddedError::Corrupt("rollup columns of different lengths".into()));
+    }
+    Ok((0..n)
+        .map(|i| {
+            (
+                starts[i],
+                Agg {
+                    sum: sum[i],
+                    min: min[i],
+                    max: max[i],
+                    last: last[i],
+                    last_micros: last_micros[i],
+                    count: count[i],
+                },
+            )
+        })
+        .collect())
 }
 
 fn encode_wal_row(out: &mut Vec<u8>, series: u64, sample: Sample) {
@@ -646,7 +745,7 @@ fn checkpoint(
         let mut pending_table = txn.open_table(PENDING)?;
         for (series, chunks) in &state.heads {
             for (chunk, samples) in chunks {
-                let block = codec::encode(&sort_dedup(samples.clone()))?;
+                let block = codec::encode_plain(&sort_dedup(samples.clone()));
                 blocks.insert((*series, *chunk, writer.next_block), block.as_slice())?;
                 writer.next_block += 1;
                 pending_table.insert((*series, *chunk), 0)?;
@@ -703,7 +802,11 @@ fn compact_chunk(
         keys.push(key.value());
     }
     let samples = sort_dedup(samples);
-    if keys.len() > 1 {
+    let final_form = keys.len() == 1
+        && blocks
+            .get(keys[0])?
+            .is_some_and(|b| codec::is_compressed(b.value()));
+    if !final_form {
         for key in keys {
             blocks.remove(key)?;
         }
@@ -714,12 +817,9 @@ fn compact_chunk(
         }
     }
     let mut rollups = txn.open_table(ROLLUPS)?;
+    let mut blobs = txn.open_table(ROLLUP_BLOBS)?;
     for level in &ROLLUP_LEVELS[..3] {
         let level_key = *level as u32;
-        rollups.retain_in(
-            (series, level_key, chunk)..(series, level_key, chunk + CHUNK_SECONDS),
-            |_, _| false,
-        )?;
         let mut buckets: BTreeMap<i64, Agg> = BTreeMap::new();
         for &(micros, value, quality) in &samples {
             if quality == Quality::Bad.as_u8() {
@@ -731,6 +831,19 @@ fn compact_chunk(
                 .and_modify(|a| a.merge(&Agg::one(micros, value)))
                 .or_insert(Agg::one(micros, value));
         }
+        if *level < CHUNK_SECONDS {
+            if buckets.is_empty() {
+                blobs.remove((series, level_key, chunk))?;
+            } else {
+                let blob = encode_rollups(&buckets)?;
+                blobs.insert((series, level_key, chunk), blob.as_slice())?;
+            }
+            continue;
+        }
+        rollups.retain_in(
+            (series, level_key, chunk)..(series, level_key, chunk + CHUNK_SECONDS),
+            |_, _| false,
+        )?;
         for (start, agg) in buckets {
             rollups.insert((series, level_key, start), agg.row())?;
         }
@@ -843,7 +956,11 @@ fn append_blocking(
     Ok(())
 }
 
-fn read_history(inner: &Inner, query: &HistoryQuery) -> Result<Vec<HistoryBucket>, EmbeddedError> {
+fn read_history(
+    inner: &Inner,
+    query: &HistoryQuery,
+    use_rollups: bool,
+) -> Result<Vec<HistoryBucket>, EmbeddedError> {
     let mut out = Buckets::new(query);
     let (from_us, to_us) = (out.from_us, out.to_us);
     let snapshot = {
@@ -879,7 +996,7 @@ fn read_history(inner: &Inner, query: &HistoryQuery) -> Result<Vec<HistoryBucket
             dirty,
         }
     };
-    match rollup_level(query) {
+    match rollup_level(query).filter(|_| use_rollups) {
         None => snapshot.raw(&mut out, from_us, to_us)?,
         Some(level) => {
             let from_s = query.from.timestamp();
@@ -952,7 +1069,7 @@ impl ReadingStore for EmbeddedReadings {
     async fn history(&self, query: &HistoryQuery) -> Result<Vec<HistoryBucket>, StoreError> {
         let inner = self.inner.clone();
         let owned = query.clone();
-        Ok(crate::blocking(move || read_history(&inner, &owned)).await?)
+        Ok(crate::blocking(move || read_history(&inner, &owned, true)).await?)
     }
 }
 

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use hearth_domain::TenantId;
 use redb::WriteTransaction;
 
-use super::{BLOCKS, CHUNK_SECONDS, PENDING, ROLLUPS, ROLLUP_LEVELS};
+use super::{BLOCKS, CHUNK_SECONDS, PENDING, ROLLUPS, ROLLUP_BLOBS, ROLLUP_LEVELS};
 use crate::error::EmbeddedError;
 
 /// Days to keep, `None` for ever: raw readings and each rollup level
@@ -49,6 +49,7 @@ pub(super) fn enforce(
     let mut blocks = txn.open_table(BLOCKS)?;
     let mut pending_table = txn.open_table(PENDING)?;
     let mut rollups = txn.open_table(ROLLUPS)?;
+    let mut blobs = txn.open_table(ROLLUP_BLOBS)?;
     for (series, tenant) in tenants {
         let policy = retention.for_tenant(*tenant);
         if let Some(days) = policy.raw_days {
@@ -65,8 +66,18 @@ pub(super) fn enforce(
         }
         for (level, days) in ROLLUP_LEVELS.iter().zip(policy.rollup_days) {
             if let Some(days) = days {
+                let level_key = *level as u32;
+                if *level < CHUNK_SECONDS {
+                    // Finer levels are kept per hour: an hour goes whole.
+                    let first_kept = horizon(now, days) - CHUNK_SECONDS + 1;
+                    blobs.retain_in(
+                        (*series, level_key, i64::MIN)..(*series, level_key, first_kept),
+                        |_, _| false,
+                    )?;
+                    continue;
+                }
                 let first_kept = horizon(now, days) - level + 1;
-                let level = *level as u32;
+                let level = level_key;
                 rollups.retain_in(
                     (*series, level, i64::MIN)..(*series, level, first_kept),
                     |_, _| false,
