@@ -286,7 +286,11 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         services.auth.clone(),
         config.ws.clone(),
         config.http.clone(),
-    );
+    )
+    .merge(crate::export::routes(
+        services.auth.clone(),
+        services.history.clone(),
+    ));
     let server = tokio::spawn(async move {
         let served = axum::serve(
             listener,

@@ -142,11 +142,6 @@ pub(crate) fn encode_plain(samples: &[Sample]) -> Vec<u8> {
     out
 }
 
-/// Whether a block is in its final, compressed form.
-pub(crate) fn is_compressed(block: &[u8]) -> bool {
-    block.first() == Some(&VERSION)
-}
-
 fn decode_plain(rows: &[u8]) -> Result<Vec<Sample>, EmbeddedError> {
     if rows.len() % PLAIN_ROW != 0 {
         return Err(corrupt("truncated plain block"));
@@ -269,8 +264,7 @@ mod tests {
     fn plain_blocks_round_trip_and_are_not_final() {
         let samples = vec![(1, 1.25, 0), (2, f64::NAN, 2)];
         let block = encode_plain(&samples);
-        assert!(!is_compressed(&block));
-        assert!(is_compressed(&encode(&samples).expect("encodes")));
+        assert_eq!(block[0], VERSION_PLAIN);
         let back = decode(&block).expect("decodes");
         assert_eq!(back[0], samples[0]);
         assert!(back[1].1.is_nan());

@@ -31,7 +31,6 @@ use hearth_domain::{DeviceId, StoreError, TenantId};
 use parking_lot::{Mutex, RwLock};
 use redb::{
     Database, ReadTransaction, ReadableTable, ReadableTableMetadata, TableDefinition, TableHandle,
-    WriteTransaction,
 };
 
 use self::codec::Sample;
@@ -46,10 +45,16 @@ const NEXT_SERIES_ID: &str = "next_series_id";
 const NEXT_BLOCK: &str = "next_block";
 /// Acknowledged batches not yet sealed into blocks: sequence -> rows.
 const WAL: TableDefinition<u64, &[u8]> = TableDefinition::new("wal");
-/// `(series, hour start in s, block sequence)` -> compressed block. Sorting
-/// by series then hour makes a range of one series contiguous; the sequence
-/// orders blocks of one hour so later writes win.
-const BLOCKS: TableDefinition<(u64, i64, u64), &[u8]> = TableDefinition::new("blocks");
+/// `(series, hour start in s)` -> the hour's compacted, compressed block.
+/// Series first: one series' range is contiguous for reads; written once
+/// per series and hour.
+const BLOCKS: TableDefinition<(u64, i64), &[u8]> = TableDefinition::new("blocks");
+/// `(hour start in s, series, block sequence)` -> a block sealed at a
+/// checkpoint, plain, until its hour is compacted. Time first, so a
+/// checkpoint appends at the end of the tree instead of touching one page
+/// per series (which made ingest slow down as the store grew); the
+/// sequence orders blocks of one hour so later writes win.
+const STAGED: TableDefinition<(i64, u64, u64), &[u8]> = TableDefinition::new("staged_blocks");
 /// Hours written since their last compaction: their rollups are not to be
 /// trusted until compacted again.
 const PENDING: TableDefinition<(u64, i64), u8> = TableDefinition::new("pending_hours");
@@ -341,34 +346,42 @@ impl Snapshot {
         let first = chunk_of(lo_us);
         let last = chunk_of(hi_us - 1);
         let blocks = self.txn.open_table(BLOCKS)?;
-        let mut current: Option<(i64, Vec<Sample>)> = None;
-        let mut heads_left: BTreeMap<i64, &Vec<Sample>> =
-            self.heads.range(first..=last).map(|(k, v)| (*k, v)).collect();
-        let mut flush = |chunk: i64, mut samples: Vec<Sample>, out: &mut Buckets<'_>| {
-            if let Some(head) = heads_left.remove(&chunk) {
+        let staged = self.txn.open_table(STAGED)?;
+        // Hours with anything besides a compacted block, visited in time
+        // order between the compacted blocks.
+        let mut extra: BTreeSet<i64> = self.dirty.range(first..=last).copied().collect();
+        let visit = |chunk: i64, block: Option<&[u8]>, out: &mut Buckets<'_>| {
+            let mut samples = match block {
+                Some(block) => codec::decode(block)?,
+                None => Vec::new(),
+            };
+            if !self.dirty.contains(&chunk) {
+                // A compacted block alone is sorted and unique already.
+                out.raw(&samples, lo_us, hi_us);
+                return Ok::<_, EmbeddedError>(());
+            }
+            for entry in staged.range((chunk, self.series, 0)..=(chunk, self.series, u64::MAX))? {
+                let (_, value) = entry?;
+                samples.extend(codec::decode(value.value())?);
+            }
+            if let Some(head) = self.heads.get(&chunk) {
                 samples.extend_from_slice(head);
             }
             out.raw(&sort_dedup(samples), lo_us, hi_us);
+            Ok(())
         };
-        for entry in blocks.range((self.series, first, 0)..=(self.series, last, u64::MAX))? {
+        for entry in blocks.range((self.series, first)..=(self.series, last))? {
             let (key, value) = entry?;
-            let (_, chunk, _) = key.value();
-            let decoded = codec::decode(value.value())?;
-            match current.as_mut() {
-                Some((c, samples)) if *c == chunk => samples.extend(decoded),
-                _ => {
-                    if let Some((c, samples)) = current.take() {
-                        flush(c, samples, out);
-                    }
-                    current = Some((chunk, decoded));
-                }
+            let (_, chunk) = key.value();
+            while let Some(earlier) = extra.first().copied().filter(|e| *e < chunk) {
+                extra.remove(&earlier);
+                visit(earlier, None, out)?;
             }
+            extra.remove(&chunk);
+            visit(chunk, Some(value.value()), out)?;
         }
-        if let Some((c, samples)) = current.take() {
-            flush(c, samples, out);
-        }
-        for (_, head) in heads_left {
-            out.raw(head, lo_us, hi_us);
+        for chunk in extra {
+            visit(chunk, None, out)?;
         }
         Ok(())
     }
@@ -487,6 +500,7 @@ impl EmbeddedReadings {
             let meta = txn.open_table(META)?;
             let next_block = meta.get(NEXT_BLOCK)?.map(|v| v.value()).unwrap_or(0);
             txn.open_table(BLOCKS)?;
+            txn.open_table(STAGED)?;
             txn.open_table(ROLLUPS)?;
             txn.open_table(ROLLUP_BLOBS)?;
             let pending = txn.open_table(PENDING)?;
@@ -598,10 +612,21 @@ impl EmbeddedReadings {
     /// Gives free pages back to the file system; needs the only handle.
     pub fn compact_file(&mut self) -> Result<bool, StoreError> {
         match Arc::get_mut(&mut self.inner) {
-            Some(inner) => inner
-                .db
-                .compact()
-                .map_err(|err| StoreError::from(EmbeddedError::Database(Box::new(err.into())))),
+            Some(inner) => {
+                // One pass moves what it can; later passes free what the
+                // first one's moves left behind.
+                let mut any = false;
+                for _ in 0..8 {
+                    let moved = inner.db.compact().map_err(|err| {
+                        StoreError::from(EmbeddedError::Database(Box::new(err.into())))
+                    })?;
+                    any |= moved;
+                    if !moved {
+                        break;
+                    }
+                }
+                Ok(any)
+            }
             None => Ok(false),
         }
     }
@@ -615,6 +640,11 @@ impl EmbeddedReadings {
             let mut bytes = 0u64;
             let mut readings = 0u64;
             for entry in txn.open_table(BLOCKS)?.iter()? {
+                let (_, value) = entry?;
+                bytes += value.value().len() as u64 + 16;
+                readings += codec::decode(value.value())?.len() as u64;
+            }
+            for entry in txn.open_table(STAGED)?.iter()? {
                 let (_, value) = entry?;
                 bytes += value.value().len() as u64 + 24;
                 readings += codec::decode(value.value())?.len() as u64;
@@ -741,31 +771,50 @@ fn checkpoint(
     let txn = inner.db.begin_write()?;
     let mut pending = state.pending.clone();
     {
-        let mut blocks = txn.open_table(BLOCKS)?;
+        let mut staged = txn.open_table(STAGED)?;
         let mut pending_table = txn.open_table(PENDING)?;
-        for (series, chunks) in &state.heads {
-            for (chunk, samples) in chunks {
-                let block = codec::encode_plain(&sort_dedup(samples.clone()));
-                blocks.insert((*series, *chunk, writer.next_block), block.as_slice())?;
-                writer.next_block += 1;
-                pending_table.insert((*series, *chunk), 0)?;
-                pending.entry(*series).or_default().insert(*chunk);
-            }
+        // Key order: appends at the end of the staged tree.
+        let mut sealed: Vec<(i64, u64, &Vec<Sample>)> = state
+            .heads
+            .iter()
+            .flat_map(|(series, chunks)| {
+                chunks
+                    .iter()
+                    .map(move |(chunk, samples)| (*chunk, *series, samples))
+            })
+            .collect();
+        sealed.sort_by_key(|(chunk, series, _)| (*chunk, *series));
+        for (chunk, series, samples) in sealed {
+            let block = codec::encode_plain(&sort_dedup(samples.clone()));
+            staged.insert((chunk, series, writer.next_block), block.as_slice())?;
+            writer.next_block += 1;
+            pending_table.insert((series, chunk), 0)?;
+            pending.entry(series).or_default().insert(chunk);
         }
         let mut wal = txn.open_table(WAL)?;
         wal.retain(|_, _| false)?;
     }
     let newest = state.newest_secs;
-    let mut settled = Vec::new();
-    for (series, chunks) in &pending {
-        for chunk in chunks {
-            if everything || chunk + CHUNK_SECONDS <= newest {
-                compact_chunk(&txn, writer, *series, *chunk)?;
-                settled.push((*series, *chunk));
-            }
+    let mut closed: Vec<(u64, i64)> = pending
+        .iter()
+        .flat_map(|(series, chunks)| chunks.iter().map(move |chunk| (*series, *chunk)))
+        .filter(|(_, chunk)| everything || chunk + CHUNK_SECONDS <= newest)
+        .collect();
+    // Key order of the series-first tables: neighbouring writes share pages.
+    closed.sort_unstable();
+    if !closed.is_empty() {
+        let mut tables = Compaction {
+            blocks: txn.open_table(BLOCKS)?,
+            staged: txn.open_table(STAGED)?,
+            pending: txn.open_table(PENDING)?,
+            rollups: txn.open_table(ROLLUPS)?,
+            blobs: txn.open_table(ROLLUP_BLOBS)?,
+        };
+        for (series, chunk) in &closed {
+            tables.compact_chunk(*series, *chunk)?;
         }
     }
-    for (series, chunk) in settled {
+    for (series, chunk) in closed {
         if let Some(chunks) = pending.get_mut(&series) {
             chunks.remove(&chunk);
             if chunks.is_empty() {
@@ -785,39 +834,43 @@ fn checkpoint(
     Ok(())
 }
 
-/// Merges the blocks of one hour into one and recomputes its rollups (and
-/// its day's) from the merged data.
-fn compact_chunk(
-    txn: &WriteTransaction,
-    writer: &mut Writer,
-    series: u64,
-    chunk: i64,
-) -> Result<(), EmbeddedError> {
-    let mut blocks = txn.open_table(BLOCKS)?;
-    let mut samples = Vec::new();
-    let mut keys = Vec::new();
-    for entry in blocks.range((series, chunk, 0)..=(series, chunk, u64::MAX))? {
-        let (key, value) = entry?;
+/// The tables compaction writes, opened once per checkpoint.
+struct Compaction<'txn> {
+    blocks: redb::Table<'txn, (u64, i64), &'static [u8]>,
+    staged: redb::Table<'txn, (i64, u64, u64), &'static [u8]>,
+    pending: redb::Table<'txn, (u64, i64), u8>,
+    rollups: redb::Table<'txn, (u64, u32, i64), RollupRow>,
+    blobs: redb::Table<'txn, (u64, u32, i64), &'static [u8]>,
+}
+
+impl Compaction<'_> {
+/// Merges the compacted block and the staged blocks of one hour into one
+/// compressed block and recomputes its rollups (and its day's) from it.
+fn compact_chunk(&mut self, series: u64, chunk: i64) -> Result<(), EmbeddedError> {
+    let Compaction {
+        blocks,
+        staged,
+        pending,
+        rollups,
+        blobs,
+    } = self;
+    let mut samples = match blocks.get((series, chunk))? {
+        Some(block) => codec::decode(block.value())?,
+        None => Vec::new(),
+    };
+    let range = (chunk, series, 0)..=(chunk, series, u64::MAX);
+    for entry in staged.range(range.clone())? {
+        let (_, value) = entry?;
         samples.extend(codec::decode(value.value())?);
-        keys.push(key.value());
     }
+    staged.retain_in(range, |_, _| false)?;
     let samples = sort_dedup(samples);
-    let final_form = keys.len() == 1
-        && blocks
-            .get(keys[0])?
-            .is_some_and(|b| codec::is_compressed(b.value()));
-    if !final_form {
-        for key in keys {
-            blocks.remove(key)?;
-        }
-        if !samples.is_empty() {
-            let block = codec::encode(&samples)?;
-            blocks.insert((series, chunk, writer.next_block), block.as_slice())?;
-            writer.next_block += 1;
-        }
+    if samples.is_empty() {
+        blocks.remove((series, chunk))?;
+    } else {
+        let block = codec::encode(&samples)?;
+        blocks.insert((series, chunk), block.as_slice())?;
     }
-    let mut rollups = txn.open_table(ROLLUPS)?;
-    let mut blobs = txn.open_table(ROLLUP_BLOBS)?;
     for level in &ROLLUP_LEVELS[..3] {
         let level_key = *level as u32;
         let mut buckets: BTreeMap<i64, Agg> = BTreeMap::new();
@@ -870,8 +923,9 @@ fn compact_chunk(
             rollups.remove((series, DAY as u32, day))?;
         }
     }
-    txn.open_table(PENDING)?.remove((series, chunk))?;
+    pending.remove((series, chunk))?;
     Ok(())
+}
 }
 
 /// Resolves series ids and writes one batch as one WAL record; returns the

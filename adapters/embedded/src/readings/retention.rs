@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use hearth_domain::TenantId;
 use redb::WriteTransaction;
 
-use super::{BLOCKS, CHUNK_SECONDS, PENDING, ROLLUPS, ROLLUP_BLOBS, ROLLUP_LEVELS};
+use super::{BLOCKS, CHUNK_SECONDS, PENDING, ROLLUPS, ROLLUP_BLOBS, ROLLUP_LEVELS, STAGED};
 use crate::error::EmbeddedError;
 
 /// Days to keep, `None` for ever: raw readings and each rollup level
@@ -47,6 +47,23 @@ pub(super) fn enforce(
     now: DateTime<Utc>,
 ) -> Result<(), EmbeddedError> {
     let mut blocks = txn.open_table(BLOCKS)?;
+    let mut staged = txn.open_table(STAGED)?;
+    // Staged blocks are keyed by time first: one pass over the old hours,
+    // each kept or dropped by its series' horizon.
+    let raw_first_kept: HashMap<u64, i64> = tenants
+        .iter()
+        .filter_map(|(series, tenant)| {
+            let days = retention.for_tenant(*tenant).raw_days?;
+            Some((*series, horizon(now, days) - CHUNK_SECONDS + 1))
+        })
+        .collect();
+    if let Some(latest) = raw_first_kept.values().max() {
+        staged.retain_in((i64::MIN, 0, 0)..(*latest, 0, 0), |(chunk, series, _), _| {
+            raw_first_kept
+                .get(&series)
+                .is_none_or(|first_kept| chunk >= *first_kept)
+        })?;
+    }
     let mut pending_table = txn.open_table(PENDING)?;
     let mut rollups = txn.open_table(ROLLUPS)?;
     let mut blobs = txn.open_table(ROLLUP_BLOBS)?;
@@ -55,10 +72,7 @@ pub(super) fn enforce(
         if let Some(days) = policy.raw_days {
             // A chunk goes only when all of it is past the horizon.
             let first_kept = horizon(now, days) - CHUNK_SECONDS + 1;
-            blocks.retain_in(
-                (*series, i64::MIN, 0)..(*series, first_kept, 0),
-                |_, _| false,
-            )?;
+            blocks.retain_in((*series, i64::MIN)..(*series, first_kept), |_, _| false)?;
             pending_table.retain_in((*series, i64::MIN)..(*series, first_kept), |_, _| false)?;
             if let Some(chunks) = pending.get_mut(series) {
                 chunks.retain(|chunk| *chunk >= first_kept);
