@@ -231,6 +231,10 @@ async fn bytes_per_reading() {
     let file = std::fs::metadata(dir.path().join("readings.redb"))
         .expect("file")
         .len();
+    let (allocated, data, metadata, fragmented) = store.file_stats().expect("stats");
+    println!(
+        "redb accounting: {allocated} bytes in allocated pages, {data} stored, {metadata} B-tree metadata, {fragmented} fragmented"
+    );
     println!(
         "size: {stored} readings (100 devices x {POINTS} points x 1,000 s): {:.2} bytes/reading in blocks+rollups, \
          file {file} bytes = {:.2} bytes/reading (compacted: {compacted})",

@@ -45,10 +45,16 @@ const NEXT_SERIES_ID: &str = "next_series_id";
 const NEXT_BLOCK: &str = "next_block";
 /// Acknowledged batches not yet sealed into blocks: sequence -> rows.
 const WAL: TableDefinition<u64, &[u8]> = TableDefinition::new("wal");
-/// `(series, hour start in s)` -> the hour's compacted, compressed block.
-/// Series first: one series' range is contiguous for reads; written once
-/// per series and hour.
-const BLOCKS: TableDefinition<(u64, i64), &[u8]> = TableDefinition::new("blocks");
+/// `(hour start in s, series)` -> the hour's compacted, compressed block.
+/// Time first, like every table written on ingest: compaction of the hour
+/// that just ended appends at the end of the tree. Keyed series first, each
+/// compaction dirtied one page per series, and ingest slowed as the store
+/// grew. Reads look up the hours of the range one by one instead, within
+/// the hours the series has data for ([`SPANS`]).
+const BLOCKS: TableDefinition<(i64, u64), &[u8]> = TableDefinition::new("blocks");
+/// Series -> (first, last) hour start with data, so reads skip the hours
+/// before and after a series' life without touching the block tree.
+const SPANS: TableDefinition<u64, (i64, i64)> = TableDefinition::new("spans");
 /// `(hour start in s, series, block sequence)` -> a block sealed at a
 /// checkpoint, plain, until its hour is compacted. Time first, so a
 /// checkpoint appends at the end of the tree instead of touching one page
@@ -58,14 +64,15 @@ const STAGED: TableDefinition<(i64, u64, u64), &[u8]> = TableDefinition::new("st
 /// Hours written since their last compaction: their rollups are not to be
 /// trusted until compacted again.
 const PENDING: TableDefinition<(u64, i64), u8> = TableDefinition::new("pending_hours");
-/// `(series, level in s, bucket start in s)` -> (sum, min, max, last,
-/// time of last in µs, count) of the `Good`/`Stale` readings of the bucket.
-const ROLLUPS: TableDefinition<(u64, u32, i64), (f64, f64, f64, f64, i64, u64)> =
+/// `(level in s, bucket start in s, series)` -> (sum, min, max, last, time
+/// of last in µs, count) of the `Good`/`Stale` readings of the bucket, for
+/// the hour and the day. Time first, as [`BLOCKS`].
+const ROLLUPS: TableDefinition<(u32, i64, u64), (f64, f64, f64, f64, i64, u64)> =
     TableDefinition::new("rollups");
-/// `(series, level in s, hour start in s)` -> the hour's buckets of a level
+/// `(level in s, hour start in s, series)` -> the hour's buckets of a level
 /// finer than an hour, compressed: one row per bucket would cost more than
 /// the compressed readings themselves.
-const ROLLUP_BLOBS: TableDefinition<(u64, u32, i64), &[u8]> = TableDefinition::new("rollup_blobs");
+const ROLLUP_BLOBS: TableDefinition<(u32, i64, u64), &[u8]> = TableDefinition::new("rollup_blobs");
 /// The layout before blocks (one row per reading); migrated on open.
 const LEGACY_SAMPLES: TableDefinition<(u64, i64), (f64, u8)> = TableDefinition::new("samples");
 
@@ -111,6 +118,8 @@ struct State {
     head_len: usize,
     /// Mirror of the `PENDING` table.
     pending: HashMap<u64, BTreeSet<i64>>,
+    /// Mirror of the `SPANS` table.
+    spans: HashMap<u64, (i64, i64)>,
     /// Newest reading time seen, in s: hours that end before it are over.
     newest_secs: i64,
 }
@@ -334,6 +343,8 @@ struct Snapshot {
     heads: BTreeMap<i64, Vec<Sample>>,
     /// Hours whose rollups cannot be used: pending compaction or with heads.
     dirty: BTreeSet<i64>,
+    /// First and last hour that may hold data of the series.
+    span: (i64, i64),
 }
 
 impl Snapshot {
@@ -343,22 +354,17 @@ impl Snapshot {
         if lo_us >= hi_us {
             return Ok(());
         }
-        let first = chunk_of(lo_us);
-        let last = chunk_of(hi_us - 1);
         let blocks = self.txn.open_table(BLOCKS)?;
         let staged = self.txn.open_table(STAGED)?;
-        // Hours with anything besides a compacted block, visited in time
-        // order between the compacted blocks.
-        let mut extra: BTreeSet<i64> = self.dirty.range(first..=last).copied().collect();
-        let visit = |chunk: i64, block: Option<&[u8]>, out: &mut Buckets<'_>| {
-            let mut samples = match block {
-                Some(block) => codec::decode(block)?,
+        for chunk in self.chunks(chunk_of(lo_us), chunk_of(hi_us - 1)) {
+            let mut samples = match blocks.get((chunk, self.series))? {
+                Some(block) => codec::decode(block.value())?,
                 None => Vec::new(),
             };
             if !self.dirty.contains(&chunk) {
                 // A compacted block alone is sorted and unique already.
                 out.raw(&samples, lo_us, hi_us);
-                return Ok::<_, EmbeddedError>(());
+                continue;
             }
             for entry in staged.range((chunk, self.series, 0)..=(chunk, self.series, u64::MAX))? {
                 let (_, value) = entry?;
@@ -368,22 +374,19 @@ impl Snapshot {
                 samples.extend_from_slice(head);
             }
             out.raw(&sort_dedup(samples), lo_us, hi_us);
-            Ok(())
-        };
-        for entry in blocks.range((self.series, first)..=(self.series, last))? {
-            let (key, value) = entry?;
-            let (_, chunk) = key.value();
-            while let Some(earlier) = extra.first().copied().filter(|e| *e < chunk) {
-                extra.remove(&earlier);
-                visit(earlier, None, out)?;
-            }
-            extra.remove(&chunk);
-            visit(chunk, Some(value.value()), out)?;
-        }
-        for chunk in extra {
-            visit(chunk, None, out)?;
         }
         Ok(())
+    }
+
+    /// Hour starts in `[first, last]` (both hour starts) where the series
+    /// may have data.
+    fn chunks(&self, first: i64, last: i64) -> impl Iterator<Item = i64> {
+        let lo = first.max(self.span.0);
+        let hi = last.min(self.span.1);
+        (lo <= hi)
+            .then(|| (0..=(hi - lo) / CHUNK_SECONDS).map(move |i| lo + i * CHUNK_SECONDS))
+            .into_iter()
+            .flatten()
     }
 
     /// Rollup rows of `level` in `[from_s, to_s)` for settled hours, raw for
@@ -399,48 +402,38 @@ impl Snapshot {
             return Ok(());
         }
         let level_key = level as u32;
+        let first = from_s.div_euclid(CHUNK_SECONDS) * CHUNK_SECONDS;
+        let last = (to_s - 1).div_euclid(CHUNK_SECONDS) * CHUNK_SECONDS;
         if level < CHUNK_SECONDS {
             let blobs = self.txn.open_table(ROLLUP_BLOBS)?;
-            let first = from_s.div_euclid(CHUNK_SECONDS) * CHUNK_SECONDS;
-            for entry in blobs.range((self.series, level_key, first)..(self.series, level_key, to_s))? {
-                let (key, value) = entry?;
-                let (_, _, chunk) = key.value();
+            for chunk in self.chunks(first, last) {
                 if self.dirty.contains(&chunk) {
                     continue;
                 }
-                for (start, agg) in decode_rollups(value.value())? {
-                    if start >= from_s && start < to_s {
-                        out.add(start * 1_000_000, &agg);
+                if let Some(blob) = blobs.get((level_key, chunk, self.series))? {
+                    for (start, agg) in decode_rollups(blob.value())? {
+                        if start >= from_s && start < to_s {
+                            out.add(start * 1_000_000, &agg);
+                        }
                     }
                 }
             }
         } else {
-            self.rollup_rows(out, level_key, from_s, to_s)?;
+            // An hour level bucket is one chunk.
+            let rows = self.txn.open_table(ROLLUPS)?;
+            for chunk in self.chunks(first, last) {
+                if self.dirty.contains(&chunk) {
+                    continue;
+                }
+                if let Some(row) = rows.get((level_key, chunk, self.series))? {
+                    out.add(chunk * 1_000_000, &Agg::from_row(row.value()));
+                }
+            }
         }
-        let first = from_s.div_euclid(CHUNK_SECONDS) * CHUNK_SECONDS;
         for chunk in self.dirty.range(first..to_s) {
             let lo = (*chunk).max(from_s);
             let hi = (chunk + CHUNK_SECONDS).min(to_s);
             self.raw(out, lo * 1_000_000, hi * 1_000_000)?;
-        }
-        Ok(())
-    }
-
-    /// Hour rows of settled hours in `[from_s, to_s)`.
-    fn rollup_rows(
-        &self,
-        out: &mut Buckets<'_>,
-        level_key: u32,
-        from_s: i64,
-        to_s: i64,
-    ) -> Result<(), EmbeddedError> {
-        let table = self.txn.open_table(ROLLUPS)?;
-        for entry in table.range((self.series, level_key, from_s)..(self.series, level_key, to_s))? {
-            let (key, value) = entry?;
-            let (_, _, start) = key.value();
-            if !self.dirty.contains(&start.div_euclid(CHUNK_SECONDS).saturating_mul(CHUNK_SECONDS)) {
-                out.add(start * 1_000_000, &Agg::from_row(value.value()));
-            }
         }
         Ok(())
     }
@@ -453,13 +446,17 @@ impl Snapshot {
             .iter()
             .map(|chunk| chunk.div_euclid(DAY) * DAY)
             .collect();
-        let table = self.txn.open_table(ROLLUPS)?;
-        for entry in table.range((self.series, DAY as u32, from_s)..(self.series, DAY as u32, to_s))? {
-            let (key, value) = entry?;
-            let (_, _, start) = key.value();
-            if !dirty_days.contains(&start) {
-                out.add(start * 1_000_000, &Agg::from_row(value.value()));
+        let rows = self.txn.open_table(ROLLUPS)?;
+        let first = from_s.max(self.span.0.div_euclid(DAY) * DAY);
+        let last = (to_s - 1).min(self.span.1);
+        let mut day = first.div_euclid(DAY) * DAY;
+        while day <= last {
+            if day >= from_s && !dirty_days.contains(&day) {
+                if let Some(row) = rows.get((DAY as u32, day, self.series))? {
+                    out.add(day * 1_000_000, &Agg::from_row(row.value()));
+                }
             }
+            day += DAY;
         }
         for day in dirty_days.range(from_s..to_s) {
             self.rollups(out, CHUNK_SECONDS, *day, (day + DAY).min(to_s))?;
@@ -501,6 +498,10 @@ impl EmbeddedReadings {
             let next_block = meta.get(NEXT_BLOCK)?.map(|v| v.value()).unwrap_or(0);
             txn.open_table(BLOCKS)?;
             txn.open_table(STAGED)?;
+            for entry in txn.open_table(SPANS)?.iter()? {
+                let (series, span) = entry?;
+                state.spans.insert(series.value(), span.value());
+            }
             txn.open_table(ROLLUPS)?;
             txn.open_table(ROLLUP_BLOBS)?;
             let pending = txn.open_table(PENDING)?;
@@ -631,6 +632,24 @@ impl EmbeddedReadings {
         }
     }
 
+    /// redb's own accounting of the file: (allocated pages x page size,
+    /// stored bytes, B-tree metadata bytes, fragmented bytes), to tell the
+    /// data from the engine's overhead in a size measurement.
+    pub fn file_stats(&self) -> Result<(u64, u64, u64, u64), StoreError> {
+        let stats = (|| {
+            let txn = self.inner.db.begin_write()?;
+            let stats = txn.stats()?;
+            txn.abort()?;
+            Ok::<_, EmbeddedError>((
+                stats.allocated_pages() * stats.page_size() as u64,
+                stats.stored_bytes(),
+                stats.metadata_bytes(),
+                stats.fragmented_bytes(),
+            ))
+        })()?;
+        Ok(stats)
+    }
+
     /// Bytes of compressed blocks and rollup rows (what the file holds once
     /// free pages are discounted) and the number of stored readings.
     pub async fn stored_size(&self) -> Result<(u64, u64), StoreError> {
@@ -651,6 +670,7 @@ impl EmbeddedReadings {
             }
             let rollups = txn.open_table(ROLLUPS)?.len()?;
             bytes += rollups * (20 + 48);
+            bytes += txn.open_table(SPANS)?.len()? * 24;
             for entry in txn.open_table(ROLLUP_BLOBS)?.iter()? {
                 let (_, value) = entry?;
                 bytes += value.value().len() as u64 + 20;
@@ -770,6 +790,7 @@ fn checkpoint(
     let mut state = inner.state.write();
     let txn = inner.db.begin_write()?;
     let mut pending = state.pending.clone();
+    let mut new_spans: HashMap<u64, (i64, i64)> = HashMap::new();
     {
         let mut staged = txn.open_table(STAGED)?;
         let mut pending_table = txn.open_table(PENDING)?;
@@ -784,7 +805,20 @@ fn checkpoint(
             })
             .collect();
         sealed.sort_by_key(|(chunk, series, _)| (*chunk, *series));
+        let mut spans = txn.open_table(SPANS)?;
         for (chunk, series, samples) in sealed {
+            let span = new_spans
+                .get(&series)
+                .or_else(|| state.spans.get(&series))
+                .copied();
+            let wider = match span {
+                Some((lo, hi)) => (lo.min(chunk), hi.max(chunk)),
+                None => (chunk, chunk),
+            };
+            if span != Some(wider) {
+                spans.insert(series, wider)?;
+                new_spans.insert(series, wider);
+            }
             let block = codec::encode_plain(&sort_dedup(samples.clone()));
             staged.insert((chunk, series, writer.next_block), block.as_slice())?;
             writer.next_block += 1;
@@ -800,8 +834,8 @@ fn checkpoint(
         .flat_map(|(series, chunks)| chunks.iter().map(move |chunk| (*series, *chunk)))
         .filter(|(_, chunk)| everything || chunk + CHUNK_SECONDS <= newest)
         .collect();
-    // Key order of the series-first tables: neighbouring writes share pages.
-    closed.sort_unstable();
+    // Key order: the hour that just ended, all series, appended in order.
+    closed.sort_unstable_by_key(|(series, chunk)| (*chunk, *series));
     if !closed.is_empty() {
         let mut tables = Compaction {
             blocks: txn.open_table(BLOCKS)?,
@@ -831,16 +865,17 @@ fn checkpoint(
     state.heads.clear();
     state.head_len = 0;
     state.pending = pending;
+    state.spans.extend(new_spans);
     Ok(())
 }
 
 /// The tables compaction writes, opened once per checkpoint.
 struct Compaction<'txn> {
-    blocks: redb::Table<'txn, (u64, i64), &'static [u8]>,
+    blocks: redb::Table<'txn, (i64, u64), &'static [u8]>,
     staged: redb::Table<'txn, (i64, u64, u64), &'static [u8]>,
     pending: redb::Table<'txn, (u64, i64), u8>,
-    rollups: redb::Table<'txn, (u64, u32, i64), RollupRow>,
-    blobs: redb::Table<'txn, (u64, u32, i64), &'static [u8]>,
+    rollups: redb::Table<'txn, (u32, i64, u64), RollupRow>,
+    blobs: redb::Table<'txn, (u32, i64, u64), &'static [u8]>,
 }
 
 impl Compaction<'_> {
@@ -854,7 +889,7 @@ fn compact_chunk(&mut self, series: u64, chunk: i64) -> Result<(), EmbeddedError
         rollups,
         blobs,
     } = self;
-    let mut samples = match blocks.get((series, chunk))? {
+    let mut samples = match blocks.get((chunk, series))? {
         Some(block) => codec::decode(block.value())?,
         None => Vec::new(),
     };
@@ -866,10 +901,10 @@ fn compact_chunk(&mut self, series: u64, chunk: i64) -> Result<(), EmbeddedError
     staged.retain_in(range, |_, _| false)?;
     let samples = sort_dedup(samples);
     if samples.is_empty() {
-        blocks.remove((series, chunk))?;
+        blocks.remove((chunk, series))?;
     } else {
         let block = codec::encode(&samples)?;
-        blocks.insert((series, chunk), block.as_slice())?;
+        blocks.insert((chunk, series), block.as_slice())?;
     }
     for level in &ROLLUP_LEVELS[..3] {
         let level_key = *level as u32;
@@ -886,19 +921,21 @@ fn compact_chunk(&mut self, series: u64, chunk: i64) -> Result<(), EmbeddedError
         }
         if *level < CHUNK_SECONDS {
             if buckets.is_empty() {
-                blobs.remove((series, level_key, chunk))?;
+                blobs.remove((level_key, chunk, series))?;
             } else {
                 let blob = encode_rollups(&buckets)?;
-                blobs.insert((series, level_key, chunk), blob.as_slice())?;
+                blobs.insert((level_key, chunk, series), blob.as_slice())?;
             }
             continue;
         }
-        rollups.retain_in(
-            (series, level_key, chunk)..(series, level_key, chunk + CHUNK_SECONDS),
-            |_, _| false,
-        )?;
-        for (start, agg) in buckets {
-            rollups.insert((series, level_key, start), agg.row())?;
+        // The hour level: the chunk is its one bucket.
+        match buckets.get(&chunk) {
+            Some(agg) => {
+                rollups.insert((level_key, chunk, series), agg.row())?;
+            }
+            None => {
+                rollups.remove((level_key, chunk, series))?;
+            }
         }
     }
     // The day from its hours: the other hours of the day are either settled
@@ -907,9 +944,11 @@ fn compact_chunk(&mut self, series: u64, chunk: i64) -> Result<(), EmbeddedError
     let day = chunk.div_euclid(DAY) * DAY;
     let hour = CHUNK_SECONDS as u32;
     let mut total: Option<Agg> = None;
-    for entry in rollups.range((series, hour, day)..(series, hour, day + DAY))? {
-        let (_, value) = entry?;
-        let agg = Agg::from_row(value.value());
+    for h in 0..DAY / CHUNK_SECONDS {
+        let Some(row) = rollups.get((hour, day + h * CHUNK_SECONDS, series))? else {
+            continue;
+        };
+        let agg = Agg::from_row(row.value());
         match total.as_mut() {
             Some(t) => t.merge(&agg),
             None => total = Some(agg),
@@ -917,10 +956,10 @@ fn compact_chunk(&mut self, series: u64, chunk: i64) -> Result<(), EmbeddedError
     }
     match total {
         Some(agg) => {
-            rollups.insert((series, DAY as u32, day), agg.row())?;
+            rollups.insert((DAY as u32, day, series), agg.row())?;
         }
         None => {
-            rollups.remove((series, DAY as u32, day))?;
+            rollups.remove((DAY as u32, day, series))?;
         }
     }
     pending.remove((series, chunk))?;
@@ -1043,11 +1082,16 @@ fn read_history(
         if let Some(pending) = state.pending.get(&series) {
             dirty.extend(pending.range(first..=last));
         }
+        let mut span = state.spans.get(&series).copied().unwrap_or((i64::MAX, i64::MIN));
+        if let (Some(lo), Some(hi)) = (dirty.first(), dirty.last()) {
+            span = (span.0.min(*lo), span.1.max(*hi));
+        }
         Snapshot {
             txn: inner.db.begin_read()?,
             series,
             heads,
             dirty,
+            span,
         }
     };
     match rollup_level(query).filter(|_| use_rollups) {

@@ -38,7 +38,8 @@ fn horizon(now: DateTime<Utc>, days: u32) -> i64 {
 }
 
 /// Drops, for every series, chunks and rollup rows that end at or before
-/// their tenant's horizon.
+/// their tenant's horizon. Every table is keyed time first, so each is one
+/// pass over its old keys, each kept or dropped by its series' horizon.
 pub(super) fn enforce(
     txn: &WriteTransaction,
     retention: &Retention,
@@ -46,57 +47,54 @@ pub(super) fn enforce(
     pending: &mut HashMap<u64, BTreeSet<i64>>,
     now: DateTime<Utc>,
 ) -> Result<(), EmbeddedError> {
-    let mut blocks = txn.open_table(BLOCKS)?;
-    let mut staged = txn.open_table(STAGED)?;
-    // Staged blocks are keyed by time first: one pass over the old hours,
-    // each kept or dropped by its series' horizon.
-    let raw_first_kept: HashMap<u64, i64> = tenants
-        .iter()
-        .filter_map(|(series, tenant)| {
-            let days = retention.for_tenant(*tenant).raw_days?;
-            Some((*series, horizon(now, days) - CHUNK_SECONDS + 1))
-        })
-        .collect();
-    if let Some(latest) = raw_first_kept.values().max() {
-        staged.retain_in((i64::MIN, 0, 0)..(*latest, 0, 0), |(chunk, series, _), _| {
-            raw_first_kept
-                .get(&series)
-                .is_none_or(|first_kept| chunk >= *first_kept)
-        })?;
-    }
-    let mut pending_table = txn.open_table(PENDING)?;
-    let mut rollups = txn.open_table(ROLLUPS)?;
-    let mut blobs = txn.open_table(ROLLUP_BLOBS)?;
-    for (series, tenant) in tenants {
-        let policy = retention.for_tenant(*tenant);
-        if let Some(days) = policy.raw_days {
-            // A chunk goes only when all of it is past the horizon.
-            let first_kept = horizon(now, days) - CHUNK_SECONDS + 1;
-            blocks.retain_in((*series, i64::MIN)..(*series, first_kept), |_, _| false)?;
-            pending_table.retain_in((*series, i64::MIN)..(*series, first_kept), |_, _| false)?;
+    // Series -> first start (s) kept, for keys of `width` seconds.
+    let first_kept = |days_of: &dyn Fn(RetentionPolicy) -> Option<u32>, width: i64| {
+        tenants
+            .iter()
+            .filter_map(|(series, tenant)| {
+                let days = days_of(retention.for_tenant(*tenant))?;
+                Some((*series, horizon(now, days) - width + 1))
+            })
+            .collect::<HashMap<u64, i64>>()
+    };
+    let keep = |kept: &HashMap<u64, i64>, series: u64, start: i64| {
+        kept.get(&series).is_none_or(|first| start >= *first)
+    };
+
+    // Raw: a chunk goes only when all of it is past the horizon.
+    let raw = first_kept(&|p| p.raw_days, CHUNK_SECONDS);
+    if let Some(latest) = raw.values().max().copied() {
+        txn.open_table(BLOCKS)?
+            .retain_in((i64::MIN, 0)..(latest, 0), |(chunk, series), _| {
+                keep(&raw, series, chunk)
+            })?;
+        txn.open_table(STAGED)?
+            .retain_in((i64::MIN, 0, 0)..(latest, 0, 0), |(chunk, series, _), _| {
+                keep(&raw, series, chunk)
+            })?;
+        let mut pending_table = txn.open_table(PENDING)?;
+        for (series, first) in &raw {
+            pending_table.retain_in((*series, i64::MIN)..(*series, *first), |_, _| false)?;
             if let Some(chunks) = pending.get_mut(series) {
-                chunks.retain(|chunk| *chunk >= first_kept);
+                chunks.retain(|chunk| chunk >= first);
             }
         }
-        for (level, days) in ROLLUP_LEVELS.iter().zip(policy.rollup_days) {
-            if let Some(days) = days {
-                let level_key = *level as u32;
-                if *level < CHUNK_SECONDS {
-                    // Finer levels are kept per hour: an hour goes whole.
-                    let first_kept = horizon(now, days) - CHUNK_SECONDS + 1;
-                    blobs.retain_in(
-                        (*series, level_key, i64::MIN)..(*series, level_key, first_kept),
-                        |_, _| false,
-                    )?;
-                    continue;
-                }
-                let first_kept = horizon(now, days) - level + 1;
-                let level = level_key;
-                rollups.retain_in(
-                    (*series, level, i64::MIN)..(*series, level, first_kept),
-                    |_, _| false,
-                )?;
-            }
+    }
+    let mut rollups = txn.open_table(ROLLUPS)?;
+    let mut blobs = txn.open_table(ROLLUP_BLOBS)?;
+    for (index, level) in ROLLUP_LEVELS.iter().enumerate() {
+        let level_key = *level as u32;
+        // Finer levels are kept per hour: an hour goes whole.
+        let width = (*level).max(CHUNK_SECONDS);
+        let kept = first_kept(&|p| p.rollup_days[index], width);
+        let Some(latest) = kept.values().max().copied() else {
+            continue;
+        };
+        let range = (level_key, i64::MIN, 0)..(level_key, latest, 0);
+        if *level < CHUNK_SECONDS {
+            blobs.retain_in(range, |(_, start, series), _| keep(&kept, series, start))?;
+        } else {
+            rollups.retain_in(range, |(_, start, series), _| keep(&kept, series, start))?;
         }
     }
     Ok(())
