@@ -419,15 +419,18 @@ impl Snapshot {
                 }
             }
         } else {
-            // An hour level bucket is one chunk.
-            let rows = self.txn.open_table(ROLLUPS)?;
-            for chunk in self.chunks(first, last) {
-                if self.dirty.contains(&chunk) {
-                    continue;
+            // Hours come 24 to a blob, one per day: a month is 30 lookups.
+            let blobs = self.txn.open_table(ROLLUP_BLOBS)?;
+            let mut day = first.max(self.span.0).div_euclid(DAY) * DAY;
+            while day <= last.min(self.span.1) {
+                if let Some(blob) = blobs.get((level_key, day, self.series))? {
+                    for (hour, agg) in decode_hours(day, blob.value())? {
+                        if hour >= from_s && hour < to_s && !self.dirty.contains(&hour) {
+                            out.add(hour * 1_000_000, &agg);
+                        }
+                    }
                 }
-                if let Some(row) = rows.get((level_key, chunk, self.series))? {
-                    out.add(chunk * 1_000_000, &Agg::from_row(row.value()));
-                }
+                day += DAY;
             }
         }
         for chunk in self.dirty.range(first..to_s) {
@@ -682,6 +685,64 @@ impl EmbeddedReadings {
     }
 }
 
+/// Bytes of one hour in a day's blob: presence flag, sum, min, max, last,
+/// time of last, count.
+const HOUR_RECORD: usize = 1 + 6 * 8;
+
+/// The hours of one day, plain (at most 24 records of 49 bytes: decoding is
+/// a copy, and a month of hourly history is 30 lookups).
+fn encode_hours(day: i64, hours: &BTreeMap<i64, Agg>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(24 * HOUR_RECORD);
+    for h in 0..DAY / CHUNK_SECONDS {
+        match hours.get(&(day + h * CHUNK_SECONDS)) {
+            Some(a) => {
+                out.push(1);
+                for word in [
+                    a.sum.to_bits(),
+                    a.min.to_bits(),
+                    a.max.to_bits(),
+                    a.last.to_bits(),
+                    a.last_micros as u64,
+                    a.count,
+                ] {
+                    out.extend_from_slice(&word.to_le_bytes());
+                }
+            }
+            None => out.extend_from_slice(&[0; HOUR_RECORD]),
+        }
+    }
+    out
+}
+
+fn decode_hours(day: i64, blob: &[u8]) -> Result<Vec<(i64, Agg)>, EmbeddedError> {
+    if blob.len() != 24 * HOUR_RECORD {
+        return Err(EmbeddedError::Corrupt("hour rollups of the wrong size".into()));
+    }
+    Ok(blob
+        .chunks_exact(HOUR_RECORD)
+        .enumerate()
+        .filter(|(_, record)| record[0] == 1)
+        .map(|(h, record)| {
+            let word = |i: usize| {
+                let mut b = [0u8; 8];
+                b.copy_from_slice(&record[1 + i * 8..9 + i * 8]);
+                u64::from_le_bytes(b)
+            };
+            (
+                day + h as i64 * CHUNK_SECONDS,
+                Agg {
+                    sum: f64::from_bits(word(0)),
+                    min: f64::from_bits(word(1)),
+                    max: f64::from_bits(word(2)),
+                    last: f64::from_bits(word(3)),
+                    last_micros: word(4) as i64,
+                    count: word(5),
+                },
+            )
+        })
+        .collect())
+}
+
 /// Buckets of one hour at a sub-hour level as compressed columns.
 fn encode_rollups(buckets: &BTreeMap<i64, Agg>) -> Result<Vec<u8>, EmbeddedError> {
     let column = |f: fn(&Agg) -> f64| buckets.values().map(f).collect::<Vec<f64>>();
@@ -906,6 +967,7 @@ fn compact_chunk(&mut self, series: u64, chunk: i64) -> Result<(), EmbeddedError
         let block = codec::encode(&samples)?;
         blocks.insert((chunk, series), block.as_slice())?;
     }
+    let mut hours_of_day: BTreeMap<i64, Agg> = BTreeMap::new();
     for level in &ROLLUP_LEVELS[..3] {
         let level_key = *level as u32;
         let mut buckets: BTreeMap<i64, Agg> = BTreeMap::new();
@@ -928,30 +990,33 @@ fn compact_chunk(&mut self, series: u64, chunk: i64) -> Result<(), EmbeddedError
             }
             continue;
         }
-        // The hour level: the chunk is its one bucket.
+        // The hour level: the chunk is its one bucket, kept in its day's
+        // blob of 24 hours.
+        let day = chunk.div_euclid(DAY) * DAY;
+        let mut hours: BTreeMap<i64, Agg> = match blobs.get((level_key, day, series))? {
+            Some(blob) => decode_hours(day, blob.value())?.into_iter().collect(),
+            None => BTreeMap::new(),
+        };
         match buckets.get(&chunk) {
-            Some(agg) => {
-                rollups.insert((level_key, chunk, series), agg.row())?;
-            }
-            None => {
-                rollups.remove((level_key, chunk, series))?;
-            }
+            Some(agg) => hours.insert(chunk, *agg),
+            None => hours.remove(&chunk),
+        };
+        if hours.is_empty() {
+            blobs.remove((level_key, day, series))?;
+        } else {
+            blobs.insert((level_key, day, series), encode_hours(day, &hours).as_slice())?;
         }
+        hours_of_day = hours;
     }
     // The day from its hours: the other hours of the day are either settled
-    // (their rows are final) or pending, and then their own compaction
+    // (their rollups are final) or pending, and then their own compaction
     // rewrites the day again.
     let day = chunk.div_euclid(DAY) * DAY;
-    let hour = CHUNK_SECONDS as u32;
     let mut total: Option<Agg> = None;
-    for h in 0..DAY / CHUNK_SECONDS {
-        let Some(row) = rollups.get((hour, day + h * CHUNK_SECONDS, series))? else {
-            continue;
-        };
-        let agg = Agg::from_row(row.value());
+    for agg in hours_of_day.values() {
         match total.as_mut() {
-            Some(t) => t.merge(&agg),
-            None => total = Some(agg),
+            Some(t) => t.merge(agg),
+            None => total = Some(*agg),
         }
     }
     match total {

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use hearth_domain::TenantId;
 use redb::WriteTransaction;
 
-use super::{BLOCKS, CHUNK_SECONDS, PENDING, ROLLUPS, ROLLUP_BLOBS, ROLLUP_LEVELS, STAGED};
+use super::{BLOCKS, CHUNK_SECONDS, DAY, PENDING, ROLLUPS, ROLLUP_BLOBS, ROLLUP_LEVELS, STAGED};
 use crate::error::EmbeddedError;
 
 /// Days to keep, `None` for ever: raw readings and each rollup level
@@ -84,14 +84,18 @@ pub(super) fn enforce(
     let mut blobs = txn.open_table(ROLLUP_BLOBS)?;
     for (index, level) in ROLLUP_LEVELS.iter().enumerate() {
         let level_key = *level as u32;
-        // Finer levels are kept per hour: an hour goes whole.
-        let width = (*level).max(CHUNK_SECONDS);
+        // Finer levels are kept per hour and hours per day: a blob goes whole.
+        let width = match *level {
+            l if l < CHUNK_SECONDS => CHUNK_SECONDS,
+            CHUNK_SECONDS => DAY,
+            l => l,
+        };
         let kept = first_kept(&|p| p.rollup_days[index], width);
         let Some(latest) = kept.values().max().copied() else {
             continue;
         };
         let range = (level_key, i64::MIN, 0)..(level_key, latest, 0);
-        if *level < CHUNK_SECONDS {
+        if *level <= CHUNK_SECONDS {
             blobs.retain_in(range, |(_, start, series), _| keep(&kept, series, start))?;
         } else {
             rollups.retain_in(range, |(_, start, series), _| keep(&kept, series, start))?;
