@@ -38,13 +38,20 @@ async fn series(
     for s in data["historySeries"].as_array().expect("a list") {
         for b in s["buckets"].as_array().expect("buckets") {
             rows.push((
-                b["timestamp"].as_str().expect("time").parse().expect("RFC 3339"),
+                b["timestamp"]
+                    .as_str()
+                    .expect("time")
+                    .parse()
+                    .expect("RFC 3339"),
                 s["point"].as_str().expect("point").to_owned(),
                 b["value"].as_f64().expect("value"),
             ));
         }
     }
-    rows.sort_by(|a, b| (a.0, POINTS.iter().position(|p| *p == a.1)).cmp(&(b.0, POINTS.iter().position(|p| *p == b.1))));
+    rows.sort_by(|a, b| {
+        (a.0, POINTS.iter().position(|p| *p == a.1))
+            .cmp(&(b.0, POINTS.iter().position(|p| *p == b.1)))
+    });
     rows
 }
 
@@ -78,7 +85,13 @@ fn parse_csv(text: &str) -> Rows {
         .collect()
 }
 
-fn params(device: &str, from: &str, to: &str, bucket: Option<i64>, aggregate: &str) -> Vec<(&'static str, String)> {
+fn params(
+    device: &str,
+    from: &str,
+    to: &str,
+    bucket: Option<i64>,
+    aggregate: &str,
+) -> Vec<(&'static str, String)> {
     let mut p = vec![
         ("deviceId", device.to_owned()),
         ("points", POINTS.join(",")),
@@ -144,15 +157,34 @@ async fn the_export_refuses_what_history_refuses_with_a_typed_body() -> anyhow::
     let good = params(&device, from, to, Some(3_600), "MEAN");
     let with = |key: &str, value: &str| -> Vec<(&'static str, String)> {
         good.iter()
-            .map(|(k, v)| (*k, if *k == key { value.to_owned() } else { v.clone() }))
+            .map(|(k, v)| {
+                (
+                    *k,
+                    if *k == key {
+                        value.to_owned()
+                    } else {
+                        v.clone()
+                    },
+                )
+            })
             .collect()
     };
     let cases: Vec<(&Client, Vec<(&'static str, String)>, u16, &str)> = vec![
         (&anonymous, good.clone(), 401, "UNAUTHENTICATED"),
         (&stranger, good.clone(), 404, "NOT_FOUND"),
-        (&admin, with("points", "outdoor_temp,no_such_point"), 404, "NOT_FOUND"),
+        (
+            &admin,
+            with("points", "outdoor_temp,no_such_point"),
+            404,
+            "NOT_FOUND",
+        ),
         (&admin, with("from", "yesterday"), 400, "BAD_USER_INPUT"),
-        (&admin, with("to", "2025-01-01T00:00:00Z"), 400, "BAD_USER_INPUT"),
+        (
+            &admin,
+            with("to", "2025-01-01T00:00:00Z"),
+            400,
+            "BAD_USER_INPUT",
+        ),
         (&admin, with("aggregate", "MEDIAN"), 400, "BAD_USER_INPUT"),
         (&admin, with("bucketSeconds", "0"), 400, "BAD_USER_INPUT"),
         (&admin, with("deviceId", "not-an-id"), 400, "BAD_USER_INPUT"),

@@ -18,10 +18,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
+use futures::StreamExt;
 use hearth_domain::model::{Aggregate, HistoryQuery};
 use hearth_domain::services::{AuthService, HistoryService, SeriesHistory};
 use hearth_domain::{DeviceId, DomainError, PointKey, Principal};
-use futures::StreamExt;
 use serde::Deserialize;
 
 use crate::api::error::Code;
@@ -218,7 +218,9 @@ fn rows(series: &[SeriesHistory], header: bool) -> Result<Vec<u8>, csv::Error> {
     }
     for (timestamp, i, value) in rows {
         out.write_record([
-            timestamp.to_rfc3339_opts(SecondsFormat::AutoSi, true).as_str(),
+            timestamp
+                .to_rfc3339_opts(SecondsFormat::AutoSi, true)
+                .as_str(),
             series[i].point.as_str(),
             value.to_string().as_str(),
         ])?;

@@ -46,7 +46,9 @@ fn arg(name: &str, default: usize) -> usize {
 }
 
 fn start() -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).single().expect("valid date")
+    Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0)
+        .single()
+        .expect("valid date")
 }
 
 /// Random walk in 0.01 steps from a seeded LCG: the same data every run.
@@ -157,7 +159,10 @@ async fn ingest_rounds(rounds: usize, polls: usize, interval: usize, baseline: b
                 .enumerate()
                 .map(|(i, r)| {
                     (
-                        ((i % (devices * POINTS)) as u64, r.timestamp.timestamp_micros()),
+                        (
+                            (i % (devices * POINTS)) as u64,
+                            r.timestamp.timestamp_micros(),
+                        ),
                         (r.value, 0u8),
                     )
                 })

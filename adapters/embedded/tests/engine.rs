@@ -14,7 +14,9 @@ use hearth_domain::{DeviceId, PointKey, TenantId};
 use hearth_embedded::{EmbeddedReadings, Retention, RetentionPolicy, Tuning};
 
 fn base() -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).single().expect("valid date")
+    Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0)
+        .single()
+        .expect("valid date")
 }
 
 fn tiny_checkpoints() -> Tuning {
@@ -106,7 +108,11 @@ async fn rollups_give_the_numbers_a_raw_scan_gives() {
         .iter()
         .enumerate()
         .map(|(i, v)| {
-            let quality = if i % 97 == 0 { Quality::Bad } else { Quality::Good };
+            let quality = if i % 97 == 0 {
+                Quality::Bad
+            } else {
+                Quality::Good
+            };
             s.at(i as i64 * 60, *v, quality)
         })
         .collect();
@@ -114,15 +120,16 @@ async fn rollups_give_the_numbers_a_raw_scan_gives() {
         store.append(batch).await.expect("append");
     }
     let late = s.at(600, 99.5, Quality::Good);
-    store.append(std::slice::from_ref(&late)).await.expect("late append");
+    store
+        .append(std::slice::from_ref(&late))
+        .await
+        .expect("late append");
     readings[10] = late;
     store.flush().await.expect("flush");
     let reference = |q: &HistoryQuery| {
         aggregate_sorted(
             q,
-            readings
-                .iter()
-                .map(|r| (r.timestamp, r.value, r.quality)),
+            readings.iter().map(|r| (r.timestamp, r.value, r.quality)),
         )
     };
 
@@ -134,11 +141,11 @@ async fn rollups_give_the_numbers_a_raw_scan_gives() {
         Aggregate::Count,
     ] {
         for (from, to, bucket) in [
-            (0, 3 * 86_400, 3_600),  // hour rollups
-            (0, 3 * 86_400, 86_400), // day rollups
+            (0, 3 * 86_400, 3_600),     // hour rollups
+            (0, 3 * 86_400, 86_400),    // day rollups
             (900, 86_400 + 1_234, 900), // 15 min rollups, raw tail
             (60, 7_230, 120),           // 1 min rollups, raw tail
-            (1, 86_400, 3_600),      // unaligned: raw scan
+            (1, 86_400, 3_600),         // unaligned: raw scan
         ] {
             // When history is asked for aligned and unaligned buckets
             let q = s.query(from, to, bucket, aggregate);

@@ -256,17 +256,20 @@ mod tests {
     fn an_omitted_bucket_gives_500_to_1000_points_on_rollup_boundaries() {
         let from = query(Aggregate::Mean).from;
         for (range, expected) in [
-            (600, 1),                   // ten minutes: every second
-            (86_400, 120),              // a day: 2-minute buckets, 720 points
-            (7 * 86_400, 660),          // a week: 11 minutes, 916 points
-            (30 * 86_400, 2_700),       // a month: 45 minutes, 960 points
+            (600, 1),                       // ten minutes: every second
+            (86_400, 120),                  // a day: 2-minute buckets, 720 points
+            (7 * 86_400, 660),              // a week: 11 minutes, 916 points
+            (30 * 86_400, 2_700),           // a month: 45 minutes, 960 points
             (3 * 365 * 86_400, 86_400 * 2), // three years: 2 days
         ] {
             let to = from + chrono::Duration::seconds(range);
             let bucket = HistoryQuery::auto_bucket_seconds(from, to);
             assert_eq!(bucket, expected, "range {range} s");
             let points = range / bucket;
-            assert!(range < 500 || (500..=1_000).contains(&points), "{points} points");
+            assert!(
+                range < 500 || (500..=1_000).contains(&points),
+                "{points} points"
+            );
         }
     }
 

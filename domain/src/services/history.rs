@@ -6,8 +6,8 @@ use chrono::{DateTime, Utc};
 
 use super::access::DeviceAccess;
 use crate::error::DomainError;
-use crate::ids::{DeviceId, PointKey};
 use crate::error::InvalidValue;
+use crate::ids::{DeviceId, PointKey};
 use crate::model::{Aggregate, HistoryBucket, HistoryQuery};
 use crate::ports::ReadingStore;
 use crate::principal::Principal;

@@ -167,8 +167,8 @@ pub(crate) fn put_numbers<T: pco::data_types::Number>(
     out: &mut Vec<u8>,
     numbers: &[T],
 ) -> Result<(), EmbeddedError> {
-    let bytes = pco::standalone::simple_compress(numbers, &pco::ChunkConfig::default())
-        .map_err(pco_err)?;
+    let bytes =
+        pco::standalone::simple_compress(numbers, &pco::ChunkConfig::default()).map_err(pco_err)?;
     put_section(out, &bytes);
     Ok(())
 }

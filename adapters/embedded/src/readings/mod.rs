@@ -567,7 +567,10 @@ impl EmbeddedReadings {
                 let (v, q) = value.value();
                 rows.push((series, (micros, v, q)));
                 if rows.len() >= 1_000_000 {
-                    self.inner.state.write().push_rows(&std::mem::take(&mut rows));
+                    self.inner
+                        .state
+                        .write()
+                        .push_rows(&std::mem::take(&mut rows));
                     checkpoint(&self.inner, &mut writer, false, None)?;
                 }
             }
@@ -607,7 +610,10 @@ impl EmbeddedReadings {
 
     /// History from the raw readings only, never from rollups: what
     /// [`ReadingStore::history`] must agree with, for checks and benchmarks.
-    pub async fn history_raw(&self, query: &HistoryQuery) -> Result<Vec<HistoryBucket>, StoreError> {
+    pub async fn history_raw(
+        &self,
+        query: &HistoryQuery,
+    ) -> Result<Vec<HistoryBucket>, StoreError> {
         let inner = self.inner.clone();
         let owned = query.clone();
         Ok(crate::blocking(move || read_history(&inner, &owned, false)).await?)
@@ -716,7 +722,9 @@ fn encode_hours(day: i64, hours: &BTreeMap<i64, Agg>) -> Vec<u8> {
 
 fn decode_hours(day: i64, blob: &[u8]) -> Result<Vec<(i64, Agg)>, EmbeddedError> {
     if blob.len() != 24 * HOUR_RECORD {
-        return Err(EmbeddedError::Corrupt("hour rollups of the wrong size".into()));
+        return Err(EmbeddedError::Corrupt(
+            "hour rollups of the wrong size".into(),
+        ));
     }
     Ok(blob
         .chunks_exact(HOUR_RECORD)
@@ -754,7 +762,10 @@ fn encode_rollups(buckets: &BTreeMap<i64, Agg>) -> Result<Vec<u8>, EmbeddedError
     codec::put_numbers(&mut out, &column(|a| a.last))?;
     codec::put_numbers(
         &mut out,
-        &buckets.values().map(|a| a.last_micros).collect::<Vec<i64>>(),
+        &buckets
+            .values()
+            .map(|a| a.last_micros)
+            .collect::<Vec<i64>>(),
     )?;
     codec::put_numbers(
         &mut out,
@@ -773,11 +784,20 @@ fn decode_rollups(blob: &[u8]) -> Result<Vec<(i64, Agg)>, EmbeddedError> {
     let last_micros: Vec<i64> = codec::take_numbers(&mut input)?;
     let count: Vec<u64> = codec::take_numbers(&mut input)?;
     let n = starts.len();
-    if [sum.len(), min.len(), max.len(), last.len(), last_micros.len(), count.len()]
-        .iter()
-        .any(|len| *len != n)
+    if [
+        sum.len(),
+        min.len(),
+        max.len(),
+        last.len(),
+        last_micros.len(),
+        count.len(),
+    ]
+    .iter()
+    .any(|len| *len != n)
     {
-        return Err(EmbeddedError::Corrupt("rollup columns of different lengths".into()));
+        return Err(EmbeddedError::Corrupt(
+            "rollup columns of different lengths".into(),
+        ));
     }
     Ok((0..n)
         .map(|i| {
@@ -918,7 +938,13 @@ fn checkpoint(
         }
     }
     if let Some(now) = now {
-        retention::enforce(&txn, &inner.tuning.retention, &state.tenants, &mut pending, now)?;
+        retention::enforce(
+            &txn,
+            &inner.tuning.retention,
+            &state.tenants,
+            &mut pending,
+            now,
+        )?;
     }
     txn.open_table(META)?
         .insert(NEXT_BLOCK, writer.next_block)?;
@@ -940,96 +966,99 @@ struct Compaction<'txn> {
 }
 
 impl Compaction<'_> {
-/// Merges the compacted block and the staged blocks of one hour into one
-/// compressed block and recomputes its rollups (and its day's) from it.
-fn compact_chunk(&mut self, series: u64, chunk: i64) -> Result<(), EmbeddedError> {
-    let Compaction {
-        blocks,
-        staged,
-        pending,
-        rollups,
-        blobs,
-    } = self;
-    let mut samples = match blocks.get((chunk, series))? {
-        Some(block) => codec::decode(block.value())?,
-        None => Vec::new(),
-    };
-    let range = (chunk, series, 0)..=(chunk, series, u64::MAX);
-    for entry in staged.range(range.clone())? {
-        let (_, value) = entry?;
-        samples.extend(codec::decode(value.value())?);
-    }
-    staged.retain_in(range, |_, _| false)?;
-    let samples = sort_dedup(samples);
-    if samples.is_empty() {
-        blocks.remove((chunk, series))?;
-    } else {
-        let block = codec::encode(&samples)?;
-        blocks.insert((chunk, series), block.as_slice())?;
-    }
-    let mut hours_of_day: BTreeMap<i64, Agg> = BTreeMap::new();
-    for level in &ROLLUP_LEVELS[..3] {
-        let level_key = *level as u32;
-        let mut buckets: BTreeMap<i64, Agg> = BTreeMap::new();
-        for &(micros, value, quality) in &samples {
-            if quality == Quality::Bad.as_u8() {
+    /// Merges the compacted block and the staged blocks of one hour into one
+    /// compressed block and recomputes its rollups (and its day's) from it.
+    fn compact_chunk(&mut self, series: u64, chunk: i64) -> Result<(), EmbeddedError> {
+        let Compaction {
+            blocks,
+            staged,
+            pending,
+            rollups,
+            blobs,
+        } = self;
+        let mut samples = match blocks.get((chunk, series))? {
+            Some(block) => codec::decode(block.value())?,
+            None => Vec::new(),
+        };
+        let range = (chunk, series, 0)..=(chunk, series, u64::MAX);
+        for entry in staged.range(range.clone())? {
+            let (_, value) = entry?;
+            samples.extend(codec::decode(value.value())?);
+        }
+        staged.retain_in(range, |_, _| false)?;
+        let samples = sort_dedup(samples);
+        if samples.is_empty() {
+            blocks.remove((chunk, series))?;
+        } else {
+            let block = codec::encode(&samples)?;
+            blocks.insert((chunk, series), block.as_slice())?;
+        }
+        let mut hours_of_day: BTreeMap<i64, Agg> = BTreeMap::new();
+        for level in &ROLLUP_LEVELS[..3] {
+            let level_key = *level as u32;
+            let mut buckets: BTreeMap<i64, Agg> = BTreeMap::new();
+            for &(micros, value, quality) in &samples {
+                if quality == Quality::Bad.as_u8() {
+                    continue;
+                }
+                let start = micros.div_euclid(level * 1_000_000) * level;
+                buckets
+                    .entry(start)
+                    .and_modify(|a| a.merge(&Agg::one(micros, value)))
+                    .or_insert(Agg::one(micros, value));
+            }
+            if *level < CHUNK_SECONDS {
+                if buckets.is_empty() {
+                    blobs.remove((level_key, chunk, series))?;
+                } else {
+                    let blob = encode_rollups(&buckets)?;
+                    blobs.insert((level_key, chunk, series), blob.as_slice())?;
+                }
                 continue;
             }
-            let start = micros.div_euclid(level * 1_000_000) * level;
-            buckets
-                .entry(start)
-                .and_modify(|a| a.merge(&Agg::one(micros, value)))
-                .or_insert(Agg::one(micros, value));
-        }
-        if *level < CHUNK_SECONDS {
-            if buckets.is_empty() {
-                blobs.remove((level_key, chunk, series))?;
+            // The hour level: the chunk is its one bucket, kept in its day's
+            // blob of 24 hours.
+            let day = chunk.div_euclid(DAY) * DAY;
+            let mut hours: BTreeMap<i64, Agg> = match blobs.get((level_key, day, series))? {
+                Some(blob) => decode_hours(day, blob.value())?.into_iter().collect(),
+                None => BTreeMap::new(),
+            };
+            match buckets.get(&chunk) {
+                Some(agg) => hours.insert(chunk, *agg),
+                None => hours.remove(&chunk),
+            };
+            if hours.is_empty() {
+                blobs.remove((level_key, day, series))?;
             } else {
-                let blob = encode_rollups(&buckets)?;
-                blobs.insert((level_key, chunk, series), blob.as_slice())?;
+                blobs.insert(
+                    (level_key, day, series),
+                    encode_hours(day, &hours).as_slice(),
+                )?;
             }
-            continue;
+            hours_of_day = hours;
         }
-        // The hour level: the chunk is its one bucket, kept in its day's
-        // blob of 24 hours.
+        // The day from its hours: the other hours of the day are either settled
+        // (their rollups are final) or pending, and then their own compaction
+        // rewrites the day again.
         let day = chunk.div_euclid(DAY) * DAY;
-        let mut hours: BTreeMap<i64, Agg> = match blobs.get((level_key, day, series))? {
-            Some(blob) => decode_hours(day, blob.value())?.into_iter().collect(),
-            None => BTreeMap::new(),
-        };
-        match buckets.get(&chunk) {
-            Some(agg) => hours.insert(chunk, *agg),
-            None => hours.remove(&chunk),
-        };
-        if hours.is_empty() {
-            blobs.remove((level_key, day, series))?;
-        } else {
-            blobs.insert((level_key, day, series), encode_hours(day, &hours).as_slice())?;
+        let mut total: Option<Agg> = None;
+        for agg in hours_of_day.values() {
+            match total.as_mut() {
+                Some(t) => t.merge(agg),
+                None => total = Some(*agg),
+            }
         }
-        hours_of_day = hours;
+        match total {
+            Some(agg) => {
+                rollups.insert((DAY as u32, day, series), agg.row())?;
+            }
+            None => {
+                rollups.remove((DAY as u32, day, series))?;
+            }
+        }
+        pending.remove((series, chunk))?;
+        Ok(())
     }
-    // The day from its hours: the other hours of the day are either settled
-    // (their rollups are final) or pending, and then their own compaction
-    // rewrites the day again.
-    let day = chunk.div_euclid(DAY) * DAY;
-    let mut total: Option<Agg> = None;
-    for agg in hours_of_day.values() {
-        match total.as_mut() {
-            Some(t) => t.merge(agg),
-            None => total = Some(*agg),
-        }
-    }
-    match total {
-        Some(agg) => {
-            rollups.insert((DAY as u32, day, series), agg.row())?;
-        }
-        None => {
-            rollups.remove((DAY as u32, day, series))?;
-        }
-    }
-    pending.remove((series, chunk))?;
-    Ok(())
-}
 }
 
 /// Resolves series ids and writes one batch as one WAL record; returns the
@@ -1147,7 +1176,11 @@ fn read_history(
         if let Some(pending) = state.pending.get(&series) {
             dirty.extend(pending.range(first..=last));
         }
-        let mut span = state.spans.get(&series).copied().unwrap_or((i64::MAX, i64::MIN));
+        let mut span = state
+            .spans
+            .get(&series)
+            .copied()
+            .unwrap_or((i64::MAX, i64::MIN));
         if let (Some(lo), Some(hi)) = (dirty.first(), dirty.last()) {
             span = (span.0.min(*lo), span.1.max(*hi));
         }
