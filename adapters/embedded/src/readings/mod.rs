@@ -691,53 +691,53 @@ impl EmbeddedReadings {
     }
 }
 
-/// Bytes of one hour in a day's blob: presence flag, sum, min, max, last,
-/// time of last, count.
-const HOUR_RECORD: usize = 1 + 6 * 8;
+/// Bytes of one hour in a day's blob: sum, min, max, last, time of last, count.
+const HOUR_RECORD: usize = 6 * 8;
 
-/// The hours of one day, plain (at most 24 records of 49 bytes: decoding is
-/// a copy, and a month of hourly history is 30 lookups).
+/// The hours of one day, plain: a bitmap of the hours present, then one
+/// record per present hour. Decoding is a copy, and a month of hourly
+/// history is 30 lookups.
 fn encode_hours(day: i64, hours: &BTreeMap<i64, Agg>) -> Vec<u8> {
-    let mut out = Vec::with_capacity(24 * HOUR_RECORD);
+    let mut present = 0u32;
+    let mut records = Vec::with_capacity(hours.len() * HOUR_RECORD);
     for h in 0..DAY / CHUNK_SECONDS {
-        match hours.get(&(day + h * CHUNK_SECONDS)) {
-            Some(a) => {
-                out.push(1);
-                for word in [
-                    a.sum.to_bits(),
-                    a.min.to_bits(),
-                    a.max.to_bits(),
-                    a.last.to_bits(),
-                    a.last_micros as u64,
-                    a.count,
-                ] {
-                    out.extend_from_slice(&word.to_le_bytes());
-                }
+        if let Some(a) = hours.get(&(day + h * CHUNK_SECONDS)) {
+            present |= 1 << h;
+            for word in [
+                a.sum.to_bits(),
+                a.min.to_bits(),
+                a.max.to_bits(),
+                a.last.to_bits(),
+                a.last_micros as u64,
+                a.count,
+            ] {
+                records.extend_from_slice(&word.to_le_bytes());
             }
-            None => out.extend_from_slice(&[0; HOUR_RECORD]),
         }
     }
+    let mut out = present.to_le_bytes().to_vec();
+    out.extend(records);
     out
 }
 
 fn decode_hours(day: i64, blob: &[u8]) -> Result<Vec<(i64, Agg)>, EmbeddedError> {
-    if blob.len() != 24 * HOUR_RECORD {
-        return Err(EmbeddedError::Corrupt(
-            "hour rollups of the wrong size".into(),
-        ));
+    let corrupt = || EmbeddedError::Corrupt("hour rollups of the wrong size".into());
+    let (present, records) = blob.split_first_chunk::<4>().ok_or_else(corrupt)?;
+    let present = u32::from_le_bytes(*present);
+    if records.len() != present.count_ones() as usize * HOUR_RECORD {
+        return Err(corrupt());
     }
-    Ok(blob
-        .chunks_exact(HOUR_RECORD)
-        .enumerate()
-        .filter(|(_, record)| record[0] == 1)
+    let hours = (0..DAY / CHUNK_SECONDS).filter(|h| present & (1 << h) != 0);
+    Ok(hours
+        .zip(records.chunks_exact(HOUR_RECORD))
         .map(|(h, record)| {
             let word = |i: usize| {
                 let mut b = [0u8; 8];
-                b.copy_from_slice(&record[1 + i * 8..9 + i * 8]);
+                b.copy_from_slice(&record[i * 8..i * 8 + 8]);
                 u64::from_le_bytes(b)
             };
             (
-                day + h as i64 * CHUNK_SECONDS,
+                day + h * CHUNK_SECONDS,
                 Agg {
                     sum: f64::from_bits(word(0)),
                     min: f64::from_bits(word(1)),
