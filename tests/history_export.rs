@@ -14,6 +14,9 @@ use serde_json::{json, Value};
 
 const POINTS: [&str; 2] = ["outdoor_temp", "flow_temp"];
 
+/// Query parameters of an export request.
+type Params = Vec<(&'static str, String)>;
+
 /// `(timestamp, point, value)` rows, as both sides are compared.
 type Rows = Vec<(DateTime<Utc>, String, f64)>;
 
@@ -169,7 +172,7 @@ async fn the_export_refuses_what_history_refuses_with_a_typed_body() -> anyhow::
             })
             .collect()
     };
-    let cases: Vec<(&Client, Vec<(&'static str, String)>, u16, &str)> = vec![
+    let cases: Vec<(&Client, Params, u16, &str)> = vec![
         (&anonymous, good.clone(), 401, "UNAUTHENTICATED"),
         (&stranger, good.clone(), 404, "NOT_FOUND"),
         (

@@ -130,42 +130,41 @@ fn parse_aggregate(text: Option<&str>) -> Option<Aggregate> {
     }
 }
 
-fn parse(query: Option<&str>) -> Result<Export, Response> {
+/// The request's parameters, or why they are refused (a 400).
+fn parse(query: Option<&str>) -> Result<Export, String> {
     let params: Params = serde_urlencoded::from_str(query.unwrap_or(""))
-        .map_err(|e| bad_input(format!("invalid query parameters: {e}")))?;
+        .map_err(|e| format!("invalid query parameters: {e}"))?;
     let device = params
         .device_id
         .parse::<DeviceId>()
-        .map_err(|_| bad_input("`deviceId` is not a valid device id"))?;
+        .map_err(|_| String::from("`deviceId` is not a valid device id"))?;
     let points = params
         .points
         .split(',')
         .map(|p| PointKey::new(p.trim()))
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| bad_input(e.to_string()))?;
+        .map_err(|e| e.to_string())?;
     let time = |name: &str, text: &str| {
         DateTime::parse_from_rfc3339(text)
             .map(|t| t.with_timezone(&Utc))
-            .map_err(|_| bad_input(format!("`{name}` must be an RFC 3339 time")))
+            .map_err(|_| format!("`{name}` must be an RFC 3339 time"))
     };
     let from = time("from", &params.from)?;
     let to = time("to", &params.to)?;
     if from >= to {
-        return Err(bad_input("`from` must be before `to`"));
+        return Err(String::from("`from` must be before `to`"));
     }
     let bucket_seconds = params
         .bucket_seconds
         .unwrap_or_else(|| HistoryQuery::auto_bucket_seconds(from, to));
     if !(1..=31 * 86_400).contains(&bucket_seconds) {
-        return Err(bad_input("`bucketSeconds` must be 1 s to 31 days"));
+        return Err(String::from("`bucketSeconds` must be 1 s to 31 days"));
     }
     if (to - from).num_seconds() / bucket_seconds > MAX_EXPORT_BUCKETS {
-        return Err(bad_input(format!(
-            "at most {MAX_EXPORT_BUCKETS} buckets per export"
-        )));
+        return Err(format!("at most {MAX_EXPORT_BUCKETS} buckets per export"));
     }
     let aggregate = parse_aggregate(params.aggregate.as_deref())
-        .ok_or_else(|| bad_input("`aggregate` must be MEAN, MIN, MAX, LAST or COUNT"))?;
+        .ok_or_else(|| String::from("`aggregate` must be MEAN, MIN, MAX, LAST or COUNT"))?;
     Ok(Export {
         device,
         points,
@@ -248,7 +247,7 @@ async fn export(State(state): State<ExportState>, request: Request) -> Response 
     };
     let export = match parse(request.uri().query()) {
         Ok(export) => export,
-        Err(response) => return response,
+        Err(message) => return bad_input(message),
     };
     // The first window is read before answering, so refusals (scope, a
     // missing device or point) get their status rather than a cut stream.

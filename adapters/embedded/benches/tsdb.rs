@@ -280,26 +280,30 @@ async fn history_rollups_vs_raw() {
         Aggregate::Mean,
     )
     .expect("query");
-    let runs = 50;
-    // Interleaved so drift favours neither side.
-    let (mut rollup_secs, mut raw_secs) = (0.0, 0.0);
+    let runs = 51;
+    // Interleaved so drift favours neither side; medians so a burst of
+    // load from elsewhere on the machine does not decide the ratio.
+    let (mut rollup_ms, mut raw_ms) = (Vec::new(), Vec::new());
     let (mut a, mut b) = (Vec::new(), Vec::new());
     for _ in 0..runs {
         let began = Instant::now();
         a = store.history(&query).await.expect("history");
-        rollup_secs += began.elapsed().as_secs_f64();
+        rollup_ms.push(began.elapsed().as_secs_f64() * 1e3);
         let began = Instant::now();
         b = store.history_raw(&query).await.expect("raw history");
-        raw_secs += began.elapsed().as_secs_f64();
+        raw_ms.push(began.elapsed().as_secs_f64() * 1e3);
     }
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (rollup, raw) = (median(rollup_ms), median(raw_ms));
     assert_eq!(a.len(), 720);
-    assert_eq!(a.len(), b.len());
+    assert_eq!(a, b, "rollups and the raw scan must agree");
     println!(
-        "history: 30 days x 1-minute data ({minutes} rows) -> {} buckets: rollups {:.3} ms, raw scan {:.3} ms, ratio rollups/raw {:.3}",
+        "history: 30 days x 1-minute data ({minutes} rows) -> {} buckets, median of {runs}: rollups {rollup:.3} ms, raw scan {raw:.3} ms, ratio rollups/raw {:.3}",
         a.len(),
-        rollup_secs * 1e3 / runs as f64,
-        raw_secs * 1e3 / runs as f64,
-        rollup_secs / raw_secs
+        rollup / raw
     );
 }
 

@@ -37,11 +37,11 @@ fn corrupt(what: impl std::fmt::Display) -> EmbeddedError {
 /// The smallest decimal step under which every value is an exact integer,
 /// with how to turn the integer back into the same f64 bits.
 fn integer_form(values: &[f64]) -> Option<(u8, u8, Vec<i64>)> {
-    for d in 0..STEP.len() {
+    for (d, pow) in POW.iter().enumerate() {
         for mode in [MODE_MUL, MODE_DIV] {
             let mut ints = Vec::with_capacity(values.len());
             let fits = values.iter().all(|&v| {
-                let scaled = (v * POW[d]).round();
+                let scaled = (v * pow).round();
                 if !scaled.is_finite() || scaled.abs() > MAX_EXACT {
                     return false;
                 }
@@ -143,7 +143,7 @@ pub(crate) fn encode_plain(samples: &[Sample]) -> Vec<u8> {
 }
 
 fn decode_plain(rows: &[u8]) -> Result<Vec<Sample>, EmbeddedError> {
-    if rows.len() % PLAIN_ROW != 0 {
+    if !rows.len().is_multiple_of(PLAIN_ROW) {
         return Err(corrupt("truncated plain block"));
     }
     Ok(rows

@@ -67,8 +67,7 @@ const PENDING: TableDefinition<(u64, i64), u8> = TableDefinition::new("pending_h
 /// `(level in s, bucket start in s, series)` -> (sum, min, max, last, time
 /// of last in µs, count) of the `Good`/`Stale` readings of the bucket, for
 /// the hour and the day. Time first, as [`BLOCKS`].
-const ROLLUPS: TableDefinition<(u32, i64, u64), (f64, f64, f64, f64, i64, u64)> =
-    TableDefinition::new("rollups");
+const ROLLUPS: TableDefinition<(u32, i64, u64), RollupRow> = TableDefinition::new("rollups");
 /// `(level in s, hour start in s, series)` -> the hour's buckets of a level
 /// finer than an hour, compressed: one row per bucket would cost more than
 /// the compressed readings themselves.
@@ -1061,6 +1060,9 @@ impl Compaction<'_> {
     }
 }
 
+/// Rows of a batch with their series ids.
+type SeriesRows = Vec<(u64, Sample)>;
+
 /// Resolves series ids and writes one batch as one WAL record; returns the
 /// rows as `(series, sample)` for the heads.
 fn write_batch(
@@ -1068,7 +1070,7 @@ fn write_batch(
     writer: &mut Writer,
     rows: Vec<(SeriesRef, Sample)>,
     new_series: &[NewSeries],
-) -> Result<(Vec<(u64, Sample)>, Vec<u64>), EmbeddedError> {
+) -> Result<(SeriesRows, Vec<u64>), EmbeddedError> {
     let txn = db.begin_write()?;
     let mut new_ids = Vec::with_capacity(new_series.len());
     {
