@@ -40,12 +40,13 @@ enum Op {
     AuditLog,
     SubscribeLive,
     History,
+    HistorySeries,
     Profiles,
     PutProfile,
 }
 
 impl Op {
-    const ALL: [Op; 10] = [
+    const ALL: [Op; 11] = [
         Op::ListDevices,
         Op::Device,
         Op::WriteBasic,
@@ -54,6 +55,7 @@ impl Op {
         Op::AuditLog,
         Op::SubscribeLive,
         Op::History,
+        Op::HistorySeries,
         Op::Profiles,
         Op::PutProfile,
     ];
@@ -67,6 +69,7 @@ impl Op {
             Op::AuditLog => "ControlService::audit_log",
             Op::SubscribeLive => "LiveService::subscribe_live",
             Op::History => "HistoryService::history",
+            Op::HistorySeries => "HistoryService::history_series",
             Op::Profiles => "ProfileService::profiles",
             Op::PutProfile => "ProfileService::put_profile",
         }
@@ -77,7 +80,12 @@ impl Op {
     fn allowed(self, role: Role) -> bool {
         use Role::*;
         match self {
-            Op::ListDevices | Op::Device | Op::SubscribeLive | Op::History | Op::Profiles => true,
+            Op::ListDevices
+            | Op::Device
+            | Op::SubscribeLive
+            | Op::History
+            | Op::HistorySeries
+            | Op::Profiles => true,
             Op::WriteBasic => matches!(role, Admin | Full | Limited | Basic),
             Op::WriteLimited => matches!(role, Admin | Full | Limited),
             Op::WriteFull | Op::AuditLog | Op::PutProfile => matches!(role, Admin | Full),
@@ -94,6 +102,7 @@ impl Op {
                 | Op::WriteFull
                 | Op::SubscribeLive
                 | Op::History
+                | Op::HistorySeries
         )
     }
 }
@@ -163,6 +172,21 @@ async fn run(
                     to - Duration::hours(1),
                     to,
                     60,
+                    Aggregate::Mean,
+                )
+                .await
+                .map(|_| Seen::Nothing)?
+        }
+        Op::HistorySeries => {
+            let to = Utc::now();
+            s.history
+                .history_series(
+                    principal,
+                    device.id,
+                    vec![read_only_point()],
+                    to - Duration::hours(1),
+                    to,
+                    None,
                     Aggregate::Mean,
                 )
                 .await

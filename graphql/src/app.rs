@@ -403,7 +403,11 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         config.ws.clone(),
         config.http.clone(),
     )
-    .merge(readiness.routes());
+    .merge(readiness.routes())
+    .merge(crate::export::routes(
+        services.auth.clone(),
+        services.history.clone(),
+    ));
     let server = tokio::spawn(async move {
         let served = axum::serve(
             listener,

@@ -8,7 +8,7 @@ pub mod readings;
 
 pub use documents::EmbeddedDocuments;
 pub use error::EmbeddedError;
-pub use readings::EmbeddedReadings;
+pub use readings::{EmbeddedReadings, Retention, RetentionPolicy, Tuning};
 
 use std::path::{Path, PathBuf};
 

@@ -108,6 +108,22 @@ impl HistoryQuery {
         })
     }
 
+    /// Bucket width when a caller names none: about 500 to 1,000 buckets over
+    /// the range, rounded up to whole minutes, quarter hours, hours or days when that wide,
+    /// so the store's rollups (1 min, 15 min, 1 h, 1 day) can serve it.
+    pub fn auto_bucket_seconds(from: DateTime<Utc>, to: DateTime<Utc>) -> i64 {
+        let range = (to - from).num_seconds().max(1);
+        let raw = (range + 999) / 1_000;
+        let round_up = |b: i64, unit: i64| (b + unit - 1) / unit * unit;
+        match raw {
+            b if b >= 86_400 => round_up(b, 86_400),
+            b if b >= 3_600 => round_up(b, 3_600),
+            b if b >= 900 => round_up(b, 900),
+            b if b >= 60 => round_up(b, 60),
+            b => b.max(1),
+        }
+    }
+
     /// Start of the bucket a timestamp falls into (buckets are aligned on `from`).
     pub fn bucket_start(&self, ts: DateTime<Utc>) -> DateTime<Utc> {
         let offset = (ts - self.from).num_seconds().max(0);
@@ -234,6 +250,27 @@ mod tests {
         let last = aggregate_sorted(&query(Aggregate::Last), samples);
         assert_eq!(last[0].value, 3.0);
         assert_eq!(last[1].timestamp, q.from + chrono::Duration::seconds(30));
+    }
+
+    #[test]
+    fn an_omitted_bucket_gives_500_to_1000_points_on_rollup_boundaries() {
+        let from = query(Aggregate::Mean).from;
+        for (range, expected) in [
+            (600, 1),                       // ten minutes: every second
+            (86_400, 120),                  // a day: 2-minute buckets, 720 points
+            (7 * 86_400, 660),              // a week: 11 minutes, 916 points
+            (30 * 86_400, 2_700),           // a month: 45 minutes, 960 points
+            (3 * 365 * 86_400, 86_400 * 2), // three years: 2 days
+        ] {
+            let to = from + chrono::Duration::seconds(range);
+            let bucket = HistoryQuery::auto_bucket_seconds(from, to);
+            assert_eq!(bucket, expected, "range {range} s");
+            let points = range / bucket;
+            assert!(
+                range < 500 || (500..=1_000).contains(&points),
+                "{points} points"
+            );
+        }
     }
 
     #[test]

@@ -26,7 +26,7 @@ pub use access::{covers_tenant, device_in_scope, scope_filter};
 pub use auth::{AuthService, LoginError, MeView, MembershipView, Session};
 pub use control::{AuditPage, AuditQuery, ControlService, WriteOutcome, WriteStatus};
 pub use devices::{DevicePage, DeviceQuery, DeviceService, DeviceView, PointView};
-pub use history::HistoryService;
+pub use history::{HistoryService, SeriesHistory};
 pub use ingest::{IngestService, PollTarget, ReadingWriter, ReadingWriterStats};
 pub use live::{LiveService, LiveUpdate};
 pub use poller::{DevicePoller, Poller, PollerConfig, PollerError, PollerHandle};
