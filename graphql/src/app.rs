@@ -12,7 +12,7 @@ use hearth_domain::services::{
     Adapters, LoginLimits, Poller, PollerConfig, PollerHandle, Services,
 };
 use hearth_domain::SystemPrincipal;
-use hearth_embedded::{EmbeddedDocuments, EmbeddedReadings};
+use hearth_embedded::{EmbeddedDocuments, EmbeddedReadings, Retention, RetentionPolicy};
 use hearth_influxdb::InfluxReadings;
 use hearth_inproc::bus::InProcessBus;
 use hearth_modbus::{GatewayConfig, ModbusGateway, Simulator};
@@ -20,6 +20,7 @@ use hearth_mongodb::MongoDocuments;
 use hearth_sql::SqlDirectory;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
 
 use crate::api;
 
@@ -57,6 +58,8 @@ pub struct Config {
     pub poller: PollerConfig,
     /// Live events buffered per subscriber.
     pub bus_capacity: usize,
+    /// Retention of the embedded reading store (InfluxDB keeps its own).
+    pub retention: crate::config::RetentionConfig,
 }
 
 impl Default for Config {
@@ -144,12 +147,16 @@ pub struct Running {
     poller: Option<PollerHandle>,
     shutdown: Option<oneshot::Sender<()>>,
     server: tokio::task::JoinHandle<()>,
+    retention: Option<JoinHandle<()>>,
 }
 
 impl Running {
     pub async fn stop(mut self) {
         if let Some(poller) = self.poller.take() {
             poller.stop().await;
+        }
+        if let Some(task) = self.retention.take() {
+            task.abort();
         }
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
@@ -174,6 +181,15 @@ impl Running {
 
 /// Builds every adapter and the application from config.
 pub async fn build(config: &Config) -> anyhow::Result<(Services, Arc<ModbusGateway>)> {
+    let (services, gateway, _) = build_with_store(config).await?;
+    Ok((services, gateway))
+}
+
+/// [`build`], and the embedded reading store when it is the one chosen, for
+/// the retention task.
+async fn build_with_store(
+    config: &Config,
+) -> anyhow::Result<(Services, Arc<ModbusGateway>, Option<EmbeddedReadings>)> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
     let directory: Arc<dyn Directory> = match &config.database_url {
@@ -198,6 +214,7 @@ pub async fn build(config: &Config) -> anyhow::Result<(Services, Arc<ModbusGatew
                 .context("stores.documents.url: cannot open the MongoDB document store")?,
         ),
     };
+    let mut embedded_readings = None;
     let readings: Arc<dyn ReadingStore> = match &config.influxdb {
         Some(influx) => Arc::new(
             match config.influxdb_spool_bytes {
@@ -210,9 +227,12 @@ pub async fn build(config: &Config) -> anyhow::Result<(Services, Arc<ModbusGatew
             }
             .context("stores.readings: cannot set up InfluxDB")?,
         ),
-        None => Arc::new(
-            EmbeddedReadings::open(&config.data_dir).context("cannot open the reading store")?,
-        ),
+        None => {
+            let store = EmbeddedReadings::open(&config.data_dir)
+                .context("cannot open the reading store")?;
+            embedded_readings = Some(store.clone());
+            Arc::new(store)
+        }
     };
     let gateway = Arc::new(ModbusGateway::new(config.gateway.clone()));
     let secret = config.token_secret.load(&config.data_dir)?;
@@ -237,12 +257,58 @@ pub async fn build(config: &Config) -> anyhow::Result<(Services, Arc<ModbusGatew
             JwtTokens::new(&secret, token_lifetime).context("auth.token_secret: invalid")?,
         ),
     };
-    Ok((Services::new(adapters, config.login.clone()), gateway))
+    Ok((
+        Services::new(adapters, config.login.clone()),
+        gateway,
+        embedded_readings,
+    ))
+}
+
+/// Resolves the per-tenant retention's slugs to ids (an unknown slug refuses
+/// the start: a typo would otherwise silently keep that tenant's data for
+/// ever, or drop it by the default).
+async fn resolve_retention(
+    services: &Services,
+    config: &crate::config::RetentionConfig,
+) -> anyhow::Result<Retention> {
+    let mut tenants = std::collections::HashMap::new();
+    for (slug, policy) in &config.tenants {
+        let tenant = services
+            .provisioning
+            .tenant_by_slug(&SystemPrincipal::provisioner(), slug)
+            .await
+            .with_context(|| format!("retention.tenants.{slug}: cannot look up the tenant"))?
+            .with_context(|| format!("retention.tenants.{slug}: no tenant has this slug"))?;
+        tenants.insert(tenant.id, *policy);
+    }
+    Ok(Retention {
+        default: config.default,
+        tenants,
+    })
+}
+
+/// Enforces retention on the embedded store now and then every `interval`.
+/// The engine runs it on a blocking thread, so ingest is never stalled by a
+/// task of this runtime; it holds the writer lock only for one transaction.
+fn spawn_retention(store: EmbeddedReadings, interval: std::time::Duration) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(interval);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            // The first tick is immediate: once at start.
+            ticks.tick().await;
+            match store.enforce_retention(chrono::Utc::now()).await {
+                Ok(0) => tracing::debug!("Retention dropped nothing."),
+                Ok(dropped) => tracing::info!(dropped, "Retention dropped old chunks and rollups."),
+                Err(err) => tracing::error!(error = %err, "Retention could not be enforced."),
+            }
+        }
+    })
 }
 
 /// Builds everything, seeds the demo when asked, and serves on `config.listen`.
 pub async fn start(config: Config) -> anyhow::Result<Running> {
-    let (services, gateway) = build(&config).await?;
+    let (services, gateway, embedded_readings) = build_with_store(&config).await?;
     // Built-in profiles are code; storing them at every start keeps the
     // document store in step with the running version.
     services
@@ -269,6 +335,22 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             .context("cannot seed the demo")?;
         simulator = Some(sim);
     }
+    // After the demo's seeding, so its tenants' slugs resolve.
+    let retention = resolve_retention(&services, &config.retention).await?;
+    let retention_task = match embedded_readings {
+        Some(store) => {
+            store.set_retention(retention);
+            Some(spawn_retention(store, config.retention.interval))
+        }
+        None => {
+            if config.retention.default != RetentionPolicy::default()
+                || !config.retention.tenants.is_empty()
+            {
+                tracing::warn!("Retention is not applied to InfluxDB; set the bucket's retention (2.x) or retention policy (1.x) there.");
+            }
+            None
+        }
+    };
     // Every device in the directory is polled, demo or not.
     let poller = Some(Poller::spawn_with(
         services.ingest.clone(),
@@ -286,11 +368,12 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         services.auth.clone(),
         config.ws.clone(),
         config.http.clone(),
-    )
-    .merge(crate::export::routes(
-        services.auth.clone(),
-        services.history.clone(),
-    ));
+        crate::export::routes(
+            services.auth.clone(),
+            services.history.clone(),
+            config.http.limits,
+        ),
+    );
     let server = tokio::spawn(async move {
         let served = axum::serve(
             listener,
@@ -311,6 +394,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         poller,
         shutdown: Some(tx),
         server,
+        retention: retention_task,
     })
 }
 
