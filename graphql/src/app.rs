@@ -187,7 +187,7 @@ pub async fn build(config: &Config) -> anyhow::Result<(Services, Arc<ModbusGatew
 
 /// [`build`], and the embedded reading store when it is the one chosen, for
 /// the retention task.
-async fn build_with_store(
+pub(crate) async fn build_with_store(
     config: &Config,
 ) -> anyhow::Result<(Services, Arc<ModbusGateway>, Option<EmbeddedReadings>)> {
     std::fs::create_dir_all(&config.data_dir)
@@ -267,7 +267,7 @@ async fn build_with_store(
 /// Resolves the per-tenant retention's slugs to ids (an unknown slug refuses
 /// the start: a typo would otherwise silently keep that tenant's data for
 /// ever, or drop it by the default).
-async fn resolve_retention(
+pub(crate) async fn resolve_retention(
     services: &Services,
     config: &crate::config::RetentionConfig,
 ) -> anyhow::Result<Retention> {

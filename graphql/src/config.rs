@@ -1335,6 +1335,112 @@ mod tests {
         }
     }
 
+    #[tokio::test]
+    async fn retention_by_tenant_slug_drops_old_chunks_and_keeps_new_ones() {
+        use chrono::{Duration as Span, TimeZone, Utc};
+        use hearth_domain::model::{Aggregate, HistoryQuery, Quality, Reading, Tenant, TenantSlug};
+        use hearth_domain::ports::ReadingStore;
+        use hearth_domain::{DeviceId, PointKey, SystemPrincipal, TenantId};
+
+        // Given a config that keeps raw readings for ever except acme's,
+        // kept for two days, printed and read back by `hearth config`
+        let dir = tempfile::tempdir().expect("a temporary data directory");
+        let text = format!(
+            "data_dir = {:?}\n[retention]\nrollup_1d = \"0s\"\n[retention.tenants.acme]\nraw = \"2d\"\n",
+            dir.path().display().to_string()
+        );
+        let settings = load_toml(&text, &[]).expect("valid retention");
+        let printed = settings.to_toml().expect("printable");
+        assert!(printed.contains("[retention.tenants.acme]"), "{printed}");
+        let config = load_toml(&printed, &[]).expect("reads back").resolve();
+        // And the composition root's stores with acme and another tenant
+        let (services, _, store) = crate::app::build_with_store(&config).await.expect("built");
+        let store = store.expect("the embedded reading store");
+        let system = SystemPrincipal::provisioner();
+        let mut series = Vec::new();
+        for slug in ["acme", "other"] {
+            let tenant = Tenant {
+                id: TenantId::new(),
+                slug: TenantSlug::new(slug).expect("valid slug"),
+                name: slug.into(),
+            };
+            services
+                .provisioning
+                .create_tenant(&system, &tenant)
+                .await
+                .expect("tenant created");
+            series.push((tenant.id, DeviceId::new()));
+        }
+        // And ten days of hourly readings for each
+        let start = Utc
+            .with_ymd_and_hms(2026, 1, 1, 0, 0, 0)
+            .single()
+            .expect("valid date");
+        let point = PointKey::new("flow").expect("valid key");
+        for (tenant, device) in &series {
+            let batch: Vec<Reading> = (0..240)
+                .map(|h| Reading {
+                    tenant_id: *tenant,
+                    device_id: *device,
+                    point: point.clone(),
+                    timestamp: start + Span::seconds(h * 3_600 + 30),
+                    value: h as f64,
+                    quality: Quality::Good,
+                })
+                .collect();
+            store.append(&batch).await.expect("appended");
+        }
+
+        // When the slugs are resolved as at start and retention runs at the
+        // end of the tenth day (the engine's clock seam: `now` is given)
+        let retention = crate::app::resolve_retention(&services, &config.retention)
+            .await
+            .expect("slugs resolve");
+        store.set_retention(retention);
+        let now = start + Span::days(10);
+        let dropped = store.enforce_retention(now).await.expect("enforced");
+
+        // Then acme keeps two days of raw readings, the other tenant all ten
+        assert!(dropped > 0, "old chunks were dropped");
+        let mut kept = Vec::new();
+        for (tenant, device) in &series {
+            let query = HistoryQuery::new(
+                *tenant,
+                *device,
+                point.clone(),
+                start + Span::seconds(1),
+                now,
+                86_400,
+                Aggregate::Count,
+            )
+            .expect("valid query");
+            let buckets = store.history(&query).await.expect("history");
+            kept.push(buckets.iter().map(|b| b.value).sum::<f64>());
+        }
+        assert_eq!(kept, vec![48.0, 240.0]);
+
+        // And a slug no tenant has refuses the start, naming the key
+        let unknown = load_toml(
+            &format!(
+                "data_dir = {:?}\n[retention.tenants.nobody]\nraw = \"2d\"\n",
+                dir.path().display().to_string()
+            ),
+            &[],
+        )
+        .expect("valid shape")
+        .resolve();
+        let refused = crate::app::resolve_retention(&services, &unknown.retention)
+            .await
+            .err()
+            .map(|e| format!("{e:#}"));
+        assert!(
+            refused
+                .as_deref()
+                .is_some_and(|m| m.contains("retention.tenants.nobody")),
+            "{refused:?}"
+        );
+    }
+
     #[test]
     fn every_key_is_documented_in_the_readme() {
         // Given the README and every key of the printed defaults
