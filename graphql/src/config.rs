@@ -642,7 +642,7 @@ fn days(key: &str, value: Duration) -> Result<Option<u32>, String> {
     if value.is_zero() {
         return Ok(None);
     }
-    if value.subsec_nanos() != 0 || value.as_secs() % DAY != 0 {
+    if value.subsec_nanos() != 0 || !value.as_secs().is_multiple_of(DAY) {
         return Err(format!(
             "{key}: must be whole days (\"30d\") or \"0s\" for ever"
         ));
