@@ -337,19 +337,19 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     }
     // After the demo's seeding, so its tenants' slugs resolve.
     let retention = resolve_retention(&services, &config.retention).await?;
+    // Everything kept for ever (the default): no task, nothing to drop.
+    let configured = config.retention.default != RetentionPolicy::default()
+        || !config.retention.tenants.is_empty();
     let retention_task = match embedded_readings {
-        Some(store) => {
+        Some(store) if configured => {
             store.set_retention(retention);
             Some(spawn_retention(store, config.retention.interval))
         }
-        None => {
-            if config.retention.default != RetentionPolicy::default()
-                || !config.retention.tenants.is_empty()
-            {
-                tracing::warn!("Retention is not applied to InfluxDB; set the bucket's retention (2.x) or retention policy (1.x) there.");
-            }
+        None if configured => {
+            tracing::warn!("Retention is not applied to InfluxDB; set the bucket's retention (2.x) or retention policy (1.x) there.");
             None
         }
+        _ => None,
     };
     // Every device in the directory is polled, demo or not.
     let poller = Some(Poller::spawn_with(
