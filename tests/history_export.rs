@@ -197,9 +197,21 @@ async fn the_export_refuses_what_history_refuses_with_a_typed_body() -> anyhow::
         let res = export(client, &params).await;
         // Then the status and the body's code say why, and nothing leaks
         assert_eq!(res.status().as_u16(), status, "{params:?}");
+        // And the refusal went through the same layers as /graphql: it
+        // carries a request id to find its log lines by
+        assert!(
+            res.headers().contains_key("x-request-id"),
+            "{params:?}: no request id"
+        );
         let body: Value = serde_json::from_str(&res.text().await?)?;
         assert_eq!(body["code"], code, "{params:?}: {body}");
     }
+    // And a query string over the HTTP limit is refused before it is read
+    let points = vec!["outdoor_temp"; 3_000].join(",");
+    let res = export(&admin, &with("points", &points)).await;
+    assert_eq!(res.status().as_u16(), 414);
+    let body: Value = serde_json::from_str(&res.text().await?)?;
+    assert_eq!(body["code"], "BAD_USER_INPUT", "{body}");
     // And a bad token is refused like none
     let mut forged = admin.clone();
     forged.token = Some("forged".into());

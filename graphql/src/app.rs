@@ -14,7 +14,7 @@ use hearth_domain::services::{
     Adapters, LoginLimits, Poller, PollerConfig, PollerHandle, Services,
 };
 use hearth_domain::SystemPrincipal;
-use hearth_embedded::{EmbeddedDocuments, EmbeddedReadings};
+use hearth_embedded::{EmbeddedDocuments, EmbeddedReadings, Retention, RetentionPolicy};
 use hearth_influxdb::InfluxReadings;
 use hearth_inproc::bus::InProcessBus;
 use hearth_modbus::{GatewayConfig, ModbusGateway, Simulator};
@@ -22,6 +22,7 @@ use hearth_mongodb::MongoDocuments;
 use hearth_sql::SqlDirectory;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
 
 use crate::api;
 use crate::readiness::Readiness;
@@ -67,6 +68,8 @@ pub struct Config {
     pub poller: PollerConfig,
     /// Live events buffered per subscriber.
     pub bus_capacity: usize,
+    /// Retention of the embedded reading store (InfluxDB keeps its own).
+    pub retention: crate::config::RetentionConfig,
 }
 
 impl Default for Config {
@@ -154,12 +157,16 @@ pub struct Running {
     poller: Option<PollerHandle>,
     shutdown: Option<oneshot::Sender<()>>,
     server: tokio::task::JoinHandle<()>,
+    retention: Option<JoinHandle<()>>,
 }
 
 impl Running {
     pub async fn stop(mut self) {
         if let Some(poller) = self.poller.take() {
             poller.stop().await;
+        }
+        if let Some(task) = self.retention.take() {
+            task.abort();
         }
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
@@ -184,6 +191,20 @@ impl Running {
 
 /// Builds every adapter and the application from config.
 pub async fn build(config: &Config) -> anyhow::Result<(Services, Arc<ModbusGateway>, Readiness)> {
+    let (services, gateway, readiness, _) = build_with_store(config).await?;
+    Ok((services, gateway, readiness))
+}
+
+/// [`build`], and the embedded reading store when it is the one chosen, for
+/// the retention task.
+pub(crate) async fn build_with_store(
+    config: &Config,
+) -> anyhow::Result<(
+    Services,
+    Arc<ModbusGateway>,
+    Readiness,
+    Option<EmbeddedReadings>,
+)> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
     let (sql, relational_adapter) = open_sql(config).await?;
@@ -202,6 +223,7 @@ pub async fn build(config: &Config) -> anyhow::Result<(Services, Arc<ModbusGatew
         }
     };
     let mut influx_store = None;
+    let mut embedded_readings = None;
     let readings: Arc<dyn ReadingStore> = match &config.influxdb {
         Some(influx) => {
             let store = match config.influxdb_spool_bytes {
@@ -229,9 +251,12 @@ pub async fn build(config: &Config) -> anyhow::Result<(Services, Arc<ModbusGatew
             influx_store = Some(store.clone());
             Arc::new(store)
         }
-        None => Arc::new(
-            EmbeddedReadings::open(&config.data_dir).context("cannot open the reading store")?,
-        ),
+        None => {
+            let store = EmbeddedReadings::open(&config.data_dir)
+                .context("cannot open the reading store")?;
+            embedded_readings = Some(store.clone());
+            Arc::new(store)
+        }
     };
     let readiness = Readiness::new((relational_adapter, sql), mongo, influx_store);
     let gateway = Arc::new(ModbusGateway::new(config.gateway.clone()));
@@ -262,7 +287,7 @@ pub async fn build(config: &Config) -> anyhow::Result<(Services, Arc<ModbusGatew
         let verifier = OidcVerifier::new(config.oidc.clone()).context("auth.oidc: invalid")?;
         services = services.with_external_tokens(Arc::new(verifier));
     }
-    Ok((services, gateway, readiness))
+    Ok((services, gateway, readiness, embedded_readings))
 }
 
 /// The relational store `config` names (MySQL, or SQLite under `data_dir`),
@@ -356,9 +381,51 @@ pub async fn link_identity(
     Ok(())
 }
 
+/// Resolves the per-tenant retention's slugs to ids (an unknown slug refuses
+/// the start: a typo would otherwise silently keep that tenant's data for
+/// ever, or drop it by the default).
+pub(crate) async fn resolve_retention(
+    services: &Services,
+    config: &crate::config::RetentionConfig,
+) -> anyhow::Result<Retention> {
+    let mut tenants = std::collections::HashMap::new();
+    for (slug, policy) in &config.tenants {
+        let tenant = services
+            .provisioning
+            .tenant_by_slug(&SystemPrincipal::provisioner(), slug)
+            .await
+            .with_context(|| format!("retention.tenants.{slug}: cannot look up the tenant"))?
+            .with_context(|| format!("retention.tenants.{slug}: no tenant has this slug"))?;
+        tenants.insert(tenant.id, *policy);
+    }
+    Ok(Retention {
+        default: config.default,
+        tenants,
+    })
+}
+
+/// Enforces retention on the embedded store now and then every `interval`.
+/// The engine runs it on a blocking thread, so ingest is never stalled by a
+/// task of this runtime; it holds the writer lock only for one transaction.
+fn spawn_retention(store: EmbeddedReadings, interval: std::time::Duration) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(interval);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            // The first tick is immediate: once at start.
+            ticks.tick().await;
+            match store.enforce_retention(chrono::Utc::now()).await {
+                Ok(0) => tracing::debug!("Retention dropped nothing."),
+                Ok(dropped) => tracing::info!(dropped, "Retention dropped old chunks and rollups."),
+                Err(err) => tracing::error!(error = %err, "Retention could not be enforced."),
+            }
+        }
+    })
+}
+
 /// Builds everything, seeds the demo when asked, and serves on `config.listen`.
 pub async fn start(config: Config) -> anyhow::Result<Running> {
-    let (services, gateway, readiness) = build(&config).await?;
+    let (services, gateway, readiness, embedded_readings) = build_with_store(&config).await?;
     // Built-in profiles are code; storing them at every start keeps the
     // document store in step with the running version.
     services
@@ -385,6 +452,22 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             .context("cannot seed the demo")?;
         simulator = Some(sim);
     }
+    // After the demo's seeding, so its tenants' slugs resolve.
+    let retention = resolve_retention(&services, &config.retention).await?;
+    // Everything kept for ever (the default): no task, nothing to drop.
+    let configured = config.retention.default != RetentionPolicy::default()
+        || !config.retention.tenants.is_empty();
+    let retention_task = match embedded_readings {
+        Some(store) if configured => {
+            store.set_retention(retention);
+            Some(spawn_retention(store, config.retention.interval))
+        }
+        None if configured => {
+            tracing::warn!("Retention is not applied to InfluxDB; set the bucket's retention (2.x) or retention policy (1.x) there.");
+            None
+        }
+        _ => None,
+    };
     // Every device in the directory is polled, demo or not.
     let poller = Some(Poller::spawn_with(
         services.ingest.clone(),
@@ -402,12 +485,13 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         services.auth.clone(),
         config.ws.clone(),
         config.http.clone(),
+        crate::export::routes(
+            services.auth.clone(),
+            services.history.clone(),
+            config.http.limits,
+        ),
     )
-    .merge(readiness.routes())
-    .merge(crate::export::routes(
-        services.auth.clone(),
-        services.history.clone(),
-    ));
+    .merge(readiness.routes());
     let server = tokio::spawn(async move {
         let served = axum::serve(
             listener,
@@ -428,6 +512,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         poller,
         shutdown: Some(tx),
         server,
+        retention: retention_task,
     })
 }
 

@@ -7,6 +7,7 @@
 //! [`Settings`] is what the file says; [`Settings::resolve`] turns it into
 //! the runtime [`crate::app::Config`] the composition root builds from.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -567,15 +568,186 @@ impl Default for Writer {
     }
 }
 
-/// How long readings and audit entries are kept. Not enforced yet: nothing
-/// deletes old data, so only `0s` (keep forever) is accepted.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+/// How long readings are kept in the embedded store: raw readings and each
+/// rollup level, `0s` for ever, whole days only (the engine drops whole day
+/// or hour chunks). `tenants.<slug>` overrides any of them for one tenant;
+/// a key it leaves out is the default's. InfluxDB ignores all of this: there
+/// retention is the bucket's (2.x) or retention policy's (1.x) job. Audit
+/// retention is not enforced yet, so only `audit = "0s"` is accepted.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(default, deny_unknown_fields)]
 pub struct Retention {
     #[serde(with = "humantime_serde")]
-    pub readings: Duration,
+    pub raw: Duration,
+    #[serde(with = "humantime_serde")]
+    pub rollup_1m: Duration,
+    #[serde(with = "humantime_serde")]
+    pub rollup_15m: Duration,
+    #[serde(with = "humantime_serde")]
+    pub rollup_1h: Duration,
+    #[serde(with = "humantime_serde")]
+    pub rollup_1d: Duration,
+    /// How often `serve` enforces it (and once at start).
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
     #[serde(with = "humantime_serde")]
     pub audit: Duration,
+    pub tenants: BTreeMap<String, TenantHorizons>,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Self {
+            raw: Duration::ZERO,
+            rollup_1m: Duration::ZERO,
+            rollup_15m: Duration::ZERO,
+            rollup_1h: Duration::ZERO,
+            rollup_1d: Duration::ZERO,
+            interval: Duration::from_secs(3_600),
+            audit: Duration::ZERO,
+            tenants: BTreeMap::new(),
+        }
+    }
+}
+
+/// Horizons of raw readings and of the 1 min, 15 min, 1 h and 1 day rollups.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Horizons {
+    raw: Duration,
+    rollup_1m: Duration,
+    rollup_15m: Duration,
+    rollup_1h: Duration,
+    rollup_1d: Duration,
+}
+
+/// One tenant's overrides; `None` keeps the default's horizon.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct TenantHorizons {
+    #[serde(with = "humantime_serde", skip_serializing_if = "Option::is_none")]
+    pub raw: Option<Duration>,
+    #[serde(with = "humantime_serde", skip_serializing_if = "Option::is_none")]
+    pub rollup_1m: Option<Duration>,
+    #[serde(with = "humantime_serde", skip_serializing_if = "Option::is_none")]
+    pub rollup_15m: Option<Duration>,
+    #[serde(with = "humantime_serde", skip_serializing_if = "Option::is_none")]
+    pub rollup_1h: Option<Duration>,
+    #[serde(with = "humantime_serde", skip_serializing_if = "Option::is_none")]
+    pub rollup_1d: Option<Duration>,
+}
+
+impl TenantHorizons {
+    fn over(&self, default: Horizons) -> Horizons {
+        Horizons {
+            raw: self.raw.unwrap_or(default.raw),
+            rollup_1m: self.rollup_1m.unwrap_or(default.rollup_1m),
+            rollup_15m: self.rollup_15m.unwrap_or(default.rollup_15m),
+            rollup_1h: self.rollup_1h.unwrap_or(default.rollup_1h),
+            rollup_1d: self.rollup_1d.unwrap_or(default.rollup_1d),
+        }
+    }
+}
+
+const DAY: u64 = 86_400;
+
+/// Whole days, `None` for `0s` (for ever).
+fn days(key: &str, value: Duration) -> Result<Option<u32>, String> {
+    if value.is_zero() {
+        return Ok(None);
+    }
+    if value.subsec_nanos() != 0 || !value.as_secs().is_multiple_of(DAY) {
+        return Err(format!(
+            "{key}: must be whole days (\"30d\") or \"0s\" for ever"
+        ));
+    }
+    u32::try_from(value.as_secs() / DAY)
+        .map(Some)
+        .map_err(|_| format!("{key}: too long"))
+}
+
+impl Horizons {
+    /// The engine's policy, or why these horizons are refused (the message
+    /// names the key under `prefix`).
+    fn policy(&self, prefix: &str) -> Result<hearth_embedded::RetentionPolicy, String> {
+        let raw = days(&format!("{prefix}raw"), self.raw)?;
+        let mut rollup_days = [None; 4];
+        for (slot, (name, value)) in rollup_days.iter_mut().zip([
+            ("rollup_1m", self.rollup_1m),
+            ("rollup_15m", self.rollup_15m),
+            ("rollup_1h", self.rollup_1h),
+            ("rollup_1d", self.rollup_1d),
+        ]) {
+            let key = format!("{prefix}{name}");
+            *slot = days(&key, value)?;
+            // Rollups answer long ranges; one that goes before the raw data
+            // it summarises leaves ranges with raw readings but no rollups.
+            if let Some(rollup) = *slot {
+                if raw.is_none_or(|raw| rollup < raw) {
+                    return Err(format!(
+                        "{key}: must not be shorter than {prefix}raw (0s, for ever, counts as longest)"
+                    ));
+                }
+            }
+        }
+        Ok(hearth_embedded::RetentionPolicy {
+            raw_days: raw,
+            rollup_days,
+        })
+    }
+}
+
+/// Retention resolved for the engine; tenants still named by slug, which
+/// the composition root turns into ids once the directory is open.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RetentionConfig {
+    pub default: hearth_embedded::RetentionPolicy,
+    pub tenants: Vec<(String, hearth_embedded::RetentionPolicy)>,
+    pub interval: Duration,
+}
+
+impl Retention {
+    fn validate(&self) -> Result<(), ConfigError> {
+        self.resolve().map(|_| ())
+    }
+
+    fn horizons(&self) -> Horizons {
+        Horizons {
+            raw: self.raw,
+            rollup_1m: self.rollup_1m,
+            rollup_15m: self.rollup_15m,
+            rollup_1h: self.rollup_1h,
+            rollup_1d: self.rollup_1d,
+        }
+    }
+
+    fn resolve(&self) -> Result<RetentionConfig, ConfigError> {
+        if !self.audit.is_zero() {
+            return Err(invalid(
+                "retention.audit",
+                "is not enforced yet; only \"0s\" (keep everything) is accepted",
+            ));
+        }
+        if self.interval < Duration::from_secs(60) {
+            return Err(invalid("retention.interval", "must be at least 1m"));
+        }
+        let default = self
+            .horizons()
+            .policy("retention.")
+            .map_err(|reason| invalid("retention", reason))?;
+        let mut tenants = Vec::new();
+        for (slug, horizons) in &self.tenants {
+            let policy = horizons
+                .over(self.horizons())
+                .policy(&format!("retention.tenants.{slug}."))
+                .map_err(|reason| invalid("retention.tenants", reason))?;
+            tenants.push((slug.clone(), policy));
+        }
+        Ok(RetentionConfig {
+            default,
+            tenants,
+            interval: self.interval,
+        })
+    }
 }
 
 /// One `HEARTH_*` variable as a figment provider, named so an error says
@@ -846,13 +1018,7 @@ impl Settings {
                 ),
             ));
         }
-        if self.retention != Retention::default() {
-            return Err(invalid(
-                "retention",
-                "is not enforced yet; only \"0s\" (keep everything) is accepted",
-            ));
-        }
-        Ok(())
+        self.retention.validate()
     }
 
     fn argon2_cost(&self) -> Argon2Cost {
@@ -963,6 +1129,8 @@ impl Settings {
                 reload_every: (!m.reload_every.is_zero()).then_some(m.reload_every),
             },
             bus_capacity: self.bus.capacity,
+            // Validated at load; an unchecked `Settings` keeps everything.
+            retention: self.retention.resolve().unwrap_or_default(),
         }
     }
 }
@@ -1111,7 +1279,25 @@ mod tests {
                 vec![],
                 "audience",
             ),
-            ("[retention]\nreadings = \"30d\"\n", vec![], "retention"),
+            ("[retention]\nreadings = \"30d\"\n", vec![], "readings"),
+            ("[retention]\nraw = \"-30d\"\n", vec![], "retention.raw"),
+            ("[retention]\nraw = \"36h\"\n", vec![], "retention.raw"),
+            (
+                "[retention]\nraw = \"30d\"\nrollup_1h = \"7d\"\n",
+                vec![],
+                "retention.rollup_1h",
+            ),
+            (
+                "[retention.tenants.acme]\nraw = \"30d\"\nrollup_1d = \"10d\"\n",
+                vec![],
+                "retention.tenants.acme.rollup_1d",
+            ),
+            (
+                "[retention.tenants.acme]\nhourly = \"30d\"\n",
+                vec![],
+                "hourly",
+            ),
+            ("[retention]\naudit = \"30d\"\n", vec![], "retention.audit"),
             ("[writer]\nbatch_size = 10\n", vec![], "writer"),
         ] {
             // Given a configuration with one bad key
@@ -1207,6 +1393,112 @@ mod tests {
             };
             assert!(message.contains(key), "{key}: {message}");
         }
+    }
+
+    #[tokio::test]
+    async fn retention_by_tenant_slug_drops_old_chunks_and_keeps_new_ones() {
+        use chrono::{Duration as Span, TimeZone, Utc};
+        use hearth_domain::model::{Aggregate, HistoryQuery, Quality, Reading, Tenant, TenantSlug};
+        use hearth_domain::ports::ReadingStore;
+        use hearth_domain::{DeviceId, PointKey, SystemPrincipal, TenantId};
+
+        // Given a config that keeps raw readings for ever except acme's,
+        // kept for two days, printed and read back by `hearth config`
+        let dir = tempfile::tempdir().expect("a temporary data directory");
+        let text = format!(
+            "data_dir = {:?}\n[retention]\nrollup_1d = \"0s\"\n[retention.tenants.acme]\nraw = \"2d\"\n",
+            dir.path().display().to_string()
+        );
+        let settings = load_toml(&text, &[]).expect("valid retention");
+        let printed = settings.to_toml().expect("printable");
+        assert!(printed.contains("[retention.tenants.acme]"), "{printed}");
+        let config = load_toml(&printed, &[]).expect("reads back").resolve();
+        // And the composition root's stores with acme and another tenant
+        let (services, _, _, store) = crate::app::build_with_store(&config).await.expect("built");
+        let store = store.expect("the embedded reading store");
+        let system = SystemPrincipal::provisioner();
+        let mut series = Vec::new();
+        for slug in ["acme", "other"] {
+            let tenant = Tenant {
+                id: TenantId::new(),
+                slug: TenantSlug::new(slug).expect("valid slug"),
+                name: slug.into(),
+            };
+            services
+                .provisioning
+                .create_tenant(&system, &tenant)
+                .await
+                .expect("tenant created");
+            series.push((tenant.id, DeviceId::new()));
+        }
+        // And ten days of hourly readings for each
+        let start = Utc
+            .with_ymd_and_hms(2026, 1, 1, 0, 0, 0)
+            .single()
+            .expect("valid date");
+        let point = PointKey::new("flow").expect("valid key");
+        for (tenant, device) in &series {
+            let batch: Vec<Reading> = (0..240)
+                .map(|h| Reading {
+                    tenant_id: *tenant,
+                    device_id: *device,
+                    point: point.clone(),
+                    timestamp: start + Span::seconds(h * 3_600 + 30),
+                    value: h as f64,
+                    quality: Quality::Good,
+                })
+                .collect();
+            store.append(&batch).await.expect("appended");
+        }
+
+        // When the slugs are resolved as at start and retention runs at the
+        // end of the tenth day (the engine's clock seam: `now` is given)
+        let retention = crate::app::resolve_retention(&services, &config.retention)
+            .await
+            .expect("slugs resolve");
+        store.set_retention(retention);
+        let now = start + Span::days(10);
+        let dropped = store.enforce_retention(now).await.expect("enforced");
+
+        // Then acme keeps two days of raw readings, the other tenant all ten
+        assert!(dropped > 0, "old chunks were dropped");
+        let mut kept = Vec::new();
+        for (tenant, device) in &series {
+            let query = HistoryQuery::new(
+                *tenant,
+                *device,
+                point.clone(),
+                start + Span::seconds(1),
+                now,
+                86_400,
+                Aggregate::Count,
+            )
+            .expect("valid query");
+            let buckets = store.history(&query).await.expect("history");
+            kept.push(buckets.iter().map(|b| b.value).sum::<f64>());
+        }
+        assert_eq!(kept, vec![48.0, 240.0]);
+
+        // And a slug no tenant has refuses the start, naming the key
+        let unknown = load_toml(
+            &format!(
+                "data_dir = {:?}\n[retention.tenants.nobody]\nraw = \"2d\"\n",
+                dir.path().display().to_string()
+            ),
+            &[],
+        )
+        .expect("valid shape")
+        .resolve();
+        let refused = crate::app::resolve_retention(&services, &unknown.retention)
+            .await
+            .err()
+            .map(|e| format!("{e:#}"));
+        assert!(
+            refused
+                .as_deref()
+                .is_some_and(|m| m.contains("retention.tenants.nobody")),
+            "{refused:?}"
+        );
     }
 
     #[test]

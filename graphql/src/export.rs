@@ -36,13 +36,22 @@ pub const MAX_EXPORT_BUCKETS: i64 = 1_000_000;
 struct ExportState {
     auth: AuthService,
     history: HistoryService,
+    limits: crate::http_request::HttpLimits,
 }
 
 /// The export route; merged into the server's router by the composition root.
-pub fn routes(auth: AuthService, history: HistoryService) -> Router {
+pub fn routes(
+    auth: AuthService,
+    history: HistoryService,
+    limits: crate::http_request::HttpLimits,
+) -> Router {
     Router::new()
         .route("/export/history.csv", get(export))
-        .with_state(ExportState { auth, history })
+        .with_state(ExportState {
+            auth,
+            history,
+            limits,
+        })
 }
 
 #[derive(Deserialize)]
@@ -236,6 +245,19 @@ fn rows(series: &[SeriesHistory], header: bool) -> Result<Vec<u8>, csv::Error> {
 }
 
 async fn export(State(state): State<ExportState>, request: Request) -> Response {
+    // The same query string bound as `GET /graphql`: a long list of points
+    // is refused before anything is decoded or looked up.
+    let length = request.uri().query().map_or(0, str::len);
+    if length > state.limits.max_query_string_bytes {
+        return refuse(
+            StatusCode::URI_TOO_LONG,
+            Code::BadUserInput,
+            format!(
+                "the query string is {length} bytes long, more than the limit of {}",
+                state.limits.max_query_string_bytes
+            ),
+        );
+    }
     let authorization = request
         .headers()
         .get(header::AUTHORIZATION)

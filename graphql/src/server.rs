@@ -60,16 +60,25 @@ impl Default for HttpOptions {
 
 /// The routes with the default [`HttpOptions`].
 pub fn router(schema: HearthSchema, hearth: AuthService) -> Router {
-    router_with(schema, hearth, WsLimits::default(), HttpOptions::default())
+    router_with(
+        schema,
+        hearth,
+        WsLimits::default(),
+        HttpOptions::default(),
+        Router::new(),
+    )
 }
 
 /// [`router`] with other limits (tests use short WebSocket timeouts; config
-/// sets both).
+/// sets both) and `extra` routes (the CSV export) that get the same request
+/// id, trace and CORS layers as `/graphql`: merged before the layers, not
+/// after, or their requests would go unlogged and carry no id.
 pub fn router_with(
     schema: HearthSchema,
     hearth: AuthService,
     ws_limits: WsLimits,
     http: HttpOptions,
+    extra: Router,
 ) -> Router {
     let request_id = header::HeaderName::from_static("x-request-id");
     let mut router = Router::new()
@@ -78,17 +87,19 @@ pub fn router_with(
     if http.graphiql {
         router = router.merge(crate::graphiql::routes());
     }
-    let mut router = router.with_state(AppState {
-        ws: WsHub::new(
-            hearth.clone(),
-            CodedSchema::with_limits(schema.clone(), http.query),
-            ws_limits,
-        ),
-        schema: CodedSchema::with_limits(schema, http.query),
-        hearth,
-        http: http.limits,
-        graphiql: http.graphiql,
-    });
+    let mut router = router
+        .with_state(AppState {
+            ws: WsHub::new(
+                hearth.clone(),
+                CodedSchema::with_limits(schema.clone(), http.query),
+                ws_limits,
+            ),
+            schema: CodedSchema::with_limits(schema, http.query),
+            hearth,
+            http: http.limits,
+            graphiql: http.graphiql,
+        })
+        .merge(extra);
     if let Some(cors) = cors_layer(&http.cors_origins) {
         router = router.layer(cors);
     }

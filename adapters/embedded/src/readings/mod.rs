@@ -134,6 +134,9 @@ struct Inner {
     state: RwLock<State>,
     writer: Mutex<Writer>,
     tuning: Tuning,
+    /// Starts as `tuning.retention`; replaced by [`EmbeddedReadings::set_retention`]
+    /// once tenant slugs are resolved, which needs the directory, after open.
+    retention: RwLock<Retention>,
 }
 
 /// The embedded default [`ReadingStore`].
@@ -535,6 +538,7 @@ impl EmbeddedReadings {
                 db,
                 state: RwLock::new(state),
                 writer: Mutex::new(writer),
+                retention: RwLock::new(tuning.retention.clone()),
                 tuning,
             }),
         };
@@ -597,14 +601,20 @@ impl EmbeddedReadings {
 
     /// Drops sealed chunks and rollups older than each tenant's retention at
     /// `now` (whole chunks only), after sealing the heads.
-    pub async fn enforce_retention(&self, now: DateTime<Utc>) -> Result<(), StoreError> {
+    /// Returns how many chunks and rollup rows (or blobs) it dropped.
+    pub async fn enforce_retention(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
         let inner = self.inner.clone();
-        crate::blocking(move || {
+        let dropped = crate::blocking(move || {
             let mut writer = inner.writer.lock();
             checkpoint(&inner, &mut writer, false, Some(now))
         })
         .await?;
-        Ok(())
+        Ok(dropped)
+    }
+
+    /// Replaces the retention the next [`Self::enforce_retention`] applies.
+    pub fn set_retention(&self, retention: Retention) {
+        *self.inner.retention.write() = retention;
     }
 
     /// History from the raw readings only, never from rollups: what
@@ -864,7 +874,7 @@ fn checkpoint(
     writer: &mut Writer,
     everything: bool,
     now: Option<DateTime<Utc>>,
-) -> Result<(), EmbeddedError> {
+) -> Result<u64, EmbeddedError> {
     // Readers wait while the heads move into blocks: they must see a head
     // either in memory or in a committed block, never in neither.
     let mut state = inner.state.write();
@@ -936,14 +946,10 @@ fn checkpoint(
             }
         }
     }
+    let mut dropped = 0;
     if let Some(now) = now {
-        retention::enforce(
-            &txn,
-            &inner.tuning.retention,
-            &state.tenants,
-            &mut pending,
-            now,
-        )?;
+        let retention = inner.retention.read().clone();
+        dropped = retention::enforce(&txn, &retention, &state.tenants, &mut pending, now)?;
     }
     txn.open_table(META)?
         .insert(NEXT_BLOCK, writer.next_block)?;
@@ -952,7 +958,7 @@ fn checkpoint(
     state.head_len = 0;
     state.pending = pending;
     state.spans.extend(new_spans);
-    Ok(())
+    Ok(dropped)
 }
 
 /// The tables compaction writes, opened once per checkpoint.

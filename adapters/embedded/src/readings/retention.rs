@@ -40,13 +40,14 @@ fn horizon(now: DateTime<Utc>, days: u32) -> i64 {
 /// Drops, for every series, chunks and rollup rows that end at or before
 /// their tenant's horizon. Every table is keyed time first, so each is one
 /// pass over its old keys, each kept or dropped by its series' horizon.
+/// Returns the number of chunks, staged blocks and rollup rows dropped.
 pub(super) fn enforce(
     txn: &WriteTransaction,
     retention: &Retention,
     tenants: &HashMap<u64, TenantId>,
     pending: &mut HashMap<u64, BTreeSet<i64>>,
     now: DateTime<Utc>,
-) -> Result<(), EmbeddedError> {
+) -> Result<u64, EmbeddedError> {
     // Series -> first start (s) kept, for keys of `width` seconds.
     let first_kept = |days_of: &dyn Fn(RetentionPolicy) -> Option<u32>, width: i64| {
         tenants
@@ -57,8 +58,13 @@ pub(super) fn enforce(
             })
             .collect::<HashMap<u64, i64>>()
     };
+    let dropped = std::cell::Cell::new(0u64);
     let keep = |kept: &HashMap<u64, i64>, series: u64, start: i64| {
-        kept.get(&series).is_none_or(|first| start >= *first)
+        let kept = kept.get(&series).is_none_or(|first| start >= *first);
+        if !kept {
+            dropped.set(dropped.get() + 1);
+        }
+        kept
     };
 
     // Raw: a chunk goes only when all of it is past the horizon.
@@ -101,5 +107,5 @@ pub(super) fn enforce(
             rollups.retain_in(range, |(_, start, series), _| keep(&kept, series, start))?;
         }
     }
-    Ok(())
+    Ok(dropped.get())
 }
