@@ -123,6 +123,12 @@ pub trait UserRepository: Send + Sync + 'static {
     /// Deletes the membership of `(user, tenant)`; `true` when there was one.
     /// The user's other memberships keep their order.
     async fn remove_membership(&self, user: UserId, tenant: TenantId) -> Result<bool, StoreError>;
+    /// Every membership in one tenant, oldest first (the admin's user list).
+    async fn memberships_in(&self, tenant: TenantId) -> Result<Vec<Membership>, StoreError>;
+    /// Disables or re-enables a user; `false` when there is no such user.
+    async fn set_disabled(&self, id: UserId, disabled: bool) -> Result<bool, StoreError>;
+    /// Deletes a user with all their memberships; `false` when there was none.
+    async fn delete_user(&self, id: UserId) -> Result<bool, StoreError>;
 }
 
 /// The area tree of each tenant.
@@ -130,6 +136,13 @@ pub trait UserRepository: Send + Sync + 'static {
 pub trait AreaRepository: Send + Sync + 'static {
     async fn insert_area(&self, area: &Area) -> Result<(), StoreError>;
     async fn areas(&self, tenant: TenantId) -> Result<Vec<Area>, StoreError>;
+    /// Replaces name and parent of the area with `area.id` in `area.tenant_id`;
+    /// `false` when the tenant has no such area. The caller checks the tree
+    /// rules (no cycle, depth); the store only keeps parents in the tenant.
+    async fn update_area(&self, area: &Area) -> Result<bool, StoreError>;
+    /// Deletes an area of the tenant; `false` when there was none. The
+    /// caller makes sure it has no children and no devices.
+    async fn delete_area(&self, tenant: TenantId, id: AreaId) -> Result<bool, StoreError>;
 }
 
 /// Devices.
@@ -149,6 +162,12 @@ pub trait DeviceRepository: Send + Sync + 'static {
     /// Every device of every tenant. Only the ingest use case calls this, for
     /// a system principal the policy allows to read every endpoint.
     async fn all_devices(&self) -> Result<Vec<Device>, StoreError>;
+    /// Replaces the device with `device.id` in `device.tenant_id`; `false`
+    /// when the tenant has no such device. MUST return `Conflict` when the
+    /// new name is another device's of the tenant.
+    async fn update_device(&self, device: &Device) -> Result<bool, StoreError>;
+    /// Deletes a device of the tenant; `false` when there was none.
+    async fn delete_device(&self, tenant: TenantId, id: DeviceId) -> Result<bool, StoreError>;
 }
 
 /// The append-only audit log.
@@ -548,4 +567,16 @@ pub trait Authorizer: Send + Sync + 'static {
         action: SystemAction,
         resource: &Resource,
     ) -> Result<(), AuthzError>;
+
+    /// The capabilities each role has, as the policy states them (the
+    /// "compare roles" table), roles in [`Role::ALL`](crate::model::Role::ALL) order.
+    fn role_capabilities(&self) -> Vec<RoleCapabilities>;
+}
+
+/// One row of the "compare roles" table: a role and the capability names
+/// the policy grants it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoleCapabilities {
+    pub role: crate::model::Role,
+    pub capabilities: Vec<String>,
 }

@@ -669,6 +669,7 @@ async fn provision(
                     .expect("a valid email"),
                 display_name: "New".into(),
                 password_hash: None,
+                disabled: false,
             };
             let membership = Membership {
                 user_id: user.id,
@@ -753,6 +754,396 @@ async fn only_the_poller_reads_every_tenants_endpoints() {
     assert_eq!(polled, all);
     assert!(poller.iter().all(|t| t.profile().is_some()));
     assert!(provisioner.is_empty(), "{provisioner:?}");
+}
+
+// ------------------------------------------------------------ administration
+
+/// The admin use cases: users, guests and scopes (Admin only), areas and
+/// devices (Admin and Full covering the whole tenant), and two readings
+/// every member may do (the role table, the areas in scope).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AdminOp {
+    Roles,
+    Users,
+    CreateUser,
+    SetMembership,
+    RemoveMembership,
+    AddGuest,
+    DisableUser,
+    ResetPassword,
+    DeleteUser,
+    Areas,
+    CreateArea,
+    RenameArea,
+    MoveArea,
+    DeleteArea,
+    CreateDevice,
+    UpdateDevice,
+    DeleteDevice,
+}
+
+impl AdminOp {
+    const ALL: [AdminOp; 17] = [
+        AdminOp::Roles,
+        AdminOp::Users,
+        AdminOp::CreateUser,
+        AdminOp::SetMembership,
+        AdminOp::RemoveMembership,
+        AdminOp::AddGuest,
+        AdminOp::DisableUser,
+        AdminOp::ResetPassword,
+        AdminOp::DeleteUser,
+        AdminOp::Areas,
+        AdminOp::CreateArea,
+        AdminOp::RenameArea,
+        AdminOp::MoveArea,
+        AdminOp::DeleteArea,
+        AdminOp::CreateDevice,
+        AdminOp::UpdateDevice,
+        AdminOp::DeleteDevice,
+    ];
+
+    fn method(self) -> &'static str {
+        match self {
+            AdminOp::Roles => "AdminService::roles",
+            AdminOp::Users => "AdminService::users",
+            AdminOp::CreateUser => "AdminService::create_user",
+            AdminOp::SetMembership => "AdminService::set_membership",
+            AdminOp::RemoveMembership => "AdminService::remove_membership",
+            AdminOp::AddGuest => "AdminService::add_guest",
+            AdminOp::DisableUser => "AdminService::set_user_disabled",
+            AdminOp::ResetPassword => "AdminService::reset_password",
+            AdminOp::DeleteUser => "AdminService::delete_user",
+            AdminOp::Areas => "AdminService::areas",
+            AdminOp::CreateArea => "AdminService::create_area",
+            AdminOp::RenameArea => "AdminService::rename_area",
+            AdminOp::MoveArea => "AdminService::move_area",
+            AdminOp::DeleteArea => "AdminService::delete_area",
+            AdminOp::CreateDevice => "AdminService::create_device",
+            AdminOp::UpdateDevice => "AdminService::update_device",
+            AdminOp::DeleteDevice => "AdminService::delete_device",
+        }
+    }
+
+    /// DESIGN.md's table, written out independently of the policy.
+    fn allowed(self, role: Role) -> bool {
+        use AdminOp::*;
+        match self {
+            Roles | Areas => true,
+            Users | CreateUser | SetMembership | RemoveMembership | AddGuest | DisableUser
+            | ResetPassword | DeleteUser => role == Role::Admin,
+            CreateArea | RenameArea | MoveArea | DeleteArea | CreateDevice | UpdateDevice
+            | DeleteDevice => matches!(role, Role::Admin | Role::Full),
+        }
+    }
+
+    /// Whether the op names an existing user, area or device of the tenant.
+    fn targets_something(self) -> bool {
+        !matches!(
+            self,
+            AdminOp::Roles
+                | AdminOp::Users
+                | AdminOp::Areas
+                | AdminOp::CreateUser
+                | AdminOp::AddGuest
+                | AdminOp::CreateArea
+                | AdminOp::CreateDevice
+        )
+    }
+}
+
+/// Fresh things of one tenant for one admin call: a Basic member, an empty
+/// area under `north`, a device in its own area, and a user of the other
+/// tenant who may become a guest. Made by the tenant's own Admin.
+struct AdminTargets {
+    user: UserId,
+    area: AreaId,
+    device: DeviceId,
+    device_area: AreaId,
+    outsider_email: String,
+}
+
+async fn admin_targets(w: &World, tenant: &support::TenantWorld, n: usize) -> AdminTargets {
+    use hearth_domain::model::Endpoint;
+    use hearth_domain::services::{DeviceInput, NewUser};
+    let admin = tenant.member(Role::Admin);
+    let a = &w.services.admin;
+    let slug = tenant.tenant.slug.as_str();
+    let user = a
+        .create_user(
+            &admin,
+            NewUser {
+                email: format!("target{n}@{slug}.test"),
+                display_name: format!("Target {n}"),
+                password: Some(PASSWORD.into()),
+                role: Role::Basic,
+                scope: DeviceScope::All,
+            },
+        )
+        .await
+        .expect("the admin creates a user")
+        .user
+        .user
+        .id;
+    let area = a
+        .create_area(&admin, &format!("area {n}"), Some(tenant.north.id))
+        .await
+        .expect("the admin creates an area")
+        .id;
+    let device_area = a
+        .create_area(&admin, &format!("device area {n}"), None)
+        .await
+        .expect("the admin creates an area")
+        .id;
+    let device = a
+        .create_device(
+            &admin,
+            DeviceInput {
+                name: format!("target device {n}"),
+                area_id: Some(device_area),
+                profile_id: support::profile_id(),
+                endpoint: Endpoint::new("127.0.0.1", 1502, 1).expect("valid"),
+            },
+        )
+        .await
+        .expect("the admin creates a device")
+        .id;
+    let other = if tenant.tenant.id == w.acme.tenant.id {
+        &w.globex
+    } else {
+        &w.acme
+    };
+    let outsider_email = format!("outsider{n}@{slug}.test");
+    let outsider = support::user(&outsider_email);
+    w.services
+        .provisioning
+        .create_user(
+            &SystemPrincipal::provisioner(),
+            &outsider,
+            PASSWORD,
+            &[Membership {
+                user_id: outsider.id,
+                tenant_id: other.tenant.id,
+                role: Role::Basic,
+                scope: DeviceScope::All,
+            }],
+        )
+        .await
+        .expect("the outsider is created");
+    AdminTargets {
+        user,
+        area,
+        device,
+        device_area,
+        outsider_email,
+    }
+}
+
+/// What an admin call let the caller see: ids of users, areas or devices.
+#[derive(Debug)]
+enum AdminSeen {
+    Nothing,
+    Users(Vec<UserId>),
+    Areas(Vec<AreaId>),
+}
+
+/// Calls `op` as `principal` on `t` (things of some tenant; scopes and
+/// parents named in the input come from `t` too).
+async fn run_admin(
+    w: &World,
+    op: AdminOp,
+    principal: &Principal,
+    t: &AdminTargets,
+    n: usize,
+) -> Result<AdminSeen, DomainError> {
+    use hearth_domain::model::Endpoint;
+    use hearth_domain::services::{DeviceInput, NewUser};
+    let a = &w.services.admin;
+    let scope = DeviceScope::Restricted {
+        areas: vec![t.area],
+        devices: vec![t.device],
+    };
+    let input = |name: String| DeviceInput {
+        name,
+        area_id: Some(t.device_area),
+        profile_id: support::profile_id(),
+        endpoint: Endpoint::new("127.0.0.1", 1503, 2).expect("valid"),
+    };
+    Ok(match op {
+        AdminOp::Roles => a.roles(principal).await.map(|_| AdminSeen::Nothing)?,
+        AdminOp::Users => AdminSeen::Users(
+            a.users(principal, 0, 200)
+                .await?
+                .items
+                .into_iter()
+                .map(|u| u.user.id)
+                .collect(),
+        ),
+        AdminOp::CreateUser => a
+            .create_user(
+                principal,
+                NewUser {
+                    email: format!("new{n}@anywhere.test"),
+                    display_name: "New".into(),
+                    password: None,
+                    role: Role::ReadOnly,
+                    scope,
+                },
+            )
+            .await
+            .map(|c| AdminSeen::Users(vec![c.user.user.id]))?,
+        AdminOp::SetMembership => a
+            .set_membership(principal, t.user, Role::ReadOnly, scope)
+            .await
+            .map(|_| AdminSeen::Nothing)?,
+        AdminOp::RemoveMembership => a
+            .remove_membership(principal, t.user)
+            .await
+            .map(|_| AdminSeen::Nothing)?,
+        AdminOp::AddGuest => a
+            .add_guest(principal, &t.outsider_email, Role::Basic, scope)
+            .await
+            .map(|_| AdminSeen::Nothing)?,
+        AdminOp::DisableUser => a
+            .set_user_disabled(principal, t.user, true)
+            .await
+            .map(|_| AdminSeen::Nothing)?,
+        AdminOp::ResetPassword => a
+            .reset_password(principal, t.user, None)
+            .await
+            .map(|_| AdminSeen::Nothing)?,
+        AdminOp::DeleteUser => a
+            .delete_user(principal, t.user)
+            .await
+            .map(|_| AdminSeen::Nothing)?,
+        AdminOp::Areas => AdminSeen::Areas(
+            a.areas(principal)
+                .await?
+                .into_iter()
+                .map(|a| a.id)
+                .collect(),
+        ),
+        AdminOp::CreateArea => a
+            .create_area(principal, "new area", Some(t.area))
+            .await
+            .map(|_| AdminSeen::Nothing)?,
+        AdminOp::RenameArea => a
+            .rename_area(principal, t.area, "renamed")
+            .await
+            .map(|_| AdminSeen::Nothing)?,
+        AdminOp::MoveArea => a
+            .move_area(principal, t.area, None)
+            .await
+            .map(|_| AdminSeen::Nothing)?,
+        AdminOp::DeleteArea => a
+            .delete_area(principal, t.area)
+            .await
+            .map(|_| AdminSeen::Nothing)?,
+        AdminOp::CreateDevice => a
+            .create_device(principal, input(format!("new device {n}")))
+            .await
+            .map(|_| AdminSeen::Nothing)?,
+        AdminOp::UpdateDevice => a
+            .update_device(principal, t.device, input(format!("renamed device {n}")))
+            .await
+            .map(|_| AdminSeen::Nothing)?,
+        AdminOp::DeleteDevice => a
+            .delete_device(principal, t.device)
+            .await
+            .map(|_| AdminSeen::Nothing)?,
+    })
+}
+
+#[tokio::test]
+async fn admin_operations_follow_the_access_table() {
+    // Given acme, and fresh targets for every call
+    let w = world().await;
+    let mut n = 0;
+    for op in AdminOp::ALL {
+        for role in Role::ALL {
+            n += 1;
+            let t = admin_targets(&w, &w.acme, n).await;
+            // When a member covering every device calls the op
+            let result = run_admin(&w, op, &w.acme.member(role), &t, n).await;
+            // Then it succeeds exactly where the table says, else Forbidden
+            if op.allowed(role) {
+                assert!(result.is_ok(), "{op:?} as {role}: {result:?}");
+            } else {
+                assert!(
+                    matches!(result, Err(DomainError::Forbidden(_))),
+                    "{op:?} as {role} must be Forbidden: {result:?}"
+                );
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_admin_of_another_tenant_reaches_nothing_of_it() {
+    // Given acme's targets, and globex's admin
+    let w = world().await;
+    let globex_admin = w.globex.member(Role::Admin);
+    let acme_users: BTreeSet<UserId> = Role::ALL
+        .iter()
+        .map(|r| w.acme.member(*r).user_id)
+        .collect();
+    for (n, op) in AdminOp::ALL.into_iter().enumerate() {
+        let t = admin_targets(&w, &w.acme, 1000 + n).await;
+        // When globex's admin aims the op at acme's things
+        let result = run_admin(&w, op, &globex_admin, &t, 1000 + n).await;
+        // Then acme's things are as unknown as missing ones
+        match (op, result) {
+            (op, Err(DomainError::NotFound(_))) if op.targets_something() => {}
+            // And ids of acme named in an input are refused as unknown
+            (
+                AdminOp::CreateUser
+                | AdminOp::AddGuest
+                | AdminOp::CreateArea
+                | AdminOp::CreateDevice,
+                Err(DomainError::InvalidInput(_)),
+            ) => {}
+            (AdminOp::Roles, Ok(_)) => {}
+            // And listings show globex's own things only
+            (AdminOp::Users, Ok(AdminSeen::Users(ids))) => {
+                assert!(!ids.is_empty());
+                assert!(ids
+                    .iter()
+                    .all(|id| !acme_users.contains(id) && *id != t.user));
+            }
+            (AdminOp::Areas, Ok(AdminSeen::Areas(ids))) => {
+                assert!(ids.contains(&w.globex.north.id));
+                assert!(!ids.contains(&t.area) && !ids.contains(&w.acme.north.id));
+            }
+            (op, result) => panic!("{op:?}: unexpected {result:?}"),
+        }
+    }
+    // And acme's target user, area and device are untouched
+    let acme_admin = w.acme.member(Role::Admin);
+    let users = w.services.admin.users(&acme_admin, 0, 200).await.unwrap();
+    assert!(users.items.iter().all(|u| !u.user.disabled));
+}
+
+#[tokio::test]
+async fn a_member_scoped_to_an_area_administers_nothing() {
+    // Given the Full member scoped to `north` (Full may manage devices and
+    // areas, but only with a membership covering the whole tenant)
+    let w = world().await;
+    for (n, op) in AdminOp::ALL.into_iter().enumerate() {
+        let t = admin_targets(&w, &w.acme, 2000 + n).await;
+        // When they call the op on things inside their own area
+        let result = run_admin(&w, op, &w.acme_north_full, &t, 2000 + n).await;
+        // Then reading works, and sees the area's subtree only
+        match (op, result) {
+            (AdminOp::Roles, Ok(_)) => {}
+            (AdminOp::Areas, Ok(AdminSeen::Areas(ids))) => {
+                assert!(ids.contains(&w.acme.north.id) && ids.contains(&t.area));
+                assert!(!ids.contains(&w.acme.south.id) && !ids.contains(&t.device_area));
+            }
+            // And every change is Forbidden
+            (_, Err(DomainError::Forbidden(_))) => {}
+            (op, result) => panic!("{op:?}: unexpected {result:?}"),
+        }
+    }
 }
 
 // ------------------------------------------------------------------ guard
@@ -882,6 +1273,7 @@ fn every_public_service_method_has_an_authorization_test() {
         .map(|o| o.method())
         .chain(AuthOp::ALL.iter().map(|o| o.method()))
         .chain(ProvisionOp::ALL.iter().map(|o| o.method()))
+        .chain(AdminOp::ALL.iter().map(|o| o.method()))
         .chain(["IngestService::poll_targets"])
         .chain(WITHOUT_AUTHORIZATION.iter().map(|(m, _)| *m))
         .map(str::to_string)

@@ -145,6 +145,7 @@ pub async fn seed(
             email: EmailAddress::new(email)?,
             display_name: name.to_string(),
             password_hash: None,
+            disabled: false,
         };
         let memberships: Vec<Membership> = memberships
             .into_iter()

@@ -241,6 +241,7 @@ async fn main() -> anyhow::Result<()> {
         email: EmailAddress::new("operator@bench.test")?,
         display_name: "Operator".into(),
         password_hash: None,
+        disabled: false,
     };
     directory.insert_user(&user).await?;
     let membership = Membership {

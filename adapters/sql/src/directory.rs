@@ -15,7 +15,7 @@ use hearth_domain::ports::{
     AreaRepository, AuditCursor, AuditFilter, AuditLog, AuditRecord, DeviceFilter,
     DeviceRepository, Page, TenantRepository, UserRepository,
 };
-use hearth_domain::{DeviceId, StoreError, TenantId, UserId};
+use hearth_domain::{AreaId, DeviceId, StoreError, TenantId, UserId};
 use sea_orm::sea_query::{Expr, Func, LikeExpr, OnConflict};
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{
@@ -291,6 +291,38 @@ impl UserRepository for SqlDirectory {
             .map_err(backend("could not remove a membership"))?;
         Ok(deleted.rows_affected > 0)
     }
+
+    async fn memberships_in(&self, tenant: TenantId) -> Result<Vec<Membership>, StoreError> {
+        memberships::Entity::find()
+            .filter(memberships::Column::TenantId.eq(tenant.to_string()))
+            .order_by_asc(memberships::Column::Seq)
+            .all(&self.db)
+            .await
+            .map_err(backend("could not list a tenant's memberships"))?
+            .into_iter()
+            .map(memberships::Model::try_into_domain)
+            .collect()
+    }
+
+    async fn set_disabled(&self, id: UserId, disabled: bool) -> Result<bool, StoreError> {
+        let result = users::Entity::update_many()
+            .col_expr(users::Column::Disabled, Expr::value(disabled))
+            .filter(users::Column::Id.eq(id.to_string()))
+            .exec(&self.db)
+            .await
+            .map_err(backend("could not disable a user"))?;
+        // Matched rows on MySQL too (CLIENT_FOUND_ROWS), see `set_password`.
+        Ok(result.rows_affected > 0)
+    }
+
+    async fn delete_user(&self, id: UserId) -> Result<bool, StoreError> {
+        // Memberships go with the user (ON DELETE CASCADE), in one statement.
+        let deleted = users::Entity::delete_by_id(id.to_string())
+            .exec(&self.db)
+            .await
+            .map_err(backend("could not delete a user"))?;
+        Ok(deleted.rows_affected > 0)
+    }
 }
 
 #[async_trait]
@@ -317,6 +349,35 @@ impl AreaRepository for SqlDirectory {
             .into_iter()
             .map(areas::Model::try_into_domain)
             .collect()
+    }
+
+    async fn update_area(&self, area: &Area) -> Result<bool, StoreError> {
+        let result = areas::Entity::update_many()
+            .col_expr(areas::Column::Name, Expr::value(area.name.clone()))
+            .col_expr(
+                areas::Column::ParentId,
+                Expr::value(area.parent_id.map(|p| p.to_string())),
+            )
+            .filter(areas::Column::TenantId.eq(area.tenant_id.to_string()))
+            .filter(areas::Column::Id.eq(area.id.to_string()))
+            .exec(&self.db)
+            .await
+            .map_err(backend(
+                "could not update an area (parent in another tenant?)",
+            ))?;
+        Ok(result.rows_affected > 0)
+    }
+
+    async fn delete_area(&self, tenant: TenantId, id: AreaId) -> Result<bool, StoreError> {
+        let deleted = areas::Entity::delete_many()
+            .filter(areas::Column::TenantId.eq(tenant.to_string()))
+            .filter(areas::Column::Id.eq(id.to_string()))
+            .exec(&self.db)
+            .await
+            .map_err(backend(
+                "could not delete an area (children or devices left?)",
+            ))?;
+        Ok(deleted.rows_affected > 0)
     }
 }
 
@@ -399,6 +460,41 @@ impl DeviceRepository for SqlDirectory {
             .into_iter()
             .map(devices::Model::try_into_domain)
             .collect()
+    }
+
+    async fn update_device(&self, device: &Device) -> Result<bool, StoreError> {
+        let row = devices::Model::from_domain(device);
+        let result = devices::Entity::update_many()
+            .col_expr(devices::Column::AreaId, Expr::value(row.area_id))
+            .col_expr(devices::Column::Name, Expr::value(row.name))
+            .col_expr(devices::Column::ProfileId, Expr::value(row.profile_id))
+            .col_expr(devices::Column::Host, Expr::value(row.host))
+            .col_expr(devices::Column::Port, Expr::value(row.port))
+            .col_expr(devices::Column::Unit, Expr::value(row.unit))
+            .filter(devices::Column::TenantId.eq(row.tenant_id))
+            .filter(devices::Column::Id.eq(row.id))
+            .exec(&self.db)
+            .await
+            .map_err(on_insert(
+                "could not update a device (unknown area?)",
+                || {
+                    format!(
+                        "a device named `{}` already exists in this tenant",
+                        device.name
+                    )
+                },
+            ))?;
+        Ok(result.rows_affected > 0)
+    }
+
+    async fn delete_device(&self, tenant: TenantId, id: DeviceId) -> Result<bool, StoreError> {
+        let deleted = devices::Entity::delete_many()
+            .filter(devices::Column::TenantId.eq(tenant.to_string()))
+            .filter(devices::Column::Id.eq(id.to_string()))
+            .exec(&self.db)
+            .await
+            .map_err(backend("could not delete a device"))?;
+        Ok(deleted.rows_affected > 0)
     }
 }
 

@@ -45,6 +45,7 @@ pub(crate) mod users {
         pub email: String,
         pub display_name: String,
         pub password_hash: Option<String>,
+        pub disabled: bool,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -203,6 +204,7 @@ impl users::Model {
             email: u.email.as_str().to_owned(),
             display_name: u.display_name.clone(),
             password_hash: u.password_hash.as_ref().map(|h| h.as_phc().to_owned()),
+            disabled: u.disabled,
         }
     }
 
@@ -213,6 +215,7 @@ impl users::Model {
             email: EmailAddress::new(&self.email).map_err(|e| invalid_row(T, &self.id, e))?,
             display_name: self.display_name,
             password_hash: self.password_hash.map(PasswordHash::from_phc),
+            disabled: self.disabled,
         })
     }
 }

@@ -14,6 +14,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20250101_000001_directory::Migration),
             Box::new(m20250601_000002_audit_coalescing::Migration),
             Box::new(m20261129_000003_wide_units::Migration),
+            Box::new(m20261129_000004_access::Migration),
         ]
     }
 }
@@ -509,6 +510,57 @@ mod m20261129_000003_wide_units {
                     .to_owned(),
             )
             .await
+        }
+    }
+}
+
+/// Administration: a user can be disabled (kept, with their memberships and
+/// audit trail, but unable to log in or use a token). Existing users stay
+/// enabled.
+mod m20261129_000004_access {
+    use sea_orm_migration::prelude::*;
+
+    pub(crate) struct Migration;
+
+    impl MigrationName for Migration {
+        fn name(&self) -> &str {
+            "m20261129_000004_access"
+        }
+    }
+
+    #[derive(DeriveIden)]
+    enum Users {
+        Table,
+        Disabled,
+    }
+
+    #[async_trait::async_trait]
+    impl MigrationTrait for Migration {
+        async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+            manager
+                .alter_table(
+                    Table::alter()
+                        .table(Users::Table)
+                        .add_column(
+                            ColumnDef::new(Users::Disabled)
+                                .boolean()
+                                .not_null()
+                                .default(false),
+                        )
+                        .to_owned(),
+                )
+                .await
+        }
+
+        async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+            manager
+                .alter_table(
+                    Table::alter()
+                        .table(Users::Table)
+                        .drop_column(Users::Disabled)
+                        .to_owned(),
+                )
+                .await
         }
     }
 }

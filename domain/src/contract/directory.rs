@@ -113,6 +113,7 @@ fn user(email: &str, name: &str, hash: Option<&str>) -> User {
         email: EmailAddress::new(email).expect("contract: valid email"),
         display_name: name.to_string(),
         password_hash: hash.map(PasswordHash::from_phc),
+        disabled: false,
     }
 }
 

@@ -57,6 +57,8 @@ pub struct User {
     pub email: EmailAddress,
     pub display_name: String,
     pub password_hash: Option<PasswordHash>,
+    /// A disabled user cannot log in, and their tokens stop working.
+    pub disabled: bool,
 }
 
 #[cfg(test)]

@@ -151,6 +151,8 @@ impl AuthService {
             Ok(email) => self.users.user_by_email(&email).await?,
             Err(_) => None,
         };
+        // A disabled user is answered like an unknown one, at the same cost.
+        let user = user.filter(|u| !u.disabled);
         let Some((user, hash)) = user.and_then(|u| u.password_hash.clone().map(|h| (u, h))) else {
             self.verify_password(password, None).await?;
             return Err(LoginError::InvalidCredentials);
@@ -233,7 +235,7 @@ impl AuthService {
             self.users.user(claims.user_id),
         );
         match (user?, membership?) {
-            (Some(user), Some(m)) => {
+            (Some(user), Some(m)) if !user.disabled => {
                 let principal = Principal {
                     user_id: user.id,
                     email: user.email,
@@ -246,6 +248,17 @@ impl AuthService {
             }
             _ => Err(DomainError::Unauthenticated),
         }
+    }
+
+    /// Drops the cached principal of `user` in `tenant`: their next request
+    /// reads the membership (and whether they are disabled) again.
+    pub(crate) fn forget_principal(&self, user: UserId, tenant: TenantId) {
+        self.principals.entries.invalidate(&(user, tenant));
+    }
+
+    /// Drops every cached principal (an area moved: scopes over it changed).
+    pub(crate) fn forget_all_principals(&self) {
+        self.principals.entries.invalidate_all();
     }
 
     pub async fn me(&self, principal: &Principal) -> Result<MeView, DomainError> {

@@ -137,6 +137,7 @@ impl ProvisioningService {
             .map_err(DomainError::Internal)?;
         let user = User {
             password_hash: Some(hash),
+            disabled: false,
             ..user.clone()
         };
         self.users.insert_user(&user).await?;

@@ -2,6 +2,7 @@
 //! resource, merged. `build_schema` returns a builder so the server adds
 //! transport concerns and tests reuse the same schema.
 
+mod admin;
 mod auth;
 mod control;
 mod devices;
@@ -20,6 +21,7 @@ pub use error::{Code, CodedSchema};
 #[derive(MergedObject, Default)]
 pub struct Query(
     auth::AuthQuery,
+    admin::AdminQueries,
     devices::DeviceQueries,
     history::HistoryQueries,
     control::AuditQueries,
@@ -34,6 +36,7 @@ pub struct Query(
 #[derive(MergedObject, Default)]
 pub struct Mutation(
     auth::AuthMutation,
+    admin::AdminMutation,
     control::ControlMutation,
     profiles::ProfileMutation,
 );
