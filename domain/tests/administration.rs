@@ -141,6 +141,18 @@ async fn devices_are_created_moved_and_deleted_with_their_inputs_checked() {
     assert!(matches!(gone, Err(DomainError::NotFound(_))));
 }
 
+/// The ids of the devices `p` may list, sorted.
+async fn listed(w: &support::World, p: hearth_domain::Principal) -> Vec<hearth_domain::DeviceId> {
+    let query = DeviceQuery {
+        limit: 200,
+        ..DeviceQuery::default()
+    };
+    let page = w.services.devices.list_devices(&p, query).await.unwrap();
+    let mut ids: Vec<_> = page.items.into_iter().map(|v| v.device.id).collect();
+    ids.sort();
+    ids
+}
+
 #[tokio::test]
 async fn a_narrowed_scope_or_a_disabled_user_holds_on_the_next_request() {
     // Given a user created by acme's admin, logged in, covering every device
@@ -169,17 +181,7 @@ async fn a_narrowed_scope_or_a_disabled_user_holds_on_the_next_request() {
         .await
         .unwrap();
     let before = w.services.auth.authenticate(&session.token).await.unwrap();
-    let listed = |p| async {
-        let query = DeviceQuery {
-            limit: 200,
-            ..DeviceQuery::default()
-        };
-        let page = w.services.devices.list_devices(&p, query).await.unwrap();
-        let mut ids: Vec<_> = page.items.into_iter().map(|v| v.device.id).collect();
-        ids.sort();
-        ids
-    };
-    assert_eq!(listed(before).await.len(), 3);
+    assert_eq!(listed(&w, before).await.len(), 3);
 
     // When the admin narrows the scope to `south`
     let south = DeviceScope::Restricted {
@@ -192,7 +194,7 @@ async fn a_narrowed_scope_or_a_disabled_user_holds_on_the_next_request() {
 
     // Then the same token's very next request sees `south` only
     let after = w.services.auth.authenticate(&session.token).await.unwrap();
-    assert_eq!(listed(after).await, vec![w.acme.south_device.id]);
+    assert_eq!(listed(&w, after).await, vec![w.acme.south_device.id]);
 
     // When the admin disables the user
     let view = a.set_user_disabled(&admin, user, true).await.unwrap();
