@@ -1,0 +1,297 @@
+//! End-to-end: a tenant admin at work over real HTTP and WebSocket, as a new
+//! user of the API would do it. The admin creates a user scoped to one area;
+//! that user sees exactly that area's devices, in listings and live; a
+//! narrowed scope ends the running subscription with `FORBIDDEN` (the
+//! connection stays, and a new subscription carries the new scope only);
+//! disabling the user ends it with `UNAUTHENTICATED` and closes the socket.
+//! A device the admin creates is polled without waiting for a reload.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use hearth_tests::{
+    error_code, eventually, ws_close_code, ws_connect, ws_next, ws_subscribe, Client, DemoServer,
+    Ws,
+};
+use serde_json::{json, Value};
+
+const LIVE: &str = "subscription { liveValues(deviceIds: []) { deviceId point value } }";
+const TRANSPORT_WS: &str = "graphql-transport-ws";
+const OPERATOR: &str = "operator@acme.test";
+const OPERATOR_PASSWORD: &str = "operator-password-1";
+
+/// The id of the area called `name`, from the `areas` query.
+async fn area_id(admin: &Client, name: &str) -> anyhow::Result<String> {
+    let data = admin
+        .data("{ areas { id name parentId } }", json!({}))
+        .await?;
+    data["areas"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|a| a["name"] == name)
+        .and_then(|a| a["id"].as_str())
+        .map(str::to_owned)
+        .ok_or_else(|| anyhow::anyhow!("no area {name}: {data}"))
+}
+
+async fn login(server: &DemoServer, email: &str, password: &str) -> anyhow::Result<Client> {
+    let mut client = server.client();
+    let res = client
+        .gql(
+            "mutation($e: String!, $p: String!) { login(email: $e, password: $p) { token } }",
+            json!({ "e": email, "p": password }),
+        )
+        .await?;
+    let token = res["data"]["login"]["token"]
+        .as_str()
+        .ok_or_else(|| anyhow::anyhow!("login of {email} failed: {res}"))?;
+    client.token = Some(token.to_owned());
+    Ok(client)
+}
+
+/// Values of operation `id` until `count` arrived; fails on anything else.
+async fn values(ws: &mut Ws, id: &str, count: usize) -> anyhow::Result<Vec<Value>> {
+    let mut seen = Vec::new();
+    while seen.len() < count {
+        let msg = ws_next(ws, Duration::from_secs(10))
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("closed"))?;
+        if msg["id"] != id {
+            continue;
+        }
+        anyhow::ensure!(msg["type"] == "next", "not a value: {msg}");
+        anyhow::ensure!(msg["payload"]["errors"].is_null(), "an error: {msg}");
+        seen.push(msg["payload"]["data"]["liveValues"].clone());
+    }
+    Ok(seen)
+}
+
+/// The first message of `id` that is not a value, and the device ids of
+/// the values that came before it.
+async fn until_not_a_value(ws: &mut Ws, id: &str) -> anyhow::Result<(Value, BTreeSet<String>)> {
+    let mut devices = BTreeSet::new();
+    loop {
+        let msg = ws_next(ws, Duration::from_secs(10))
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("closed"))?;
+        if msg["id"] != id {
+            continue;
+        }
+        match msg["payload"]["data"]["liveValues"]["deviceId"].as_str() {
+            Some(device) if msg["type"] == "next" => {
+                devices.insert(device.to_owned());
+            }
+            _ => return Ok((msg, devices)),
+        }
+    }
+}
+
+fn device_ids(values: &[Value]) -> BTreeSet<String> {
+    values
+        .iter()
+        .filter_map(|v| v["deviceId"].as_str().map(str::to_owned))
+        .collect()
+}
+
+#[tokio::test]
+async fn an_admin_scopes_a_new_user_who_then_sees_that_area_alone_until_narrowed_or_disabled(
+) -> anyhow::Result<()> {
+    // Given the demo and acme's admin
+    let server = DemoServer::start().await?;
+    let admin = server.login("admin@acme.test").await?;
+    let n1 = area_id(&admin, "Substation N1").await?;
+
+    // When the admin creates a Basic user scoped to the area `Substation N1`
+    let created = admin
+        .data(
+            "mutation($i: CreateUserInput!) { createUser(input: $i) { user { id role scope { allDevices areaIds } } oneTimePassword } }",
+            json!({ "i": {
+                "email": OPERATOR, "displayName": "Operator", "password": OPERATOR_PASSWORD,
+                "role": "BASIC", "scope": { "allDevices": false, "areaIds": [n1] }
+            } }),
+        )
+        .await?;
+    let user_id = created["createUser"]["user"]["id"]
+        .as_str()
+        .ok_or_else(|| anyhow::anyhow!("no id: {created}"))?
+        .to_owned();
+    assert_eq!(
+        created["createUser"]["user"]["scope"]["areaIds"],
+        json!([n1])
+    );
+    assert!(created["createUser"]["oneTimePassword"].is_null());
+
+    // Then the user lists exactly the area's two devices
+    let operator = login(&server, OPERATOR, OPERATOR_PASSWORD).await?;
+    let listed = operator.device_ids().await?;
+    let names: BTreeSet<&str> = listed.iter().map(|(_, n)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        BTreeSet::from(["N1 domestic hot water", "N1 heating circuit"])
+    );
+    let n1_devices: BTreeSet<String> = listed.iter().map(|(id, _)| id.clone()).collect();
+
+    // And live, every value they receive is of those devices
+    let auth = json!({ "authorization": format!("Bearer {}", operator.token.clone().unwrap_or_default()) });
+    let (mut ws, ack) = ws_connect(server.addr(), TRANSPORT_WS, auth).await?;
+    assert_eq!(
+        ack.map(|m| m["type"].clone()),
+        Some(json!("connection_ack"))
+    );
+    ws_subscribe(&mut ws, "live", LIVE, json!({})).await?;
+    let first = values(&mut ws, "live", 20).await?;
+    let seen = device_ids(&first);
+    assert!(!seen.is_empty() && seen.is_subset(&n1_devices), "{seen:?}");
+
+    // When the admin narrows the scope to one of the two devices
+    let kept = listed
+        .iter()
+        .find(|(_, n)| n == "N1 heating circuit")
+        .map(|(id, _)| id.clone())
+        .ok_or_else(|| anyhow::anyhow!("no N1 heating circuit"))?;
+    admin
+        .data(
+            "mutation($u: ID!, $s: ScopeInput!) { setMembership(userId: $u, role: BASIC, scope: $s) { id } }",
+            json!({ "u": user_id, "s": { "allDevices": false, "deviceIds": [kept] } }),
+        )
+        .await?;
+
+    // Then the running subscription ends with FORBIDDEN on the same socket
+    let (ended, _) = until_not_a_value(&mut ws, "live").await?;
+    assert_eq!(
+        ended["payload"]["errors"][0]["extensions"]["code"], "FORBIDDEN",
+        "{ended}"
+    );
+    // And a new subscription on that socket carries the kept device only
+    ws_subscribe(&mut ws, "live2", LIVE, json!({})).await?;
+    let again = values(&mut ws, "live2", 10).await?;
+    assert_eq!(device_ids(&again), BTreeSet::from([kept.clone()]));
+    // And so does the listing over HTTP
+    let listed = operator.device_ids().await?;
+    assert_eq!(
+        listed
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect::<BTreeSet<_>>(),
+        BTreeSet::from([kept])
+    );
+
+    // When the admin disables the user
+    let disabled = admin
+        .data(
+            "mutation($u: ID!) { disableUser(userId: $u) { disabled } }",
+            json!({ "u": user_id }),
+        )
+        .await?;
+    assert_eq!(disabled["disableUser"]["disabled"], true);
+
+    // Then the subscription ends with UNAUTHENTICATED and the socket closes
+    let (ended, _) = until_not_a_value(&mut ws, "live2").await?;
+    assert_eq!(
+        ended["payload"]["errors"][0]["extensions"]["code"], "UNAUTHENTICATED",
+        "{ended}"
+    );
+    assert_eq!(
+        ws_close_code(&mut ws, Duration::from_secs(5)).await?,
+        Some(4403)
+    );
+    // And the token is refused over HTTP, and so is a new login
+    let res = operator
+        .gql("{ devices(first: 5) { totalCount } }", json!({}))
+        .await?;
+    assert_eq!(
+        error_code(&res).as_deref(),
+        Some("UNAUTHENTICATED"),
+        "{res}"
+    );
+    assert!(login(&server, OPERATOR, OPERATOR_PASSWORD).await.is_err());
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_device_the_admin_creates_is_polled_without_waiting_for_a_reload() -> anyhow::Result<()> {
+    // Given the demo (its poller reloads every 30 s) and acme's admin
+    let server = DemoServer::start().await?;
+    let admin = server.login("admin@acme.test").await?;
+    let hospital = area_id(&admin, "City hospital").await?;
+    let sim = server
+        .running
+        .simulator
+        .as_ref()
+        .and_then(|s| s.addr(0))
+        .ok_or_else(|| anyhow::anyhow!("the demo runs a simulator"))?;
+
+    // When the admin creates a device at a simulated controller's endpoint
+    let created = admin
+        .data(
+            "mutation($i: DeviceInput!) { createDevice(input: $i) { id name area { id } } }",
+            json!({ "i": {
+                "name": "Hospital annex", "areaId": hospital, "profileId": "ecl-comfort-310",
+                "endpoint": { "host": sim.ip().to_string(), "port": sim.port(), "unitId": 1 }
+            } }),
+        )
+        .await?;
+    let id = created["createDevice"]["id"]
+        .as_str()
+        .ok_or_else(|| anyhow::anyhow!("no id: {created}"))?
+        .to_owned();
+    assert_eq!(created["createDevice"]["area"]["id"], json!(hospital));
+
+    // Then it goes online within a few seconds (well before the reload)
+    let online = eventually(Duration::from_secs(10), || async {
+        let data = admin
+            .data(
+                "query($d: ID!) { device(id: $d) { online } }",
+                json!({ "d": id }),
+            )
+            .await?;
+        Ok((data["device"]["online"] == true).then_some(()))
+    })
+    .await;
+    assert!(online.is_ok(), "the new device was not polled: {online:?}");
+
+    // And an endpoint no protocol can use is BAD_USER_INPUT, and a Full
+    // member may manage devices but a Basic one may not
+    let bad = admin
+        .gql(
+            "mutation($i: DeviceInput!) { createDevice(input: $i) { id } }",
+            json!({ "i": {
+                "name": "Broken", "profileId": "ecl-comfort-310",
+                "endpoint": { "host": "127.0.0.1", "port": 502, "unitId": 100000 }
+            } }),
+        )
+        .await?;
+    assert_eq!(error_code(&bad).as_deref(), Some("BAD_USER_INPUT"), "{bad}");
+    let basic = server.login("basic@acme.test").await?;
+    let refused = basic
+        .gql(
+            "mutation($d: ID!) { deleteDevice(id: $d) }",
+            json!({ "d": id }),
+        )
+        .await?;
+    assert_eq!(
+        error_code(&refused).as_deref(),
+        Some("FORBIDDEN"),
+        "{refused}"
+    );
+    let full = server.login("full@acme.test").await?;
+    let deleted = full
+        .data(
+            "mutation($d: ID!) { deleteDevice(id: $d) }",
+            json!({ "d": id }),
+        )
+        .await?;
+    assert_eq!(deleted["deleteDevice"], true);
+    // And another tenant's admin cannot see the deleted device's tenant's users
+    let globex = server.login("admin@globex.test").await?;
+    let users = globex
+        .data(
+            "{ users(first: 50) { totalCount edges { node { email } } } }",
+            json!({}),
+        )
+        .await?;
+    let text = users.to_string();
+    assert!(!text.contains("acme.test"), "{text}");
+    Ok(())
+}
