@@ -295,3 +295,59 @@ async fn a_device_the_admin_creates_is_polled_without_waiting_for_a_reload() -> 
     assert!(!text.contains("acme.test"), "{text}");
     Ok(())
 }
+
+#[tokio::test]
+async fn a_platform_operator_bootstraps_a_fresh_install_with_tenant_create() -> anyhow::Result<()> {
+    // Given an empty data directory (no demo)
+    let dir = tempfile::tempdir()?;
+    let config = hearth::app::Config {
+        listen: "127.0.0.1:0".parse()?,
+        data_dir: dir.path().to_path_buf(),
+        demo: false,
+        sim_base_port: 0,
+        ..hearth::app::Config::default()
+    };
+
+    // When the operator creates a tenant with its first Admin
+    let created =
+        hearth::app::create_tenant(&config, "initech", "Initech", "boss@initech.test").await?;
+    assert_eq!(created.tenant.slug.as_str(), "initech");
+    // And tries the same slug again, Then it is refused
+    let again = hearth::app::create_tenant(&config, "initech", "Other", "x@initech.test").await;
+    assert!(again.is_err());
+
+    // Then, once served, the Admin logs in with the one-time password and
+    // administers the tenant through the API
+    let running = hearth::app::start(config).await?;
+    let mut admin = Client {
+        http: reqwest::Client::new(),
+        addr: running.address,
+        token: None,
+    };
+    let res = admin
+        .gql(
+            "mutation($p: String!) { login(email: \"boss@initech.test\", password: $p) { token role tenant { slug } } }",
+            json!({ "p": created.one_time_password }),
+        )
+        .await?;
+    assert_eq!(res["data"]["login"]["role"], "ADMIN", "{res}");
+    assert_eq!(res["data"]["login"]["tenant"]["slug"], "initech");
+    admin.token = res["data"]["login"]["token"].as_str().map(str::to_owned);
+    let area = admin
+        .data(
+            "mutation { createArea(name: \"Plant\") { id parentId } }",
+            json!({}),
+        )
+        .await?;
+    assert!(area["createArea"]["parentId"].is_null());
+    let users = admin
+        .data(
+            "{ users(first: 10) { totalCount edges { node { email role } } } }",
+            json!({}),
+        )
+        .await?;
+    assert_eq!(users["users"]["totalCount"], 1);
+    assert_eq!(users["users"]["edges"][0]["node"]["role"], "ADMIN");
+    running.stop().await;
+    Ok(())
+}
