@@ -351,3 +351,40 @@ async fn a_platform_operator_bootstraps_a_fresh_install_with_tenant_create() -> 
     running.stop().await;
     Ok(())
 }
+
+#[tokio::test]
+async fn logout_ends_the_open_subscription_and_the_token() -> anyhow::Result<()> {
+    // Given a Basic member of acme watching live values over WebSocket
+    let server = DemoServer::start().await?;
+    let basic = server.login("basic@acme.test").await?;
+    let auth =
+        json!({ "authorization": format!("Bearer {}", basic.token.clone().unwrap_or_default()) });
+    let (mut ws, _) = ws_connect(server.addr(), TRANSPORT_WS, auth).await?;
+    ws_subscribe(&mut ws, "live", LIVE, json!({})).await?;
+    values(&mut ws, "live", 1).await?;
+
+    // When they log out over HTTP
+    let out = basic.data("mutation { logout }", json!({})).await?;
+    assert_eq!(out["logout"], true);
+
+    // Then the subscription ends with UNAUTHENTICATED and the socket closes
+    let (ended, _) = until_not_a_value(&mut ws, "live").await?;
+    assert_eq!(
+        ended["payload"]["errors"][0]["extensions"]["code"], "UNAUTHENTICATED",
+        "{ended}"
+    );
+    assert_eq!(
+        ws_close_code(&mut ws, Duration::from_secs(5)).await?,
+        Some(4403)
+    );
+    // And the token is refused, while a new login works at once
+    let res = basic.gql("{ me { role } }", json!({})).await?;
+    assert_eq!(
+        error_code(&res).as_deref(),
+        Some("UNAUTHENTICATED"),
+        "{res}"
+    );
+    let again = server.login("basic@acme.test").await?;
+    assert!(again.data("{ me { role } }", json!({})).await.is_ok());
+    Ok(())
+}

@@ -129,6 +129,9 @@ pub trait UserRepository: Send + Sync + 'static {
     async fn set_disabled(&self, id: UserId, disabled: bool) -> Result<bool, StoreError>;
     /// Deletes a user with all their memberships; `false` when there was none.
     async fn delete_user(&self, id: UserId) -> Result<bool, StoreError>;
+    /// Sets the instant before which the user's tokens are refused
+    /// (`User::tokens_valid_from`); `false` when there is no such user.
+    async fn revoke_tokens(&self, id: UserId, from: DateTime<Utc>) -> Result<bool, StoreError>;
 }
 
 /// The area tree of each tenant.
@@ -478,6 +481,9 @@ pub struct TokenClaims {
     pub user_id: UserId,
     pub tenant_id: TenantId,
     pub expires_at: DateTime<Utc>,
+    /// When the token was issued, to the millisecond where the token says
+    /// so: a logout revokes every token issued before it.
+    pub issued_at: DateTime<Utc>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

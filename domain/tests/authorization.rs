@@ -462,10 +462,12 @@ enum AuthOp {
     SwitchTenant,
     Authenticate,
     Me,
+    Logout,
 }
 
 impl AuthOp {
-    const ALL: [AuthOp; 4] = [
+    const ALL: [AuthOp; 5] = [
+        AuthOp::Logout,
         AuthOp::Login,
         AuthOp::SwitchTenant,
         AuthOp::Authenticate,
@@ -478,6 +480,7 @@ impl AuthOp {
             AuthOp::SwitchTenant => "AuthService::switch_tenant",
             AuthOp::Authenticate => "AuthService::authenticate",
             AuthOp::Me => "AuthService::me",
+            AuthOp::Logout => "AuthService::logout",
         }
     }
 }
@@ -556,6 +559,33 @@ async fn auth_serves_members_in_their_own_tenants_only() {
                         "{result:?}"
                     );
                 }
+            }
+            AuthOp::Logout => {
+                // Given two sessions of acme's Full member and one of its admin
+                let full = w.acme.member(Role::Full);
+                let login = |email: String| async move {
+                    auth.login(&email, PASSWORD, None, None)
+                        .await
+                        .expect("logs in")
+                };
+                let first = login(full.email.to_string()).await;
+                let second = login(full.email.to_string()).await;
+                let other = login(acme_admin.email.to_string()).await;
+                let principal = auth.authenticate(&first.token).await.expect("valid");
+                // When the member logs out
+                auth.logout(&principal).await.expect("logs out");
+                // Then both of their tokens are refused at once, the
+                // admin's is not, and a new login works
+                for token in [&first.token, &second.token] {
+                    let result = auth.authenticate(token).await;
+                    assert!(
+                        matches!(result, Err(DomainError::Unauthenticated)),
+                        "{result:?}"
+                    );
+                }
+                assert!(auth.authenticate(&other.token).await.is_ok());
+                let fresh = login(full.email.to_string()).await;
+                assert!(auth.authenticate(&fresh.token).await.is_ok());
             }
             AuthOp::Me => {
                 // When members ask who they are, Then they see their own memberships
@@ -670,6 +700,7 @@ async fn provision(
                 display_name: "New".into(),
                 password_hash: None,
                 disabled: false,
+                tokens_valid_from: None,
             };
             let membership = Membership {
                 user_id: user.id,

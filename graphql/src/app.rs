@@ -297,6 +297,7 @@ pub async fn create_tenant(
         display_name: email.as_str().to_owned(),
         password_hash: None,
         disabled: false,
+        tokens_valid_from: None,
     };
     let password = Alphanumeric.sample_string(&mut rand::thread_rng(), ONE_TIME_PASSWORD_LEN);
     provisioning.create_tenant(&system, &tenant).await?;

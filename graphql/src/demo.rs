@@ -146,6 +146,7 @@ pub async fn seed(
             display_name: name.to_string(),
             password_hash: None,
             disabled: false,
+            tokens_valid_from: None,
         };
         let memberships: Vec<Membership> = memberships
             .into_iter()

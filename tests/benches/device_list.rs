@@ -151,6 +151,7 @@ async fn side(name: &'static str, adapters: Adapters) -> anyhow::Result<Side> {
         display_name: "Admin".into(),
         password_hash: Some(p.passwords.hash(PASSWORD)?),
         disabled: false,
+        tokens_valid_from: None,
     };
     p.directory.insert_user(&user).await?;
     p.directory

@@ -242,6 +242,7 @@ async fn main() -> anyhow::Result<()> {
         display_name: "Operator".into(),
         password_hash: None,
         disabled: false,
+        tokens_valid_from: None,
     };
     directory.insert_user(&user).await?;
     let membership = Membership {

@@ -52,6 +52,10 @@ struct Claims {
     /// rather than skipped.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     nbf: Option<i64>,
+    /// `iat` in milliseconds, so a logout and a login within one second
+    /// are told apart. Must agree with `iat` when present.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    iat_ms: Option<i64>,
 }
 
 /// Issues and verifies HS256 tokens with one shared secret.
@@ -109,7 +113,10 @@ impl TokenService for JwtTokens {
         user: UserId,
         tenant: TenantId,
     ) -> Result<(String, TokenClaims), anyhow::Error> {
-        let now = Utc::now().timestamp();
+        let now_ms = Utc::now().timestamp_millis();
+        let now = now_ms.div_euclid(1000);
+        let issued_at = DateTime::from_timestamp_millis(now_ms)
+            .ok_or_else(|| anyhow::anyhow!("token issue time {now_ms} is out of range"))?;
         let exp = now.saturating_add(self.ttl.num_seconds().max(1));
         // JWT times are whole seconds; report exactly what `verify` will.
         let expires_at = DateTime::from_timestamp(exp, 0)
@@ -122,6 +129,7 @@ impl TokenService for JwtTokens {
             iss: ISSUER.to_owned(),
             aud: AUDIENCE.to_owned(),
             nbf: None,
+            iat_ms: Some(now_ms),
         };
         let token = self
             .sign(&claims)
@@ -132,6 +140,7 @@ impl TokenService for JwtTokens {
                 user_id: user,
                 tenant_id: tenant,
                 expires_at,
+                issued_at,
             },
         ))
     }
@@ -151,7 +160,13 @@ impl TokenService for JwtTokens {
         if claims.iat > Utc::now().timestamp().saturating_add(IAT_LEEWAY_SECS) {
             return Err(TokenError::Invalid);
         }
+        let iat_ms = match claims.iat_ms {
+            Some(ms) if ms.div_euclid(1000) == claims.iat => ms,
+            Some(_) => return Err(TokenError::Invalid),
+            None => claims.iat.saturating_mul(1000),
+        };
         Ok(TokenClaims {
+            issued_at: DateTime::from_timestamp_millis(iat_ms).ok_or(TokenError::Invalid)?,
             user_id: claims.sub.parse().map_err(|_| TokenError::Invalid)?,
             tenant_id: claims.tid.parse().map_err(|_| TokenError::Invalid)?,
             expires_at: DateTime::from_timestamp(claims.exp, 0).ok_or(TokenError::Invalid)?,
@@ -235,6 +250,7 @@ mod tests {
             iss: ISSUER.to_owned(),
             aud: AUDIENCE.to_owned(),
             nbf: None,
+            iat_ms: None,
         }
     }
 

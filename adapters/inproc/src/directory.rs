@@ -9,6 +9,7 @@ use std::hash::Hash;
 
 use anyhow::anyhow;
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use hearth_domain::model::{
     Area, AuditEntry, AuditOutcome, Device, EmailAddress, Membership, PasswordHash, Tenant, User,
 };
@@ -318,6 +319,17 @@ impl UserRepository for MemoryDirectory {
         Ok(match self.write().users.get_mut(&id) {
             Some(user) => {
                 user.disabled = disabled;
+                true
+            }
+            None => false,
+        })
+    }
+
+    async fn revoke_tokens(&self, id: UserId, from: DateTime<Utc>) -> Result<bool, StoreError> {
+        Ok(match self.write().users.get_mut(&id) {
+            Some(user) => {
+                // Stores keep microseconds (like SQL), so a read-back agrees.
+                user.tokens_valid_from = DateTime::from_timestamp_micros(from.timestamp_micros());
                 true
             }
             None => false,

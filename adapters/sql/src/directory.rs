@@ -8,6 +8,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use hearth_domain::model::{
     Area, AuditEntry, AuditOutcome, Device, EmailAddress, Membership, PasswordHash, Tenant, User,
 };
@@ -312,6 +313,16 @@ impl UserRepository for SqlDirectory {
             .await
             .map_err(backend("could not disable a user"))?;
         // Matched rows on MySQL too (CLIENT_FOUND_ROWS), see `set_password`.
+        Ok(result.rows_affected > 0)
+    }
+
+    async fn revoke_tokens(&self, id: UserId, from: DateTime<Utc>) -> Result<bool, StoreError> {
+        let result = users::Entity::update_many()
+            .col_expr(users::Column::TokensValidFrom, Expr::value(micros(from)))
+            .filter(users::Column::Id.eq(id.to_string()))
+            .exec(&self.db)
+            .await
+            .map_err(backend("could not revoke a user's tokens"))?;
         Ok(result.rows_affected > 0)
     }
 

@@ -46,6 +46,8 @@ pub(crate) mod users {
         pub display_name: String,
         pub password_hash: Option<String>,
         pub disabled: bool,
+        /// Microseconds since the epoch.
+        pub tokens_valid_from: Option<i64>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -205,6 +207,7 @@ impl users::Model {
             display_name: u.display_name.clone(),
             password_hash: u.password_hash.as_ref().map(|h| h.as_phc().to_owned()),
             disabled: u.disabled,
+            tokens_valid_from: u.tokens_valid_from.map(micros),
         }
     }
 
@@ -216,6 +219,13 @@ impl users::Model {
             display_name: self.display_name,
             password_hash: self.password_hash.map(PasswordHash::from_phc),
             disabled: self.disabled,
+            tokens_valid_from: self
+                .tokens_valid_from
+                .map(|at| {
+                    DateTime::from_timestamp_micros(at)
+                        .ok_or_else(|| invalid_row(T, &self.id, "tokens_valid_from out of range"))
+                })
+                .transpose()?,
         })
     }
 }

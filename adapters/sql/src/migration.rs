@@ -514,9 +514,10 @@ mod m20261129_000003_wide_units {
     }
 }
 
-/// Administration: a user can be disabled (kept, with their memberships and
-/// audit trail, but unable to log in or use a token). Existing users stay
-/// enabled.
+/// Administration and sessions: a user can be disabled (kept, with their
+/// memberships and audit trail, but unable to log in or use a token), and
+/// a logout refuses the user's tokens issued before it. Existing users stay
+/// enabled, their tokens valid.
 mod m20261129_000004_access {
     use sea_orm_migration::prelude::*;
 
@@ -532,6 +533,7 @@ mod m20261129_000004_access {
     enum Users {
         Table,
         Disabled,
+        TokensValidFrom,
     }
 
     #[async_trait::async_trait]
@@ -549,18 +551,30 @@ mod m20261129_000004_access {
                         )
                         .to_owned(),
                 )
-                .await
-        }
-
-        async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+                .await?;
+            // One column per statement: SQLite alters one thing at a time.
             manager
                 .alter_table(
                     Table::alter()
                         .table(Users::Table)
-                        .drop_column(Users::Disabled)
+                        .add_column(ColumnDef::new(Users::TokensValidFrom).big_integer().null())
                         .to_owned(),
                 )
                 .await
+        }
+
+        async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+            for column in [Users::TokensValidFrom, Users::Disabled] {
+                manager
+                    .alter_table(
+                        Table::alter()
+                            .table(Users::Table)
+                            .drop_column(column)
+                            .to_owned(),
+                    )
+                    .await?;
+            }
+            Ok(())
         }
     }
 }

@@ -115,6 +115,7 @@ fn user(email: &str, name: &str, hash: Option<&str>) -> User {
         display_name: name.to_string(),
         password_hash: hash.map(PasswordHash::from_phc),
         disabled: false,
+        tokens_valid_from: None,
     }
 }
 
@@ -174,6 +175,19 @@ async fn administration(dir: &dyn Directory, w: &World) {
         dir.set_disabled(UserId::new(), true).await.ok(),
         Some(false),
         "set_disabled on an unknown user must answer false"
+    );
+
+    let logout = at(1_800_000_000, 123_456);
+    assert_eq!(dir.revoke_tokens(ben.id, logout).await.ok(), Some(true));
+    let stored = dir.user(ben.id).await.expect("user() failed");
+    assert_eq!(
+        stored.and_then(|u| u.tokens_valid_from),
+        Some(logout),
+        "revoke_tokens must keep the instant to the microsecond"
+    );
+    assert_eq!(
+        dir.revoke_tokens(UserId::new(), logout).await.ok(),
+        Some(false)
     );
 
     assert_eq!(dir.delete_user(ben.id).await.ok(), Some(true));

@@ -184,6 +184,7 @@ impl AdminService {
             display_name,
             password_hash: Some(hash),
             disabled: false,
+            tokens_valid_from: None,
         };
         self.users.insert_user(&user).await?;
         let membership = Membership {

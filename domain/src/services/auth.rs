@@ -227,7 +227,16 @@ impl AuthService {
         let claims = self.tokens.verify(token).map_err(|e| match e {
             TokenError::Expired | TokenError::Invalid => DomainError::Unauthenticated,
         })?;
-        if let Some(principal) = self.principals.get(claims.user_id, claims.tenant_id) {
+        // A token issued before the user's last logout stands for nobody,
+        // whether the principal comes from the cache or the store.
+        let revoked = |valid_from: Option<DateTime<Utc>>| {
+            valid_from.is_some_and(|from| claims.issued_at < from)
+        };
+        if let Some((principal, valid_from)) = self.principals.get(claims.user_id, claims.tenant_id)
+        {
+            if revoked(valid_from) {
+                return Err(DomainError::Unauthenticated);
+            }
             return Ok(principal);
         }
         let (membership, user) = tokio::join!(
@@ -235,7 +244,8 @@ impl AuthService {
             self.users.user(claims.user_id),
         );
         match (user?, membership?) {
-            (Some(user), Some(m)) if !user.disabled => {
+            (Some(user), Some(m)) if !user.disabled && !revoked(user.tokens_valid_from) => {
+                let valid_from = user.tokens_valid_from;
                 let principal = Principal {
                     user_id: user.id,
                     email: user.email,
@@ -243,11 +253,29 @@ impl AuthService {
                     role: m.role,
                     scope: m.scope,
                 };
-                self.principals.put(principal.clone());
+                self.principals.put(principal.clone(), valid_from);
                 Ok(principal)
             }
             _ => Err(DomainError::Unauthenticated),
         }
+    }
+
+    /// Ends every session of the caller: all their tokens issued until now,
+    /// for every tenant, are refused from the next request on (open
+    /// subscriptions end at their next session check). Logging in again
+    /// issues a new one.
+    pub async fn logout(&self, principal: &Principal) -> Result<(), DomainError> {
+        // Tokens carry their issue time in milliseconds: the mark is the
+        // start of the next millisecond, so every token issued until now is
+        // before it and a login a millisecond later is not.
+        let next_ms = Utc::now().timestamp_millis().saturating_add(1);
+        let from = DateTime::from_timestamp_millis(next_ms)
+            .ok_or_else(|| DomainError::Internal(anyhow::anyhow!("clock out of range")))?;
+        if !self.users.revoke_tokens(principal.user_id, from).await? {
+            return Err(DomainError::Unauthenticated);
+        }
+        self.principals.entries.invalidate_all();
+        Ok(())
     }
 
     /// Drops the cached principal of `user` in `tenant`: their next request
@@ -337,8 +365,12 @@ impl AuthService {
 /// beyond [`Self::MAX_ENTRIES`] the least useful ones are evicted rather
 /// than the map growing with every token ever seen.
 pub(crate) struct PrincipalCache {
-    entries: moka::sync::Cache<(UserId, TenantId), Principal>,
+    /// The principal and the user's `tokens_valid_from`, which every
+    /// token's issue time is checked against.
+    entries: moka::sync::Cache<(UserId, TenantId), CachedPrincipal>,
 }
+
+type CachedPrincipal = (Principal, Option<DateTime<Utc>>);
 
 impl Default for PrincipalCache {
     fn default() -> Self {
@@ -357,12 +389,14 @@ impl PrincipalCache {
     /// How many principals are kept at most.
     const MAX_ENTRIES: u64 = 10_000;
 
-    fn get(&self, user: UserId, tenant: TenantId) -> Option<Principal> {
+    fn get(&self, user: UserId, tenant: TenantId) -> Option<CachedPrincipal> {
         self.entries.get(&(user, tenant))
     }
 
-    fn put(&self, principal: Principal) {
-        self.entries
-            .insert((principal.user_id, principal.tenant_id), principal);
+    fn put(&self, principal: Principal, tokens_valid_from: Option<DateTime<Utc>>) {
+        self.entries.insert(
+            (principal.user_id, principal.tenant_id),
+            (principal, tokens_valid_from),
+        );
     }
 }

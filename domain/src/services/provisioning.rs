@@ -138,6 +138,7 @@ impl ProvisioningService {
         let user = User {
             password_hash: Some(hash),
             disabled: false,
+            tokens_valid_from: None,
             ..user.clone()
         };
         self.users.insert_user(&user).await?;

@@ -281,6 +281,7 @@ pub fn user(email: &str) -> User {
         display_name: email.into(),
         password_hash: None,
         disabled: false,
+        tokens_valid_from: None,
     }
 }
 

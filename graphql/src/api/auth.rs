@@ -154,6 +154,18 @@ impl AuthMutation {
             .map_err(from_login)
     }
 
+    /// Ends every session of the caller: their tokens issued until now (for
+    /// every tenant) stop working, open subscriptions included.
+    async fn logout(&self, ctx: &Context<'_>) -> async_graphql::Result<bool> {
+        let principal = principal(ctx)?;
+        services(ctx)
+            .auth
+            .logout(principal)
+            .await
+            .map(|()| true)
+            .map_err(from_domain)
+    }
+
     /// A new token for another tenant the caller is a member of.
     async fn switch_tenant(
         &self,
