@@ -39,13 +39,14 @@ enum Op {
     WriteFull,
     AuditLog,
     SubscribeLive,
+    SubscribeLiveFollowing,
     History,
     Profiles,
     PutProfile,
 }
 
 impl Op {
-    const ALL: [Op; 10] = [
+    const ALL: [Op; 11] = [
         Op::ListDevices,
         Op::Device,
         Op::WriteBasic,
@@ -53,6 +54,7 @@ impl Op {
         Op::WriteFull,
         Op::AuditLog,
         Op::SubscribeLive,
+        Op::SubscribeLiveFollowing,
         Op::History,
         Op::Profiles,
         Op::PutProfile,
@@ -66,6 +68,7 @@ impl Op {
             Op::WriteBasic | Op::WriteLimited | Op::WriteFull => "ControlService::write_parameter",
             Op::AuditLog => "ControlService::audit_log",
             Op::SubscribeLive => "LiveService::subscribe_live",
+            Op::SubscribeLiveFollowing => "LiveService::subscribe_live_following",
             Op::History => "HistoryService::history",
             Op::Profiles => "ProfileService::profiles",
             Op::PutProfile => "ProfileService::put_profile",
@@ -77,7 +80,12 @@ impl Op {
     fn allowed(self, role: Role) -> bool {
         use Role::*;
         match self {
-            Op::ListDevices | Op::Device | Op::SubscribeLive | Op::History | Op::Profiles => true,
+            Op::ListDevices
+            | Op::Device
+            | Op::SubscribeLive
+            | Op::SubscribeLiveFollowing
+            | Op::History
+            | Op::Profiles => true,
             Op::WriteBasic => matches!(role, Admin | Full | Limited | Basic),
             Op::WriteLimited => matches!(role, Admin | Full | Limited),
             Op::WriteFull | Op::AuditLog | Op::PutProfile => matches!(role, Admin | Full),
@@ -93,6 +101,7 @@ impl Op {
                 | Op::WriteLimited
                 | Op::WriteFull
                 | Op::SubscribeLive
+                | Op::SubscribeLiveFollowing
                 | Op::History
         )
     }
@@ -151,6 +160,11 @@ async fn run(
         Op::SubscribeLive => s
             .live
             .subscribe_live(principal, &[device.id])
+            .await
+            .map(|_| Seen::Nothing)?,
+        Op::SubscribeLiveFollowing => s
+            .live
+            .subscribe_live_following(principal, &[device.id], futures::stream::pending().boxed())
             .await
             .map(|_| Seen::Nothing)?,
         Op::History => {
@@ -413,6 +427,108 @@ async fn live_values_carry_only_the_devices_the_subscriber_may_see() {
     );
 }
 
+/// Records one reading of each device, as the poller would.
+async fn report(w: &World, devices: &[&Device]) {
+    let targets = w
+        .services
+        .ingest
+        .poll_targets(&SystemPrincipal::poller())
+        .await
+        .expect("the poller gets its targets");
+    for device in devices {
+        let reading = Reading {
+            tenant_id: device.tenant_id,
+            device_id: device.id,
+            point: read_only_point(),
+            timestamp: Utc::now(),
+            value: 1.0,
+            quality: Quality::Good,
+        };
+        let target = targets
+            .iter()
+            .find(|t| t.device().id == device.id)
+            .expect("every device is a poll target");
+        w.services
+            .ingest
+            .record_readings(target, vec![reading])
+            .await;
+    }
+}
+
+/// The devices of the readings ready on `stream` now (status changes skipped).
+fn ready_reading_devices(
+    stream: &mut futures::stream::BoxStream<'static, LiveUpdate>,
+) -> std::collections::HashSet<DeviceId> {
+    let mut devices = std::collections::HashSet::new();
+    while let Some(Some(update)) = stream.next().now_or_never() {
+        match update {
+            LiveUpdate::Readings(batch) => devices.extend(batch.iter().map(|r| r.device_id)),
+            LiveUpdate::Reading(r) => {
+                devices.insert(r.device_id);
+            }
+            _ => {}
+        }
+    }
+    devices
+}
+
+#[tokio::test]
+async fn a_narrowed_scope_narrows_a_running_subscription_without_ending_it() {
+    // Given a member scoped to the north area, subscribed to their scope and
+    // following their access
+    let w = world().await;
+    let member = w.acme_north_full.clone();
+    let (changes, changed) = futures::channel::mpsc::unbounded();
+    let mut live = w
+        .services
+        .live
+        .subscribe_live_following(&member, &[], changed.boxed())
+        .await
+        .expect("a member may watch their scope");
+    report(&w, &[&w.acme.north_device, &w.acme.north_sub_device]).await;
+    assert_eq!(
+        ready_reading_devices(&mut live),
+        std::collections::HashSet::from([w.acme.north_device.id, w.acme.north_sub_device.id])
+    );
+
+    // When their scope narrows to the sub-area's device alone, and both
+    // devices report again
+    let narrowed = Principal {
+        scope: DeviceScope::Restricted {
+            areas: Vec::new(),
+            devices: vec![w.acme.north_sub_device.id],
+        },
+        ..member.clone()
+    };
+    changes
+        .unbounded_send(narrowed)
+        .expect("the stream listens");
+    report(&w, &[&w.acme.north_device, &w.acme.north_sub_device]).await;
+
+    // Then the same stream carries the kept device only
+    assert_eq!(
+        ready_reading_devices(&mut live),
+        std::collections::HashSet::from([w.acme.north_sub_device.id])
+    );
+
+    // When a change claims to be another user's (a wiring mistake) and
+    // would widen the scope again
+    let other = Principal {
+        user_id: w.guest.user_id,
+        ..member.clone()
+    };
+    changes.unbounded_send(other).expect("the stream listens");
+    // And a change back to the full north scope comes for the member
+    changes.unbounded_send(member).expect("the stream listens");
+    report(&w, &[&w.acme.north_device, &w.acme.north_sub_device]).await;
+
+    // Then neither widens the running subscription
+    assert_eq!(
+        ready_reading_devices(&mut live),
+        std::collections::HashSet::from([w.acme.north_sub_device.id])
+    );
+}
+
 #[tokio::test]
 async fn writes_refused_before_the_field_leave_it_alone_and_an_allowed_one_is_confirmed() {
     // Given an acme admin, allowed every write level
@@ -584,6 +700,9 @@ async fn auth_serves_members_in_their_own_tenants_only() {
                     );
                 }
                 assert!(auth.authenticate(&other.token).await.is_ok());
+                // (a login in the very millisecond of the logout is refused
+                // by design; the next one is not)
+                tokio::time::sleep(std::time::Duration::from_millis(2)).await;
                 let fresh = login(full.email.to_string()).await;
                 assert!(auth.authenticate(&fresh.token).await.is_ok());
             }

@@ -17,6 +17,7 @@ use hearth_domain::services::Services;
 use hearth_domain::Principal;
 
 pub use error::{Code, CodedSchema};
+pub use live::AccessChanges;
 
 #[derive(MergedObject, Default)]
 pub struct Query(
