@@ -411,3 +411,85 @@ async fn logout_ends_the_open_subscription_and_the_token() -> anyhow::Result<()>
     assert!(again.data("{ me { role } }", json!({})).await.is_ok());
     Ok(())
 }
+
+#[tokio::test]
+async fn a_refresh_token_renews_the_session_once_and_a_copy_ends_it() -> anyhow::Result<()> {
+    // Given a member who logged in over HTTP
+    let server = DemoServer::start().await?;
+    let mut client = server.client();
+    let res = client
+        .gql(
+            "mutation($e: String!, $p: String!) { login(email: $e, password: $p) { token refreshToken expiresAt } }",
+            json!({ "e": "basic@acme.test", "p": hearth_tests::PASSWORD }),
+        )
+        .await?;
+    let first_refresh = res["data"]["login"]["refreshToken"]
+        .as_str()
+        .ok_or_else(|| anyhow::anyhow!("no refresh token: {res}"))?
+        .to_owned();
+    client.token = res["data"]["login"]["token"].as_str().map(str::to_owned);
+    assert!(client.data("{ me { role } }", json!({})).await.is_ok());
+
+    // When they exchange the refresh token
+    const REFRESH: &str =
+        "mutation($t: String!) { refreshToken(token: $t) { token refreshToken role } }";
+    let anonymous = server.client();
+    let renewed = anonymous
+        .data(REFRESH, json!({ "t": first_refresh }))
+        .await?;
+    let second_refresh = renewed["refreshToken"]["refreshToken"]
+        .as_str()
+        .ok_or_else(|| anyhow::anyhow!("no new refresh token: {renewed}"))?
+        .to_owned();
+    // Then a new pair comes back and the new access token works
+    assert_ne!(second_refresh, first_refresh);
+    assert_eq!(renewed["refreshToken"]["role"], "BASIC");
+    let mut renewed_client = server.client();
+    renewed_client.token = renewed["refreshToken"]["token"].as_str().map(str::to_owned);
+    let me = renewed_client.data("{ me { role } }", json!({})).await?;
+    assert_eq!(me["me"]["role"], "BASIC");
+
+    // When the first refresh token is presented again (a stolen copy)
+    let reused = anonymous
+        .gql(REFRESH, json!({ "t": first_refresh }))
+        .await?;
+    // Then it is refused, and the whole session ends: the newer refresh
+    // token and the access token issued with it are refused too
+    assert_eq!(
+        error_code(&reused).as_deref(),
+        Some("UNAUTHENTICATED"),
+        "{reused}"
+    );
+    let newer = anonymous
+        .gql(REFRESH, json!({ "t": second_refresh }))
+        .await?;
+    assert_eq!(
+        error_code(&newer).as_deref(),
+        Some("UNAUTHENTICATED"),
+        "{newer}"
+    );
+    let res = renewed_client.gql("{ me { role } }", json!({})).await?;
+    assert_eq!(
+        error_code(&res).as_deref(),
+        Some("UNAUTHENTICATED"),
+        "{res}"
+    );
+    // And logging in again works
+    let again = server.login("basic@acme.test").await?;
+    assert!(again.data("{ me { role } }", json!({})).await.is_ok());
+
+    // When that member logs out of all sessions
+    let other = server.login("basic@acme.test").await?;
+    let out = again
+        .data("mutation { logout(allSessions: true) }", json!({}))
+        .await?;
+    assert_eq!(out["logout"], true);
+    // Then their other session is refused as well
+    let res = other.gql("{ me { role } }", json!({})).await?;
+    assert_eq!(
+        error_code(&res).as_deref(),
+        Some("UNAUTHENTICATED"),
+        "{res}"
+    );
+    Ok(())
+}

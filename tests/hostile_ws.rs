@@ -439,7 +439,7 @@ async fn an_expired_token_ends_live_streams_and_the_connection() -> anyhow::Resu
     let (user, tenant) = who(&basic).await?;
     let secret = hearth_auth::load_or_create_secret(server.data_dir.path())?;
     let short = hearth_auth::JwtTokens::new(&secret, chrono::Duration::seconds(2))?;
-    let (token, _) = short.issue(user, tenant)?;
+    let (token, _) = short.issue(user, tenant, None)?;
     let (mut ws, _) = ws_connect(server.addr(), TRANSPORT_WS, bearer(&Some(token))).await?;
     ws_subscribe(&mut ws, "live", LIVE, json!({ "ids": [device] })).await?;
     // When the token expires

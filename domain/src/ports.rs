@@ -9,10 +9,11 @@ use futures::stream::{BoxStream, StreamExt};
 
 use crate::error::InvalidValue;
 use crate::error::StoreError;
-use crate::ids::{AreaId, DeviceId, ProfileId, TenantId, UserId};
+use crate::ids::{AreaId, DeviceId, ProfileId, SessionFamily, TenantId, UserId};
 use crate::model::{
     Area, AuditEntry, Device, DeviceProfile, EmailAddress, Endpoint, HistoryBucket, HistoryQuery,
-    Membership, PasswordHash, PointDefinition, Reading, Tenant, User, WriteLevel,
+    Membership, PasswordHash, PointDefinition, Reading, RefreshSession, RefreshTokenHash, Tenant,
+    User, WriteLevel,
 };
 use crate::principal::{Principal, SystemPrincipal};
 
@@ -201,16 +202,45 @@ pub trait AuditLog: Send + Sync + 'static {
     ) -> Result<Vec<AuditRecord>, StoreError>;
 }
 
+/// Refresh tokens ([`RefreshSession`]), found by their hash.
+#[async_trait]
+pub trait SessionRepository: Send + Sync + 'static {
+    /// Stores a new, unretired token. MUST return `Conflict` when the hash
+    /// is taken.
+    async fn insert_session(&self, session: &RefreshSession) -> Result<(), StoreError>;
+    async fn session(&self, hash: &RefreshTokenHash) -> Result<Option<RefreshSession>, StoreError>;
+    /// Marks the token retired. MUST return `true` to exactly one caller
+    /// when several retire the same unretired token at once (one rotation
+    /// wins), and `false` when it is already retired or unknown.
+    async fn retire_session(&self, hash: &RefreshTokenHash) -> Result<bool, StoreError>;
+    /// Deletes every token of the family; how many there were.
+    async fn revoke_family(&self, family: SessionFamily) -> Result<u64, StoreError>;
+    /// Deletes every token of the user, all families; how many there were.
+    async fn revoke_user_sessions(&self, user: UserId) -> Result<u64, StoreError>;
+    /// Whether the family still has an unretired token that has not expired
+    /// at `now` (access tokens of a revoked family stand for nobody).
+    async fn family_active(
+        &self,
+        family: SessionFamily,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+}
+
 /// A relational store serving every repository above (the SQL and in-memory
 /// adapters each are one). Only the composition root and the contract suite
 /// name it; use cases hold the single repositories they need.
 pub trait Directory:
-    TenantRepository + UserRepository + AreaRepository + DeviceRepository + AuditLog
+    TenantRepository + UserRepository + AreaRepository + DeviceRepository + AuditLog + SessionRepository
 {
 }
 
 impl<T> Directory for T where
-    T: TenantRepository + UserRepository + AreaRepository + DeviceRepository + AuditLog
+    T: TenantRepository
+        + UserRepository
+        + AreaRepository
+        + DeviceRepository
+        + AuditLog
+        + SessionRepository
 {
 }
 
@@ -484,6 +514,9 @@ pub struct TokenClaims {
     /// When the token was issued, to the millisecond where the token says
     /// so: a logout revokes every token issued before it.
     pub issued_at: DateTime<Utc>,
+    /// The refresh-token family the token was issued with, if any: when it
+    /// is revoked (logout, theft detected) the token stands for nobody.
+    pub session: Option<SessionFamily>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -496,8 +529,12 @@ pub enum TokenError {
 
 /// Issues and verifies bearer tokens bound to one tenant.
 pub trait TokenService: Send + Sync + 'static {
-    fn issue(&self, user: UserId, tenant: TenantId)
-        -> Result<(String, TokenClaims), anyhow::Error>;
+    fn issue(
+        &self,
+        user: UserId,
+        tenant: TenantId,
+        session: Option<SessionFamily>,
+    ) -> Result<(String, TokenClaims), anyhow::Error>;
     fn verify(&self, token: &str) -> Result<TokenClaims, TokenError>;
 }
 

@@ -579,15 +579,18 @@ enum AuthOp {
     Authenticate,
     Me,
     Logout,
+    Refresh,
 }
 
 impl AuthOp {
-    const ALL: [AuthOp; 5] = [
+    /// (`Refresh` last: it disables a member and removes the guest.)
+    const ALL: [AuthOp; 6] = [
         AuthOp::Logout,
         AuthOp::Login,
         AuthOp::SwitchTenant,
         AuthOp::Authenticate,
         AuthOp::Me,
+        AuthOp::Refresh,
     ];
 
     fn method(self) -> &'static str {
@@ -597,6 +600,7 @@ impl AuthOp {
             AuthOp::Authenticate => "AuthService::authenticate",
             AuthOp::Me => "AuthService::me",
             AuthOp::Logout => "AuthService::logout",
+            AuthOp::Refresh => "AuthService::refresh",
         }
     }
 }
@@ -666,7 +670,7 @@ async fn auth_serves_members_in_their_own_tenants_only() {
                 use hearth_domain::ports::TokenService;
                 let (foreign, _) = w
                     .tokens
-                    .issue(acme_admin.user_id, w.globex.tenant.id)
+                    .issue(acme_admin.user_id, w.globex.tenant.id, None)
                     .expect("issued");
                 for token in [foreign.as_str(), "not-a-token"] {
                     let result = auth.authenticate(token).await;
@@ -688,10 +692,41 @@ async fn auth_serves_members_in_their_own_tenants_only() {
                 let second = login(full.email.to_string()).await;
                 let other = login(acme_admin.email.to_string()).await;
                 let principal = auth.authenticate(&first.token).await.expect("valid");
-                // When the member logs out
-                auth.logout(&principal).await.expect("logs out");
-                // Then both of their tokens are refused at once, the
-                // admin's is not, and a new login works
+                // When the member logs out of the first session
+                auth.logout(&principal, &first.token, false)
+                    .await
+                    .expect("logs out");
+                // Then that session's access and refresh tokens are refused,
+                // and the second session goes on
+                let result = auth.authenticate(&first.token).await;
+                assert!(
+                    matches!(result, Err(DomainError::Unauthenticated)),
+                    "{result:?}"
+                );
+                let result = auth.refresh(&first.refresh_token).await;
+                assert!(
+                    matches!(result, Err(DomainError::Unauthenticated)),
+                    "{result:?}"
+                );
+                assert!(auth.authenticate(&second.token).await.is_ok());
+                // And a token of another user cannot log this one out
+                let result = auth.logout(&principal, &other.token, false).await;
+                assert!(
+                    matches!(result, Err(DomainError::Unauthenticated)),
+                    "{result:?}"
+                );
+                assert!(auth.authenticate(&other.token).await.is_ok());
+                // When the member logs out of all sessions
+                auth.logout(&principal, &second.token, true)
+                    .await
+                    .expect("logs out everywhere");
+                // Then both of their sessions are refused, refresh included,
+                // the admin's is not, and a new login works
+                let result = auth.refresh(&second.refresh_token).await;
+                assert!(
+                    matches!(result, Err(DomainError::Unauthenticated)),
+                    "{result:?}"
+                );
                 for token in [&first.token, &second.token] {
                     let result = auth.authenticate(token).await;
                     assert!(
@@ -705,6 +740,96 @@ async fn auth_serves_members_in_their_own_tenants_only() {
                 tokio::time::sleep(std::time::Duration::from_millis(2)).await;
                 let fresh = login(full.email.to_string()).await;
                 assert!(auth.authenticate(&fresh.token).await.is_ok());
+            }
+            AuthOp::Refresh => {
+                // Given a member logged in
+                let member = w.acme.member(Role::Limited);
+                let login = auth
+                    .login(member.email.as_str(), PASSWORD, None, None)
+                    .await
+                    .expect("logs in");
+                // When they refresh
+                let renewed = auth.refresh(&login.refresh_token).await.expect("refreshes");
+                // Then they get a new pair that works, for the same tenant and role
+                assert_ne!(renewed.refresh_token, login.refresh_token);
+                assert_eq!(
+                    (renewed.tenant.id, renewed.role),
+                    (w.acme.tenant.id, Role::Limited)
+                );
+                assert_eq!(
+                    auth.authenticate(&renewed.token).await.ok(),
+                    Some(member.clone())
+                );
+                // And the old refresh token is spent; presenting it again
+                // (a copy) ends the whole session, the new pair included
+                let reused = auth.refresh(&login.refresh_token).await;
+                assert!(
+                    matches!(reused, Err(DomainError::Unauthenticated)),
+                    "{reused:?}"
+                );
+                let after = auth.refresh(&renewed.refresh_token).await;
+                assert!(
+                    matches!(after, Err(DomainError::Unauthenticated)),
+                    "{after:?}"
+                );
+                let result = auth.authenticate(&renewed.token).await;
+                assert!(
+                    matches!(result, Err(DomainError::Unauthenticated)),
+                    "{result:?}"
+                );
+                // And garbage, an empty or a huge token are refused alike
+                for token in ["", "not-a-token", &"x".repeat(10_000)] {
+                    let result = auth.refresh(token).await;
+                    assert!(
+                        matches!(result, Err(DomainError::Unauthenticated)),
+                        "{result:?}"
+                    );
+                }
+
+                // Given the guest logged in to acme and globex
+                let guest_acme = auth
+                    .login(w.guest.email.as_str(), PASSWORD, Some("acme"), None)
+                    .await
+                    .expect("the guest logs in to acme");
+                let guest_globex = auth
+                    .login(w.guest.email.as_str(), PASSWORD, Some("globex"), None)
+                    .await
+                    .expect("the guest logs in to globex");
+                // When acme's admin removes the guest from acme
+                w.services
+                    .admin
+                    .remove_membership(&acme_admin, w.guest.user_id)
+                    .await
+                    .expect("an admin removes a guest");
+                // Then the acme refresh token is refused, the globex one is not
+                let result = auth.refresh(&guest_acme.refresh_token).await;
+                assert!(
+                    matches!(result, Err(DomainError::Unauthenticated)),
+                    "{result:?}"
+                );
+                let globex = auth
+                    .refresh(&guest_globex.refresh_token)
+                    .await
+                    .expect("globex still has them");
+                assert_eq!(globex.tenant.id, w.globex.tenant.id);
+
+                // Given another member logged in, When an admin disables them
+                let basic = w.acme.member(Role::Basic);
+                let session = auth
+                    .login(basic.email.as_str(), PASSWORD, None, None)
+                    .await
+                    .expect("logs in");
+                w.services
+                    .admin
+                    .set_user_disabled(&acme_admin, basic.user_id, true)
+                    .await
+                    .expect("an admin disables a member");
+                // Then their refresh token is refused
+                let result = auth.refresh(&session.refresh_token).await;
+                assert!(
+                    matches!(result, Err(DomainError::Unauthenticated)),
+                    "{result:?}"
+                );
             }
             AuthOp::Me => {
                 // When members ask who they are, Then they see their own memberships

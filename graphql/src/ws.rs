@@ -32,7 +32,7 @@ use serde_json::json;
 use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 
 use crate::api::error::Code;
-use crate::api::{AccessChanges, Caller, ClientAddr, CodedSchema};
+use crate::api::{AccessChanges, BearerToken, Caller, ClientAddr, CodedSchema};
 
 /// Limits of the WebSocket endpoint; [`WsLimits::default`] is what `serve` uses.
 #[derive(Debug, Clone)]
@@ -642,6 +642,9 @@ impl Executor for SessionExecutor {
                 .data(AccessChanges(session.access.clone()));
             if let Some(client) = session.client {
                 request = request.data(client);
+            }
+            if let Some(token) = session.token.clone() {
+                request = request.data(BearerToken(token));
             }
             let responses = schema.execute_stream(request, Some(data));
             until_session_ends(responses, state)

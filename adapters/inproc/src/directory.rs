@@ -11,13 +11,14 @@ use anyhow::anyhow;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use hearth_domain::model::{
-    Area, AuditEntry, AuditOutcome, Device, EmailAddress, Membership, PasswordHash, Tenant, User,
+    Area, AuditEntry, AuditOutcome, Device, EmailAddress, Membership, PasswordHash, RefreshSession,
+    RefreshTokenHash, Tenant, User,
 };
 use hearth_domain::ports::{
     AreaRepository, AuditCursor, AuditFilter, AuditLog, AuditRecord, DeviceFilter,
-    DeviceRepository, Page, TenantRepository, UserRepository,
+    DeviceRepository, Page, SessionRepository, TenantRepository, UserRepository,
 };
-use hearth_domain::{AreaId, DeviceId, StoreError, TenantId, UserId};
+use hearth_domain::{AreaId, DeviceId, SessionFamily, StoreError, TenantId, UserId};
 
 /// Tenants, users, memberships, areas, devices and audit log in hash maps
 /// behind one lock, so the secondary indexes can never disagree with the rows.
@@ -49,6 +50,8 @@ struct State {
     audit_of: HashMap<TenantId, Vec<AuditRecord>>,
     /// The last arrival number handed out, across tenants.
     audit_seq: u64,
+    /// Refresh tokens by hash.
+    sessions: HashMap<RefreshTokenHash, RefreshSession>,
 }
 
 impl MemoryDirectory {
@@ -345,6 +348,7 @@ impl UserRepository for MemoryDirectory {
         s.memberships.retain(|(u, _), _| *u != id);
         s.membership_seq.retain(|(u, _), _| *u != id);
         s.membership_order.remove(&id);
+        s.sessions.retain(|_, session| session.user_id != id);
         Ok(true)
     }
 }
@@ -598,6 +602,70 @@ impl AuditLog for MemoryDirectory {
             .cloned()
             .collect())
     }
+}
+
+#[async_trait]
+impl SessionRepository for MemoryDirectory {
+    async fn insert_session(&self, session: &RefreshSession) -> Result<(), StoreError> {
+        let mut s = self.write();
+        // The foreign keys of the SQL schema.
+        if !s.users.contains_key(&session.user_id) || !s.tenants.contains_key(&session.tenant_id) {
+            return Err(StoreError::Backend(anyhow!(
+                "a session of an unknown user or tenant"
+            )));
+        }
+        if s.sessions.contains_key(&session.token_hash) {
+            return Err(StoreError::Conflict("refresh token".into()));
+        }
+        let mut stored = session.clone();
+        // Stores keep microseconds (like SQL), so a read-back agrees.
+        stored.issued_at = micros(stored.issued_at);
+        stored.expires_at = micros(stored.expires_at);
+        s.sessions.insert(session.token_hash.clone(), stored);
+        Ok(())
+    }
+
+    async fn session(&self, hash: &RefreshTokenHash) -> Result<Option<RefreshSession>, StoreError> {
+        Ok(self.read().sessions.get(hash).cloned())
+    }
+
+    async fn retire_session(&self, hash: &RefreshTokenHash) -> Result<bool, StoreError> {
+        Ok(match self.write().sessions.get_mut(hash) {
+            Some(session) if !session.retired => {
+                session.retired = true;
+                true
+            }
+            _ => false,
+        })
+    }
+
+    async fn revoke_family(&self, family: SessionFamily) -> Result<u64, StoreError> {
+        let mut s = self.write();
+        let before = s.sessions.len();
+        s.sessions.retain(|_, session| session.family != family);
+        Ok((before - s.sessions.len()) as u64)
+    }
+
+    async fn revoke_user_sessions(&self, user: UserId) -> Result<u64, StoreError> {
+        let mut s = self.write();
+        let before = s.sessions.len();
+        s.sessions.retain(|_, session| session.user_id != user);
+        Ok((before - s.sessions.len()) as u64)
+    }
+
+    async fn family_active(
+        &self,
+        family: SessionFamily,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        Ok(self.read().sessions.values().any(|session| {
+            session.family == family && !session.retired && session.expires_at > now
+        }))
+    }
+}
+
+fn micros(at: DateTime<Utc>) -> DateTime<Utc> {
+    DateTime::from_timestamp_micros(at.timestamp_micros()).unwrap_or(at)
 }
 
 #[cfg(test)]

@@ -10,13 +10,14 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use hearth_domain::model::{
-    Area, AuditEntry, AuditOutcome, Device, EmailAddress, Membership, PasswordHash, Tenant, User,
+    Area, AuditEntry, AuditOutcome, Device, EmailAddress, Membership, PasswordHash, RefreshSession,
+    RefreshTokenHash, Tenant, User,
 };
 use hearth_domain::ports::{
     AreaRepository, AuditCursor, AuditFilter, AuditLog, AuditRecord, DeviceFilter,
-    DeviceRepository, Page, TenantRepository, UserRepository,
+    DeviceRepository, Page, SessionRepository, TenantRepository, UserRepository,
 };
-use hearth_domain::{AreaId, DeviceId, StoreError, TenantId, UserId};
+use hearth_domain::{AreaId, DeviceId, SessionFamily, StoreError, TenantId, UserId};
 use sea_orm::sea_query::{Expr, Func, LikeExpr, OnConflict};
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{
@@ -26,7 +27,7 @@ use sea_orm::{
 };
 use sea_orm_migration::MigratorTrait;
 
-use crate::entity::{areas, audit_log, devices, memberships, micros, tenants, users};
+use crate::entity::{areas, audit_log, devices, memberships, micros, sessions, tenants, users};
 use crate::error::{backend, invalid_row, on_insert, SqlError};
 use crate::migration::Migrator;
 
@@ -681,6 +682,74 @@ fn audit_condition(
         );
     }
     Some(condition)
+}
+
+#[async_trait]
+impl SessionRepository for SqlDirectory {
+    async fn insert_session(&self, session: &RefreshSession) -> Result<(), StoreError> {
+        sessions::Entity::insert(sessions::Model::from_domain(session).into_active_model())
+            .exec_without_returning(&self.db)
+            .await
+            .map_err(on_insert("could not insert a session", || {
+                "refresh token".to_owned()
+            }))?;
+        Ok(())
+    }
+
+    async fn session(&self, hash: &RefreshTokenHash) -> Result<Option<RefreshSession>, StoreError> {
+        sessions::Entity::find_by_id(hash.as_str().to_owned())
+            .one(&self.db)
+            .await
+            .map_err(backend("could not read a session"))?
+            .map(sessions::Model::into_domain)
+            .transpose()
+    }
+
+    async fn retire_session(&self, hash: &RefreshTokenHash) -> Result<bool, StoreError> {
+        // One conditional UPDATE: of two concurrent rotations, only one
+        // sees a row it changed.
+        let result = sessions::Entity::update_many()
+            .col_expr(sessions::Column::Retired, Expr::value(true))
+            .filter(sessions::Column::TokenHash.eq(hash.as_str()))
+            .filter(sessions::Column::Retired.eq(false))
+            .exec(&self.db)
+            .await
+            .map_err(backend("could not retire a session"))?;
+        Ok(result.rows_affected == 1)
+    }
+
+    async fn revoke_family(&self, family: SessionFamily) -> Result<u64, StoreError> {
+        let result = sessions::Entity::delete_many()
+            .filter(sessions::Column::Family.eq(family.to_string()))
+            .exec(&self.db)
+            .await
+            .map_err(backend("could not revoke a session family"))?;
+        Ok(result.rows_affected)
+    }
+
+    async fn revoke_user_sessions(&self, user: UserId) -> Result<u64, StoreError> {
+        let result = sessions::Entity::delete_many()
+            .filter(sessions::Column::UserId.eq(user.to_string()))
+            .exec(&self.db)
+            .await
+            .map_err(backend("could not revoke a user's sessions"))?;
+        Ok(result.rows_affected)
+    }
+
+    async fn family_active(
+        &self,
+        family: SessionFamily,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let live = sessions::Entity::find()
+            .filter(sessions::Column::Family.eq(family.to_string()))
+            .filter(sessions::Column::Retired.eq(false))
+            .filter(sessions::Column::ExpiresAt.gt(micros(now)))
+            .count(&self.db)
+            .await
+            .map_err(backend("could not check a session family"))?;
+        Ok(live > 0)
+    }
 }
 
 #[cfg(test)]

@@ -10,9 +10,11 @@ use std::str::FromStr;
 use chrono::{DateTime, Utc};
 use hearth_domain::model::{
     Area, AuditEntry, AuditOutcome, Device, DeviceScope, EmailAddress, Endpoint, Membership,
-    PasswordHash, Role, Tenant, TenantSlug, User,
+    PasswordHash, RefreshSession, RefreshTokenHash, Role, Tenant, TenantSlug, User,
 };
-use hearth_domain::{AreaId, DeviceId, PointKey, ProfileId, StoreError, TenantId, UserId};
+use hearth_domain::{
+    AreaId, DeviceId, PointKey, ProfileId, SessionFamily, StoreError, TenantId, UserId,
+};
 
 use crate::error::invalid_row;
 
@@ -48,6 +50,31 @@ pub(crate) mod users {
         pub disabled: bool,
         /// Microseconds since the epoch.
         pub tokens_valid_from: Option<i64>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub(crate) mod sessions {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "sessions")]
+    pub struct Model {
+        /// Hex SHA-256 of the refresh token.
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub token_hash: String,
+        pub family: String,
+        pub user_id: String,
+        pub tenant_id: String,
+        /// Microseconds since the epoch.
+        pub issued_at: i64,
+        /// Microseconds since the epoch.
+        pub expires_at: i64,
+        pub retired: bool,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -340,6 +367,36 @@ impl audit_log::Model {
             detail: self.detail,
             count,
             last_at,
+        })
+    }
+}
+
+impl sessions::Model {
+    pub(crate) fn from_domain(s: &RefreshSession) -> Self {
+        Self {
+            token_hash: s.token_hash.as_str().to_owned(),
+            family: s.family.to_string(),
+            user_id: s.user_id.to_string(),
+            tenant_id: s.tenant_id.to_string(),
+            issued_at: micros(s.issued_at),
+            expires_at: micros(s.expires_at),
+            retired: s.retired,
+        }
+    }
+
+    pub(crate) fn into_domain(self) -> Result<RefreshSession, StoreError> {
+        let bad = |reason: &str| invalid_row("sessions", &self.family, reason);
+        Ok(RefreshSession {
+            token_hash: RefreshTokenHash::from_stored(&self.token_hash)
+                .ok_or_else(|| bad("token_hash"))?,
+            family: SessionFamily::from_str(&self.family).map_err(|_| bad("family"))?,
+            user_id: UserId::from_str(&self.user_id).map_err(|_| bad("user_id"))?,
+            tenant_id: TenantId::from_str(&self.tenant_id).map_err(|_| bad("tenant_id"))?,
+            issued_at: DateTime::from_timestamp_micros(self.issued_at)
+                .ok_or_else(|| bad("issued_at"))?,
+            expires_at: DateTime::from_timestamp_micros(self.expires_at)
+                .ok_or_else(|| bad("expires_at"))?,
+            retired: self.retired,
         })
     }
 }

@@ -15,6 +15,8 @@ impl MigratorTrait for Migrator {
             Box::new(m20250601_000002_audit_coalescing::Migration),
             Box::new(m20261129_000003_wide_units::Migration),
             Box::new(m20261129_000004_access::Migration),
+            // (000005 is kept for the OIDC identity links of another branch.)
+            Box::new(m20261129_000006_sessions::Migration),
         ]
     }
 }
@@ -575,6 +577,116 @@ mod m20261129_000004_access {
                     .await?;
             }
             Ok(())
+        }
+    }
+}
+
+mod m20261129_000006_sessions {
+    //! Refresh tokens, one row per token issued, by the SHA-256 of the token.
+    use sea_orm_migration::prelude::*;
+    use sea_orm_migration::sea_orm::DbBackend;
+
+    pub(crate) struct Migration;
+
+    impl MigrationName for Migration {
+        fn name(&self) -> &str {
+            "m20261129_000006_sessions"
+        }
+    }
+
+    #[derive(DeriveIden)]
+    enum Sessions {
+        Table,
+        TokenHash,
+        Family,
+        UserId,
+        TenantId,
+        IssuedAt,
+        ExpiresAt,
+        Retired,
+    }
+
+    #[derive(DeriveIden)]
+    enum Users {
+        Table,
+        Id,
+    }
+
+    #[derive(DeriveIden)]
+    enum Tenants {
+        Table,
+        Id,
+    }
+
+    #[async_trait::async_trait]
+    impl MigrationTrait for Migration {
+        async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+            let mut table = Table::create();
+            table
+                .table(Sessions::Table)
+                .col(
+                    ColumnDef::new(Sessions::TokenHash)
+                        .string_len(64)
+                        .not_null()
+                        .primary_key(),
+                )
+                .col(ColumnDef::new(Sessions::Family).string_len(36).not_null())
+                .col(ColumnDef::new(Sessions::UserId).string_len(36).not_null())
+                .col(ColumnDef::new(Sessions::TenantId).string_len(36).not_null())
+                .col(ColumnDef::new(Sessions::IssuedAt).big_integer().not_null())
+                .col(ColumnDef::new(Sessions::ExpiresAt).big_integer().not_null())
+                .col(
+                    ColumnDef::new(Sessions::Retired)
+                        .boolean()
+                        .not_null()
+                        .default(false),
+                )
+                // A deleted user or tenant takes its sessions along.
+                .foreign_key(
+                    ForeignKey::create()
+                        .from(Sessions::Table, Sessions::UserId)
+                        .to(Users::Table, Users::Id)
+                        .on_delete(ForeignKeyAction::Cascade),
+                )
+                .foreign_key(
+                    ForeignKey::create()
+                        .from(Sessions::Table, Sessions::TenantId)
+                        .to(Tenants::Table, Tenants::Id)
+                        .on_delete(ForeignKeyAction::Cascade),
+                );
+            // The same table options as the other tables (binary collation).
+            if manager.get_database_backend() == DbBackend::MySql {
+                table
+                    .engine("InnoDB")
+                    .character_set("utf8mb4")
+                    .collate("utf8mb4_bin");
+            }
+            manager.create_table(table.to_owned()).await?;
+            // Separate statements: SQLite has no inline non-unique index.
+            manager
+                .create_index(
+                    Index::create()
+                        .name("ix_sessions_family")
+                        .table(Sessions::Table)
+                        .col(Sessions::Family)
+                        .to_owned(),
+                )
+                .await?;
+            manager
+                .create_index(
+                    Index::create()
+                        .name("ix_sessions_user")
+                        .table(Sessions::Table)
+                        .col(Sessions::UserId)
+                        .to_owned(),
+                )
+                .await
+        }
+
+        async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+            manager
+                .drop_table(Table::drop().table(Sessions::Table).to_owned())
+                .await
         }
     }
 }

@@ -20,10 +20,10 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use crate::error::StoreError;
-use crate::ids::{AreaId, DeviceId, PointKey, ProfileId, TenantId, UserId};
+use crate::ids::{AreaId, DeviceId, PointKey, ProfileId, SessionFamily, TenantId, UserId};
 use crate::model::{
     Area, AuditEntry, AuditOutcome, Device, DeviceScope, EmailAddress, Endpoint, Membership,
-    PasswordHash, Role, Tenant, TenantSlug, User,
+    PasswordHash, RefreshSession, RefreshTokenHash, Role, Tenant, TenantSlug, User,
 };
 use crate::ports::{
     AreaRepository, AuditCursor, AuditFilter, AuditLog, AuditRecord, DeviceFilter,
@@ -45,6 +45,7 @@ pub async fn directory_contract(dir: &dyn Directory) {
     device_pagination(dir, &world).await;
     audit(dir, &world).await;
     administration(dir, &world).await;
+    sessions(dir, &world).await;
 }
 
 /// Two tenants with areas and devices, shared by the checks below.
@@ -293,6 +294,118 @@ async fn administration(dir: &dyn Directory, w: &World) {
 }
 
 /// A timestamp with whole microseconds, which every store keeps exactly.
+/// Refresh tokens: stored by hash, retired once, revoked per family or
+/// per user, and gone with their user.
+async fn sessions(dir: &dyn Directory, w: &World) {
+    let cam = user("cam@sessions.test", "Cam", None);
+    let dee = user("dee@sessions.test", "Dee", None);
+    for u in [&cam, &dee] {
+        dir.insert_user(u).await.expect("contract: insert_user");
+    }
+    let now = at(1_800_000_000, 654_321);
+    let session = |token: &str, u: &User, family: SessionFamily| RefreshSession {
+        token_hash: RefreshTokenHash::of(token),
+        family,
+        user_id: u.id,
+        tenant_id: w.acme.id,
+        issued_at: now,
+        expires_at: at(1_800_086_400, 1),
+        retired: false,
+    };
+    let (first, second) = (SessionFamily::new(), SessionFamily::new());
+    let a = session("token-a", &cam, first);
+    dir.insert_session(&a)
+        .await
+        .expect("contract: insert_session");
+    assert!(
+        matches!(dir.insert_session(&a).await, Err(StoreError::Conflict(_))),
+        "insert_session must return Conflict for a stored hash"
+    );
+    assert_eq!(
+        dir.session(&a.token_hash).await.expect("session() failed"),
+        Some(a.clone()),
+        "a session must read back as stored, times to the microsecond"
+    );
+    assert!(dir
+        .session(&RefreshTokenHash::of("unknown"))
+        .await
+        .expect("session() failed")
+        .is_none());
+    assert!(dir
+        .family_active(first, now)
+        .await
+        .expect("family_active() failed"));
+
+    // Retired exactly once; a family whose only token is retired is over.
+    assert_eq!(dir.retire_session(&a.token_hash).await.ok(), Some(true));
+    assert_eq!(
+        dir.retire_session(&a.token_hash).await.ok(),
+        Some(false),
+        "retiring a retired token must answer false"
+    );
+    let stored = dir.session(&a.token_hash).await.expect("session() failed");
+    assert!(stored.is_some_and(|s| s.retired), "retired must stick");
+    assert!(!dir
+        .family_active(first, now)
+        .await
+        .expect("family_active() failed"));
+    let b = session("token-b", &cam, first);
+    dir.insert_session(&b)
+        .await
+        .expect("contract: insert_session");
+    assert!(dir
+        .family_active(first, now)
+        .await
+        .expect("family_active() failed"));
+    assert!(
+        !dir.family_active(first, b.expires_at)
+            .await
+            .expect("family_active() failed"),
+        "an expired token keeps no family active"
+    );
+
+    // Revoking one family leaves the user's other family and other users.
+    let c = session("token-c", &cam, second);
+    let d = session("token-d", &dee, SessionFamily::new());
+    for s in [&c, &d] {
+        dir.insert_session(s)
+            .await
+            .expect("contract: insert_session");
+    }
+    assert_eq!(dir.revoke_family(first).await.ok(), Some(2));
+    assert!(dir
+        .session(&b.token_hash)
+        .await
+        .expect("session()")
+        .is_none());
+    assert!(dir
+        .session(&c.token_hash)
+        .await
+        .expect("session()")
+        .is_some());
+    assert_eq!(dir.revoke_user_sessions(cam.id).await.ok(), Some(1));
+    assert!(dir
+        .session(&c.token_hash)
+        .await
+        .expect("session()")
+        .is_none());
+    assert!(dir
+        .session(&d.token_hash)
+        .await
+        .expect("session()")
+        .is_some());
+
+    // A deleted user's sessions go with them.
+    assert_eq!(dir.delete_user(dee.id).await.ok(), Some(true));
+    assert!(
+        dir.session(&d.token_hash)
+            .await
+            .expect("session()")
+            .is_none(),
+        "a deleted user's sessions go with them"
+    );
+}
+
 fn at(secs: i64, micros: u32) -> DateTime<Utc> {
     DateTime::from_timestamp(secs, micros * 1_000).expect("contract: valid timestamp")
 }

@@ -104,6 +104,7 @@ impl Services {
             directory.clone(),
             passwords.clone(),
             tokens,
+            directory.clone(),
             hashing.clone(),
             limits,
         );

@@ -83,6 +83,10 @@ pub fn sdl() -> String {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClientAddr(pub std::net::IpAddr);
 
+/// The bearer token a request came with (`logout` ends its session).
+#[derive(Debug, Clone)]
+pub struct BearerToken(pub std::sync::Arc<str>);
+
 /// Who is calling, as established by the transport from a bearer token.
 #[derive(Debug, Clone)]
 pub enum Caller {
