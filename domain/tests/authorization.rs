@@ -777,6 +777,25 @@ async fn auth_serves_members_in_their_own_tenants_only() {
                     matches!(result, Err(DomainError::Unauthenticated)),
                     "{result:?}"
                 );
+                // When one refresh token is used twice at once
+                let login = auth
+                    .login(member.email.as_str(), PASSWORD, None, None)
+                    .await
+                    .expect("logs in");
+                let (one, two) = tokio::join!(
+                    auth.refresh(&login.refresh_token),
+                    auth.refresh(&login.refresh_token)
+                );
+                // Then at most one gets a pair, and that pair is revoked too
+                let winners: Vec<_> = [one, two].into_iter().filter_map(Result::ok).collect();
+                assert!(winners.len() <= 1, "{} winners", winners.len());
+                for winner in winners {
+                    let result = auth.refresh(&winner.refresh_token).await;
+                    assert!(
+                        matches!(result, Err(DomainError::Unauthenticated)),
+                        "{result:?}"
+                    );
+                }
                 // And garbage, an empty or a huge token are refused alike
                 for token in ["", "not-a-token", &"x".repeat(10_000)] {
                     let result = auth.refresh(token).await;

@@ -278,13 +278,16 @@ impl AuthService {
                 return Err(DomainError::Unauthenticated);
             }
         };
+        // The new token is stored before the old one is retired, so the
+        // family never looks ended to a request checking it in between.
+        let renewed = self.issue(&membership, Some(stored.family)).await?;
         if !self.sessions.retire_session(&hash).await? {
             // Another request rotated it first: the same token used twice.
             tracing::warn!(user = %stored.user_id, family = %stored.family, "A refresh token was used twice at once; revoking its session family.");
             self.revoke_family(stored.family).await?;
             return Err(DomainError::Unauthenticated);
         }
-        self.issue(&membership, Some(stored.family)).await
+        Ok(renewed)
     }
 
     async fn revoke_family(&self, family: SessionFamily) -> Result<(), DomainError> {
