@@ -409,6 +409,8 @@ async fn locked_out_logins_are_refused_without_hashing_and_off_the_async_thread(
         email: EmailAddress::new("ann@acme.test")?,
         display_name: "Ann".into(),
         password_hash: Some(hearth.auth.hash_password("right").await?),
+        disabled: false,
+        tokens_valid_from: None,
     };
     directory.insert_user(&user).await?;
     directory

@@ -79,6 +79,8 @@ async fn the_poller_gets_every_device_with_its_own_tenants_profile_only() -> any
         email: EmailAddress::new("admin@acme.test")?,
         display_name: "Admin".into(),
         password_hash: None,
+        disabled: false,
+        tokens_valid_from: None,
     };
     s.provisioning
         .create_user(

@@ -61,6 +61,11 @@ uuid_id!(
     UserId
 );
 uuid_id!(
+    /// One login and every refresh token rotated from it: revoked as a whole
+    /// on logout or when a retired refresh token is presented again.
+    SessionFamily
+);
+uuid_id!(
     /// A node in a tenant's area tree (site, building, plant room).
     AreaId
 );

@@ -9,10 +9,11 @@ use futures::stream::{BoxStream, StreamExt};
 
 use crate::error::InvalidValue;
 use crate::error::StoreError;
-use crate::ids::{AreaId, DeviceId, ProfileId, TenantId, UserId};
+use crate::ids::{AreaId, DeviceId, ProfileId, SessionFamily, TenantId, UserId};
 use crate::model::{
     Area, AuditEntry, Device, DeviceProfile, EmailAddress, Endpoint, HistoryBucket, HistoryQuery,
-    Membership, PasswordHash, PointDefinition, Reading, Tenant, User, WriteLevel,
+    Membership, PasswordHash, PointDefinition, Reading, RefreshSession, RefreshTokenHash, Tenant,
+    User, WriteLevel,
 };
 use crate::principal::{Principal, SystemPrincipal};
 
@@ -139,6 +140,15 @@ pub trait UserRepository: Send + Sync + 'static {
     /// Deletes the membership of `(user, tenant)`; `true` when there was one.
     /// The user's other memberships keep their order.
     async fn remove_membership(&self, user: UserId, tenant: TenantId) -> Result<bool, StoreError>;
+    /// Every membership in one tenant, oldest first (the admin's user list).
+    async fn memberships_in(&self, tenant: TenantId) -> Result<Vec<Membership>, StoreError>;
+    /// Disables or re-enables a user; `false` when there is no such user.
+    async fn set_disabled(&self, id: UserId, disabled: bool) -> Result<bool, StoreError>;
+    /// Deletes a user with all their memberships; `false` when there was none.
+    async fn delete_user(&self, id: UserId) -> Result<bool, StoreError>;
+    /// Sets the instant before which the user's tokens are refused
+    /// (`User::tokens_valid_from`); `false` when there is no such user.
+    async fn revoke_tokens(&self, id: UserId, from: DateTime<Utc>) -> Result<bool, StoreError>;
 }
 
 /// The area tree of each tenant.
@@ -146,6 +156,13 @@ pub trait UserRepository: Send + Sync + 'static {
 pub trait AreaRepository: Send + Sync + 'static {
     async fn insert_area(&self, area: &Area) -> Result<(), StoreError>;
     async fn areas(&self, tenant: TenantId) -> Result<Vec<Area>, StoreError>;
+    /// Replaces name and parent of the area with `area.id` in `area.tenant_id`;
+    /// `false` when the tenant has no such area. The caller checks the tree
+    /// rules (no cycle, depth); the store only keeps parents in the tenant.
+    async fn update_area(&self, area: &Area) -> Result<bool, StoreError>;
+    /// Deletes an area of the tenant; `false` when there was none. The
+    /// caller makes sure it has no children and no devices.
+    async fn delete_area(&self, tenant: TenantId, id: AreaId) -> Result<bool, StoreError>;
 }
 
 /// Devices.
@@ -165,6 +182,12 @@ pub trait DeviceRepository: Send + Sync + 'static {
     /// Every device of every tenant. Only the ingest use case calls this, for
     /// a system principal the policy allows to read every endpoint.
     async fn all_devices(&self) -> Result<Vec<Device>, StoreError>;
+    /// Replaces the device with `device.id` in `device.tenant_id`; `false`
+    /// when the tenant has no such device. MUST return `Conflict` when the
+    /// new name is another device's of the tenant.
+    async fn update_device(&self, device: &Device) -> Result<bool, StoreError>;
+    /// Deletes a device of the tenant; `false` when there was none.
+    async fn delete_device(&self, tenant: TenantId, id: DeviceId) -> Result<bool, StoreError>;
 }
 
 /// The append-only audit log.
@@ -195,11 +218,41 @@ pub trait AuditLog: Send + Sync + 'static {
     ) -> Result<Vec<AuditRecord>, StoreError>;
 }
 
+/// Refresh tokens ([`RefreshSession`]), found by their hash.
+#[async_trait]
+pub trait SessionRepository: Send + Sync + 'static {
+    /// Stores a new, unretired token. MUST return `Conflict` when the hash
+    /// is taken.
+    async fn insert_session(&self, session: &RefreshSession) -> Result<(), StoreError>;
+    async fn session(&self, hash: &RefreshTokenHash) -> Result<Option<RefreshSession>, StoreError>;
+    /// Marks the token retired. MUST return `true` to exactly one caller
+    /// when several retire the same unretired token at once (one rotation
+    /// wins), and `false` when it is already retired or unknown.
+    async fn retire_session(&self, hash: &RefreshTokenHash) -> Result<bool, StoreError>;
+    /// Deletes every token of the family; how many there were.
+    async fn revoke_family(&self, family: SessionFamily) -> Result<u64, StoreError>;
+    /// Deletes every token of the user, all families; how many there were.
+    async fn revoke_user_sessions(&self, user: UserId) -> Result<u64, StoreError>;
+    /// Whether the family still has an unretired token that has not expired
+    /// at `now` (access tokens of a revoked family stand for nobody).
+    async fn family_active(
+        &self,
+        family: SessionFamily,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+}
+
 /// A relational store serving every repository above (the SQL and in-memory
 /// adapters each are one). Only the composition root and the contract suite
 /// name it; use cases hold the single repositories they need.
 pub trait Directory:
-    TenantRepository + UserRepository + AreaRepository + DeviceRepository + AuditLog + IdentityLinks
+    TenantRepository
+    + UserRepository
+    + AreaRepository
+    + DeviceRepository
+    + AuditLog
+    + IdentityLinks
+    + SessionRepository
 {
 }
 
@@ -210,6 +263,7 @@ impl<T> Directory for T where
         + DeviceRepository
         + AuditLog
         + IdentityLinks
+        + SessionRepository
 {
 }
 
@@ -480,6 +534,12 @@ pub struct TokenClaims {
     pub user_id: UserId,
     pub tenant_id: TenantId,
     pub expires_at: DateTime<Utc>,
+    /// When the token was issued, to the millisecond where the token says
+    /// so: a logout revokes every token issued before it.
+    pub issued_at: DateTime<Utc>,
+    /// The refresh-token family the token was issued with, if any: when it
+    /// is revoked (logout, theft detected) the token stands for nobody.
+    pub session: Option<SessionFamily>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -496,8 +556,12 @@ pub enum TokenError {
 
 /// Issues and verifies bearer tokens bound to one tenant.
 pub trait TokenService: Send + Sync + 'static {
-    fn issue(&self, user: UserId, tenant: TenantId)
-        -> Result<(String, TokenClaims), anyhow::Error>;
+    fn issue(
+        &self,
+        user: UserId,
+        tenant: TenantId,
+        session: Option<SessionFamily>,
+    ) -> Result<(String, TokenClaims), anyhow::Error>;
     fn verify(&self, token: &str) -> Result<TokenClaims, TokenError>;
 }
 
@@ -573,6 +637,18 @@ pub trait Authorizer: Send + Sync + 'static {
         action: SystemAction,
         resource: &Resource,
     ) -> Result<(), AuthzError>;
+
+    /// The capabilities each role has, as the policy states them (the
+    /// "compare roles" table), roles in [`Role::ALL`](crate::model::Role::ALL) order.
+    fn role_capabilities(&self) -> Vec<RoleCapabilities>;
+}
+
+/// One row of the "compare roles" table: a role and the capability names
+/// the policy grants it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoleCapabilities {
+    pub role: crate::model::Role,
+    pub capabilities: Vec<String>,
 }
 
 // ------------------------------------------------------ external identities

@@ -39,6 +39,7 @@ enum Op {
     WriteFull,
     AuditLog,
     SubscribeLive,
+    SubscribeLiveFollowing,
     History,
     HistorySeries,
     Profiles,
@@ -46,7 +47,7 @@ enum Op {
 }
 
 impl Op {
-    const ALL: [Op; 11] = [
+    const ALL: [Op; 12] = [
         Op::ListDevices,
         Op::Device,
         Op::WriteBasic,
@@ -54,6 +55,7 @@ impl Op {
         Op::WriteFull,
         Op::AuditLog,
         Op::SubscribeLive,
+        Op::SubscribeLiveFollowing,
         Op::History,
         Op::HistorySeries,
         Op::Profiles,
@@ -68,6 +70,7 @@ impl Op {
             Op::WriteBasic | Op::WriteLimited | Op::WriteFull => "ControlService::write_parameter",
             Op::AuditLog => "ControlService::audit_log",
             Op::SubscribeLive => "LiveService::subscribe_live",
+            Op::SubscribeLiveFollowing => "LiveService::subscribe_live_following",
             Op::History => "HistoryService::history",
             Op::HistorySeries => "HistoryService::history_series",
             Op::Profiles => "ProfileService::profiles",
@@ -83,6 +86,7 @@ impl Op {
             Op::ListDevices
             | Op::Device
             | Op::SubscribeLive
+            | Op::SubscribeLiveFollowing
             | Op::History
             | Op::HistorySeries
             | Op::Profiles => true,
@@ -101,6 +105,7 @@ impl Op {
                 | Op::WriteLimited
                 | Op::WriteFull
                 | Op::SubscribeLive
+                | Op::SubscribeLiveFollowing
                 | Op::History
                 | Op::HistorySeries
         )
@@ -160,6 +165,11 @@ async fn run(
         Op::SubscribeLive => s
             .live
             .subscribe_live(principal, &[device.id])
+            .await
+            .map(|_| Seen::Nothing)?,
+        Op::SubscribeLiveFollowing => s
+            .live
+            .subscribe_live_following(principal, &[device.id], futures::stream::pending().boxed())
             .await
             .map(|_| Seen::Nothing)?,
         Op::History => {
@@ -437,6 +447,108 @@ async fn live_values_carry_only_the_devices_the_subscriber_may_see() {
     );
 }
 
+/// Records one reading of each device, as the poller would.
+async fn report(w: &World, devices: &[&Device]) {
+    let targets = w
+        .services
+        .ingest
+        .poll_targets(&SystemPrincipal::poller())
+        .await
+        .expect("the poller gets its targets");
+    for device in devices {
+        let reading = Reading {
+            tenant_id: device.tenant_id,
+            device_id: device.id,
+            point: read_only_point(),
+            timestamp: Utc::now(),
+            value: 1.0,
+            quality: Quality::Good,
+        };
+        let target = targets
+            .iter()
+            .find(|t| t.device().id == device.id)
+            .expect("every device is a poll target");
+        w.services
+            .ingest
+            .record_readings(target, vec![reading])
+            .await;
+    }
+}
+
+/// The devices of the readings ready on `stream` now (status changes skipped).
+fn ready_reading_devices(
+    stream: &mut futures::stream::BoxStream<'static, LiveUpdate>,
+) -> std::collections::HashSet<DeviceId> {
+    let mut devices = std::collections::HashSet::new();
+    while let Some(Some(update)) = stream.next().now_or_never() {
+        match update {
+            LiveUpdate::Readings(batch) => devices.extend(batch.iter().map(|r| r.device_id)),
+            LiveUpdate::Reading(r) => {
+                devices.insert(r.device_id);
+            }
+            _ => {}
+        }
+    }
+    devices
+}
+
+#[tokio::test]
+async fn a_narrowed_scope_narrows_a_running_subscription_without_ending_it() {
+    // Given a member scoped to the north area, subscribed to their scope and
+    // following their access
+    let w = world().await;
+    let member = w.acme_north_full.clone();
+    let (changes, changed) = futures::channel::mpsc::unbounded();
+    let mut live = w
+        .services
+        .live
+        .subscribe_live_following(&member, &[], changed.boxed())
+        .await
+        .expect("a member may watch their scope");
+    report(&w, &[&w.acme.north_device, &w.acme.north_sub_device]).await;
+    assert_eq!(
+        ready_reading_devices(&mut live),
+        std::collections::HashSet::from([w.acme.north_device.id, w.acme.north_sub_device.id])
+    );
+
+    // When their scope narrows to the sub-area's device alone, and both
+    // devices report again
+    let narrowed = Principal {
+        scope: DeviceScope::Restricted {
+            areas: Vec::new(),
+            devices: vec![w.acme.north_sub_device.id],
+        },
+        ..member.clone()
+    };
+    changes
+        .unbounded_send(narrowed)
+        .expect("the stream listens");
+    report(&w, &[&w.acme.north_device, &w.acme.north_sub_device]).await;
+
+    // Then the same stream carries the kept device only
+    assert_eq!(
+        ready_reading_devices(&mut live),
+        std::collections::HashSet::from([w.acme.north_sub_device.id])
+    );
+
+    // When a change claims to be another user's (a wiring mistake) and
+    // would widen the scope again
+    let other = Principal {
+        user_id: w.guest.user_id,
+        ..member.clone()
+    };
+    changes.unbounded_send(other).expect("the stream listens");
+    // And a change back to the full north scope comes for the member
+    changes.unbounded_send(member).expect("the stream listens");
+    report(&w, &[&w.acme.north_device, &w.acme.north_sub_device]).await;
+
+    // Then neither widens the running subscription
+    assert_eq!(
+        ready_reading_devices(&mut live),
+        std::collections::HashSet::from([w.acme.north_sub_device.id])
+    );
+}
+
 #[tokio::test]
 async fn writes_refused_before_the_field_leave_it_alone_and_an_allowed_one_is_confirmed() {
     // Given an acme admin, allowed every write level
@@ -486,14 +598,19 @@ enum AuthOp {
     SwitchTenant,
     Authenticate,
     Me,
+    Logout,
+    Refresh,
 }
 
 impl AuthOp {
-    const ALL: [AuthOp; 4] = [
+    /// (`Refresh` last: it disables a member and removes the guest.)
+    const ALL: [AuthOp; 6] = [
+        AuthOp::Logout,
         AuthOp::Login,
         AuthOp::SwitchTenant,
         AuthOp::Authenticate,
         AuthOp::Me,
+        AuthOp::Refresh,
     ];
 
     fn method(self) -> &'static str {
@@ -502,6 +619,8 @@ impl AuthOp {
             AuthOp::SwitchTenant => "AuthService::switch_tenant",
             AuthOp::Authenticate => "AuthService::authenticate",
             AuthOp::Me => "AuthService::me",
+            AuthOp::Logout => "AuthService::logout",
+            AuthOp::Refresh => "AuthService::refresh",
         }
     }
 }
@@ -571,7 +690,7 @@ async fn auth_serves_members_in_their_own_tenants_only() {
                 use hearth_domain::ports::TokenService;
                 let (foreign, _) = w
                     .tokens
-                    .issue(acme_admin.user_id, w.globex.tenant.id)
+                    .issue(acme_admin.user_id, w.globex.tenant.id, None)
                     .expect("issued");
                 for token in [foreign.as_str(), "not-a-token"] {
                     let result = auth.authenticate(token).await;
@@ -580,6 +699,176 @@ async fn auth_serves_members_in_their_own_tenants_only() {
                         "{result:?}"
                     );
                 }
+            }
+            AuthOp::Logout => {
+                // Given two sessions of acme's Full member and one of its admin
+                let full = w.acme.member(Role::Full);
+                let login = |email: String| async move {
+                    auth.login(&email, PASSWORD, None, None)
+                        .await
+                        .expect("logs in")
+                };
+                let first = login(full.email.to_string()).await;
+                let second = login(full.email.to_string()).await;
+                let other = login(acme_admin.email.to_string()).await;
+                let principal = auth.authenticate(&first.token).await.expect("valid");
+                // When the member logs out of the first session
+                auth.logout(&principal, &first.token, false)
+                    .await
+                    .expect("logs out");
+                // Then that session's access and refresh tokens are refused,
+                // and the second session goes on
+                let result = auth.authenticate(&first.token).await;
+                assert!(
+                    matches!(result, Err(DomainError::Unauthenticated)),
+                    "{result:?}"
+                );
+                let result = auth.refresh(&first.refresh_token).await;
+                assert!(
+                    matches!(result, Err(DomainError::Unauthenticated)),
+                    "{result:?}"
+                );
+                assert!(auth.authenticate(&second.token).await.is_ok());
+                // And a token of another user cannot log this one out
+                let result = auth.logout(&principal, &other.token, false).await;
+                assert!(
+                    matches!(result, Err(DomainError::Unauthenticated)),
+                    "{result:?}"
+                );
+                assert!(auth.authenticate(&other.token).await.is_ok());
+                // When the member logs out of all sessions
+                auth.logout(&principal, &second.token, true)
+                    .await
+                    .expect("logs out everywhere");
+                // Then both of their sessions are refused, refresh included,
+                // the admin's is not, and a new login works
+                let result = auth.refresh(&second.refresh_token).await;
+                assert!(
+                    matches!(result, Err(DomainError::Unauthenticated)),
+                    "{result:?}"
+                );
+                for token in [&first.token, &second.token] {
+                    let result = auth.authenticate(token).await;
+                    assert!(
+                        matches!(result, Err(DomainError::Unauthenticated)),
+                        "{result:?}"
+                    );
+                }
+                assert!(auth.authenticate(&other.token).await.is_ok());
+                // (a login in the very millisecond of the logout is refused
+                // by design; the next one is not)
+                tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+                let fresh = login(full.email.to_string()).await;
+                assert!(auth.authenticate(&fresh.token).await.is_ok());
+            }
+            AuthOp::Refresh => {
+                // Given a member logged in
+                let member = w.acme.member(Role::Limited);
+                let login = auth
+                    .login(member.email.as_str(), PASSWORD, None, None)
+                    .await
+                    .expect("logs in");
+                // When they refresh
+                let renewed = auth.refresh(&login.refresh_token).await.expect("refreshes");
+                // Then they get a new pair that works, for the same tenant and role
+                assert_ne!(renewed.refresh_token, login.refresh_token);
+                assert_eq!(
+                    (renewed.tenant.id, renewed.role),
+                    (w.acme.tenant.id, Role::Limited)
+                );
+                assert_eq!(
+                    auth.authenticate(&renewed.token).await.ok(),
+                    Some(member.clone())
+                );
+                // And the old refresh token is spent; presenting it again
+                // (a copy) ends the whole session, the new pair included
+                let reused = auth.refresh(&login.refresh_token).await;
+                assert!(
+                    matches!(reused, Err(DomainError::Unauthenticated)),
+                    "{reused:?}"
+                );
+                let after = auth.refresh(&renewed.refresh_token).await;
+                assert!(
+                    matches!(after, Err(DomainError::Unauthenticated)),
+                    "{after:?}"
+                );
+                let result = auth.authenticate(&renewed.token).await;
+                assert!(
+                    matches!(result, Err(DomainError::Unauthenticated)),
+                    "{result:?}"
+                );
+                // When one refresh token is used twice at once
+                let login = auth
+                    .login(member.email.as_str(), PASSWORD, None, None)
+                    .await
+                    .expect("logs in");
+                let (one, two) = tokio::join!(
+                    auth.refresh(&login.refresh_token),
+                    auth.refresh(&login.refresh_token)
+                );
+                // Then at most one gets a pair, and that pair is revoked too
+                let winners: Vec<_> = [one, two].into_iter().filter_map(Result::ok).collect();
+                assert!(winners.len() <= 1, "{} winners", winners.len());
+                for winner in winners {
+                    let result = auth.refresh(&winner.refresh_token).await;
+                    assert!(
+                        matches!(result, Err(DomainError::Unauthenticated)),
+                        "{result:?}"
+                    );
+                }
+                // And garbage, an empty or a huge token are refused alike
+                for token in ["", "not-a-token", &"x".repeat(10_000)] {
+                    let result = auth.refresh(token).await;
+                    assert!(
+                        matches!(result, Err(DomainError::Unauthenticated)),
+                        "{result:?}"
+                    );
+                }
+
+                // Given the guest logged in to acme and globex
+                let guest_acme = auth
+                    .login(w.guest.email.as_str(), PASSWORD, Some("acme"), None)
+                    .await
+                    .expect("the guest logs in to acme");
+                let guest_globex = auth
+                    .login(w.guest.email.as_str(), PASSWORD, Some("globex"), None)
+                    .await
+                    .expect("the guest logs in to globex");
+                // When acme's admin removes the guest from acme
+                w.services
+                    .admin
+                    .remove_membership(&acme_admin, w.guest.user_id)
+                    .await
+                    .expect("an admin removes a guest");
+                // Then the acme refresh token is refused, the globex one is not
+                let result = auth.refresh(&guest_acme.refresh_token).await;
+                assert!(
+                    matches!(result, Err(DomainError::Unauthenticated)),
+                    "{result:?}"
+                );
+                let globex = auth
+                    .refresh(&guest_globex.refresh_token)
+                    .await
+                    .expect("globex still has them");
+                assert_eq!(globex.tenant.id, w.globex.tenant.id);
+
+                // Given another member logged in, When an admin disables them
+                let basic = w.acme.member(Role::Basic);
+                let session = auth
+                    .login(basic.email.as_str(), PASSWORD, None, None)
+                    .await
+                    .expect("logs in");
+                w.services
+                    .admin
+                    .set_user_disabled(&acme_admin, basic.user_id, true)
+                    .await
+                    .expect("an admin disables a member");
+                // Then their refresh token is refused
+                let result = auth.refresh(&session.refresh_token).await;
+                assert!(
+                    matches!(result, Err(DomainError::Unauthenticated)),
+                    "{result:?}"
+                );
             }
             AuthOp::Me => {
                 // When members ask who they are, Then they see their own memberships
@@ -696,6 +985,8 @@ async fn provision(
                     .expect("a valid email"),
                 display_name: "New".into(),
                 password_hash: None,
+                disabled: false,
+                tokens_valid_from: None,
             };
             let membership = Membership {
                 user_id: user.id,
@@ -791,6 +1082,396 @@ async fn only_the_poller_reads_every_tenants_endpoints() {
     assert_eq!(polled, all);
     assert!(poller.iter().all(|t| t.profile().is_some()));
     assert!(provisioner.is_empty(), "{provisioner:?}");
+}
+
+// ------------------------------------------------------------ administration
+
+/// The admin use cases: users, guests and scopes (Admin only), areas and
+/// devices (Admin and Full covering the whole tenant), and two readings
+/// every member may do (the role table, the areas in scope).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AdminOp {
+    Roles,
+    Users,
+    CreateUser,
+    SetMembership,
+    RemoveMembership,
+    AddGuest,
+    DisableUser,
+    ResetPassword,
+    DeleteUser,
+    Areas,
+    CreateArea,
+    RenameArea,
+    MoveArea,
+    DeleteArea,
+    CreateDevice,
+    UpdateDevice,
+    DeleteDevice,
+}
+
+impl AdminOp {
+    const ALL: [AdminOp; 17] = [
+        AdminOp::Roles,
+        AdminOp::Users,
+        AdminOp::CreateUser,
+        AdminOp::SetMembership,
+        AdminOp::RemoveMembership,
+        AdminOp::AddGuest,
+        AdminOp::DisableUser,
+        AdminOp::ResetPassword,
+        AdminOp::DeleteUser,
+        AdminOp::Areas,
+        AdminOp::CreateArea,
+        AdminOp::RenameArea,
+        AdminOp::MoveArea,
+        AdminOp::DeleteArea,
+        AdminOp::CreateDevice,
+        AdminOp::UpdateDevice,
+        AdminOp::DeleteDevice,
+    ];
+
+    fn method(self) -> &'static str {
+        match self {
+            AdminOp::Roles => "AdminService::roles",
+            AdminOp::Users => "AdminService::users",
+            AdminOp::CreateUser => "AdminService::create_user",
+            AdminOp::SetMembership => "AdminService::set_membership",
+            AdminOp::RemoveMembership => "AdminService::remove_membership",
+            AdminOp::AddGuest => "AdminService::add_guest",
+            AdminOp::DisableUser => "AdminService::set_user_disabled",
+            AdminOp::ResetPassword => "AdminService::reset_password",
+            AdminOp::DeleteUser => "AdminService::delete_user",
+            AdminOp::Areas => "AdminService::areas",
+            AdminOp::CreateArea => "AdminService::create_area",
+            AdminOp::RenameArea => "AdminService::rename_area",
+            AdminOp::MoveArea => "AdminService::move_area",
+            AdminOp::DeleteArea => "AdminService::delete_area",
+            AdminOp::CreateDevice => "AdminService::create_device",
+            AdminOp::UpdateDevice => "AdminService::update_device",
+            AdminOp::DeleteDevice => "AdminService::delete_device",
+        }
+    }
+
+    /// DESIGN.md's table, written out independently of the policy.
+    fn allowed(self, role: Role) -> bool {
+        use AdminOp::*;
+        match self {
+            Roles | Areas => true,
+            Users | CreateUser | SetMembership | RemoveMembership | AddGuest | DisableUser
+            | ResetPassword | DeleteUser => role == Role::Admin,
+            CreateArea | RenameArea | MoveArea | DeleteArea | CreateDevice | UpdateDevice
+            | DeleteDevice => matches!(role, Role::Admin | Role::Full),
+        }
+    }
+
+    /// Whether the op names an existing user, area or device of the tenant.
+    fn targets_something(self) -> bool {
+        !matches!(
+            self,
+            AdminOp::Roles
+                | AdminOp::Users
+                | AdminOp::Areas
+                | AdminOp::CreateUser
+                | AdminOp::AddGuest
+                | AdminOp::CreateArea
+                | AdminOp::CreateDevice
+        )
+    }
+}
+
+/// Fresh things of one tenant for one admin call: a Basic member, an empty
+/// area under `north`, a device in its own area, and a user of the other
+/// tenant who may become a guest. Made by the tenant's own Admin.
+struct AdminTargets {
+    user: UserId,
+    area: AreaId,
+    device: DeviceId,
+    device_area: AreaId,
+    outsider_email: String,
+}
+
+async fn admin_targets(w: &World, tenant: &support::TenantWorld, n: usize) -> AdminTargets {
+    use hearth_domain::model::Endpoint;
+    use hearth_domain::services::{DeviceInput, NewUser};
+    let admin = tenant.member(Role::Admin);
+    let a = &w.services.admin;
+    let slug = tenant.tenant.slug.as_str();
+    let user = a
+        .create_user(
+            &admin,
+            NewUser {
+                email: format!("target{n}@{slug}.test"),
+                display_name: format!("Target {n}"),
+                password: Some(PASSWORD.into()),
+                role: Role::Basic,
+                scope: DeviceScope::All,
+            },
+        )
+        .await
+        .expect("the admin creates a user")
+        .user
+        .user
+        .id;
+    let area = a
+        .create_area(&admin, &format!("area {n}"), Some(tenant.north.id))
+        .await
+        .expect("the admin creates an area")
+        .id;
+    let device_area = a
+        .create_area(&admin, &format!("device area {n}"), None)
+        .await
+        .expect("the admin creates an area")
+        .id;
+    let device = a
+        .create_device(
+            &admin,
+            DeviceInput {
+                name: format!("target device {n}"),
+                area_id: Some(device_area),
+                profile_id: support::profile_id(),
+                endpoint: Endpoint::new("127.0.0.1", 1502, 1).expect("valid"),
+            },
+        )
+        .await
+        .expect("the admin creates a device")
+        .id;
+    let other = if tenant.tenant.id == w.acme.tenant.id {
+        &w.globex
+    } else {
+        &w.acme
+    };
+    let outsider_email = format!("outsider{n}@{slug}.test");
+    let outsider = support::user(&outsider_email);
+    w.services
+        .provisioning
+        .create_user(
+            &SystemPrincipal::provisioner(),
+            &outsider,
+            PASSWORD,
+            &[Membership {
+                user_id: outsider.id,
+                tenant_id: other.tenant.id,
+                role: Role::Basic,
+                scope: DeviceScope::All,
+            }],
+        )
+        .await
+        .expect("the outsider is created");
+    AdminTargets {
+        user,
+        area,
+        device,
+        device_area,
+        outsider_email,
+    }
+}
+
+/// What an admin call let the caller see: ids of users, areas or devices.
+#[derive(Debug)]
+enum AdminSeen {
+    Nothing,
+    Users(Vec<UserId>),
+    Areas(Vec<AreaId>),
+}
+
+/// Calls `op` as `principal` on `t` (things of some tenant; scopes and
+/// parents named in the input come from `t` too).
+async fn run_admin(
+    w: &World,
+    op: AdminOp,
+    principal: &Principal,
+    t: &AdminTargets,
+    n: usize,
+) -> Result<AdminSeen, DomainError> {
+    use hearth_domain::model::Endpoint;
+    use hearth_domain::services::{DeviceInput, NewUser};
+    let a = &w.services.admin;
+    let scope = DeviceScope::Restricted {
+        areas: vec![t.area],
+        devices: vec![t.device],
+    };
+    let input = |name: String| DeviceInput {
+        name,
+        area_id: Some(t.device_area),
+        profile_id: support::profile_id(),
+        endpoint: Endpoint::new("127.0.0.1", 1503, 2).expect("valid"),
+    };
+    Ok(match op {
+        AdminOp::Roles => a.roles(principal).await.map(|_| AdminSeen::Nothing)?,
+        AdminOp::Users => AdminSeen::Users(
+            a.users(principal, 0, 200)
+                .await?
+                .items
+                .into_iter()
+                .map(|u| u.user.id)
+                .collect(),
+        ),
+        AdminOp::CreateUser => a
+            .create_user(
+                principal,
+                NewUser {
+                    email: format!("new{n}@anywhere.test"),
+                    display_name: "New".into(),
+                    password: None,
+                    role: Role::ReadOnly,
+                    scope,
+                },
+            )
+            .await
+            .map(|c| AdminSeen::Users(vec![c.user.user.id]))?,
+        AdminOp::SetMembership => a
+            .set_membership(principal, t.user, Role::ReadOnly, scope)
+            .await
+            .map(|_| AdminSeen::Nothing)?,
+        AdminOp::RemoveMembership => a
+            .remove_membership(principal, t.user)
+            .await
+            .map(|_| AdminSeen::Nothing)?,
+        AdminOp::AddGuest => a
+            .add_guest(principal, &t.outsider_email, Role::Basic, scope)
+            .await
+            .map(|_| AdminSeen::Nothing)?,
+        AdminOp::DisableUser => a
+            .set_user_disabled(principal, t.user, true)
+            .await
+            .map(|_| AdminSeen::Nothing)?,
+        AdminOp::ResetPassword => a
+            .reset_password(principal, t.user, None)
+            .await
+            .map(|_| AdminSeen::Nothing)?,
+        AdminOp::DeleteUser => a
+            .delete_user(principal, t.user)
+            .await
+            .map(|_| AdminSeen::Nothing)?,
+        AdminOp::Areas => AdminSeen::Areas(
+            a.areas(principal)
+                .await?
+                .into_iter()
+                .map(|a| a.id)
+                .collect(),
+        ),
+        AdminOp::CreateArea => a
+            .create_area(principal, "new area", Some(t.area))
+            .await
+            .map(|_| AdminSeen::Nothing)?,
+        AdminOp::RenameArea => a
+            .rename_area(principal, t.area, "renamed")
+            .await
+            .map(|_| AdminSeen::Nothing)?,
+        AdminOp::MoveArea => a
+            .move_area(principal, t.area, None)
+            .await
+            .map(|_| AdminSeen::Nothing)?,
+        AdminOp::DeleteArea => a
+            .delete_area(principal, t.area)
+            .await
+            .map(|_| AdminSeen::Nothing)?,
+        AdminOp::CreateDevice => a
+            .create_device(principal, input(format!("new device {n}")))
+            .await
+            .map(|_| AdminSeen::Nothing)?,
+        AdminOp::UpdateDevice => a
+            .update_device(principal, t.device, input(format!("renamed device {n}")))
+            .await
+            .map(|_| AdminSeen::Nothing)?,
+        AdminOp::DeleteDevice => a
+            .delete_device(principal, t.device)
+            .await
+            .map(|_| AdminSeen::Nothing)?,
+    })
+}
+
+#[tokio::test]
+async fn admin_operations_follow_the_access_table() {
+    // Given acme, and fresh targets for every call
+    let w = world().await;
+    let mut n = 0;
+    for op in AdminOp::ALL {
+        for role in Role::ALL {
+            n += 1;
+            let t = admin_targets(&w, &w.acme, n).await;
+            // When a member covering every device calls the op
+            let result = run_admin(&w, op, &w.acme.member(role), &t, n).await;
+            // Then it succeeds exactly where the table says, else Forbidden
+            if op.allowed(role) {
+                assert!(result.is_ok(), "{op:?} as {role}: {result:?}");
+            } else {
+                assert!(
+                    matches!(result, Err(DomainError::Forbidden(_))),
+                    "{op:?} as {role} must be Forbidden: {result:?}"
+                );
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_admin_of_another_tenant_reaches_nothing_of_it() {
+    // Given acme's targets, and globex's admin
+    let w = world().await;
+    let globex_admin = w.globex.member(Role::Admin);
+    let acme_users: BTreeSet<UserId> = Role::ALL
+        .iter()
+        .map(|r| w.acme.member(*r).user_id)
+        .collect();
+    for (n, op) in AdminOp::ALL.into_iter().enumerate() {
+        let t = admin_targets(&w, &w.acme, 1000 + n).await;
+        // When globex's admin aims the op at acme's things
+        let result = run_admin(&w, op, &globex_admin, &t, 1000 + n).await;
+        // Then acme's things are as unknown as missing ones
+        match (op, result) {
+            (op, Err(DomainError::NotFound(_))) if op.targets_something() => {}
+            // And ids of acme named in an input are refused as unknown
+            (
+                AdminOp::CreateUser
+                | AdminOp::AddGuest
+                | AdminOp::CreateArea
+                | AdminOp::CreateDevice,
+                Err(DomainError::InvalidInput(_)),
+            ) => {}
+            (AdminOp::Roles, Ok(_)) => {}
+            // And listings show globex's own things only
+            (AdminOp::Users, Ok(AdminSeen::Users(ids))) => {
+                assert!(!ids.is_empty());
+                assert!(ids
+                    .iter()
+                    .all(|id| !acme_users.contains(id) && *id != t.user));
+            }
+            (AdminOp::Areas, Ok(AdminSeen::Areas(ids))) => {
+                assert!(ids.contains(&w.globex.north.id));
+                assert!(!ids.contains(&t.area) && !ids.contains(&w.acme.north.id));
+            }
+            (op, result) => panic!("{op:?}: unexpected {result:?}"),
+        }
+    }
+    // And acme's target user, area and device are untouched
+    let acme_admin = w.acme.member(Role::Admin);
+    let users = w.services.admin.users(&acme_admin, 0, 200).await.unwrap();
+    assert!(users.items.iter().all(|u| !u.user.disabled));
+}
+
+#[tokio::test]
+async fn a_member_scoped_to_an_area_administers_nothing() {
+    // Given the Full member scoped to `north` (Full may manage devices and
+    // areas, but only with a membership covering the whole tenant)
+    let w = world().await;
+    for (n, op) in AdminOp::ALL.into_iter().enumerate() {
+        let t = admin_targets(&w, &w.acme, 2000 + n).await;
+        // When they call the op on things inside their own area
+        let result = run_admin(&w, op, &w.acme_north_full, &t, 2000 + n).await;
+        // Then reading works, and sees the area's subtree only
+        match (op, result) {
+            (AdminOp::Roles, Ok(_)) => {}
+            (AdminOp::Areas, Ok(AdminSeen::Areas(ids))) => {
+                assert!(ids.contains(&w.acme.north.id) && ids.contains(&t.area));
+                assert!(!ids.contains(&w.acme.south.id) && !ids.contains(&t.device_area));
+            }
+            // And every change is Forbidden
+            (_, Err(DomainError::Forbidden(_))) => {}
+            (op, result) => panic!("{op:?}: unexpected {result:?}"),
+        }
+    }
 }
 
 // ------------------------------------------------------------------ guard
@@ -924,6 +1605,7 @@ fn every_public_service_method_has_an_authorization_test() {
         .map(|o| o.method())
         .chain(AuthOp::ALL.iter().map(|o| o.method()))
         .chain(ProvisionOp::ALL.iter().map(|o| o.method()))
+        .chain(AdminOp::ALL.iter().map(|o| o.method()))
         .chain(["IngestService::poll_targets"])
         .chain(WITHOUT_AUTHORIZATION.iter().map(|(m, _)| *m))
         .map(str::to_string)

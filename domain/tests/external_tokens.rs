@@ -179,6 +179,7 @@ async fn without_a_verifier_external_tokens_are_refused_and_own_tokens_still_wor
         w.tokens.as_ref(),
         w.guest.user_id,
         w.acme.tenant.id,
+        None,
     )
     .unwrap();
     let principal = services.auth.authenticate(&token).await.unwrap();

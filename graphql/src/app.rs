@@ -423,6 +423,91 @@ fn spawn_retention(store: EmbeddedReadings, interval: std::time::Duration) -> Jo
     })
 }
 
+/// What `hearth tenant create` made. The password is shown once and never
+/// stored in clear.
+#[derive(Debug)]
+pub struct CreatedTenant {
+    pub tenant: hearth_domain::model::Tenant,
+    pub admin_email: String,
+    pub one_time_password: String,
+}
+
+/// Length of the first Admin's generated one-time password (alphanumeric,
+/// about 119 bits).
+const ONE_TIME_PASSWORD_LEN: usize = 20;
+
+/// Creates a tenant and its first Admin in the configured stores, as the
+/// provisioner system principal (DESIGN.md, "Production start"). The Admin
+/// gets a generated one-time password. A taken slug or email is refused
+/// and nothing is created for a taken slug.
+pub async fn create_tenant(
+    config: &Config,
+    slug: &str,
+    name: &str,
+    admin_email: &str,
+) -> anyhow::Result<CreatedTenant> {
+    use hearth_domain::model::{
+        DeviceScope, EmailAddress, Membership, Role, Tenant, TenantSlug, User,
+    };
+    use hearth_domain::{TenantId, UserId};
+    use rand::distributions::{Alphanumeric, DistString};
+
+    let slug = TenantSlug::new(slug.trim()).context("--slug")?;
+    let name = name.trim();
+    anyhow::ensure!(
+        !name.is_empty() && name.chars().count() <= 200,
+        "--name must be 1 to 200 characters"
+    );
+    let email = EmailAddress::new(admin_email).context("--admin-email")?;
+    let (services, _, _) = build(config).await?;
+    let system = SystemPrincipal::provisioner();
+    let provisioning = &services.provisioning;
+    if provisioning
+        .tenant_by_slug(&system, slug.as_str())
+        .await?
+        .is_some()
+    {
+        anyhow::bail!("a tenant with the slug `{}` exists already", slug.as_str());
+    }
+    let tenant = Tenant {
+        id: TenantId::new(),
+        slug,
+        name: name.to_owned(),
+    };
+    let user = User {
+        id: UserId::new(),
+        email: email.clone(),
+        display_name: email.as_str().to_owned(),
+        password_hash: None,
+        disabled: false,
+        tokens_valid_from: None,
+    };
+    let password = Alphanumeric.sample_string(&mut rand::thread_rng(), ONE_TIME_PASSWORD_LEN);
+    provisioning.create_tenant(&system, &tenant).await?;
+    let membership = Membership {
+        user_id: user.id,
+        tenant_id: tenant.id,
+        role: Role::Admin,
+        scope: DeviceScope::All,
+    };
+    provisioning
+        .create_user(&system, &user, &password, &[membership])
+        .await
+        .with_context(|| {
+            format!(
+                "the tenant `{}` was created, but not its admin (is the email taken? \
+                 an admin of another tenant can add them as a guest)",
+                tenant.slug.as_str()
+            )
+        })?;
+    services.ingest.reading_writer().shutdown().await;
+    Ok(CreatedTenant {
+        tenant,
+        admin_email: email.as_str().to_owned(),
+        one_time_password: password,
+    })
+}
+
 /// Builds everything, seeds the demo when asked, and serves on `config.listen`.
 pub async fn start(config: Config) -> anyhow::Result<Running> {
     let (services, gateway, readiness, embedded_readings) = build_with_store(&config).await?;

@@ -1,4 +1,4 @@
-//! Command line: `serve`, `config`, `migrate`, `simulate`, `schema`, `user`.
+//! Command line: `serve`, `config`, `migrate`, `simulate`, `schema`, `user`, `tenant`.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -36,6 +36,10 @@ pub enum Command {
     /// Manage users from the command line.
     #[command(subcommand)]
     User(UserCommand),
+    /// Platform operations on tenants (for the platform operator, not a
+    /// tenant role).
+    #[command(subcommand)]
+    Tenant(TenantCommand),
 }
 
 #[derive(Subcommand, Debug)]
@@ -62,6 +66,29 @@ pub struct LinkIdentityArgs {
     /// The token subject (`sub`) to link.
     #[arg(long)]
     pub subject: String,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TenantCommand {
+    /// Create a tenant and its first Admin; prints the Admin's one-time
+    /// password once.
+    Create(TenantCreateArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct TenantCreateArgs {
+    /// The tenant's short name in URLs and logins (lowercase, digits, `-`).
+    #[arg(long)]
+    pub slug: String,
+    /// The tenant's display name.
+    #[arg(long)]
+    pub name: String,
+    /// Email of the first Admin (a new user).
+    #[arg(long)]
+    pub admin_email: String,
+    /// Which stores to create it in: the same flags as `serve`.
+    #[command(flatten)]
+    pub stores: ServeArgs,
 }
 
 /// Flags win over the environment and the configuration file; without a
@@ -129,6 +156,19 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Schema => {
             print!("{}", crate::api::sdl());
+            Ok(())
+        }
+        Command::Tenant(TenantCommand::Create(args)) => {
+            let config = args.stores.settings()?.resolve();
+            let created =
+                app::create_tenant(&config, &args.slug, &args.name, &args.admin_email).await?;
+            println!(
+                "Created tenant `{}` ({}) with Admin {}.\nOne-time password (shown once): {}",
+                created.tenant.slug.as_str(),
+                created.tenant.id,
+                created.admin_email,
+                created.one_time_password
+            );
             Ok(())
         }
         Command::Simulate(args) => app::simulate(args.devices, args.base_port, args.host).await,

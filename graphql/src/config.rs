@@ -347,7 +347,8 @@ pub struct Auth {
     pub token_secret: Option<Secret>,
     /// A file holding the secret; used when `token_secret` is absent.
     pub token_secret_file: Option<PathBuf>,
-    /// How long a login token is valid.
+    /// How long an access token is valid (15 min by default: clients renew
+    /// it with the refresh token `login` returns).
     #[serde(with = "humantime_serde")]
     pub token_lifetime: Duration,
     /// Argon2id memory per password hash, in KiB.
@@ -366,7 +367,7 @@ impl Default for Auth {
         Self {
             token_secret: None,
             token_secret_file: None,
-            token_lifetime: Duration::from_secs(12 * 3600),
+            token_lifetime: Duration::from_secs(15 * 60),
             argon2_memory_kib: Argon2Cost::OWASP.memory_kib,
             argon2_iterations: Argon2Cost::OWASP.iterations,
             argon2_parallelism: Argon2Cost::OWASP.parallelism,

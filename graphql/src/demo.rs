@@ -145,6 +145,8 @@ pub async fn seed(
             email: EmailAddress::new(email)?,
             display_name: name.to_string(),
             password_hash: None,
+            disabled: false,
+            tokens_valid_from: None,
         };
         let memberships: Vec<Membership> = memberships
             .into_iter()

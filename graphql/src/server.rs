@@ -21,7 +21,7 @@ use tower_http::trace::TraceLayer;
 
 use tokio::net::TcpListener;
 
-use crate::api::{Caller, ClientAddr, CodedSchema, HearthSchema};
+use crate::api::{BearerToken, Caller, ClientAddr, CodedSchema, HearthSchema};
 use crate::http_media::{self, ResponseType};
 use crate::http_request::{self, HttpLimits};
 use crate::ws::{WsHub, WsLimits};
@@ -194,6 +194,9 @@ async fn execute(
 ) -> Response {
     let caller = caller(&state.hearth, authorization(headers)).await;
     let mut request = request.data(caller);
+    if let Some(value) = authorization(headers) {
+        request = request.data(BearerToken(bearer_token(value).into()));
+    }
     if let Some(client) = client {
         request = request.data(client);
     }

@@ -3,7 +3,12 @@
 //! number of subscriptions per connection and connections per user, unique
 //! operation ids, server-initiated keepalive that drops dead peers, and a
 //! session that is re-checked every second, so an expired token, a removed
-//! membership or a changed role ends the live streams it authorized.
+//! membership or a disabled user ends the live streams it authorized, and
+//! a changed role or scope narrows them in place: each running operation
+//! gets the new principal and stops delivering what it no longer covers.
+//! On `graphql-transport-ws` the server then sends
+//! `{"type":"ping","payload":{"accessChanged":true}}`: whatever comes after
+//! it on that socket was filtered by the new access.
 //!
 //! async-graphql's own `WebSocket` speaks the protocols; this module feeds
 //! it parsed client messages (after checking them) and decides when the
@@ -27,7 +32,7 @@ use serde_json::json;
 use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 
 use crate::api::error::Code;
-use crate::api::{Caller, ClientAddr, CodedSchema};
+use crate::api::{AccessChanges, BearerToken, Caller, ClientAddr, CodedSchema};
 
 /// Limits of the WebSocket endpoint; [`WsLimits::default`] is what `serve` uses.
 #[derive(Debug, Clone)]
@@ -151,9 +156,9 @@ impl Drop for UserSlot {
 /// Where the session of a connection stands, as seen by its operations.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum SessionState {
-    /// The principal the connection was checked as; the number grows each
-    /// time the role or scope changes.
-    Current(u64),
+    /// The connection's token is still good (its role or scope may change;
+    /// the principal travels on its own channel).
+    Current,
     /// Token expired, membership removed or user gone.
     Ended,
 }
@@ -165,6 +170,7 @@ struct SocketSession {
     token: Option<Arc<str>>,
     client: Option<ClientAddr>,
     state: watch::Receiver<SessionState>,
+    access: watch::Receiver<Option<Principal>>,
 }
 
 /// What `connection_init` decided, read by the connection loop.
@@ -213,7 +219,8 @@ pub async fn serve_socket(
     let limits = hub.limits.clone();
     let (mut sink, inbound) = socket.split();
     let (control_tx, mut control_rx) = mpsc::unbounded_channel::<Control>();
-    let (state_tx, state_rx) = watch::channel(SessionState::Current(0));
+    let (state_tx, state_rx) = watch::channel(SessionState::Current);
+    let (access_tx, access_rx) = watch::channel(None::<Principal>);
     let active: Arc<Mutex<HashSet<String>>> = Arc::default();
     let last_heard = Arc::new(Mutex::new(Instant::now()));
     let init = Arc::new(Mutex::new(InitOutcome::default()));
@@ -233,7 +240,14 @@ pub async fn serve_socket(
         let hub = hub.clone();
         let init = init.clone();
         move |payload: serde_json::Value| {
-            connection_init(hub, payload, header_auth, client, state_rx, init)
+            connection_init(
+                hub,
+                payload,
+                header_auth,
+                client,
+                (state_rx, access_rx),
+                init,
+            )
         }
     };
     let mut graphql = GraphQLWebSocket::from_message_stream(executor, messages, protocol)
@@ -245,7 +259,6 @@ pub async fn serve_socket(
     let mut tick = tokio::time::interval(limits.session_check_interval.min(Duration::from_secs(1)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_ping = Instant::now();
-    let mut generation = 0u64;
 
     let ending: Option<(u16, String)> = loop {
         tokio::select! {
@@ -309,9 +322,18 @@ pub async fn serve_socket(
                     handshake = None;
                     match recheck_session(&hub.hearth, &init).await {
                         Recheck::Same => {}
-                        Recheck::Changed => {
-                            generation += 1;
-                            let _ = state_tx.send(SessionState::Current(generation));
+                        Recheck::Changed(principal) => {
+                            // The operations narrow themselves before they
+                            // are polled again; the ping goes out after, so
+                            // a client can tell which values came under the
+                            // new access.
+                            let _ = access_tx.send(Some(principal));
+                            if protocol == Protocols::GraphQLWS {
+                                let notice = r#"{"type":"ping","payload":{"accessChanged":true}}"#;
+                                if sink.send(Message::Text(notice.into())).await.is_err() {
+                                    break None;
+                                }
+                            }
                         }
                         Recheck::Ended => {
                             let _ = state_tx.send(SessionState::Ended);
@@ -366,7 +388,8 @@ async fn drain(
 
 enum Recheck {
     Same,
-    Changed,
+    /// The same user, with another role or scope.
+    Changed(Principal),
     Ended,
 }
 
@@ -384,8 +407,8 @@ async fn recheck_session(hearth: &AuthService, init: &Mutex<InitOutcome>) -> Rec
     match hearth.authenticate(&token).await {
         Ok(now) if Some(&now) == before.as_ref() => Recheck::Same,
         Ok(now) => {
-            init.lock().principal = Some(now);
-            Recheck::Changed
+            init.lock().principal = Some(now.clone());
+            Recheck::Changed(now)
         }
         Err(DomainError::Unauthenticated) => Recheck::Ended,
         Err(err) => {
@@ -404,7 +427,10 @@ async fn connection_init(
     payload: serde_json::Value,
     header_auth: Option<String>,
     client: Option<ClientAddr>,
-    state: watch::Receiver<SessionState>,
+    (state, access): (
+        watch::Receiver<SessionState>,
+        watch::Receiver<Option<Principal>>,
+    ),
     init: Arc<Mutex<InitOutcome>>,
 ) -> async_graphql::Result<Data> {
     let from_payload = payload
@@ -451,6 +477,7 @@ async fn connection_init(
         token: outcome.token.clone(),
         client,
         state,
+        access,
     };
     let refusal = result.err();
     outcome.refused = refusal.clone();
@@ -573,7 +600,8 @@ fn error_message(protocol: Protocols, id: &str, code: Code, message: &str) -> St
 }
 
 /// Runs each WebSocket operation as the principal its connection's token
-/// stands for *now*, and ends a running operation when that changes.
+/// stands for *now*, hands it the principal's later changes, and ends a
+/// running operation when the session ends.
 #[derive(Clone)]
 struct SessionExecutor {
     schema: CodedSchema,
@@ -609,12 +637,17 @@ impl Executor for SessionExecutor {
             if matches!(caller, Caller::Rejected) {
                 return stream::once(async { session_ended() }).boxed();
             }
-            let mut request = request.data(caller);
+            let mut request = request
+                .data(caller)
+                .data(AccessChanges(session.access.clone()));
             if let Some(client) = session.client {
                 request = request.data(client);
             }
+            if let Some(token) = session.token.clone() {
+                request = request.data(BearerToken(token));
+            }
             let responses = schema.execute_stream(request, Some(data));
-            until_session_changes(responses, state, started_as)
+            until_session_ends(responses, state)
         })
         .flatten()
         .boxed()
@@ -622,49 +655,37 @@ impl Executor for SessionExecutor {
 }
 
 /// The responses of one operation, ended with a typed error as soon as the
-/// session it was authorized under expires or changes.
-fn until_session_changes(
+/// session it runs in ends (a role or scope change is the operation's own
+/// business: it narrows in place).
+fn until_session_ends(
     responses: BoxStream<'static, Response>,
     state: watch::Receiver<SessionState>,
-    started_as: SessionState,
 ) -> BoxStream<'static, Response> {
     struct Run {
         responses: BoxStream<'static, Response>,
         state: watch::Receiver<SessionState>,
-        started_as: SessionState,
         done: bool,
     }
     let run = Run {
         responses,
         state,
-        started_as,
         done: false,
     };
     stream::unfold(run, |mut run| async move {
         if run.done {
             return None;
         }
-        let started_as = run.started_as;
-        // `Some(ended)` when the session moved on, `None` for a response.
-        let (moved_on, next) = tokio::select! {
+        // `true` when the session ended, `false` for a response.
+        let (ended, next) = tokio::select! {
             biased;
-            changed = run.state.wait_for(|s| *s != started_as) => {
-                (Some(changed.map(|s| *s == SessionState::Ended).unwrap_or(true)), None)
-            }
-            next = run.responses.next() => (None, next),
+            _ = run.state.wait_for(|s| *s == SessionState::Ended) => (true, None),
+            next = run.responses.next() => (false, next),
         };
-        match moved_on {
-            Some(ended) => {
-                run.done = true;
-                let response = if ended {
-                    session_ended()
-                } else {
-                    access_changed()
-                };
-                Some((response, run))
-            }
-            None => next.map(|response| (response, run)),
+        if ended {
+            run.done = true;
+            return Some((session_ended(), run));
         }
+        next.map(|response| (response, run))
     })
     .boxed()
 }
@@ -682,13 +703,6 @@ fn session_ended() -> Response {
     coded_response(
         Code::Unauthenticated,
         "session ended: the token expired or the membership was removed; log in again",
-    )
-}
-
-fn access_changed() -> Response {
-    coded_response(
-        Code::Forbidden,
-        "your role or device scope changed; subscribe again",
     )
 }
 

@@ -70,6 +70,9 @@ impl Authorizer for BypassAuthorizer {
     ) -> Result<(), AuthzError> {
         Ok(())
     }
+    fn role_capabilities(&self) -> Vec<hearth_domain::ports::RoleCapabilities> {
+        Vec::new()
+    }
 }
 
 struct Side {
@@ -147,6 +150,8 @@ async fn side(name: &'static str, adapters: Adapters) -> anyhow::Result<Side> {
         email: EmailAddress::new("admin@bench.test")?,
         display_name: "Admin".into(),
         password_hash: Some(p.passwords.hash(PASSWORD)?),
+        disabled: false,
+        tokens_valid_from: None,
     };
     p.directory.insert_user(&user).await?;
     p.directory

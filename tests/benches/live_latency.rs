@@ -241,6 +241,8 @@ async fn main() -> anyhow::Result<()> {
         email: EmailAddress::new("operator@bench.test")?,
         display_name: "Operator".into(),
         password_hash: None,
+        disabled: false,
+        tokens_valid_from: None,
     };
     directory.insert_user(&user).await?;
     let membership = Membership {

@@ -2,7 +2,9 @@
 //! one file that says who may do what (DESIGN.md, "Access model").
 
 use hearth_domain::model::{DeviceScope, Role, WriteLevel};
-use hearth_domain::ports::{Action, Authorizer, AuthzError, Resource, SystemAction};
+use hearth_domain::ports::{
+    Action, Authorizer, AuthzError, Resource, RoleCapabilities, SystemAction,
+};
 use hearth_domain::{Principal, SystemPrincipal};
 use oso::{Oso, PolarClass, PolarValue};
 
@@ -268,6 +270,22 @@ impl Authorizer for OsoAuthorizer {
             role: system.role().as_str().to_owned(),
         };
         self.decide(actor, system_capability(action), resource)
+    }
+
+    /// The derived table grouped per role: only the cells the policy allows.
+    fn role_capabilities(&self) -> Vec<RoleCapabilities> {
+        Role::ALL
+            .into_iter()
+            .map(|role| RoleCapabilities {
+                role,
+                capabilities: self
+                    .role_table
+                    .iter()
+                    .filter(|(r, _, allowed)| *r == role && *allowed)
+                    .map(|(_, capability, _)| capability.clone())
+                    .collect(),
+            })
+            .collect()
     }
 }
 

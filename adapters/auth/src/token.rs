@@ -6,7 +6,7 @@ use std::io::{self, Read, Write};
 use std::path::Path;
 
 use chrono::{DateTime, Duration, Utc};
-use hearth_domain::ids::{TenantId, UserId};
+use hearth_domain::ids::{SessionFamily, TenantId, UserId};
 use hearth_domain::ports::{TokenClaims, TokenError, TokenService};
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
@@ -52,6 +52,13 @@ struct Claims {
     /// rather than skipped.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     nbf: Option<i64>,
+    /// `iat` in milliseconds, so a logout and a login within one second
+    /// are told apart. Must agree with `iat` when present.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    iat_ms: Option<i64>,
+    /// The refresh-token family (session) the token belongs to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    sid: Option<String>,
 }
 
 /// Issues and verifies HS256 tokens with one shared secret.
@@ -108,8 +115,12 @@ impl TokenService for JwtTokens {
         &self,
         user: UserId,
         tenant: TenantId,
+        session: Option<SessionFamily>,
     ) -> Result<(String, TokenClaims), anyhow::Error> {
-        let now = Utc::now().timestamp();
+        let now_ms = Utc::now().timestamp_millis();
+        let now = now_ms.div_euclid(1000);
+        let issued_at = DateTime::from_timestamp_millis(now_ms)
+            .ok_or_else(|| anyhow::anyhow!("token issue time {now_ms} is out of range"))?;
         let exp = now.saturating_add(self.ttl.num_seconds().max(1));
         // JWT times are whole seconds; report exactly what `verify` will.
         let expires_at = DateTime::from_timestamp(exp, 0)
@@ -122,6 +133,8 @@ impl TokenService for JwtTokens {
             iss: ISSUER.to_owned(),
             aud: AUDIENCE.to_owned(),
             nbf: None,
+            iat_ms: Some(now_ms),
+            sid: session.map(|s| s.to_string()),
         };
         let token = self
             .sign(&claims)
@@ -132,6 +145,8 @@ impl TokenService for JwtTokens {
                 user_id: user,
                 tenant_id: tenant,
                 expires_at,
+                issued_at,
+                session,
             },
         ))
     }
@@ -151,10 +166,20 @@ impl TokenService for JwtTokens {
         if claims.iat > Utc::now().timestamp().saturating_add(IAT_LEEWAY_SECS) {
             return Err(TokenError::Invalid);
         }
+        let iat_ms = match claims.iat_ms {
+            Some(ms) if ms.div_euclid(1000) == claims.iat => ms,
+            Some(_) => return Err(TokenError::Invalid),
+            None => claims.iat.saturating_mul(1000),
+        };
         Ok(TokenClaims {
+            issued_at: DateTime::from_timestamp_millis(iat_ms).ok_or(TokenError::Invalid)?,
             user_id: claims.sub.parse().map_err(|_| TokenError::Invalid)?,
             tenant_id: claims.tid.parse().map_err(|_| TokenError::Invalid)?,
             expires_at: DateTime::from_timestamp(claims.exp, 0).ok_or(TokenError::Invalid)?,
+            session: claims
+                .sid
+                .map(|sid| sid.parse().map_err(|_| TokenError::Invalid))
+                .transpose()?,
         })
     }
 }
@@ -235,6 +260,8 @@ mod tests {
             iss: ISSUER.to_owned(),
             aud: AUDIENCE.to_owned(),
             nbf: None,
+            iat_ms: None,
+            sid: None,
         }
     }
 
@@ -246,7 +273,7 @@ mod tests {
     fn issued_tokens_verify_to_the_same_claims() {
         let tokens = tokens();
         let (user, tenant) = (UserId::new(), TenantId::new());
-        let (token, issued) = tokens.issue(user, tenant).expect("issuing works");
+        let (token, issued) = tokens.issue(user, tenant, None).expect("issuing works");
         assert_eq!(issued.user_id, user);
         assert_eq!(issued.tenant_id, tenant);
         assert!(issued.expires_at > Utc::now() + Duration::minutes(59));
@@ -257,7 +284,7 @@ mod tests {
     fn a_tampered_token_is_invalid() {
         let tokens = tokens();
         let (token, _) = tokens
-            .issue(UserId::new(), TenantId::new())
+            .issue(UserId::new(), TenantId::new(), None)
             .expect("issuing works");
         let parts: Vec<&str> = token.split('.').collect();
         assert_eq!(parts.len(), 3);
@@ -344,7 +371,7 @@ mod tests {
         let ours = tokens();
         let theirs = JwtTokens::new(&[42u8; 64], Duration::hours(1)).expect("a long enough secret");
         let (token, _) = theirs
-            .issue(UserId::new(), TenantId::new())
+            .issue(UserId::new(), TenantId::new(), None)
             .expect("issuing works");
         assert_eq!(ours.verify(&token), Err(TokenError::Invalid));
     }
@@ -441,7 +468,7 @@ mod tests {
         // So a replica whose clock lags a little still accepts a fresh token.
         let tokens = tokens();
         let (token, _) = tokens
-            .issue(UserId::new(), TenantId::new())
+            .issue(UserId::new(), TenantId::new(), None)
             .expect("issuing works");
         let body = token.split('.').nth(1).unwrap_or_default();
         let body = URL_SAFE_NO_PAD.decode(body).expect("base64 body");

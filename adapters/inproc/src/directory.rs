@@ -9,14 +9,16 @@ use std::hash::Hash;
 
 use anyhow::anyhow;
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use hearth_domain::model::{
-    Area, AuditEntry, AuditOutcome, Device, EmailAddress, Membership, PasswordHash, Tenant, User,
+    Area, AuditEntry, AuditOutcome, Device, EmailAddress, Membership, PasswordHash, RefreshSession,
+    RefreshTokenHash, Tenant, User,
 };
 use hearth_domain::ports::{
     AreaRepository, AuditCursor, AuditFilter, AuditLog, AuditRecord, DeviceFilter,
-    DeviceRepository, IdentityLinks, Page, TenantRepository, UserRepository,
+    DeviceRepository, IdentityLinks, Page, SessionRepository, TenantRepository, UserRepository,
 };
-use hearth_domain::{AreaId, DeviceId, StoreError, TenantId, UserId};
+use hearth_domain::{AreaId, DeviceId, SessionFamily, StoreError, TenantId, UserId};
 
 /// Tenants, users, memberships, areas, devices and audit log in hash maps
 /// behind one lock, so the secondary indexes can never disagree with the rows.
@@ -34,6 +36,10 @@ struct State {
     memberships: HashMap<(UserId, TenantId), Membership>,
     /// Each user's tenants in membership creation order ("oldest first").
     membership_order: HashMap<UserId, Vec<TenantId>>,
+    /// When each membership was created, for "oldest first" across users.
+    membership_seq: HashMap<(UserId, TenantId), u64>,
+    /// The last membership creation number handed out.
+    membership_next: u64,
     areas: HashMap<AreaId, Area>,
     areas_of: HashMap<TenantId, Vec<AreaId>>,
     devices: HashMap<DeviceId, Device>,
@@ -46,6 +52,8 @@ struct State {
     audit_seq: u64,
     /// (tenant, issuer, subject) → user: external identity links.
     identities: HashMap<(TenantId, String, String), UserId>,
+    /// Refresh tokens by hash.
+    sessions: HashMap<RefreshTokenHash, RefreshSession>,
 }
 
 impl MemoryDirectory {
@@ -62,21 +70,58 @@ impl MemoryDirectory {
     }
 
     /// Takes a device of `tenant` out of the directory; `true` when it had
-    /// it. Not a port operation yet (no use case deletes devices): tests of
-    /// what follows a removal, such as a poller reload, call it directly.
+    /// it. The same as the port's `delete_device`, callable without a runtime.
     pub fn remove_device(&self, tenant: TenantId, id: DeviceId) -> bool {
-        let mut s = self.write();
-        // Another tenant's device is as unknown as a missing one.
-        let known = s.devices.get(&id).is_some_and(|d| d.tenant_id == tenant);
-        if !known {
-            return false;
-        }
-        s.devices.remove(&id);
-        if let Some(order) = s.devices_of.get_mut(&tenant) {
-            order.retain(|d| *d != id);
-        }
-        true
+        remove_device(&mut self.write(), tenant, id)
     }
+}
+
+/// Removes a device of `tenant` from the rows and the tenant's order.
+fn remove_device(s: &mut State, tenant: TenantId, id: DeviceId) -> bool {
+    // Another tenant's device is as unknown as a missing one.
+    let known = s.devices.get(&id).is_some_and(|d| d.tenant_id == tenant);
+    if !known {
+        return false;
+    }
+    s.devices.remove(&id);
+    if let Some(order) = s.devices_of.get_mut(&tenant) {
+        order.retain(|d| *d != id);
+    }
+    true
+}
+
+/// Inserts a device in its tenant's (name, id) order; `Conflict` when the
+/// name is taken.
+fn insert_device(s: &mut State, device: &Device) -> Result<(), StoreError> {
+    require_tenant(s, device.tenant_id)?;
+    require_area(s, device.tenant_id, device.area_id)?;
+    let State {
+        devices,
+        devices_of,
+        ..
+    } = s;
+    let order = devices_of.entry(device.tenant_id).or_default();
+    let key = |id: &DeviceId| devices.get(id).map(|d| (d.name.as_str(), *id));
+    let at = order.partition_point(|id| key(id) < Some((device.name.as_str(), device.id)));
+    // The first device at or after the new name holds it if it is taken.
+    let taken = order[at..]
+        .first()
+        .and_then(|id| devices.get(id))
+        .is_some_and(|d| d.name == device.name)
+        || at > 0
+            && order
+                .get(at - 1)
+                .and_then(|id| devices.get(id))
+                .is_some_and(|d| d.name == device.name);
+    if taken {
+        return Err(StoreError::Conflict(format!(
+            "a device named `{}` already exists in this tenant",
+            device.name
+        )));
+    }
+    order.insert(at, device.id);
+    devices.insert(device.id, device.clone());
+    Ok(())
 }
 
 /// Mirrors a violated foreign key in the SQL schema: a bug in the caller, not
@@ -222,6 +267,9 @@ impl UserRepository for MemoryDirectory {
         let key = (membership.user_id, membership.tenant_id);
         // Replacing keeps the membership's place in the creation order.
         if s.memberships.insert(key, membership.clone()).is_none() {
+            s.membership_next += 1;
+            let seq = s.membership_next;
+            s.membership_seq.insert(key, seq);
             s.membership_order
                 .entry(membership.user_id)
                 .or_default()
@@ -252,10 +300,58 @@ impl UserRepository for MemoryDirectory {
     async fn remove_membership(&self, user: UserId, tenant: TenantId) -> Result<bool, StoreError> {
         let mut s = self.write();
         let removed = s.memberships.remove(&(user, tenant)).is_some();
+        s.membership_seq.remove(&(user, tenant));
         if let Some(order) = s.membership_order.get_mut(&user) {
             order.retain(|t| *t != tenant);
         }
         Ok(removed)
+    }
+
+    async fn memberships_in(&self, tenant: TenantId) -> Result<Vec<Membership>, StoreError> {
+        let s = self.read();
+        // Oldest first across users: walk each user's order, then sort by
+        // the position the store handed out (insertion into `memberships`).
+        let mut found: Vec<&Membership> = s
+            .memberships
+            .values()
+            .filter(|m| m.tenant_id == tenant)
+            .collect();
+        found.sort_by_key(|m| s.membership_seq.get(&(m.user_id, m.tenant_id)).copied());
+        Ok(found.into_iter().cloned().collect())
+    }
+
+    async fn set_disabled(&self, id: UserId, disabled: bool) -> Result<bool, StoreError> {
+        Ok(match self.write().users.get_mut(&id) {
+            Some(user) => {
+                user.disabled = disabled;
+                true
+            }
+            None => false,
+        })
+    }
+
+    async fn revoke_tokens(&self, id: UserId, from: DateTime<Utc>) -> Result<bool, StoreError> {
+        Ok(match self.write().users.get_mut(&id) {
+            Some(user) => {
+                // Stores keep microseconds (like SQL), so a read-back agrees.
+                user.tokens_valid_from = DateTime::from_timestamp_micros(from.timestamp_micros());
+                true
+            }
+            None => false,
+        })
+    }
+
+    async fn delete_user(&self, id: UserId) -> Result<bool, StoreError> {
+        let mut s = self.write();
+        let Some(user) = s.users.remove(&id) else {
+            return Ok(false);
+        };
+        s.user_by_email.remove(user.email.as_str());
+        s.memberships.retain(|(u, _), _| *u != id);
+        s.membership_seq.retain(|(u, _), _| *u != id);
+        s.membership_order.remove(&id);
+        s.sessions.retain(|_, session| session.user_id != id);
+        Ok(true)
     }
 }
 
@@ -287,6 +383,39 @@ impl AreaRepository for MemoryDirectory {
             })
             .unwrap_or_default())
     }
+
+    async fn update_area(&self, area: &Area) -> Result<bool, StoreError> {
+        let mut s = self.write();
+        let known = s
+            .areas
+            .get(&area.id)
+            .is_some_and(|a| a.tenant_id == area.tenant_id);
+        if !known {
+            return Ok(false);
+        }
+        require_area(&s, area.tenant_id, area.parent_id)?;
+        s.areas.insert(area.id, area.clone());
+        Ok(true)
+    }
+
+    async fn delete_area(&self, tenant: TenantId, id: AreaId) -> Result<bool, StoreError> {
+        let mut s = self.write();
+        let known = s.areas.get(&id).is_some_and(|a| a.tenant_id == tenant);
+        if !known {
+            return Ok(false);
+        }
+        // The SQL foreign keys refuse to orphan children or devices.
+        let referenced = s.areas.values().any(|a| a.parent_id == Some(id))
+            || s.devices.values().any(|d| d.area_id == Some(id));
+        if referenced {
+            return Err(dangling("the area still has children or devices"));
+        }
+        s.areas.remove(&id);
+        if let Some(order) = s.areas_of.get_mut(&tenant) {
+            order.retain(|a| *a != id);
+        }
+        Ok(true)
+    }
 }
 
 #[async_trait]
@@ -298,35 +427,7 @@ impl DeviceRepository for MemoryDirectory {
                 "a device with this id already exists".into(),
             ));
         }
-        require_tenant(&s, device.tenant_id)?;
-        require_area(&s, device.tenant_id, device.area_id)?;
-        let State {
-            devices,
-            devices_of,
-            ..
-        } = &mut *s;
-        let order = devices_of.entry(device.tenant_id).or_default();
-        let key = |id: &DeviceId| devices.get(id).map(|d| (d.name.as_str(), *id));
-        let at = order.partition_point(|id| key(id) < Some((device.name.as_str(), device.id)));
-        // The first device at or after the new name holds it if it is taken.
-        let taken = order[at..]
-            .first()
-            .and_then(|id| devices.get(id))
-            .is_some_and(|d| d.name == device.name)
-            || at > 0
-                && order
-                    .get(at - 1)
-                    .and_then(|id| devices.get(id))
-                    .is_some_and(|d| d.name == device.name);
-        if taken {
-            return Err(StoreError::Conflict(format!(
-                "a device named `{}` already exists in this tenant",
-                device.name
-            )));
-        }
-        order.insert(at, device.id);
-        devices.insert(device.id, device.clone());
-        Ok(())
+        insert_device(&mut s, device)
     }
 
     async fn device(&self, tenant: TenantId, id: DeviceId) -> Result<Option<Device>, StoreError> {
@@ -397,6 +498,30 @@ impl DeviceRepository for MemoryDirectory {
             .filter_map(|id| s.devices.get(id))
             .cloned()
             .collect())
+    }
+
+    async fn update_device(&self, device: &Device) -> Result<bool, StoreError> {
+        let mut s = self.write();
+        let Some(old) = s
+            .devices
+            .get(&device.id)
+            .filter(|d| d.tenant_id == device.tenant_id)
+            .cloned()
+        else {
+            return Ok(false);
+        };
+        require_area(&s, device.tenant_id, device.area_id)?;
+        remove_device(&mut s, device.tenant_id, device.id);
+        if let Err(err) = insert_device(&mut s, device) {
+            // Put the old row back: a refused update changes nothing.
+            insert_device(&mut s, &old)?;
+            return Err(err);
+        }
+        Ok(true)
+    }
+
+    async fn delete_device(&self, tenant: TenantId, id: DeviceId) -> Result<bool, StoreError> {
+        Ok(remove_device(&mut self.write(), tenant, id))
     }
 }
 
@@ -516,6 +641,70 @@ impl IdentityLinks for MemoryDirectory {
         // Links go with the membership they point at, as in SQL.
         Ok(user.filter(|u| s.memberships.contains_key(&(*u, tenant))))
     }
+}
+
+#[async_trait]
+impl SessionRepository for MemoryDirectory {
+    async fn insert_session(&self, session: &RefreshSession) -> Result<(), StoreError> {
+        let mut s = self.write();
+        // The foreign keys of the SQL schema.
+        if !s.users.contains_key(&session.user_id) || !s.tenants.contains_key(&session.tenant_id) {
+            return Err(StoreError::Backend(anyhow!(
+                "a session of an unknown user or tenant"
+            )));
+        }
+        if s.sessions.contains_key(&session.token_hash) {
+            return Err(StoreError::Conflict("refresh token".into()));
+        }
+        let mut stored = session.clone();
+        // Stores keep microseconds (like SQL), so a read-back agrees.
+        stored.issued_at = micros(stored.issued_at);
+        stored.expires_at = micros(stored.expires_at);
+        s.sessions.insert(session.token_hash.clone(), stored);
+        Ok(())
+    }
+
+    async fn session(&self, hash: &RefreshTokenHash) -> Result<Option<RefreshSession>, StoreError> {
+        Ok(self.read().sessions.get(hash).cloned())
+    }
+
+    async fn retire_session(&self, hash: &RefreshTokenHash) -> Result<bool, StoreError> {
+        Ok(match self.write().sessions.get_mut(hash) {
+            Some(session) if !session.retired => {
+                session.retired = true;
+                true
+            }
+            _ => false,
+        })
+    }
+
+    async fn revoke_family(&self, family: SessionFamily) -> Result<u64, StoreError> {
+        let mut s = self.write();
+        let before = s.sessions.len();
+        s.sessions.retain(|_, session| session.family != family);
+        Ok((before - s.sessions.len()) as u64)
+    }
+
+    async fn revoke_user_sessions(&self, user: UserId) -> Result<u64, StoreError> {
+        let mut s = self.write();
+        let before = s.sessions.len();
+        s.sessions.retain(|_, session| session.user_id != user);
+        Ok((before - s.sessions.len()) as u64)
+    }
+
+    async fn family_active(
+        &self,
+        family: SessionFamily,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        Ok(self.read().sessions.values().any(|session| {
+            session.family == family && !session.retired && session.expires_at > now
+        }))
+    }
+}
+
+fn micros(at: DateTime<Utc>) -> DateTime<Utc> {
+    DateTime::from_timestamp_micros(at.timestamp_micros()).unwrap_or(at)
 }
 
 #[cfg(test)]

@@ -100,7 +100,12 @@ impl PasswordHasher for NotUsed {
 }
 
 impl TokenService for NotUsed {
-    fn issue(&self, _: UserId, _: TenantId) -> Result<(String, TokenClaims), anyhow::Error> {
+    fn issue(
+        &self,
+        _: UserId,
+        _: TenantId,
+        _: Option<hearth_domain::SessionFamily>,
+    ) -> Result<(String, TokenClaims), anyhow::Error> {
         Err(anyhow::anyhow!("not used by the benchmark"))
     }
     fn verify(&self, _: &str) -> Result<TokenClaims, TokenError> {

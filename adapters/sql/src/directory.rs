@@ -8,14 +8,16 @@ use std::path::Path;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use hearth_domain::model::{
-    Area, AuditEntry, AuditOutcome, Device, EmailAddress, Membership, PasswordHash, Tenant, User,
+    Area, AuditEntry, AuditOutcome, Device, EmailAddress, Membership, PasswordHash, RefreshSession,
+    RefreshTokenHash, Tenant, User,
 };
 use hearth_domain::ports::{
     AreaRepository, AuditCursor, AuditFilter, AuditLog, AuditRecord, DeviceFilter,
-    DeviceRepository, IdentityLinks, Page, TenantRepository, UserRepository,
+    DeviceRepository, IdentityLinks, Page, SessionRepository, TenantRepository, UserRepository,
 };
-use hearth_domain::{DeviceId, StoreError, TenantId, UserId};
+use hearth_domain::{AreaId, DeviceId, SessionFamily, StoreError, TenantId, UserId};
 use sea_orm::sea_query::{Expr, Func, LikeExpr, OnConflict};
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{
@@ -27,7 +29,7 @@ use sea_orm::{
 use sea_orm_migration::MigratorTrait;
 
 use crate::entity::{
-    areas, audit_log, devices, memberships, micros, tenants, user_identities, users,
+    areas, audit_log, devices, memberships, micros, sessions, tenants, user_identities, users,
 };
 use crate::error::{backend, invalid_row, on_insert, SqlError};
 use crate::migration::Migrator;
@@ -388,6 +390,48 @@ impl UserRepository for SqlDirectory {
             .map_err(backend("could not remove a membership"))?;
         Ok(deleted.rows_affected > 0)
     }
+
+    async fn memberships_in(&self, tenant: TenantId) -> Result<Vec<Membership>, StoreError> {
+        memberships::Entity::find()
+            .filter(memberships::Column::TenantId.eq(tenant.to_string()))
+            .order_by_asc(memberships::Column::Seq)
+            .all(&self.db)
+            .await
+            .map_err(backend("could not list a tenant's memberships"))?
+            .into_iter()
+            .map(memberships::Model::try_into_domain)
+            .collect()
+    }
+
+    async fn set_disabled(&self, id: UserId, disabled: bool) -> Result<bool, StoreError> {
+        let result = users::Entity::update_many()
+            .col_expr(users::Column::Disabled, Expr::value(disabled))
+            .filter(users::Column::Id.eq(id.to_string()))
+            .exec(&self.db)
+            .await
+            .map_err(backend("could not disable a user"))?;
+        // Matched rows on MySQL too (CLIENT_FOUND_ROWS), see `set_password`.
+        Ok(result.rows_affected > 0)
+    }
+
+    async fn revoke_tokens(&self, id: UserId, from: DateTime<Utc>) -> Result<bool, StoreError> {
+        let result = users::Entity::update_many()
+            .col_expr(users::Column::TokensValidFrom, Expr::value(micros(from)))
+            .filter(users::Column::Id.eq(id.to_string()))
+            .exec(&self.db)
+            .await
+            .map_err(backend("could not revoke a user's tokens"))?;
+        Ok(result.rows_affected > 0)
+    }
+
+    async fn delete_user(&self, id: UserId) -> Result<bool, StoreError> {
+        // Memberships go with the user (ON DELETE CASCADE), in one statement.
+        let deleted = users::Entity::delete_by_id(id.to_string())
+            .exec(&self.db)
+            .await
+            .map_err(backend("could not delete a user"))?;
+        Ok(deleted.rows_affected > 0)
+    }
 }
 
 #[async_trait]
@@ -414,6 +458,35 @@ impl AreaRepository for SqlDirectory {
             .into_iter()
             .map(areas::Model::try_into_domain)
             .collect()
+    }
+
+    async fn update_area(&self, area: &Area) -> Result<bool, StoreError> {
+        let result = areas::Entity::update_many()
+            .col_expr(areas::Column::Name, Expr::value(area.name.clone()))
+            .col_expr(
+                areas::Column::ParentId,
+                Expr::value(area.parent_id.map(|p| p.to_string())),
+            )
+            .filter(areas::Column::TenantId.eq(area.tenant_id.to_string()))
+            .filter(areas::Column::Id.eq(area.id.to_string()))
+            .exec(&self.db)
+            .await
+            .map_err(backend(
+                "could not update an area (parent in another tenant?)",
+            ))?;
+        Ok(result.rows_affected > 0)
+    }
+
+    async fn delete_area(&self, tenant: TenantId, id: AreaId) -> Result<bool, StoreError> {
+        let deleted = areas::Entity::delete_many()
+            .filter(areas::Column::TenantId.eq(tenant.to_string()))
+            .filter(areas::Column::Id.eq(id.to_string()))
+            .exec(&self.db)
+            .await
+            .map_err(backend(
+                "could not delete an area (children or devices left?)",
+            ))?;
+        Ok(deleted.rows_affected > 0)
     }
 }
 
@@ -496,6 +569,41 @@ impl DeviceRepository for SqlDirectory {
             .into_iter()
             .map(devices::Model::try_into_domain)
             .collect()
+    }
+
+    async fn update_device(&self, device: &Device) -> Result<bool, StoreError> {
+        let row = devices::Model::from_domain(device);
+        let result = devices::Entity::update_many()
+            .col_expr(devices::Column::AreaId, Expr::value(row.area_id))
+            .col_expr(devices::Column::Name, Expr::value(row.name))
+            .col_expr(devices::Column::ProfileId, Expr::value(row.profile_id))
+            .col_expr(devices::Column::Host, Expr::value(row.host))
+            .col_expr(devices::Column::Port, Expr::value(row.port))
+            .col_expr(devices::Column::Unit, Expr::value(row.unit))
+            .filter(devices::Column::TenantId.eq(row.tenant_id))
+            .filter(devices::Column::Id.eq(row.id))
+            .exec(&self.db)
+            .await
+            .map_err(on_insert(
+                "could not update a device (unknown area?)",
+                || {
+                    format!(
+                        "a device named `{}` already exists in this tenant",
+                        device.name
+                    )
+                },
+            ))?;
+        Ok(result.rows_affected > 0)
+    }
+
+    async fn delete_device(&self, tenant: TenantId, id: DeviceId) -> Result<bool, StoreError> {
+        let deleted = devices::Entity::delete_many()
+            .filter(devices::Column::TenantId.eq(tenant.to_string()))
+            .filter(devices::Column::Id.eq(id.to_string()))
+            .exec(&self.db)
+            .await
+            .map_err(backend("could not delete a device"))?;
+        Ok(deleted.rows_affected > 0)
     }
 }
 
@@ -723,6 +831,74 @@ impl IdentityLinks for SqlDirectory {
                 .map_err(|e| invalid_row("user_identities", &r.subject, e))
         })
         .transpose()
+    }
+}
+
+#[async_trait]
+impl SessionRepository for SqlDirectory {
+    async fn insert_session(&self, session: &RefreshSession) -> Result<(), StoreError> {
+        sessions::Entity::insert(sessions::Model::from_domain(session).into_active_model())
+            .exec_without_returning(&self.db)
+            .await
+            .map_err(on_insert("could not insert a session", || {
+                "refresh token".to_owned()
+            }))?;
+        Ok(())
+    }
+
+    async fn session(&self, hash: &RefreshTokenHash) -> Result<Option<RefreshSession>, StoreError> {
+        sessions::Entity::find_by_id(hash.as_str().to_owned())
+            .one(&self.db)
+            .await
+            .map_err(backend("could not read a session"))?
+            .map(sessions::Model::into_domain)
+            .transpose()
+    }
+
+    async fn retire_session(&self, hash: &RefreshTokenHash) -> Result<bool, StoreError> {
+        // One conditional UPDATE: of two concurrent rotations, only one
+        // sees a row it changed.
+        let result = sessions::Entity::update_many()
+            .col_expr(sessions::Column::Retired, Expr::value(true))
+            .filter(sessions::Column::TokenHash.eq(hash.as_str()))
+            .filter(sessions::Column::Retired.eq(false))
+            .exec(&self.db)
+            .await
+            .map_err(backend("could not retire a session"))?;
+        Ok(result.rows_affected == 1)
+    }
+
+    async fn revoke_family(&self, family: SessionFamily) -> Result<u64, StoreError> {
+        let result = sessions::Entity::delete_many()
+            .filter(sessions::Column::Family.eq(family.to_string()))
+            .exec(&self.db)
+            .await
+            .map_err(backend("could not revoke a session family"))?;
+        Ok(result.rows_affected)
+    }
+
+    async fn revoke_user_sessions(&self, user: UserId) -> Result<u64, StoreError> {
+        let result = sessions::Entity::delete_many()
+            .filter(sessions::Column::UserId.eq(user.to_string()))
+            .exec(&self.db)
+            .await
+            .map_err(backend("could not revoke a user's sessions"))?;
+        Ok(result.rows_affected)
+    }
+
+    async fn family_active(
+        &self,
+        family: SessionFamily,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let live = sessions::Entity::find()
+            .filter(sessions::Column::Family.eq(family.to_string()))
+            .filter(sessions::Column::Retired.eq(false))
+            .filter(sessions::Column::ExpiresAt.gt(micros(now)))
+            .count(&self.db)
+            .await
+            .map_err(backend("could not check a session family"))?;
+        Ok(live > 0)
     }
 }
 

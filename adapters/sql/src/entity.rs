@@ -10,9 +10,11 @@ use std::str::FromStr;
 use chrono::{DateTime, Utc};
 use hearth_domain::model::{
     Area, AuditEntry, AuditOutcome, Device, DeviceScope, EmailAddress, Endpoint, Membership,
-    PasswordHash, Role, Tenant, TenantSlug, User,
+    PasswordHash, RefreshSession, RefreshTokenHash, Role, Tenant, TenantSlug, User,
 };
-use hearth_domain::{AreaId, DeviceId, PointKey, ProfileId, StoreError, TenantId, UserId};
+use hearth_domain::{
+    AreaId, DeviceId, PointKey, ProfileId, SessionFamily, StoreError, TenantId, UserId,
+};
 
 use crate::error::invalid_row;
 
@@ -45,6 +47,34 @@ pub(crate) mod users {
         pub email: String,
         pub display_name: String,
         pub password_hash: Option<String>,
+        pub disabled: bool,
+        /// Microseconds since the epoch.
+        pub tokens_valid_from: Option<i64>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub(crate) mod sessions {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "sessions")]
+    pub struct Model {
+        /// Hex SHA-256 of the refresh token.
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub token_hash: String,
+        pub family: String,
+        pub user_id: String,
+        pub tenant_id: String,
+        /// Microseconds since the epoch.
+        pub issued_at: i64,
+        /// Microseconds since the epoch.
+        pub expires_at: i64,
+        pub retired: bool,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -224,6 +254,8 @@ impl users::Model {
             email: u.email.as_str().to_owned(),
             display_name: u.display_name.clone(),
             password_hash: u.password_hash.as_ref().map(|h| h.as_phc().to_owned()),
+            disabled: u.disabled,
+            tokens_valid_from: u.tokens_valid_from.map(micros),
         }
     }
 
@@ -234,6 +266,14 @@ impl users::Model {
             email: EmailAddress::new(&self.email).map_err(|e| invalid_row(T, &self.id, e))?,
             display_name: self.display_name,
             password_hash: self.password_hash.map(PasswordHash::from_phc),
+            disabled: self.disabled,
+            tokens_valid_from: self
+                .tokens_valid_from
+                .map(|at| {
+                    DateTime::from_timestamp_micros(at)
+                        .ok_or_else(|| invalid_row(T, &self.id, "tokens_valid_from out of range"))
+                })
+                .transpose()?,
         })
     }
 }
@@ -348,6 +388,36 @@ impl audit_log::Model {
             detail: self.detail,
             count,
             last_at,
+        })
+    }
+}
+
+impl sessions::Model {
+    pub(crate) fn from_domain(s: &RefreshSession) -> Self {
+        Self {
+            token_hash: s.token_hash.as_str().to_owned(),
+            family: s.family.to_string(),
+            user_id: s.user_id.to_string(),
+            tenant_id: s.tenant_id.to_string(),
+            issued_at: micros(s.issued_at),
+            expires_at: micros(s.expires_at),
+            retired: s.retired,
+        }
+    }
+
+    pub(crate) fn into_domain(self) -> Result<RefreshSession, StoreError> {
+        let bad = |reason: &str| invalid_row("sessions", &self.family, reason);
+        Ok(RefreshSession {
+            token_hash: RefreshTokenHash::from_stored(&self.token_hash)
+                .ok_or_else(|| bad("token_hash"))?,
+            family: SessionFamily::from_str(&self.family).map_err(|_| bad("family"))?,
+            user_id: UserId::from_str(&self.user_id).map_err(|_| bad("user_id"))?,
+            tenant_id: TenantId::from_str(&self.tenant_id).map_err(|_| bad("tenant_id"))?,
+            issued_at: DateTime::from_timestamp_micros(self.issued_at)
+                .ok_or_else(|| bad("issued_at"))?,
+            expires_at: DateTime::from_timestamp_micros(self.expires_at)
+                .ok_or_else(|| bad("expires_at"))?,
+            retired: self.retired,
         })
     }
 }

@@ -14,7 +14,9 @@ impl MigratorTrait for Migrator {
             Box::new(m20250101_000001_directory::Migration),
             Box::new(m20250601_000002_audit_coalescing::Migration),
             Box::new(m20261129_000003_wide_units::Migration),
+            Box::new(m20261129_000004_access::Migration),
             Box::new(m20261129_000005_identity_links::Migration),
+            Box::new(m20261129_000006_sessions::Migration),
         ]
     }
 }
@@ -514,6 +516,71 @@ mod m20261129_000003_wide_units {
     }
 }
 
+/// Administration and sessions: a user can be disabled (kept, with their
+/// memberships and audit trail, but unable to log in or use a token), and
+/// a logout refuses the user's tokens issued before it. Existing users stay
+/// enabled, their tokens valid.
+mod m20261129_000004_access {
+    use sea_orm_migration::prelude::*;
+
+    pub(crate) struct Migration;
+
+    impl MigrationName for Migration {
+        fn name(&self) -> &str {
+            "m20261129_000004_access"
+        }
+    }
+
+    #[derive(DeriveIden)]
+    enum Users {
+        Table,
+        Disabled,
+        TokensValidFrom,
+    }
+
+    #[async_trait::async_trait]
+    impl MigrationTrait for Migration {
+        async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+            manager
+                .alter_table(
+                    Table::alter()
+                        .table(Users::Table)
+                        .add_column(
+                            ColumnDef::new(Users::Disabled)
+                                .boolean()
+                                .not_null()
+                                .default(false),
+                        )
+                        .to_owned(),
+                )
+                .await?;
+            // One column per statement: SQLite alters one thing at a time.
+            manager
+                .alter_table(
+                    Table::alter()
+                        .table(Users::Table)
+                        .add_column(ColumnDef::new(Users::TokensValidFrom).big_integer().null())
+                        .to_owned(),
+                )
+                .await
+        }
+
+        async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+            for column in [Users::TokensValidFrom, Users::Disabled] {
+                manager
+                    .alter_table(
+                        Table::alter()
+                            .table(Users::Table)
+                            .drop_column(column)
+                            .to_owned(),
+                    )
+                    .await?;
+            }
+            Ok(())
+        }
+    }
+}
+
 /// Number 5: links of an external identity provider's subject to a Hearth
 /// user in one tenant (OIDC tokens authenticate as that user there).
 mod m20261129_000005_identity_links {
@@ -605,6 +672,116 @@ mod m20261129_000005_identity_links {
         async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
             manager
                 .drop_table(Table::drop().table(UserIdentities::Table).to_owned())
+                .await
+        }
+    }
+}
+
+mod m20261129_000006_sessions {
+    //! Refresh tokens, one row per token issued, by the SHA-256 of the token.
+    use sea_orm_migration::prelude::*;
+    use sea_orm_migration::sea_orm::DbBackend;
+
+    pub(crate) struct Migration;
+
+    impl MigrationName for Migration {
+        fn name(&self) -> &str {
+            "m20261129_000006_sessions"
+        }
+    }
+
+    #[derive(DeriveIden)]
+    enum Sessions {
+        Table,
+        TokenHash,
+        Family,
+        UserId,
+        TenantId,
+        IssuedAt,
+        ExpiresAt,
+        Retired,
+    }
+
+    #[derive(DeriveIden)]
+    enum Users {
+        Table,
+        Id,
+    }
+
+    #[derive(DeriveIden)]
+    enum Tenants {
+        Table,
+        Id,
+    }
+
+    #[async_trait::async_trait]
+    impl MigrationTrait for Migration {
+        async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+            let mut table = Table::create();
+            table
+                .table(Sessions::Table)
+                .col(
+                    ColumnDef::new(Sessions::TokenHash)
+                        .string_len(64)
+                        .not_null()
+                        .primary_key(),
+                )
+                .col(ColumnDef::new(Sessions::Family).string_len(36).not_null())
+                .col(ColumnDef::new(Sessions::UserId).string_len(36).not_null())
+                .col(ColumnDef::new(Sessions::TenantId).string_len(36).not_null())
+                .col(ColumnDef::new(Sessions::IssuedAt).big_integer().not_null())
+                .col(ColumnDef::new(Sessions::ExpiresAt).big_integer().not_null())
+                .col(
+                    ColumnDef::new(Sessions::Retired)
+                        .boolean()
+                        .not_null()
+                        .default(false),
+                )
+                // A deleted user or tenant takes its sessions along.
+                .foreign_key(
+                    ForeignKey::create()
+                        .from(Sessions::Table, Sessions::UserId)
+                        .to(Users::Table, Users::Id)
+                        .on_delete(ForeignKeyAction::Cascade),
+                )
+                .foreign_key(
+                    ForeignKey::create()
+                        .from(Sessions::Table, Sessions::TenantId)
+                        .to(Tenants::Table, Tenants::Id)
+                        .on_delete(ForeignKeyAction::Cascade),
+                );
+            // The same table options as the other tables (binary collation).
+            if manager.get_database_backend() == DbBackend::MySql {
+                table
+                    .engine("InnoDB")
+                    .character_set("utf8mb4")
+                    .collate("utf8mb4_bin");
+            }
+            manager.create_table(table.to_owned()).await?;
+            // Separate statements: SQLite has no inline non-unique index.
+            manager
+                .create_index(
+                    Index::create()
+                        .name("ix_sessions_family")
+                        .table(Sessions::Table)
+                        .col(Sessions::Family)
+                        .to_owned(),
+                )
+                .await?;
+            manager
+                .create_index(
+                    Index::create()
+                        .name("ix_sessions_user")
+                        .table(Sessions::Table)
+                        .col(Sessions::UserId)
+                        .to_owned(),
+                )
+                .await
+        }
+
+        async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+            manager
+                .drop_table(Table::drop().table(Sessions::Table).to_owned())
                 .await
         }
     }

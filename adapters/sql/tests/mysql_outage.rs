@@ -53,6 +53,8 @@ fn new_user(n: usize) -> User {
         .expect("valid email"),
         display_name: format!("User {n}"),
         password_hash: None,
+        disabled: false,
+        tokens_valid_from: None,
     }
 }
 

@@ -23,10 +23,10 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use crate::error::StoreError;
-use crate::ids::{AreaId, DeviceId, PointKey, ProfileId, TenantId, UserId};
+use crate::ids::{AreaId, DeviceId, PointKey, ProfileId, SessionFamily, TenantId, UserId};
 use crate::model::{
     Area, AuditEntry, AuditOutcome, Device, DeviceScope, EmailAddress, Endpoint, Membership,
-    PasswordHash, Role, Tenant, TenantSlug, User,
+    PasswordHash, RefreshSession, RefreshTokenHash, Role, Tenant, TenantSlug, User,
 };
 use crate::ports::{
     AreaRepository, AuditCursor, AuditFilter, AuditLog, AuditRecord, DeviceFilter,
@@ -48,6 +48,8 @@ pub async fn directory_contract(dir: &dyn Directory) {
     device_pagination(dir, &world).await;
     audit(dir, &world).await;
     identity_links(dir, &world).await;
+    administration(dir, &world).await;
+    sessions(dir, &world).await;
 }
 
 /// Two tenants with areas and devices, shared by the checks below.
@@ -117,10 +119,297 @@ fn user(email: &str, name: &str, hash: Option<&str>) -> User {
         email: EmailAddress::new(email).expect("contract: valid email"),
         display_name: name.to_string(),
         password_hash: hash.map(PasswordHash::from_phc),
+        disabled: false,
+        tokens_valid_from: None,
     }
 }
 
+/// The writes the admin use cases need: a tenant's members, disabling and
+/// deleting users, renaming, moving and deleting areas and devices, each
+/// within one tenant only. Runs last: it changes the world.
+async fn administration(dir: &dyn Directory, w: &World) {
+    let member = |u: &User, t: &Tenant, role| Membership {
+        user_id: u.id,
+        tenant_id: t.id,
+        role,
+        scope: DeviceScope::All,
+    };
+    let ann = user("ann@admin.test", "Ann", None);
+    let ben = user("ben@admin.test", "Ben", None);
+    for u in [&ann, &ben] {
+        dir.insert_user(u).await.expect("contract: insert_user");
+    }
+    for m in [
+        member(&ann, &w.acme, Role::Admin),
+        member(&ben, &w.acme, Role::Basic),
+        member(&ben, &w.globex, Role::Full),
+    ] {
+        dir.upsert_membership(&m).await.expect("contract: upsert");
+    }
+    let in_acme = dir
+        .memberships_in(w.acme.id)
+        .await
+        .expect("memberships_in() failed");
+    assert!(
+        in_acme.iter().all(|m| m.tenant_id == w.acme.id),
+        "memberships_in(tenant) must return that tenant's memberships only"
+    );
+    let ids: Vec<UserId> = in_acme.iter().map(|m| m.user_id).collect();
+    let (a, b) = (
+        ids.iter().position(|u| *u == ann.id),
+        ids.iter().position(|u| *u == ben.id),
+    );
+    assert!(
+        matches!((a, b), (Some(a), Some(b)) if a < b),
+        "memberships_in(tenant) must list every member, oldest first: {ids:?}"
+    );
+
+    assert_eq!(dir.set_disabled(ben.id, true).await.ok(), Some(true));
+    let stored = dir.user(ben.id).await.expect("user() failed");
+    assert!(
+        stored.is_some_and(|u| u.disabled),
+        "set_disabled(true) must stick"
+    );
+    assert_eq!(dir.set_disabled(ben.id, false).await.ok(), Some(true));
+    let stored = dir.user(ben.id).await.expect("user() failed");
+    assert!(
+        stored.is_some_and(|u| !u.disabled),
+        "set_disabled(false) must stick"
+    );
+    assert_eq!(
+        dir.set_disabled(UserId::new(), true).await.ok(),
+        Some(false),
+        "set_disabled on an unknown user must answer false"
+    );
+
+    let logout = at(1_800_000_000, 123_456);
+    assert_eq!(dir.revoke_tokens(ben.id, logout).await.ok(), Some(true));
+    let stored = dir.user(ben.id).await.expect("user() failed");
+    assert_eq!(
+        stored.and_then(|u| u.tokens_valid_from),
+        Some(logout),
+        "revoke_tokens must keep the instant to the microsecond"
+    );
+    assert_eq!(
+        dir.revoke_tokens(UserId::new(), logout).await.ok(),
+        Some(false)
+    );
+
+    assert_eq!(dir.delete_user(ben.id).await.ok(), Some(true));
+    assert!(dir.user(ben.id).await.expect("user() failed").is_none());
+    assert!(
+        dir.memberships_of(ben.id)
+            .await
+            .expect("memberships_of() failed")
+            .is_empty(),
+        "a deleted user's memberships go with them"
+    );
+    assert_eq!(dir.delete_user(ben.id).await.ok(), Some(false));
+    dir.insert_user(&user("ben@admin.test", "Ben again", None))
+        .await
+        .expect("a deleted user's email must be free again");
+
+    // Areas: rename and move within the tenant; another tenant's id is unknown.
+    let leaf = area(&w.acme, Some(&w.site), "Leaf");
+    dir.insert_area(&leaf).await.expect("contract: insert_area");
+    let moved = Area {
+        name: "Moved leaf".into(),
+        parent_id: Some(w.office.id),
+        ..leaf.clone()
+    };
+    assert_eq!(dir.update_area(&moved).await.ok(), Some(true));
+    let stored = dir.areas(w.acme.id).await.expect("areas() failed");
+    assert!(
+        stored.contains(&moved),
+        "update_area must store name and parent"
+    );
+    let smuggled = Area {
+        tenant_id: w.globex.id,
+        ..moved.clone()
+    };
+    assert_eq!(
+        dir.update_area(&smuggled).await.ok(),
+        Some(false),
+        "update_area must not touch another tenant's area"
+    );
+    let foreign_parent = Area {
+        parent_id: Some(w.globex_site.id),
+        ..moved.clone()
+    };
+    assert!(
+        dir.update_area(&foreign_parent).await.is_err(),
+        "a parent of another tenant must be refused"
+    );
+    assert_eq!(
+        dir.delete_area(w.globex.id, leaf.id).await.ok(),
+        Some(false)
+    );
+    assert_eq!(dir.delete_area(w.acme.id, leaf.id).await.ok(), Some(true));
+    assert!(!dir
+        .areas(w.acme.id)
+        .await
+        .expect("areas() failed")
+        .iter()
+        .any(|a| a.id == leaf.id));
+
+    // Devices: replace within the tenant, conflicts on names, delete.
+    let d = device(&w.acme, Some(&w.site), "Admin device", 9);
+    dir.insert_device(&d)
+        .await
+        .expect("contract: insert_device");
+    let changed = Device {
+        name: "Admin device renamed".into(),
+        area_id: Some(w.office.id),
+        endpoint: Endpoint::new("10.0.0.9", 1502, 70_000).expect("contract: valid endpoint"),
+        ..d.clone()
+    };
+    assert_eq!(dir.update_device(&changed).await.ok(), Some(true));
+    assert_eq!(
+        dir.device(w.acme.id, d.id).await.expect("device() failed"),
+        Some(changed.clone()),
+        "update_device must store every field"
+    );
+    let taken = Device {
+        name: w.acme_devices[0].name.clone(),
+        ..changed.clone()
+    };
+    assert!(
+        is_conflict(&dir.update_device(&taken).await),
+        "renaming a device to a taken name must be Conflict"
+    );
+    assert_eq!(
+        dir.device(w.acme.id, d.id).await.expect("device() failed"),
+        Some(changed.clone()),
+        "a refused update must change nothing"
+    );
+    let smuggled = Device {
+        tenant_id: w.globex.id,
+        area_id: None,
+        ..changed.clone()
+    };
+    assert_eq!(dir.update_device(&smuggled).await.ok(), Some(false));
+    assert_eq!(dir.delete_device(w.globex.id, d.id).await.ok(), Some(false));
+    assert_eq!(dir.delete_device(w.acme.id, d.id).await.ok(), Some(true));
+    assert!(dir
+        .device(w.acme.id, d.id)
+        .await
+        .expect("device() failed")
+        .is_none());
+}
+
 /// A timestamp with whole microseconds, which every store keeps exactly.
+/// Refresh tokens: stored by hash, retired once, revoked per family or
+/// per user, and gone with their user.
+async fn sessions(dir: &dyn Directory, w: &World) {
+    let cam = user("cam@sessions.test", "Cam", None);
+    let dee = user("dee@sessions.test", "Dee", None);
+    for u in [&cam, &dee] {
+        dir.insert_user(u).await.expect("contract: insert_user");
+    }
+    let now = at(1_800_000_000, 654_321);
+    let session = |token: &str, u: &User, family: SessionFamily| RefreshSession {
+        token_hash: RefreshTokenHash::of(token),
+        family,
+        user_id: u.id,
+        tenant_id: w.acme.id,
+        issued_at: now,
+        expires_at: at(1_800_086_400, 1),
+        retired: false,
+    };
+    let (first, second) = (SessionFamily::new(), SessionFamily::new());
+    let a = session("token-a", &cam, first);
+    dir.insert_session(&a)
+        .await
+        .expect("contract: insert_session");
+    assert!(
+        matches!(dir.insert_session(&a).await, Err(StoreError::Conflict(_))),
+        "insert_session must return Conflict for a stored hash"
+    );
+    assert_eq!(
+        dir.session(&a.token_hash).await.expect("session() failed"),
+        Some(a.clone()),
+        "a session must read back as stored, times to the microsecond"
+    );
+    assert!(dir
+        .session(&RefreshTokenHash::of("unknown"))
+        .await
+        .expect("session() failed")
+        .is_none());
+    assert!(dir
+        .family_active(first, now)
+        .await
+        .expect("family_active() failed"));
+
+    // Retired exactly once; a family whose only token is retired is over.
+    assert_eq!(dir.retire_session(&a.token_hash).await.ok(), Some(true));
+    assert_eq!(
+        dir.retire_session(&a.token_hash).await.ok(),
+        Some(false),
+        "retiring a retired token must answer false"
+    );
+    let stored = dir.session(&a.token_hash).await.expect("session() failed");
+    assert!(stored.is_some_and(|s| s.retired), "retired must stick");
+    assert!(!dir
+        .family_active(first, now)
+        .await
+        .expect("family_active() failed"));
+    let b = session("token-b", &cam, first);
+    dir.insert_session(&b)
+        .await
+        .expect("contract: insert_session");
+    assert!(dir
+        .family_active(first, now)
+        .await
+        .expect("family_active() failed"));
+    assert!(
+        !dir.family_active(first, b.expires_at)
+            .await
+            .expect("family_active() failed"),
+        "an expired token keeps no family active"
+    );
+
+    // Revoking one family leaves the user's other family and other users.
+    let c = session("token-c", &cam, second);
+    let d = session("token-d", &dee, SessionFamily::new());
+    for s in [&c, &d] {
+        dir.insert_session(s)
+            .await
+            .expect("contract: insert_session");
+    }
+    assert_eq!(dir.revoke_family(first).await.ok(), Some(2));
+    assert!(dir
+        .session(&b.token_hash)
+        .await
+        .expect("session()")
+        .is_none());
+    assert!(dir
+        .session(&c.token_hash)
+        .await
+        .expect("session()")
+        .is_some());
+    assert_eq!(dir.revoke_user_sessions(cam.id).await.ok(), Some(1));
+    assert!(dir
+        .session(&c.token_hash)
+        .await
+        .expect("session()")
+        .is_none());
+    assert!(dir
+        .session(&d.token_hash)
+        .await
+        .expect("session()")
+        .is_some());
+
+    // A deleted user's sessions go with them.
+    assert_eq!(dir.delete_user(dee.id).await.ok(), Some(true));
+    assert!(
+        dir.session(&d.token_hash)
+            .await
+            .expect("session()")
+            .is_none(),
+        "a deleted user's sessions go with them"
+    );
+}
+
 fn at(secs: i64, micros: u32) -> DateTime<Utc> {
     DateTime::from_timestamp(secs, micros * 1_000).expect("contract: valid timestamp")
 }

@@ -6,6 +6,7 @@ mod audit;
 mod device;
 mod profile;
 mod reading;
+mod session;
 mod tenant;
 mod user;
 
@@ -15,5 +16,6 @@ pub use audit::{AuditEntry, AuditOutcome};
 pub use device::{Device, Endpoint};
 pub use profile::{DeviceProfile, FieldAddress, PointDefinition, PointOption};
 pub use reading::{aggregate_sorted, Aggregate, HistoryBucket, HistoryQuery, Quality, Reading};
+pub use session::{RefreshSession, RefreshTokenHash};
 pub use tenant::{Tenant, TenantSlug};
 pub use user::{EmailAddress, PasswordHash, User};

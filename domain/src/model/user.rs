@@ -57,6 +57,10 @@ pub struct User {
     pub email: EmailAddress,
     pub display_name: String,
     pub password_hash: Option<PasswordHash>,
+    /// A disabled user cannot log in, and their tokens stop working.
+    pub disabled: bool,
+    /// Tokens issued before this instant are refused (set by `logout`).
+    pub tokens_valid_from: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 #[cfg(test)]

@@ -1,4 +1,11 @@
-//! Login, tenant switching, token authentication and `me`.
+//! Login, tenant switching, token authentication, refresh-token rotation,
+//! logout and `me`.
+//!
+//! A login opens a session family: a short-lived access token (bearer) and
+//! an opaque refresh token, stored only as its hash. `refresh` retires the
+//! presented refresh token and issues a new pair in the same family; a
+//! retired token presented again means it was copied, so the whole family
+//! is revoked (its access tokens included) and its holder must log in.
 
 use std::net::IpAddr;
 use std::time::Duration;
@@ -11,18 +18,24 @@ use std::sync::Arc;
 use super::hashing::{HashingError, HashingPool};
 use super::throttle::{LoginLimits, LoginThrottle};
 use crate::error::DomainError;
-use crate::ids::{TenantId, UserId};
-use crate::model::{EmailAddress, Membership, PasswordHash, Role, Tenant, TenantSlug, User};
+use crate::ids::{SessionFamily, TenantId, UserId};
+use crate::model::{
+    EmailAddress, Membership, PasswordHash, RefreshSession, RefreshTokenHash, Role, Tenant,
+    TenantSlug, User,
+};
 use crate::ports::{
-    ExternalTokenVerifier, IdentityLinks, PasswordHasher, TenantRepository, TokenClaims,
-    TokenError, TokenService, UserRepository,
+    ExternalTokenVerifier, IdentityLinks, PasswordHasher, SessionRepository, TenantRepository,
+    TokenClaims, TokenError, TokenService, UserRepository,
 };
 use crate::principal::Principal;
 
-/// A freshly issued bearer token.
+/// A freshly issued bearer token and the refresh token that renews it.
 #[derive(Debug, Clone)]
 pub struct Session {
     pub token: String,
+    /// Opaque; exchanged once for a new pair by `AuthService::refresh`.
+    pub refresh_token: String,
+    pub refresh_expires_at: DateTime<Utc>,
     pub tenant: Tenant,
     pub role: Role,
     pub expires_at: DateTime<Utc>,
@@ -96,6 +109,7 @@ pub struct AuthService {
     users: Arc<dyn UserRepository>,
     passwords: Arc<dyn PasswordHasher>,
     tokens: Arc<dyn TokenService>,
+    sessions: Arc<dyn SessionRepository>,
     principals: Arc<PrincipalCache>,
     throttle: Arc<LoginThrottle>,
     hashing: HashingPool,
@@ -112,11 +126,16 @@ struct ExternalTokens {
 }
 
 impl AuthService {
+    /// How long a refresh token may wait to be used. Each use rotates it,
+    /// so an active client never meets this; an idle one logs in again.
+    pub const REFRESH_TTL: chrono::Duration = chrono::Duration::days(30);
+
     pub(crate) fn new(
         tenants: Arc<dyn TenantRepository>,
         users: Arc<dyn UserRepository>,
         passwords: Arc<dyn PasswordHasher>,
         tokens: Arc<dyn TokenService>,
+        sessions: Arc<dyn SessionRepository>,
         hashing: HashingPool,
         limits: LoginLimits,
     ) -> Self {
@@ -125,6 +144,7 @@ impl AuthService {
             users,
             passwords,
             tokens,
+            sessions,
             principals: Arc::default(),
             throttle: Arc::new(LoginThrottle::new(limits)),
             hashing,
@@ -187,6 +207,8 @@ impl AuthService {
             Ok(email) => self.users.user_by_email(&email).await?,
             Err(_) => None,
         };
+        // A disabled user is answered like an unknown one, at the same cost.
+        let user = user.filter(|u| !u.disabled);
         let Some((user, hash)) = user.and_then(|u| u.password_hash.clone().map(|h| (u, h))) else {
             self.verify_password(password, None).await?;
             return Err(LoginError::InvalidCredentials);
@@ -203,7 +225,7 @@ impl AuthService {
         let Some(membership) = membership else {
             return Err(LoginError::InvalidCredentials);
         };
-        Ok(self.issue(&membership).await?)
+        Ok(self.issue(&membership, None).await?)
     }
 
     /// Checks a password on the blocking pool; without a hash (unknown user)
@@ -250,7 +272,62 @@ impl AuthService {
             .find_membership(&memberships, tenant)
             .await?
             .ok_or_else(|| DomainError::Forbidden("you are not a member of that tenant".into()))?;
-        self.issue(&membership).await
+        self.issue(&membership, None).await
+    }
+
+    /// Exchanges a refresh token for a new access token and a new refresh
+    /// token of the same session family, retiring the presented one. Refused
+    /// (`Unauthenticated`) when the token is unknown, expired or revoked,
+    /// when the user is disabled, logged out everywhere after it was issued,
+    /// or no longer a member of its tenant. A retired token presented again
+    /// revokes its whole family: whoever holds the newer one logs in again.
+    pub async fn refresh(&self, refresh_token: &str) -> Result<Session, DomainError> {
+        if refresh_token.is_empty() || refresh_token.len() > 256 {
+            return Err(DomainError::Unauthenticated);
+        }
+        let hash = RefreshTokenHash::of(refresh_token);
+        let Some(stored) = self.sessions.session(&hash).await? else {
+            return Err(DomainError::Unauthenticated);
+        };
+        if stored.retired {
+            tracing::warn!(user = %stored.user_id, family = %stored.family, "A retired refresh token was presented again; revoking its session family.");
+            self.revoke_family(stored.family).await?;
+            return Err(DomainError::Unauthenticated);
+        }
+        if stored.expires_at <= Utc::now() {
+            return Err(DomainError::Unauthenticated);
+        }
+        let (user, membership) = tokio::join!(
+            self.users.user(stored.user_id),
+            self.users.membership(stored.user_id, stored.tenant_id),
+        );
+        let logged_out = |user: &User| {
+            user.tokens_valid_from
+                .is_some_and(|from| stored.issued_at < from)
+        };
+        let membership = match (user?, membership?) {
+            (Some(user), Some(m)) if !user.disabled && !logged_out(&user) => m,
+            _ => {
+                self.revoke_family(stored.family).await?;
+                return Err(DomainError::Unauthenticated);
+            }
+        };
+        // The new token is stored before the old one is retired, so the
+        // family never looks ended to a request checking it in between.
+        let renewed = self.issue(&membership, Some(stored.family)).await?;
+        if !self.sessions.retire_session(&hash).await? {
+            // Another request rotated it first: the same token used twice.
+            tracing::warn!(user = %stored.user_id, family = %stored.family, "A refresh token was used twice at once; revoking its session family.");
+            self.revoke_family(stored.family).await?;
+            return Err(DomainError::Unauthenticated);
+        }
+        Ok(renewed)
+    }
+
+    async fn revoke_family(&self, family: SessionFamily) -> Result<(), DomainError> {
+        self.sessions.revoke_family(family).await?;
+        self.principals.entries.invalidate_all();
+        Ok(())
     }
 
     /// Resolves a bearer token to the principal it stands for. The token's
@@ -268,15 +345,34 @@ impl AuthService {
                 return Err(DomainError::Unauthenticated)
             }
         };
-        if let Some(principal) = self.principals.get(claims.user_id, claims.tenant_id) {
+        // A token issued before the user's last logout stands for nobody,
+        // whether the principal comes from the cache or the store.
+        let revoked = |valid_from: Option<DateTime<Utc>>| {
+            valid_from.is_some_and(|from| claims.issued_at < from)
+        };
+        let key = (claims.user_id, claims.tenant_id, claims.session);
+        if let Some((principal, valid_from)) = self.principals.get(&key) {
+            if revoked(valid_from) {
+                return Err(DomainError::Unauthenticated);
+            }
             return Ok(principal);
         }
-        let (membership, user) = tokio::join!(
+        let family_active = async {
+            match claims.session {
+                Some(family) => self.sessions.family_active(family, Utc::now()).await,
+                // A token issued without a refresh token (none are, today)
+                // answers to the user-wide logout mark only.
+                None => Ok(true),
+            }
+        };
+        let (membership, user, active) = tokio::join!(
             self.users.membership(claims.user_id, claims.tenant_id),
             self.users.user(claims.user_id),
+            family_active,
         );
-        match (user?, membership?) {
-            (Some(user), Some(m)) => {
+        match (user?, membership?, active?) {
+            (Some(user), Some(m), true) if !user.disabled && !revoked(user.tokens_valid_from) => {
+                let valid_from = user.tokens_valid_from;
                 let principal = Principal {
                     user_id: user.id,
                     email: user.email,
@@ -284,7 +380,7 @@ impl AuthService {
                     role: m.role,
                     scope: m.scope,
                 };
-                self.principals.put(principal.clone());
+                self.principals.put(key, principal.clone(), valid_from);
                 Ok(principal)
             }
             _ => Err(DomainError::Unauthenticated),
@@ -333,7 +429,69 @@ impl AuthService {
             user_id,
             tenant_id: tenant.id,
             expires_at: identity.expires_at,
+            // The provider's token lives by the provider's rules (its `exp`,
+            // its revocation): Hearth's logout does not reach it, while a
+            // disabled user or a removed membership still does.
+            issued_at: Utc::now(),
+            session: None,
         })
+    }
+
+    /// Ends the session the caller's `token` belongs to: its refresh tokens
+    /// and its access tokens are refused from the next request on (open
+    /// subscriptions end at their next session check). With `all_sessions`,
+    /// or for a token of no session family, every session of the caller
+    /// ends: all their tokens issued until now, for every tenant.
+    pub async fn logout(
+        &self,
+        principal: &Principal,
+        token: &str,
+        all_sessions: bool,
+    ) -> Result<(), DomainError> {
+        let family = match self.tokens.verify(token) {
+            Ok(claims)
+                if claims.user_id == principal.user_id
+                    && claims.tenant_id == principal.tenant_id =>
+            {
+                claims.session
+            }
+            _ => return Err(DomainError::Unauthenticated),
+        };
+        match family {
+            Some(family) if !all_sessions => self.revoke_family(family).await,
+            _ => self.logout_everywhere(principal).await,
+        }
+    }
+
+    async fn logout_everywhere(&self, principal: &Principal) -> Result<(), DomainError> {
+        // Tokens carry their issue time in milliseconds: the mark is the
+        // start of the next millisecond, so every token issued until now is
+        // before it and a login a millisecond later is not.
+        let next_ms = Utc::now().timestamp_millis().saturating_add(1);
+        let from = DateTime::from_timestamp_millis(next_ms)
+            .ok_or_else(|| DomainError::Internal(anyhow::anyhow!("clock out of range")))?;
+        if !self.users.revoke_tokens(principal.user_id, from).await? {
+            return Err(DomainError::Unauthenticated);
+        }
+        self.sessions
+            .revoke_user_sessions(principal.user_id)
+            .await?;
+        self.principals.entries.invalidate_all();
+        Ok(())
+    }
+
+    /// Drops the cached principal of `user` in `tenant`: their next request
+    /// reads the membership (and whether they are disabled) again.
+    pub(crate) fn forget_principal(&self, user: UserId, tenant: TenantId) {
+        // Keys carry the session family too; this is rare (an admin
+        // changed a membership), so everyone re-reads.
+        let _ = (user, tenant);
+        self.principals.entries.invalidate_all();
+    }
+
+    /// Drops every cached principal (an area moved: scopes over it changed).
+    pub(crate) fn forget_all_principals(&self) {
+        self.principals.entries.invalidate_all();
     }
 
     pub async fn me(&self, principal: &Principal) -> Result<MeView, DomainError> {
@@ -385,23 +543,53 @@ impl AuthService {
         Ok(tenant_id.and_then(|id| memberships.iter().find(|m| m.tenant_id == id).cloned()))
     }
 
-    async fn issue(&self, membership: &Membership) -> Result<Session, DomainError> {
+    /// A new access token and refresh token for `membership`, in `family`
+    /// (a rotation) or in a new one (a login).
+    async fn issue(
+        &self,
+        membership: &Membership,
+        family: Option<SessionFamily>,
+    ) -> Result<Session, DomainError> {
         let tenant = self
             .tenants
             .tenant(membership.tenant_id)
             .await?
             .ok_or_else(|| DomainError::Internal(anyhow::anyhow!("membership without tenant")))?;
+        let family = family.unwrap_or_default();
+        let refresh_token = new_refresh_token();
+        let now = Utc::now();
+        let stored = RefreshSession {
+            token_hash: RefreshTokenHash::of(&refresh_token),
+            family,
+            user_id: membership.user_id,
+            tenant_id: membership.tenant_id,
+            // Stores keep microseconds; compare like with like.
+            issued_at: DateTime::from_timestamp_micros(now.timestamp_micros()).unwrap_or(now),
+            expires_at: now + Self::REFRESH_TTL,
+            retired: false,
+        };
+        self.sessions.insert_session(&stored).await?;
         let (token, claims) = self
             .tokens
-            .issue(membership.user_id, membership.tenant_id)
+            .issue(membership.user_id, membership.tenant_id, Some(family))
             .map_err(DomainError::Internal)?;
         Ok(Session {
             token,
+            refresh_token,
+            refresh_expires_at: stored.expires_at,
             tenant,
             role: membership.role,
             expires_at: claims.expires_at,
         })
     }
+}
+
+/// 256 random bits, URL-safe: the refresh token a client keeps.
+fn new_refresh_token() -> String {
+    use rand::RngCore;
+    let mut bytes = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    hex::encode(bytes)
 }
 
 /// Recently resolved principals, so a burst of requests with one token costs
@@ -412,8 +600,15 @@ impl AuthService {
 /// beyond [`Self::MAX_ENTRIES`] the least useful ones are evicted rather
 /// than the map growing with every token ever seen.
 pub(crate) struct PrincipalCache {
-    entries: moka::sync::Cache<(UserId, TenantId), Principal>,
+    /// The principal and the user's `tokens_valid_from`, which every
+    /// token's issue time is checked against.
+    entries: moka::sync::Cache<CacheKey, CachedPrincipal>,
 }
+
+/// A token's user, tenant and session family.
+type CacheKey = (UserId, TenantId, Option<SessionFamily>);
+
+type CachedPrincipal = (Principal, Option<DateTime<Utc>>);
 
 impl Default for PrincipalCache {
     fn default() -> Self {
@@ -432,12 +627,11 @@ impl PrincipalCache {
     /// How many principals are kept at most.
     const MAX_ENTRIES: u64 = 10_000;
 
-    fn get(&self, user: UserId, tenant: TenantId) -> Option<Principal> {
-        self.entries.get(&(user, tenant))
+    fn get(&self, key: &CacheKey) -> Option<CachedPrincipal> {
+        self.entries.get(key)
     }
 
-    fn put(&self, principal: Principal) {
-        self.entries
-            .insert((principal.user_id, principal.tenant_id), principal);
+    fn put(&self, key: CacheKey, principal: Principal, tokens_valid_from: Option<DateTime<Utc>>) {
+        self.entries.insert(key, (principal, tokens_valid_from));
     }
 }

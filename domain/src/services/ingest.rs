@@ -229,6 +229,9 @@ pub struct IngestService {
     live: Arc<dyn LiveBus>,
     watch: Arc<dyn WatchInterest>,
     writer: ReadingWriter,
+    /// Signalled by the admin use cases when a device is created, changed or
+    /// deleted; the poller's supervisor reloads on it.
+    device_changes: Arc<tokio::sync::Notify>,
 }
 
 impl IngestService {
@@ -237,13 +240,20 @@ impl IngestService {
         live: Arc<dyn LiveBus>,
         watch: Arc<dyn WatchInterest>,
         writer: ReadingWriter,
+        device_changes: Arc<tokio::sync::Notify>,
     ) -> Self {
         Self {
             access,
             live,
             watch,
             writer,
+            device_changes,
         }
+    }
+
+    /// The signal of changed devices, for the poller's supervisor.
+    pub(crate) fn device_changes(&self) -> Arc<tokio::sync::Notify> {
+        self.device_changes.clone()
     }
 
     pub fn reading_writer(&self) -> &ReadingWriter {

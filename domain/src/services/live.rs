@@ -3,11 +3,11 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use futures::stream::{BoxStream, StreamExt};
+use futures::stream::{self, BoxStream, PollNext, StreamExt};
 
 use super::access::{covers_tenant, DeviceAccess};
 use crate::error::{DomainError, InvalidValue};
-use crate::ids::DeviceId;
+use crate::ids::{DeviceId, TenantId};
 use crate::model::Reading;
 use crate::ports::{Action, Delivery, DeviceStatus, LiveBus, LiveEvent};
 use crate::principal::Principal;
@@ -30,6 +30,17 @@ enum Watch {
 }
 
 impl Watch {
+    /// What both carry.
+    fn intersect(&self, other: Watch) -> Watch {
+        match (self, other) {
+            (Watch::Tenant, other) => other,
+            (Watch::Devices(mine), Watch::Tenant) => Watch::Devices(mine.clone()),
+            (Watch::Devices(mine), Watch::Devices(theirs)) => {
+                Watch::Devices(mine.intersection(&theirs).copied().collect())
+            }
+        }
+    }
+
     fn covers(&self, device: DeviceId) -> bool {
         match self {
             Watch::Tenant => true,
@@ -61,6 +72,23 @@ impl LiveService {
         principal: &Principal,
         devices: &[DeviceId],
     ) -> Result<BoxStream<'static, LiveUpdate>, DomainError> {
+        self.subscribe_live_following(principal, devices, stream::pending().boxed())
+            .await
+    }
+
+    /// As [`Self::subscribe_live`], and the subscription follows the caller's
+    /// access as it changes: each principal from `changes` (the same user in
+    /// the same tenant, re-authenticated) narrows what is delivered to the
+    /// devices it may still view, without ending the stream. A change never
+    /// widens a subscription beyond what it was opened for. While the new
+    /// access cannot be worked out (a store fails), nothing is delivered and
+    /// the next event tries again: in doubt, deny.
+    pub async fn subscribe_live_following(
+        &self,
+        principal: &Principal,
+        devices: &[DeviceId],
+        changes: BoxStream<'static, Principal>,
+    ) -> Result<BoxStream<'static, LiveUpdate>, DomainError> {
         if devices.len() > Self::MAX_SUBSCRIBED_DEVICES {
             return Err(InvalidValue::new(
                 "deviceIds",
@@ -68,24 +96,7 @@ impl LiveService {
             )
             .into());
         }
-        let watch = if devices.is_empty() {
-            self.access.policy.require_tenant(principal, Action::View)?;
-            // The same rule the listing filter is derived from.
-            if covers_tenant(principal.role, &principal.scope) {
-                // Every device of the tenant, present and future: the tenant's
-                // channel already carries nothing else.
-                Watch::Tenant
-            } else {
-                Watch::Devices(self.access.devices_in_scope(principal).await?)
-            }
-        } else {
-            let mut allowed = HashSet::new();
-            for id in devices {
-                self.access.visible_device(principal, *id).await?;
-                allowed.insert(*id);
-            }
-            Watch::Devices(allowed)
-        };
+        let watch = self.watch(principal, devices, true).await?;
         let tenant = principal.tenant_id;
         let deliveries = match &watch {
             Watch::Tenant => self.live.subscribe(tenant),
@@ -94,26 +105,144 @@ impl LiveService {
                 self.live.subscribe_devices(tenant, &ids)
             }
         };
-        // The filter stays even where the bus routes per device: what leaves
-        // here is checked against what the caller was authorized for.
-        let stream = deliveries.filter_map(move |delivery| {
-            let update = match delivery {
-                Delivery::Event(event)
-                    if event.tenant_id() == tenant && watch.covers(event.device_id()) =>
-                {
-                    Some(match event {
-                        LiveEvent::Reading(r) => LiveUpdate::Reading(r),
-                        LiveEvent::Readings(batch) => {
-                            LiveUpdate::Readings(batch.readings().clone())
-                        }
-                        LiveEvent::Status(s) => LiveUpdate::Status(s),
-                    })
-                }
-                Delivery::Event(_) => None,
-                Delivery::Lagged(n) => Some(LiveUpdate::Lagged(n)),
-            };
-            futures::future::ready(update)
+        let principal_user = principal.user_id;
+        let changes = changes.filter(move |p| {
+            // Another tenant's principal can only be a wiring mistake; it
+            // must not steer this subscription.
+            futures::future::ready(p.tenant_id == tenant && p.user_id == principal_user)
         });
+        let follow = Follow {
+            service: self.clone(),
+            opened: devices.to_vec(),
+            watch,
+            pending: None,
+        };
+        // Access changes are taken before any delivery that is ready at the
+        // same time, so nothing leaves under a scope that has been replaced.
+        let inputs = stream::select_with_strategy(
+            changes.map(Input::Access),
+            deliveries.map(Input::Delivery),
+            |_: &mut ()| PollNext::Left,
+        );
+        let stream = stream::unfold(
+            (inputs, follow),
+            move |(mut inputs, mut follow)| async move {
+                loop {
+                    match inputs.next().await? {
+                        Input::Access(now) => {
+                            follow.pending = Some(now);
+                            follow.refresh().await;
+                        }
+                        Input::Delivery(delivery) => {
+                            if follow.pending.is_some() {
+                                follow.refresh().await;
+                            }
+                            if let Some(update) = follow.pass(tenant, delivery) {
+                                return Some((update, (inputs, follow)));
+                            }
+                        }
+                    }
+                }
+            },
+        );
         Ok(stream.boxed())
+    }
+
+    /// The devices a subscription by `principal` to `devices` may carry.
+    /// `opening` refuses unseen devices (`NotFound`); on a change they are
+    /// dropped instead.
+    async fn watch(
+        &self,
+        principal: &Principal,
+        devices: &[DeviceId],
+        opening: bool,
+    ) -> Result<Watch, DomainError> {
+        if devices.is_empty() {
+            self.access.policy.require_tenant(principal, Action::View)?;
+            // The same rule the listing filter is derived from.
+            if covers_tenant(principal.role, &principal.scope) {
+                // Every device of the tenant, present and future: the tenant's
+                // channel already carries nothing else.
+                Ok(Watch::Tenant)
+            } else {
+                Ok(Watch::Devices(
+                    self.access.devices_in_scope(principal).await?,
+                ))
+            }
+        } else {
+            let mut allowed = HashSet::new();
+            for id in devices {
+                match self.access.visible_device(principal, *id).await {
+                    Ok(_) => {
+                        allowed.insert(*id);
+                    }
+                    Err(DomainError::NotFound(_) | DomainError::Forbidden(_)) if !opening => {}
+                    Err(err) => return Err(err),
+                }
+            }
+            Ok(Watch::Devices(allowed))
+        }
+    }
+}
+
+/// What a following subscription reacts to.
+enum Input {
+    Access(Principal),
+    Delivery(Delivery),
+}
+
+/// The moving part of a subscription that follows access changes.
+struct Follow {
+    service: LiveService,
+    /// The device list the subscription was opened with (empty: its scope).
+    opened: Vec<DeviceId>,
+    watch: Watch,
+    /// A principal whose access is not yet applied (a store failed).
+    pending: Option<Principal>,
+}
+
+impl Follow {
+    /// Applies the pending principal: what it may view, intersected with
+    /// what the subscription already carries (a change never widens it).
+    async fn refresh(&mut self) {
+        let Some(principal) = self.pending.as_ref() else {
+            return;
+        };
+        let narrowed = match self.service.watch(principal, &self.opened, false).await {
+            Ok(now) => self.watch.intersect(now),
+            Err(DomainError::Forbidden(_) | DomainError::NotFound(_)) => {
+                Watch::Devices(HashSet::new())
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "Could not re-check a live subscription's scope; delivering nothing until it can.");
+                return;
+            }
+        };
+        self.watch = narrowed;
+        self.pending = None;
+    }
+
+    /// The update for a delivery this subscription carries now, if any.
+    fn pass(&self, tenant: TenantId, delivery: Delivery) -> Option<LiveUpdate> {
+        if self.pending.is_some() {
+            // The current access is unknown: deliver nothing.
+            return match delivery {
+                Delivery::Lagged(n) => Some(LiveUpdate::Lagged(n)),
+                Delivery::Event(_) => None,
+            };
+        }
+        match delivery {
+            Delivery::Event(event)
+                if event.tenant_id() == tenant && self.watch.covers(event.device_id()) =>
+            {
+                Some(match event {
+                    LiveEvent::Reading(r) => LiveUpdate::Reading(r),
+                    LiveEvent::Readings(batch) => LiveUpdate::Readings(batch.readings().clone()),
+                    LiveEvent::Status(s) => LiveUpdate::Status(s),
+                })
+            }
+            Delivery::Event(_) => None,
+            Delivery::Lagged(n) => Some(LiveUpdate::Lagged(n)),
+        }
     }
 }

@@ -7,6 +7,7 @@
 //! [`SystemPrincipal`]: crate::SystemPrincipal
 
 mod access;
+mod admin;
 mod audit;
 mod auth;
 mod control;
@@ -23,6 +24,7 @@ mod throttle;
 use std::sync::Arc;
 
 pub use access::{covers_tenant, device_in_scope, scope_filter};
+pub use admin::{AdminService, CreatedUser, DeviceInput, NewUser, UserView};
 pub use auth::{AuthService, LoginError, MeView, MembershipView, Session};
 pub use control::{AuditPage, AuditQuery, ControlService, WriteOutcome, WriteStatus};
 pub use devices::{DevicePage, DeviceQuery, DeviceService, DeviceView, PointView};
@@ -70,6 +72,7 @@ pub struct Services {
     pub provisioning: ProvisioningService,
     /// Kept for `with_external_tokens`.
     links: Arc<dyn IdentityLinks>,
+    pub admin: AdminService,
 }
 
 impl Services {
@@ -96,16 +99,31 @@ impl Services {
         );
         let audit = audit::AuditTrail::new(directory.clone());
         let hashing = hashing::HashingPool::new(&limits);
+        // Admin changes to devices wake the poller's supervisor through this.
+        let device_changes = Arc::new(tokio::sync::Notify::new());
         let auth = AuthService::new(
             directory.clone(),
             directory.clone(),
             passwords.clone(),
             tokens,
+            directory.clone(),
             hashing.clone(),
             limits,
         );
         let links: Arc<dyn IdentityLinks> = directory.clone();
+        let admin = AdminService::new(
+            directory.clone(),
+            directory.clone(),
+            directory.clone(),
+            documents.clone(),
+            field.clone(),
+            policy.clone(),
+            audit.clone(),
+            auth.clone(),
+            device_changes.clone(),
+        );
         Self {
+            admin,
             devices: DeviceService::new(access.clone(), live.clone()),
             control: ControlService::new(
                 access.clone(),
@@ -122,7 +140,13 @@ impl Services {
                 policy.clone(),
                 audit,
             ),
-            ingest: IngestService::new(access, live, watch, ReadingWriter::spawn(readings)),
+            ingest: IngestService::new(
+                access,
+                live,
+                watch,
+                ReadingWriter::spawn(readings),
+                device_changes,
+            ),
             provisioning: ProvisioningService::new(
                 directory.clone(),
                 directory.clone(),
@@ -192,6 +216,11 @@ impl Policy {
     ) -> Result<(), DomainError> {
         self.authorize(principal, action, &Resource::Tenant(principal.tenant_id))
             .map_err(|_| DomainError::Forbidden(format!("{action:?} is not allowed for your role")))
+    }
+
+    /// The "compare roles" table as the policy states it.
+    pub(crate) fn role_capabilities(&self) -> Vec<crate::ports::RoleCapabilities> {
+        self.0.role_capabilities()
     }
 
     /// Whether the caller may act on (and see) the tenant as a whole.

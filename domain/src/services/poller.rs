@@ -163,6 +163,7 @@ impl Supervisor {
             tokio::time::interval(reload_every.unwrap_or(Duration::from_secs(3600)));
         reload_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         reload_tick.reset();
+        let device_changes = self.ingest.device_changes();
         loop {
             if !loaded {
                 match self.reload().await {
@@ -186,6 +187,12 @@ impl Supervisor {
                     Some(Command::Stop) | None => break,
                 },
                 Some(ended) = self.tasks.join_next_with_id() => self.reap(ended),
+                // An admin changed a device: pick it up now, not at the next tick.
+                () = device_changes.notified(), if loaded => {
+                    if let Err(err) = self.reload().await {
+                        tracing::warn!(error = %err, "Could not reload changed devices; keeping the current ones.");
+                    }
+                }
                 () = tokio::time::sleep(retry), if !loaded => {
                     retry = (retry * 2).min(Duration::from_secs(30));
                 }

@@ -144,6 +144,8 @@ impl ProvisioningService {
             .map_err(DomainError::Internal)?;
         let user = User {
             password_hash: Some(hash),
+            disabled: false,
+            tokens_valid_from: None,
             ..user.clone()
         };
         // One write, all or nothing: a half-created user (no memberships)

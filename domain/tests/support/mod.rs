@@ -280,6 +280,8 @@ pub fn user(email: &str) -> User {
         email: EmailAddress::new(email).expect("a valid email"),
         display_name: email.into(),
         password_hash: None,
+        disabled: false,
+        tokens_valid_from: None,
     }
 }
 

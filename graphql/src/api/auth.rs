@@ -6,7 +6,7 @@ use hearth_domain::model;
 use hearth_domain::services::{MeView, Session};
 
 use super::error::{from_domain, from_login};
-use super::{principal, services, ClientAddr};
+use super::{principal, services, BearerToken, ClientAddr};
 
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
 #[graphql(remote = "hearth_domain::model::Role")]
@@ -80,11 +80,17 @@ impl From<MeView> for Me {
     }
 }
 
-/// A bearer token bound to one tenant.
+/// A bearer token bound to one tenant, and the refresh token that renews it.
 #[derive(SimpleObject)]
 pub struct AuthPayload {
+    /// Short-lived (15 minutes unless configured otherwise); send it as
+    /// `Authorization: Bearer …`.
     pub token: String,
     pub expires_at: DateTime<Utc>,
+    /// Opaque and single-use: `refreshToken(token:)` exchanges it for a new
+    /// pair. Using one a second time ends the whole session.
+    pub refresh_token: String,
+    pub refresh_expires_at: DateTime<Utc>,
     pub tenant: Tenant,
     pub role: Role,
 }
@@ -94,6 +100,8 @@ impl From<Session> for AuthPayload {
         AuthPayload {
             token: s.token,
             expires_at: s.expires_at,
+            refresh_token: s.refresh_token,
+            refresh_expires_at: s.refresh_expires_at,
             tenant: s.tenant.into(),
             role: s.role.into(),
         }
@@ -152,6 +160,45 @@ impl AuthMutation {
             .await
             .map(AuthPayload::from)
             .map_err(from_login)
+    }
+
+    /// Ends the caller's session: this login's access and refresh tokens stop
+    /// working, open subscriptions included. With `allSessions: true`, every
+    /// session of the caller ends (all their tokens, every tenant).
+    async fn logout(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default)] all_sessions: bool,
+    ) -> async_graphql::Result<bool> {
+        let principal = principal(ctx)?;
+        let token = ctx
+            .data_opt::<BearerToken>()
+            .map(|BearerToken(t)| t.clone())
+            .unwrap_or_default();
+        services(ctx)
+            .auth
+            .logout(principal, &token, all_sessions)
+            .await
+            .map(|()| true)
+            .map_err(from_domain)
+    }
+
+    /// Exchanges a refresh token for a new access token and a new refresh
+    /// token (the presented one is retired). `UNAUTHENTICATED` when it is
+    /// unknown, expired or already used (a reuse also ends the session it
+    /// belongs to), or when the user was disabled or removed from the
+    /// tenant: log in again.
+    async fn refresh_token(
+        &self,
+        ctx: &Context<'_>,
+        token: String,
+    ) -> async_graphql::Result<AuthPayload> {
+        services(ctx)
+            .auth
+            .refresh(&token)
+            .await
+            .map(AuthPayload::from)
+            .map_err(from_domain)
     }
 
     /// A new token for another tenant the caller is a member of.

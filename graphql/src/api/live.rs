@@ -1,11 +1,13 @@
-//! Subscriptions: `liveValues` and `deviceStatus`.
+//! Subscriptions: `liveValues` and `deviceStatus`. Over WebSocket they
+//! follow the caller's access: a narrowed scope narrows a running stream.
 
 use async_graphql::{Context, SimpleObject, Subscription, ID};
 use chrono::{DateTime, Utc};
 use futures::stream::{BoxStream, Stream, StreamExt};
 use hearth_domain::model::Reading;
 use hearth_domain::services::LiveUpdate;
-use hearth_domain::DeviceId;
+use hearth_domain::{DeviceId, Principal};
+use tokio::sync::watch;
 
 use super::devices::Quality;
 use super::error::{coded, from_domain, Code};
@@ -49,7 +51,14 @@ fn live_value(r: &Reading) -> LiveValue {
     }
 }
 
-/// The caller's authorized update stream for these devices.
+/// The caller's principal each time the transport re-authenticates it and
+/// finds it changed (the WebSocket layer puts this into each operation's
+/// data); `None` until the first change.
+#[derive(Clone)]
+pub struct AccessChanges(pub watch::Receiver<Option<Principal>>);
+
+/// The caller's authorized update stream for these devices, narrowed in
+/// place when the transport reports an access change.
 async fn updates(
     ctx: &Context<'_>,
     device_ids: &[ID],
@@ -59,9 +68,15 @@ async fn updates(
         .iter()
         .map(|id| parse_id::<DeviceId>(id, "device"))
         .collect::<async_graphql::Result<Vec<_>>>()?;
+    let changes = match ctx.data_opt::<AccessChanges>() {
+        Some(AccessChanges(rx)) => tokio_stream::wrappers::WatchStream::from_changes(rx.clone())
+            .filter_map(futures::future::ready)
+            .boxed(),
+        None => futures::stream::pending().boxed(),
+    };
     services(ctx)
         .live
-        .subscribe_live(principal, &ids)
+        .subscribe_live_following(principal, &ids, changes)
         .await
         .map_err(from_domain)
 }

@@ -2,6 +2,7 @@
 //! resource, merged. `build_schema` returns a builder so the server adds
 //! transport concerns and tests reuse the same schema.
 
+mod admin;
 mod auth;
 mod control;
 mod devices;
@@ -16,10 +17,12 @@ use hearth_domain::services::Services;
 use hearth_domain::Principal;
 
 pub use error::{Code, CodedSchema};
+pub use live::AccessChanges;
 
 #[derive(MergedObject, Default)]
 pub struct Query(
     auth::AuthQuery,
+    admin::AdminQueries,
     devices::DeviceQueries,
     history::HistoryQueries,
     control::AuditQueries,
@@ -34,6 +37,7 @@ pub struct Query(
 #[derive(MergedObject, Default)]
 pub struct Mutation(
     auth::AuthMutation,
+    admin::AdminMutation,
     control::ControlMutation,
     profiles::ProfileMutation,
 );
@@ -78,6 +82,10 @@ pub fn sdl() -> String {
 /// The network address a request came from (the TCP peer), for throttling.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClientAddr(pub std::net::IpAddr);
+
+/// The bearer token a request came with (`logout` ends its session).
+#[derive(Debug, Clone)]
+pub struct BearerToken(pub std::sync::Arc<str>);
 
 /// Who is calling, as established by the transport from a bearer token.
 #[derive(Debug, Clone)]
