@@ -387,7 +387,11 @@ async fn assert_same_rows(hearth: &SqlDirectory, bare: &SqlDirectory, f: &Fixtur
             let stored = dir.user(user.id).await.expect("read a user");
             assert_eq!(stored.as_ref(), Some(user), "{side}: user {}", user.id);
             let memberships = dir.memberships_of(user.id).await.expect("memberships");
-            assert_eq!(memberships, [membership.clone()], "{side}: memberships");
+            assert_eq!(
+                memberships,
+                std::slice::from_ref(membership),
+                "{side}: memberships"
+            );
         }
     }
     let limit = f.audit.len() as u64 + 1;
