@@ -73,6 +73,14 @@ uuid_id!(
     /// A field controller.
     DeviceId
 );
+uuid_id!(
+    /// An alarm rule document of a tenant.
+    AlarmRuleId
+);
+uuid_id!(
+    /// One occurrence of an alarm: raised once, acknowledged, cleared.
+    AlarmId
+);
 
 /// Keys are cloned into every reading and every latest-value entry, millions
 /// of times a second when a thousand devices are polled. A key of up to 23

@@ -15,5 +15,7 @@ pub mod services;
 pub mod contract;
 
 pub use error::{DomainError, StoreError};
-pub use ids::{AreaId, DeviceId, PointKey, ProfileId, SessionFamily, TenantId, UserId};
+pub use ids::{
+    AlarmId, AlarmRuleId, AreaId, DeviceId, PointKey, ProfileId, SessionFamily, TenantId, UserId,
+};
 pub use principal::{Principal, SystemPrincipal, SystemRole};

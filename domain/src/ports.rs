@@ -11,9 +11,9 @@ use crate::error::InvalidValue;
 use crate::error::StoreError;
 use crate::ids::{AreaId, DeviceId, ProfileId, SessionFamily, TenantId, UserId};
 use crate::model::{
-    Area, AuditEntry, Device, DeviceProfile, EmailAddress, Endpoint, HistoryBucket, HistoryQuery,
-    Membership, PasswordHash, PointDefinition, Reading, RefreshSession, RefreshTokenHash, Tenant,
-    User, WriteLevel,
+    AlarmNotice, Area, AuditEntry, Device, DeviceProfile, EmailAddress, Endpoint, HistoryBucket,
+    HistoryQuery, Membership, NotificationSettings, PasswordHash, PointDefinition, Reading,
+    RefreshSession, RefreshTokenHash, Tenant, User, WriteLevel,
 };
 use crate::principal::{Principal, SystemPrincipal};
 
@@ -693,4 +693,22 @@ pub trait IdentityLinks: Send + Sync + 'static {
         issuer: &str,
         subject: &str,
     ) -> Result<Option<UserId>, StoreError>;
+}
+
+// ------------------------------------------------------------ notifications
+
+/// Where alarm evaluation hands its notices. `submit` MUST return at once,
+/// whatever the channels behind it are doing: evaluation never waits for
+/// mail or webhooks. Delays, retries and dead letters are the
+/// implementation's business.
+pub trait AlarmNotifier: Send + Sync + 'static {
+    fn submit(&self, notice: AlarmNotice, settings: &NotificationSettings);
+}
+
+/// For installations and tests without notifications: drops every notice.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoNotifications;
+
+impl AlarmNotifier for NoNotifications {
+    fn submit(&self, _: AlarmNotice, _: &NotificationSettings) {}
 }

@@ -4,6 +4,7 @@ mod access;
 mod area;
 mod audit;
 mod device;
+mod notification;
 mod profile;
 mod reading;
 mod session;
@@ -14,6 +15,10 @@ pub use access::{DeviceScope, Membership, Role, WriteLevel};
 pub use area::{Area, AreaTree};
 pub use audit::{AuditEntry, AuditOutcome};
 pub use device::{Device, Endpoint};
+pub use notification::{
+    AlarmNotice, AlarmTransition, Language, NotificationSettings, Recipient, Severity, Webhook,
+    WebhookSecret,
+};
 pub use profile::{DeviceProfile, FieldAddress, PointDefinition, PointOption};
 pub use reading::{aggregate_sorted, Aggregate, HistoryBucket, HistoryQuery, Quality, Reading};
 pub use session::{RefreshSession, RefreshTokenHash};
