@@ -23,11 +23,9 @@ use hearth_domain::model::{
     Device, DeviceProfile, DeviceScope, EmailAddress, Endpoint, Membership, PointDefinition,
     Quality, Reading, Role, Tenant, TenantSlug, User, WriteLevel,
 };
-use hearth_domain::ports::{
-    Action, Authorizer, AuthzError, LiveEvent, NoWatchInterest, Resource, SystemAction,
-};
+use hearth_domain::ports::{LiveEvent, NoWatchInterest};
 use hearth_domain::services::{Adapters, LoginLimits, Services};
-use hearth_domain::{DeviceId, PointKey, Principal, ProfileId, SystemPrincipal, TenantId, UserId};
+use hearth_domain::{DeviceId, PointKey, ProfileId, TenantId, UserId};
 use hearth_embedded::{EmbeddedDocuments, EmbeddedReadings};
 use hearth_inproc::bus::InProcessBus;
 use hearth_inproc::directory::MemoryDirectory;
@@ -37,6 +35,7 @@ use hearth_modbus::{
     DataType, GatewayConfig, ModbusGateway, ModbusPoint, RegisterKind, Scale, WordOrder,
 };
 use hearth_sql::SqlDirectory;
+use hearth_tests::AllowAllAuthorizer;
 use serde_json::json;
 
 /// The same allocator as the `hearth` binary.
@@ -53,27 +52,6 @@ const PASSWORD: &str = "bench-password";
 const QUERY: &str =
     "{ devices(first: 50) { totalCount edges { node { id name online area { id name }
     points { key name value unit quality updatedAt writable writeLevel min max } } } } }";
-
-/// Benchmark-only stand-in that allows everything: the baseline measures
-/// the cost of everything but the policy and the real stores.
-struct BypassAuthorizer;
-
-impl Authorizer for BypassAuthorizer {
-    fn authorize(&self, _: &Principal, _: Action, _: &Resource) -> Result<(), AuthzError> {
-        Ok(())
-    }
-    fn authorize_system(
-        &self,
-        _: &SystemPrincipal,
-        _: SystemAction,
-        _: &Resource,
-    ) -> Result<(), AuthzError> {
-        Ok(())
-    }
-    fn role_capabilities(&self) -> Vec<hearth_domain::ports::RoleCapabilities> {
-        Vec::new()
-    }
-}
 
 struct Side {
     name: &'static str,
@@ -306,7 +284,7 @@ async fn main() -> anyhow::Result<()> {
         // Nothing polls here, so nobody needs to know who watches.
         watch: Arc::new(NoWatchInterest),
         field: gateway,
-        authorizer: Arc::new(BypassAuthorizer),
+        authorizer: Arc::new(AllowAllAuthorizer),
         passwords: Arc::new(Argon2Hasher::fast_for_tests()?),
         tokens: Arc::new(tokens()?),
     };

@@ -300,3 +300,30 @@ where
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// Bench-only stand-in for the oso policy that allows everything, so a
+/// bench can measure an operation with the policy bypassed next to the same
+/// operation asking the real one. Never wired into a server users reach.
+pub struct AllowAllAuthorizer;
+
+impl hearth_domain::ports::Authorizer for AllowAllAuthorizer {
+    fn authorize(
+        &self,
+        _: &hearth_domain::Principal,
+        _: hearth_domain::ports::Action,
+        _: &hearth_domain::ports::Resource,
+    ) -> Result<(), hearth_domain::ports::AuthzError> {
+        Ok(())
+    }
+    fn authorize_system(
+        &self,
+        _: &hearth_domain::SystemPrincipal,
+        _: hearth_domain::ports::SystemAction,
+        _: &hearth_domain::ports::Resource,
+    ) -> Result<(), hearth_domain::ports::AuthzError> {
+        Ok(())
+    }
+    fn role_capabilities(&self) -> Vec<hearth_domain::ports::RoleCapabilities> {
+        Vec::new()
+    }
+}

@@ -1,13 +1,16 @@
 //! Live value subscriptions.
 
 use std::collections::HashSet;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
-use futures::stream::{self, BoxStream, PollNext, StreamExt};
+use futures::future::{BoxFuture, FutureExt};
+use futures::stream::{self, BoxStream, Stream, StreamExt};
 
 use super::access::{covers_tenant, DeviceAccess};
 use crate::error::{DomainError, InvalidValue};
-use crate::ids::{DeviceId, TenantId};
+use crate::ids::{DeviceId, TenantId, UserId};
 use crate::model::Reading;
 use crate::ports::{Action, Delivery, DeviceStatus, LiveBus, LiveEvent};
 use crate::principal::Principal;
@@ -105,47 +108,23 @@ impl LiveService {
                 self.live.subscribe_devices(tenant, &ids)
             }
         };
-        let principal_user = principal.user_id;
-        let changes = changes.filter(move |p| {
-            // Another tenant's principal can only be a wiring mistake; it
-            // must not steer this subscription.
-            futures::future::ready(p.tenant_id == tenant && p.user_id == principal_user)
-        });
-        let follow = Follow {
-            service: self.clone(),
-            opened: devices.to_vec(),
-            watch,
-            pending: None,
-        };
-        // Access changes are taken before any delivery that is ready at the
-        // same time, so nothing leaves under a scope that has been replaced.
-        let inputs = stream::select_with_strategy(
-            changes.map(Input::Access),
-            deliveries.map(Input::Delivery),
-            |_: &mut ()| PollNext::Left,
-        );
-        let stream = stream::unfold(
-            (inputs, follow),
-            move |(mut inputs, mut follow)| async move {
-                loop {
-                    match inputs.next().await? {
-                        Input::Access(now) => {
-                            follow.pending = Some(now);
-                            follow.refresh().await;
-                        }
-                        Input::Delivery(delivery) => {
-                            if follow.pending.is_some() {
-                                follow.refresh().await;
-                            }
-                            if let Some(update) = follow.pass(tenant, delivery) {
-                                return Some((update, (inputs, follow)));
-                            }
-                        }
-                    }
-                }
+        Ok(Following {
+            changes,
+            deliveries,
+            tenant,
+            user: principal.user_id,
+            follow: Follow {
+                service: self.clone(),
+                opened: devices.to_vec(),
+                watch,
+                pending: None,
             },
-        );
-        Ok(stream.boxed())
+            refreshing: None,
+            held: None,
+            changes_done: false,
+            deliveries_done: false,
+        }
+        .boxed())
     }
 
     /// The devices a subscription by `principal` to `devices` may carry.
@@ -185,10 +164,90 @@ impl LiveService {
     }
 }
 
-/// What a following subscription reacts to.
-enum Input {
-    Access(Principal),
-    Delivery(Delivery),
+/// A re-check of the caller's access, running.
+type Refresh = BoxFuture<'static, Result<Watch, DomainError>>;
+
+/// A live subscription that follows access changes, as one hand-written
+/// stream: every delivery passes through here, so it is polled directly,
+/// with no future built per item (as `stream::unfold` would) and no
+/// combinator layers between the bus and the scope check.
+struct Following {
+    changes: BoxStream<'static, Principal>,
+    deliveries: BoxStream<'static, Delivery>,
+    tenant: TenantId,
+    user: UserId,
+    follow: Follow,
+    /// The re-check of `follow.pending`, while it runs; nothing is
+    /// delivered meanwhile.
+    refreshing: Option<Refresh>,
+    /// A delivery that arrived while the access was unknown, passed once
+    /// the re-check it started is done.
+    held: Option<Delivery>,
+    changes_done: bool,
+    deliveries_done: bool,
+}
+
+impl Stream for Following {
+    type Item = LiveUpdate;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<LiveUpdate>> {
+        // Every field is Unpin (boxed streams and futures).
+        let this = self.get_mut();
+        loop {
+            if let Some(refresh) = this.refreshing.as_mut() {
+                let result = std::task::ready!(refresh.poll_unpin(cx));
+                this.refreshing = None;
+                this.follow.apply(result);
+            }
+            if let Some(delivery) = this.held.take() {
+                if let Some(update) = this.follow.pass(this.tenant, delivery) {
+                    return Poll::Ready(Some(update));
+                }
+                continue;
+            }
+            // Access changes are taken before any delivery that is ready at
+            // the same time, so nothing leaves under a scope that has been
+            // replaced.
+            if !this.changes_done {
+                match this.changes.poll_next_unpin(cx) {
+                    Poll::Ready(Some(now)) => {
+                        // Another tenant's principal can only be a wiring
+                        // mistake; it must not steer this subscription.
+                        if now.tenant_id == this.tenant && now.user_id == this.user {
+                            this.follow.pending = Some(now);
+                            this.refreshing = this.follow.refresh();
+                        }
+                        continue;
+                    }
+                    Poll::Ready(None) => this.changes_done = true,
+                    Poll::Pending => {}
+                }
+            }
+            if this.deliveries_done {
+                // As a merge of the two: over when both are.
+                return if this.changes_done {
+                    Poll::Ready(None)
+                } else {
+                    Poll::Pending
+                };
+            }
+            match this.deliveries.poll_next_unpin(cx) {
+                Poll::Ready(Some(delivery)) => {
+                    if this.follow.pending.is_some() {
+                        // The last re-check failed: try again first.
+                        this.held = Some(delivery);
+                        this.refreshing = this.follow.refresh();
+                        continue;
+                    }
+                    if let Some(update) = this.follow.pass(this.tenant, delivery) {
+                        return Poll::Ready(Some(update));
+                    }
+                }
+                Poll::Ready(None) => this.deliveries_done = true,
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
 }
 
 /// The moving part of a subscription that follows access changes.
@@ -202,13 +261,17 @@ struct Follow {
 }
 
 impl Follow {
-    /// Applies the pending principal: what it may view, intersected with
-    /// what the subscription already carries (a change never widens it).
-    async fn refresh(&mut self) {
-        let Some(principal) = self.pending.as_ref() else {
-            return;
-        };
-        let narrowed = match self.service.watch(principal, &self.opened, false).await {
+    /// The re-check of the pending principal: what it may view.
+    fn refresh(&self) -> Option<Refresh> {
+        let principal = self.pending.clone()?;
+        let (service, opened) = (self.service.clone(), self.opened.clone());
+        Some(async move { service.watch(&principal, &opened, false).await }.boxed())
+    }
+
+    /// Applies a re-check's outcome, intersected with what the
+    /// subscription already carries (a change never widens it).
+    fn apply(&mut self, result: Result<Watch, DomainError>) {
+        let narrowed = match result {
             Ok(now) => self.watch.intersect(now),
             Err(DomainError::Forbidden(_) | DomainError::NotFound(_)) => {
                 Watch::Devices(HashSet::new())
