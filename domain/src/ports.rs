@@ -9,11 +9,14 @@ use futures::stream::{BoxStream, StreamExt};
 
 use crate::error::InvalidValue;
 use crate::error::StoreError;
-use crate::ids::{AreaId, DeviceId, ProfileId, SessionFamily, TenantId, UserId};
+use crate::ids::{
+    AlarmId, AlarmRuleId, AreaId, DeviceId, ProfileId, SessionFamily, TenantId, UserId,
+};
 use crate::model::{
-    AlarmNotice, Area, AuditEntry, Device, DeviceProfile, EmailAddress, Endpoint, HistoryBucket,
-    HistoryQuery, Membership, NotificationSettings, PasswordHash, PointDefinition, Reading,
-    RefreshSession, RefreshTokenHash, Tenant, User, WriteLevel,
+    Acknowledgement, Alarm, AlarmNotice, AlarmRule, AlarmState, Area, AuditEntry, Device,
+    DeviceProfile, EmailAddress, Endpoint, HistoryBucket, HistoryQuery, Membership,
+    NotificationSettings, PasswordHash, PointDefinition, Reading, RefreshSession, RefreshTokenHash,
+    Severity, Tenant, User, WriteLevel,
 };
 use crate::principal::{Principal, SystemPrincipal};
 
@@ -711,4 +714,92 @@ pub struct NoNotifications;
 
 impl AlarmNotifier for NoNotifications {
     fn submit(&self, _: AlarmNotice, _: &NotificationSettings) {}
+}
+
+// -------------------------------------------------------------------- alarms
+
+/// Alarm rules as documents (DESIGN.md: the document store holds them).
+///
+/// Ownership rule: a rule belongs to exactly one tenant; reads and writes
+/// name the tenant, and another tenant's rule behaves exactly as a missing
+/// one (never returned, never replaced, never deleted).
+#[async_trait]
+pub trait AlarmRuleStore: Send + Sync + 'static {
+    /// Stores `rule` (whose `version` is the new version). With
+    /// `expected: None` it MUST be new (an existing id of any tenant is
+    /// `Conflict`); with `Some(v)` the stored rule of the same tenant MUST be
+    /// at version `v` (else `Conflict`, or `NotFound` when there is none).
+    /// Nothing changes on an error.
+    async fn put_alarm_rule(
+        &self,
+        rule: &AlarmRule,
+        expected: Option<u64>,
+    ) -> Result<(), StoreError>;
+    /// The tenant's rule with this id, `None` for another tenant's.
+    async fn alarm_rule(
+        &self,
+        tenant: TenantId,
+        id: AlarmRuleId,
+    ) -> Result<Option<AlarmRule>, StoreError>;
+    /// The tenant's rules, ordered by id.
+    async fn alarm_rules(&self, tenant: TenantId) -> Result<Vec<AlarmRule>, StoreError>;
+    /// Every tenant's rules, for the evaluator at start (a system job).
+    async fn all_alarm_rules(&self) -> Result<Vec<AlarmRule>, StoreError>;
+    /// Deletes the tenant's rule; `false` when it had none with this id.
+    async fn delete_alarm_rule(
+        &self,
+        tenant: TenantId,
+        id: AlarmRuleId,
+    ) -> Result<bool, StoreError>;
+}
+
+/// Which alarms a listing returns; built by the use case from the caller's
+/// scope (like [`DeviceFilter`]), so out-of-scope alarms never leave the store.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AlarmFilter {
+    /// `None`: any state.
+    pub states: Option<Vec<AlarmState>>,
+    pub severities: Option<Vec<Severity>>,
+    /// `None`: any device of the tenant. `Some`: only these devices.
+    pub devices: Option<Vec<DeviceId>>,
+    /// Raised at or after.
+    pub from: Option<DateTime<Utc>>,
+    /// Raised before.
+    pub to: Option<DateTime<Utc>>,
+}
+
+/// Alarm occurrences (relational), newest first in listings.
+#[async_trait]
+pub trait AlarmStore: Send + Sync + 'static {
+    /// Inserts a new raised alarm. MUST be `Conflict` (changing nothing) when
+    /// an active alarm of the same (rule, device, point) exists.
+    async fn insert_alarm(&self, alarm: &Alarm) -> Result<(), StoreError>;
+    /// Acknowledges an active alarm of the tenant. `NotFound` for a missing
+    /// or other tenant's alarm; `Conflict` when already cleared.
+    /// Acknowledging twice keeps the first acknowledgement and is `Conflict`.
+    async fn acknowledge_alarm(
+        &self,
+        tenant: TenantId,
+        id: AlarmId,
+        ack: &Acknowledgement,
+    ) -> Result<Alarm, StoreError>;
+    /// Clears an active alarm; `Conflict` when already cleared.
+    async fn clear_alarm(
+        &self,
+        tenant: TenantId,
+        id: AlarmId,
+        at: DateTime<Utc>,
+    ) -> Result<Alarm, StoreError>;
+    async fn alarm(&self, tenant: TenantId, id: AlarmId) -> Result<Option<Alarm>, StoreError>;
+    /// Newest first (raised_at, then id), `offset`/`limit` paging.
+    async fn alarms(
+        &self,
+        tenant: TenantId,
+        filter: &AlarmFilter,
+        offset: u64,
+        limit: u64,
+    ) -> Result<Page<Alarm>, StoreError>;
+    /// Every tenant's active alarms, for the evaluator at start: open alarms
+    /// survive a restart and are never raised twice.
+    async fn active_alarms(&self) -> Result<Vec<Alarm>, StoreError>;
 }

@@ -1,6 +1,7 @@
 //! Entities and value objects. Constructors refuse invalid values.
 
 mod access;
+mod alarm;
 mod area;
 mod audit;
 mod device;
@@ -12,6 +13,10 @@ mod tenant;
 mod user;
 
 pub use access::{DeviceScope, Membership, Role, WriteLevel};
+pub use alarm::{
+    Acknowledgement, Alarm, AlarmCondition, AlarmRule, AlarmState, AlarmTarget, ScheduleWindow,
+    ThresholdDirection, WeeklySchedule, MAX_RULE_DURATION, MAX_RULE_NAME,
+};
 pub use area::{Area, AreaTree};
 pub use audit::{AuditEntry, AuditOutcome};
 pub use device::{Device, Endpoint};
