@@ -49,6 +49,14 @@ pub fn device_in_scope(
     }
 }
 
+/// Whether `area` is one of the tenant's areas that a membership with
+/// `role` and `scope` may see (and filter a listing by): every area when it
+/// covers the tenant, else the granted areas with their subtrees, as the
+/// `areas` listing shows them.
+pub fn area_in_scope(role: Role, scope: &DeviceScope, tree: &AreaTree, area: AreaId) -> bool {
+    tree.contains(area) && (covers_tenant(role, scope) || areas_cover(scope, &tree.path(area)))
+}
+
 /// The store filter equivalent of [`device_in_scope`] over the tenant's
 /// areas: a device passes when a grant names it or when the rule holds for
 /// its area's path, so the area list is the rule asked once per area.

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::access::{scope_filter, DeviceAccess};
+use super::access::{area_in_scope, scope_filter, DeviceAccess};
 use crate::error::{DomainError, InvalidValue};
 use crate::ids::{AreaId, DeviceId, ProfileId, TenantId};
 use crate::model::{Area, AreaTree, Device, DeviceProfile, PointDefinition, Reading};
@@ -79,7 +79,9 @@ impl DeviceService {
         let mut filter = scope_filter(principal.role, &principal.scope, &tree);
         filter.search = query.search.filter(|s| !s.trim().is_empty());
         if let Some(area) = query.area {
-            if !tree.contains(area) {
+            // An area outside the caller's scope is answered as one that
+            // does not exist: an empty page would tell that it does.
+            if !area_in_scope(principal.role, &principal.scope, &tree, area) {
                 return Err(DomainError::NotFound("area".into()));
             }
             let wanted = tree.subtree(&[area]);

@@ -23,7 +23,7 @@ mod throttle;
 
 use std::sync::Arc;
 
-pub use access::{covers_tenant, device_in_scope, scope_filter};
+pub use access::{area_in_scope, covers_tenant, device_in_scope, scope_filter};
 pub use admin::{AdminService, CreatedUser, DeviceInput, NewUser, UserView};
 pub use auth::{AuthService, LoginError, MeView, MembershipView, Session};
 pub use control::{AuditPage, AuditQuery, ControlService, WriteOutcome, WriteStatus};
