@@ -53,14 +53,17 @@ struct TenantSpec {
     device_areas: Vec<Option<usize>>,
 }
 
-/// A grant of a member: areas and devices named by (tenant, index), so a
-/// grant may name another tenant's objects (which must give nothing).
+/// An object of the generated world: (tenant index, area or device index).
+type Ref = (usize, usize);
+
+/// A grant of a member: areas and devices named by [`Ref`], so a grant may
+/// name another tenant's objects (which must give nothing).
 #[derive(Debug, Clone)]
 struct MemberSpec {
     tenant: usize,
     role: Role,
     /// `None`: all devices.
-    grants: Option<(Vec<(usize, usize)>, Vec<(usize, usize)>)>,
+    grants: Option<(Vec<Ref>, Vec<Ref>)>,
 }
 
 #[derive(Debug, Clone)]
@@ -209,7 +212,7 @@ async fn build(services: &Services, spec: &WorldSpec) -> Vec<Built> {
     for (t, tenant_spec) in spec.tenants.iter().enumerate() {
         let tenant = Tenant {
             id: TenantId::new(),
-            slug: TenantSlug::new(&format!("tenant{t}")).expect("a valid slug"),
+            slug: TenantSlug::new(format!("tenant{t}")).expect("a valid slug"),
             name: format!("Tenant {t}"),
         };
         p.create_tenant(&system, &tenant).await.expect("the tenant");
