@@ -19,6 +19,7 @@
 //!   2. one entry in [`CASES`]: the operation, the targets it takes, what
 //!      fresh object it needs (so a change never breaks later cases), and
 //!      its variables from the resolved target (`Ctx`).
+//!
 //! A [`MATRIX`] line for a field that no longer exists fails too.
 
 // A test: a panic with its message is how a broken fixture fails.
@@ -799,7 +800,9 @@ impl World {
     /// Every id, name and email of each tenant's objects, except users who
     /// are members of both (the guest).
     async fn collect_objects(&mut self) {
-        let mut per_tenant: Vec<(Vec<String>, Vec<(String, Vec<String>)>)> = Vec::new();
+        // Per tenant: its objects' strings, and (email, strings) per user.
+        type Strings = (Vec<String>, Vec<(String, Vec<String>)>);
+        let mut per_tenant: Vec<Strings> = Vec::new();
         for admin in &self.admins {
             let data = admin
                 .data(
