@@ -12,8 +12,8 @@ use crate::error::StoreError;
 use crate::ids::{AreaId, DeviceId, ProfileId, SessionFamily, TenantId, UserId};
 use crate::model::{
     AlarmNotice, Area, AuditEntry, Device, DeviceProfile, EmailAddress, Endpoint, HistoryBucket,
-    HistoryQuery, Membership, NotificationSettings, PasswordHash, PointDefinition, Reading,
-    RefreshSession, RefreshTokenHash, Tenant, User, WriteLevel,
+    HistoryQuery, Membership, NotificationFailure, NotificationSettings, PasswordHash,
+    PointDefinition, Reading, RefreshSession, RefreshTokenHash, Tenant, User, WriteLevel,
 };
 use crate::principal::{Principal, SystemPrincipal};
 
@@ -711,4 +711,31 @@ pub struct NoNotifications;
 
 impl AlarmNotifier for NoNotifications {
     fn submit(&self, _: AlarmNotice, _: &NotificationSettings) {}
+}
+
+/// A dead letter as stored: the failure and its place in the log.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordedFailure {
+    /// Increases with every record (store-wide); the listing's cursor.
+    pub seq: i64,
+    pub failure: NotificationFailure,
+}
+
+/// Where notices that could not be delivered are kept, so a tenant's admins
+/// can see what their people were never told.
+///
+/// Contract: `record` stores the failure under its tenant and gives it a
+/// `seq` above every earlier one. `list` returns only `tenant`'s failures,
+/// newest first (highest `seq` first), at most `first` of them, only those
+/// with `seq < after` when `after` is given; `total` counts all of the
+/// tenant's failures regardless of paging.
+#[async_trait]
+pub trait NotificationFailureLog: Send + Sync + 'static {
+    async fn record(&self, failure: NotificationFailure) -> Result<(), StoreError>;
+    async fn list_failures(
+        &self,
+        tenant: TenantId,
+        first: u32,
+        after: Option<i64>,
+    ) -> Result<Page<RecordedFailure>, StoreError>;
 }
