@@ -426,7 +426,12 @@ impl Delivery {
                     let f = failure(
                         notice,
                         NotificationChannel::Webhook,
-                        hook.url.clone(),
+                        // A query string may carry the integrator's token.
+                        hook.url
+                            .split(['?', '#'])
+                            .next()
+                            .unwrap_or_default()
+                            .to_owned(),
                         attempts,
                         &e,
                     );
