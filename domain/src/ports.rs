@@ -739,3 +739,25 @@ pub trait NotificationFailureLog: Send + Sync + 'static {
         after: Option<i64>,
     ) -> Result<Page<RecordedFailure>, StoreError>;
 }
+
+/// For installations without notifications: keeps nothing, lists nothing.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoFailureLog;
+
+#[async_trait]
+impl NotificationFailureLog for NoFailureLog {
+    async fn record(&self, _: NotificationFailure) -> Result<(), StoreError> {
+        Ok(())
+    }
+    async fn list_failures(
+        &self,
+        _: TenantId,
+        _: u32,
+        _: Option<i64>,
+    ) -> Result<Page<RecordedFailure>, StoreError> {
+        Ok(Page {
+            items: Vec::new(),
+            total: 0,
+        })
+    }
+}
