@@ -644,9 +644,7 @@ impl Notifications {
                 "and notifications.smtp.username go together",
             ));
         }
-        // The sender must build with the address as given.
-        let smtp = self.smtp_config();
-        if let Err(e) = hearth_notify::EmailSender::new(&smtp, &self.from) {
+        if let Err(e) = hearth_notify::check_sender(&self.from) {
             return Err(invalid("notifications.from", e.to_string()));
         }
         Ok(())

@@ -43,11 +43,21 @@ impl std::fmt::Debug for EmailSender {
     }
 }
 
+/// Checks a `From:` address the way [`EmailSender::new`] will (config
+/// validation runs outside the runtime the sender needs).
+pub fn check_sender(from: &str) -> Result<(), EmailError> {
+    parse_sender(from).map(drop)
+}
+
+fn parse_sender(from: &str) -> Result<Mailbox, EmailError> {
+    from.parse()
+        .map_err(|e| EmailError::Config(format!("from address: {e}")))
+}
+
 impl EmailSender {
+    /// Must be called inside a Tokio runtime: the connection pool runs as a task.
     pub fn new(smtp: &SmtpConfig, from: &str) -> Result<Self, EmailError> {
-        let from: Mailbox = from
-            .parse()
-            .map_err(|e| EmailError::Config(format!("from address: {e}")))?;
+        let from = parse_sender(from)?;
         let builder = match smtp.tls {
             SmtpTls::None => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&smtp.host),
             SmtpTls::Starttls => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&smtp.host)

@@ -14,7 +14,7 @@ mod webhook;
 pub use catalogue::{render, RenderedMail};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{NotifierConfig, SmtpConfig, SmtpPassword, SmtpTls};
-pub use email::{EmailError, EmailSender};
+pub use email::{check_sender, EmailError, EmailSender};
 pub use engine::{Notifier, NotifierStats};
 pub use memory::MemoryFailureLog;
 pub use webhook::{sign, WebhookPayload, WebhookSender, SIGNATURE_HEADER, TIMESTAMP_HEADER};
