@@ -6,7 +6,7 @@
 // Test code: a panic with its message is how a test fails.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -133,7 +133,7 @@ struct Mail {
 }
 
 /// The mails the server stored for `to`, decoded.
-fn mails_to(maildir: &PathBuf, to: &str) -> Vec<Mail> {
+fn mails_to(maildir: &Path, to: &str) -> Vec<Mail> {
     let mut found = Vec::new();
     for sub in ["new", "cur"] {
         let Ok(entries) = std::fs::read_dir(maildir.join(sub)) else {
@@ -173,7 +173,7 @@ async fn eventually(what: &str, mut done: impl FnMut() -> bool) {
     }
 }
 
-async fn wait_mails(maildir: &PathBuf, to: &str, n: usize) -> Vec<Mail> {
+async fn wait_mails(maildir: &Path, to: &str, n: usize) -> Vec<Mail> {
     eventually(&format!("{n} mail(s) to {to}"), || {
         mails_to(maildir, to).len() >= n
     })

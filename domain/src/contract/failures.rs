@@ -12,7 +12,7 @@ fn failure(tenant: TenantId, n: u32) -> NotificationFailure {
         alarm_id: AlarmId::new(),
         rule_id: AlarmRuleId::new(),
         rule_name: format!("Rule ø {n}"),
-        transition: if n % 2 == 0 {
+        transition: if n.is_multiple_of(2) {
             AlarmTransition::Raised
         } else {
             AlarmTransition::Cleared
