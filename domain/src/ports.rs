@@ -15,8 +15,8 @@ use crate::ids::{
 use crate::model::{
     Acknowledgement, Alarm, AlarmNotice, AlarmRule, AlarmState, Area, AuditEntry, Device,
     DeviceProfile, EmailAddress, Endpoint, HistoryBucket, HistoryQuery, Membership,
-    NotificationSettings, PasswordHash, PointDefinition, Reading, RefreshSession, RefreshTokenHash,
-    Severity, Tenant, User, WriteLevel,
+    NotificationFailure, NotificationSettings, PasswordHash, PointDefinition, Reading,
+    RefreshSession, RefreshTokenHash, Severity, Tenant, User, WriteLevel,
 };
 use crate::principal::{Principal, SystemPrincipal};
 
@@ -802,4 +802,53 @@ pub trait AlarmStore: Send + Sync + 'static {
     /// Every tenant's active alarms, for the evaluator at start: open alarms
     /// survive a restart and are never raised twice.
     async fn active_alarms(&self) -> Result<Vec<Alarm>, StoreError>;
+}
+
+/// A dead letter as stored: the failure and its place in the log.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordedFailure {
+    /// Increases with every record (store-wide); the listing's cursor.
+    pub seq: i64,
+    pub failure: NotificationFailure,
+}
+
+/// Where notices that could not be delivered are kept, so a tenant's admins
+/// can see what their people were never told.
+///
+/// Contract: `record` stores the failure under its tenant and gives it a
+/// `seq` above every earlier one. `list` returns only `tenant`'s failures,
+/// newest first (highest `seq` first), at most `first` of them, only those
+/// with `seq < after` when `after` is given; `total` counts all of the
+/// tenant's failures regardless of paging.
+#[async_trait]
+pub trait NotificationFailureLog: Send + Sync + 'static {
+    async fn record(&self, failure: NotificationFailure) -> Result<(), StoreError>;
+    async fn list_failures(
+        &self,
+        tenant: TenantId,
+        first: u32,
+        after: Option<i64>,
+    ) -> Result<Page<RecordedFailure>, StoreError>;
+}
+
+/// For installations without notifications: keeps nothing, lists nothing.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoFailureLog;
+
+#[async_trait]
+impl NotificationFailureLog for NoFailureLog {
+    async fn record(&self, _: NotificationFailure) -> Result<(), StoreError> {
+        Ok(())
+    }
+    async fn list_failures(
+        &self,
+        _: TenantId,
+        _: u32,
+        _: Option<i64>,
+    ) -> Result<Page<RecordedFailure>, StoreError> {
+        Ok(Page {
+            items: Vec::new(),
+            total: 0,
+        })
+    }
 }

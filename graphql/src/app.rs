@@ -9,7 +9,9 @@ use anyhow::Context as _;
 use hearth_auth::{
     load_or_create_secret, Argon2Cost, Argon2Hasher, JwtTokens, OidcVerifier, OsoAuthorizer,
 };
-use hearth_domain::ports::{Directory, DocumentStore, ReadingStore};
+use hearth_domain::ports::{
+    AlarmNotifier, Directory, DocumentStore, NoNotifications, NotificationFailureLog, ReadingStore,
+};
 use hearth_domain::services::{
     Adapters, LoginLimits, Poller, PollerConfig, PollerHandle, Services,
 };
@@ -70,6 +72,15 @@ pub struct Config {
     pub bus_capacity: usize,
     /// Retention of the embedded reading store (InfluxDB keeps its own).
     pub retention: crate::config::RetentionConfig,
+    /// Alarm mail and webhooks; `None`: notices are dropped (NoNotifications).
+    pub notifications: Option<NotificationsConfig>,
+}
+
+/// The notifier to start (`[notifications]` with `enabled = true`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotificationsConfig {
+    pub notifier: hearth_notify::NotifierConfig,
+    pub smtp: hearth_notify::SmtpConfig,
 }
 
 impl Default for Config {
@@ -209,6 +220,9 @@ pub(crate) async fn build_with_store(
         .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
     let (sql, relational_adapter) = open_sql(config).await?;
     let directory: Arc<dyn Directory> = Arc::new(sql.clone());
+    // Dead letters live in the relational store, listed whether or not
+    // notifications are on (an admin may look after turning them off).
+    let failures: Arc<dyn NotificationFailureLog> = Arc::new(sql.clone());
     let mut mongo = None;
     let documents: Arc<dyn DocumentStore> = match &config.documents {
         DocumentsConfig::Embedded => Arc::new(
@@ -283,11 +297,44 @@ pub(crate) async fn build_with_store(
         ),
     };
     let mut services = Services::new(adapters, config.login.clone());
+    let notifier = build_notifier(config.notifications.as_ref(), failures.clone())?;
+    services = services.with_notifications(notifier, failures);
     if !config.oidc.is_empty() {
         let verifier = OidcVerifier::new(config.oidc.clone()).context("auth.oidc: invalid")?;
         services = services.with_external_tokens(Arc::new(verifier));
     }
     Ok((services, gateway, readiness, embedded_readings))
+}
+
+/// The real notifier when `[notifications]` is enabled, else one that drops
+/// every notice. Must run inside the Tokio runtime (it starts its tasks).
+fn build_notifier(
+    config: Option<&NotificationsConfig>,
+    failures: Arc<dyn NotificationFailureLog>,
+) -> anyhow::Result<Arc<dyn AlarmNotifier>> {
+    let Some(config) = config else {
+        return Ok(Arc::new(NoNotifications));
+    };
+    let email = hearth_notify::EmailSender::new(&config.smtp, &config.notifier.from)
+        .context("notifications.smtp: cannot set up the mail sender")?;
+    let webhook =
+        hearth_notify::WebhookSender::new(config.notifier.webhook_timeout).map_err(|e| {
+            anyhow::anyhow!("notifications.webhook_timeout: cannot set up webhooks: {e}")
+        })?;
+    let (notifier, _task) = hearth_notify::Notifier::start(
+        config.notifier.clone(),
+        email,
+        webhook,
+        failures,
+        Arc::new(hearth_notify::SystemClock::new()),
+    );
+    tracing::info!(
+        host = %config.smtp.host,
+        port = config.smtp.port,
+        tls = ?config.smtp.tls,
+        "Alarm notifications on."
+    );
+    Ok(Arc::new(notifier))
 }
 
 /// The relational store `config` names (MySQL, or SQLite under `data_dir`),

@@ -44,6 +44,7 @@ const ENV_KEYS: &[&str] = &[
     "bus",
     "writer",
     "retention",
+    "notifications",
 ];
 
 /// Why the configuration cannot be used; the message names the key.
@@ -106,6 +107,7 @@ pub struct Settings {
     pub bus: Bus,
     pub writer: Writer,
     pub retention: Retention,
+    pub notifications: Notifications,
 }
 
 impl Default for Settings {
@@ -124,6 +126,7 @@ impl Default for Settings {
             bus: Bus::default(),
             writer: Writer::default(),
             retention: Retention::default(),
+            notifications: Notifications::default(),
         }
     }
 }
@@ -548,6 +551,136 @@ impl Default for Bus {
     }
 }
 
+/// Alarm notifications (mail and webhooks). Off by default: nothing is
+/// sent and dead letters are still listed (none are written).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Notifications {
+    pub enabled: bool,
+    /// `From:` of every alarm mail, e.g. `Hearth <alarms@example.com>`.
+    pub from: String,
+    /// Notices waiting for the notifier; beyond it they are dropped (and
+    /// recorded as dead letters) so alarm evaluation never waits.
+    pub queue_size: usize,
+    /// Attempts after the first, per mail and per webhook call.
+    pub retries: u32,
+    /// Wait before the first retry, doubled after each (at most 60 s).
+    #[serde(with = "humantime_serde")]
+    pub retry_backoff: Duration,
+    #[serde(with = "humantime_serde")]
+    pub webhook_timeout: Duration,
+    pub smtp: Smtp,
+}
+
+impl Default for Notifications {
+    fn default() -> Self {
+        let d = hearth_notify::NotifierConfig::default();
+        Self {
+            enabled: false,
+            from: d.from,
+            queue_size: d.queue_size,
+            retries: d.retries,
+            retry_backoff: d.backoff,
+            webhook_timeout: d.webhook_timeout,
+            smtp: Smtp::default(),
+        }
+    }
+}
+
+/// The SMTP server alarm mail goes through.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Smtp {
+    pub host: String,
+    pub port: u16,
+    /// `none` (loopback relays only), `starttls` (required) or `tls` (SMTPS).
+    pub tls: hearth_notify::SmtpTls,
+    pub username: Option<String>,
+    /// Best from `HEARTH_NOTIFICATIONS__SMTP__PASSWORD`; never printed.
+    pub password: Option<Secret>,
+    /// Per SMTP command.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+}
+
+impl Default for Smtp {
+    fn default() -> Self {
+        Self {
+            host: String::new(),
+            port: 587,
+            tls: hearth_notify::SmtpTls::Starttls,
+            username: None,
+            password: None,
+            timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+impl Notifications {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if !self.enabled {
+            return Ok(());
+        }
+        if self.smtp.host.trim().is_empty() {
+            return Err(invalid(
+                "notifications.smtp.host",
+                "is required when notifications.enabled is true",
+            ));
+        }
+        positive("notifications.smtp.port", u64::from(self.smtp.port))?;
+        positive("notifications.queue_size", self.queue_size as u64)?;
+        if self.retries > 20 {
+            return Err(invalid("notifications.retries", "must be at most 20"));
+        }
+        if self.smtp.timeout.is_zero() || self.webhook_timeout.is_zero() {
+            return Err(invalid(
+                "notifications.smtp.timeout",
+                "and notifications.webhook_timeout must be above zero",
+            ));
+        }
+        if self.smtp.password.is_some() != self.smtp.username.is_some() {
+            return Err(invalid(
+                "notifications.smtp.password",
+                "and notifications.smtp.username go together",
+            ));
+        }
+        if let Err(e) = hearth_notify::check_sender(&self.from) {
+            return Err(invalid("notifications.from", e.to_string()));
+        }
+        Ok(())
+    }
+
+    fn smtp_config(&self) -> hearth_notify::SmtpConfig {
+        hearth_notify::SmtpConfig {
+            host: self.smtp.host.trim().to_owned(),
+            port: self.smtp.port,
+            tls: self.smtp.tls,
+            username: self.smtp.username.clone(),
+            password: self
+                .smtp
+                .password
+                .as_ref()
+                .map(|p| hearth_notify::SmtpPassword::new(p.expose())),
+            timeout: self.smtp.timeout,
+        }
+    }
+
+    /// The notifier to start, when enabled.
+    fn resolve(&self) -> Option<crate::app::NotificationsConfig> {
+        self.enabled.then(|| crate::app::NotificationsConfig {
+            notifier: hearth_notify::NotifierConfig {
+                from: self.from.clone(),
+                queue_size: self.queue_size,
+                retries: self.retries,
+                backoff: self.retry_backoff,
+                webhook_timeout: self.webhook_timeout,
+                ..hearth_notify::NotifierConfig::default()
+            },
+            smtp: self.smtp_config(),
+        })
+    }
+}
+
 /// The reading writer's batching. Checked and printed, but the writer still
 /// uses its built-in values (`ReadingWriter::MAX_BATCH`, `MAX_DELAY`) until
 /// the use-case restructuring makes them parameters; a value other than the
@@ -900,6 +1033,7 @@ impl Settings {
             ));
         }
         self.stores.readings.validate()?;
+        self.notifications.validate()?;
         if self.auth.token_secret.is_some() && self.auth.token_secret_file.is_some() {
             return Err(invalid(
                 "auth.token_secret_file",
@@ -1132,6 +1266,7 @@ impl Settings {
             bus_capacity: self.bus.capacity,
             // Validated at load; an unchecked `Settings` keeps everything.
             retention: self.retention.resolve().unwrap_or_default(),
+            notifications: self.notifications.resolve(),
         }
     }
 }
@@ -1547,5 +1682,69 @@ mod tests {
         assert!(printed.contains("adapter = \"mysql\""), "{printed}");
         let back: Result<toml::Value, _> = toml::from_str(&printed);
         assert!(back.is_ok(), "{printed}");
+    }
+
+    #[test]
+    fn notifications_resolve_to_the_notifier_and_mask_the_smtp_password() {
+        // Given notifications on, with an SMTP password from the environment
+        let settings = load_toml(
+            "[notifications]\nenabled = true\nfrom = \"Hearth <alarms@acme.example>\"\nretries = 5\n\
+             [notifications.smtp]\nhost = \"smtp.acme.example\"\nport = 465\ntls = \"tls\"\n\
+             username = \"hearth\"\n",
+            &[("HEARTH_NOTIFICATIONS__SMTP__PASSWORD", "hunter4-smtp")],
+        );
+        let settings = match settings {
+            Ok(s) => s,
+            Err(e) => panic!("{e}"),
+        };
+        // When resolved and printed
+        let config = settings.resolve();
+        let printed = match settings.to_toml() {
+            Ok(p) => p,
+            Err(e) => panic!("{e}"),
+        };
+        // Then the notifier gets them, and the password shows nowhere
+        let Some(n) = config.notifications.as_ref() else {
+            panic!("notifications enabled but not resolved")
+        };
+        assert_eq!(n.smtp.host, "smtp.acme.example");
+        assert_eq!(
+            (n.smtp.port, n.smtp.tls),
+            (465, hearth_notify::SmtpTls::Tls)
+        );
+        assert_eq!(n.notifier.retries, 5);
+        assert_eq!(
+            n.smtp.password.as_ref().map(|p| p.expose()),
+            Some("hunter4-smtp")
+        );
+        assert!(!printed.contains("hunter4"), "{printed}");
+        assert!(!format!("{config:?}").contains("hunter4"));
+        assert!(!format!("{settings:?}").contains("hunter4"));
+        // And off (the default) there is no notifier
+        assert!(Settings::default().resolve().notifications.is_none());
+    }
+
+    #[test]
+    fn enabled_notifications_need_a_host_and_a_valid_sender() {
+        for (text, key) in [
+            ("[notifications]\nenabled = true\n", "notifications.smtp.host"),
+            (
+                "[notifications]\nenabled = true\nfrom = \"not an address\"\n[notifications.smtp]\nhost = \"h\"\n",
+                "notifications.from",
+            ),
+            (
+                "[notifications]\nenabled = true\n[notifications.smtp]\nhost = \"h\"\npassword = \"p\"\n",
+                "notifications.smtp.password",
+            ),
+            (
+                "[notifications.smtp]\ntls = \"ssl\"\n",
+                "notifications.smtp.tls",
+            ),
+        ] {
+            match load_toml(text, &[]) {
+                Ok(_) => panic!("accepted: {text}"),
+                Err(e) => assert!(e.to_string().contains(key), "{key}: {e}"),
+            }
+        }
     }
 }

@@ -1,4 +1,5 @@
-//! Relational [`Directory`](hearth_domain::ports::Directory) on SeaORM: SQLite
+//! Relational [`Directory`](hearth_domain::ports::Directory) (and the
+//! notification dead-letter log) on SeaORM: SQLite
 //! for the embedded default, MySQL/MariaDB in production, one set of
 //! migrations for both.
 //!
@@ -8,6 +9,7 @@
 mod directory;
 mod entity;
 mod error;
+mod failures;
 mod migration;
 
 pub use directory::SqlDirectory;

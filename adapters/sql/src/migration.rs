@@ -17,6 +17,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261129_000004_access::Migration),
             Box::new(m20261129_000005_identity_links::Migration),
             Box::new(m20261129_000006_sessions::Migration),
+            Box::new(m20261203_000007_notification_failures::Migration),
         ]
     }
 }
@@ -782,6 +783,127 @@ mod m20261129_000006_sessions {
         async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
             manager
                 .drop_table(Table::drop().table(Sessions::Table).to_owned())
+                .await
+        }
+    }
+}
+
+mod m20261203_000007_notification_failures {
+    //! Dead letters of alarm notifications, listed per tenant newest first.
+    //! No foreign key to tenants: a dead letter is evidence, written from a
+    //! background task that must not fail on a tenant deleted meanwhile.
+    use sea_orm_migration::prelude::*;
+    use sea_orm_migration::sea_orm::DbBackend;
+
+    pub(crate) struct Migration;
+
+    impl MigrationName for Migration {
+        fn name(&self) -> &str {
+            "m20261203_000007_notification_failures"
+        }
+    }
+
+    #[derive(DeriveIden)]
+    enum NotificationFailures {
+        Table,
+        Id,
+        TenantId,
+        AlarmId,
+        RuleId,
+        RuleName,
+        Transition,
+        Channel,
+        Target,
+        Attempts,
+        Error,
+        FailedAt,
+    }
+
+    #[async_trait::async_trait]
+    impl MigrationTrait for Migration {
+        async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+            let mut table = Table::create();
+            table
+                .table(NotificationFailures::Table)
+                .col(
+                    ColumnDef::new(NotificationFailures::Id)
+                        .big_integer()
+                        .not_null()
+                        .auto_increment()
+                        .primary_key(),
+                )
+                .col(
+                    ColumnDef::new(NotificationFailures::TenantId)
+                        .string_len(36)
+                        .not_null(),
+                )
+                .col(
+                    ColumnDef::new(NotificationFailures::AlarmId)
+                        .string_len(36)
+                        .not_null(),
+                )
+                .col(
+                    ColumnDef::new(NotificationFailures::RuleId)
+                        .string_len(36)
+                        .not_null(),
+                )
+                .col(
+                    ColumnDef::new(NotificationFailures::RuleName)
+                        .text()
+                        .not_null(),
+                )
+                .col(
+                    ColumnDef::new(NotificationFailures::Transition)
+                        .string_len(16)
+                        .not_null(),
+                )
+                .col(
+                    ColumnDef::new(NotificationFailures::Channel)
+                        .string_len(16)
+                        .not_null(),
+                )
+                .col(
+                    ColumnDef::new(NotificationFailures::Target)
+                        .text()
+                        .not_null(),
+                )
+                .col(
+                    ColumnDef::new(NotificationFailures::Attempts)
+                        .integer()
+                        .not_null(),
+                )
+                .col(
+                    ColumnDef::new(NotificationFailures::Error)
+                        .text()
+                        .not_null(),
+                )
+                .col(
+                    ColumnDef::new(NotificationFailures::FailedAt)
+                        .big_integer()
+                        .not_null(),
+                );
+            if manager.get_database_backend() == DbBackend::MySql {
+                table
+                    .engine("InnoDB")
+                    .character_set("utf8mb4")
+                    .collate("utf8mb4_bin");
+            }
+            manager.create_table(table.to_owned()).await?;
+            manager
+                .create_index(
+                    Index::create()
+                        .name("ix_notification_failures_tenant")
+                        .table(NotificationFailures::Table)
+                        .col(NotificationFailures::TenantId)
+                        .col(NotificationFailures::Id)
+                        .to_owned(),
+                )
+                .await
+        }
+
+        async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+            manager
+                .drop_table(Table::drop().table(NotificationFailures::Table).to_owned())
                 .await
         }
     }

@@ -61,7 +61,11 @@ async fn mysql_passes_the_directory_contract() {
     let store = SqlDirectory::connect(&with_database(&url, &name))
         .await
         .expect("MySQL connects and migrates");
-    let outcome = tokio::spawn(async move { directory_contract(&store).await }).await;
+    let outcome = tokio::spawn(async move {
+        directory_contract(&store).await;
+        hearth_domain::contract::failures::run(&store).await;
+    })
+    .await;
 
     admin
         .execute_unprepared(&format!("DROP DATABASE `{name}`"))

@@ -82,3 +82,12 @@ async fn sqlite_keeps_data_across_reopen() {
         Err(hearth_domain::StoreError::Conflict(_))
     ));
 }
+
+#[tokio::test]
+async fn sqlite_passes_the_notification_failure_log_contract() {
+    let dir = tempfile::tempdir().expect("a temp dir for the database");
+    let store = SqlDirectory::sqlite_in(dir.path())
+        .await
+        .expect("SQLite opens and migrates");
+    hearth_domain::contract::failures::run(&store).await;
+}

@@ -9,6 +9,7 @@
 
 pub mod directory;
 pub mod documents;
+pub mod failures;
 pub mod live;
 pub mod proxy;
 pub mod readings;

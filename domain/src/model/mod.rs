@@ -21,8 +21,8 @@ pub use area::{Area, AreaTree};
 pub use audit::{AuditEntry, AuditOutcome};
 pub use device::{Device, Endpoint};
 pub use notification::{
-    AlarmNotice, AlarmTransition, Language, NotificationSettings, Recipient, Severity, Webhook,
-    WebhookSecret,
+    AlarmNotice, AlarmTransition, Language, NotificationChannel, NotificationFailure,
+    NotificationSettings, Recipient, Severity, Webhook, WebhookSecret,
 };
 pub use profile::{DeviceProfile, FieldAddress, PointDefinition, PointOption};
 pub use reading::{aggregate_sorted, Aggregate, HistoryBucket, HistoryQuery, Quality, Reading};

@@ -171,6 +171,78 @@ pub struct AlarmNotice {
     pub message: String,
 }
 
+/// Which way a notice was to leave Hearth.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NotificationChannel {
+    Email,
+    Webhook,
+    /// Never got to a channel: the notifier's queue (or its pending set)
+    /// was full and the notice was dropped.
+    Queue,
+}
+
+impl NotificationChannel {
+    pub fn code(self) -> &'static str {
+        match self {
+            NotificationChannel::Email => "email",
+            NotificationChannel::Webhook => "webhook",
+            NotificationChannel::Queue => "queue",
+        }
+    }
+}
+
+impl FromStr for NotificationChannel {
+    type Err = InvalidValue;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "email" => Ok(NotificationChannel::Email),
+            "webhook" => Ok(NotificationChannel::Webhook),
+            "queue" => Ok(NotificationChannel::Queue),
+            _ => Err(InvalidValue::new(
+                "notification channel",
+                format!(
+                    "`{}` is not one of email, webhook, queue",
+                    crate::error::quoted(s)
+                ),
+            )),
+        }
+    }
+}
+
+/// A dead letter: a notice that was not delivered after every attempt.
+/// Says where it was going and why it failed, never a secret.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NotificationFailure {
+    pub tenant_id: TenantId,
+    pub alarm_id: AlarmId,
+    pub rule_id: AlarmRuleId,
+    pub rule_name: String,
+    pub transition: AlarmTransition,
+    pub channel: NotificationChannel,
+    /// The recipient's address or the webhook's URL; empty for `Queue`.
+    pub target: String,
+    /// How many times delivery was tried (0 for `Queue`).
+    pub attempts: u32,
+    /// The last error, short and free of secrets.
+    pub error: String,
+    pub failed_at: DateTime<Utc>,
+}
+
+impl NotificationFailure {
+    /// The longest `error` stored; longer ones are cut at a char boundary.
+    pub const MAX_ERROR_LEN: usize = 500;
+
+    /// `error` cut to [`Self::MAX_ERROR_LEN`] bytes.
+    pub fn truncated_error(error: &str) -> String {
+        let mut end = error.len().min(Self::MAX_ERROR_LEN);
+        while !error.is_char_boundary(end) {
+            end -= 1;
+        }
+        error[..end].to_owned()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -192,5 +264,17 @@ mod tests {
         assert!(hook("http://example.com/h").is_none());
         assert!(hook("https://").is_none());
         assert!(WebhookSecret::new("short").is_err());
+    }
+
+    #[test]
+    fn failure_errors_are_cut_at_a_char_boundary() {
+        let long = "ø".repeat(400);
+        let cut = NotificationFailure::truncated_error(&long);
+        assert!(cut.len() <= NotificationFailure::MAX_ERROR_LEN);
+        assert!(cut.chars().all(|c| c == 'ø'));
+        assert_eq!(
+            "webhook".parse::<NotificationChannel>().ok(),
+            Some(NotificationChannel::Webhook)
+        );
     }
 }

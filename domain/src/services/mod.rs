@@ -16,6 +16,7 @@ mod hashing;
 mod history;
 mod ingest;
 mod live;
+mod notifications;
 mod poller;
 mod profiles;
 mod provisioning;
@@ -31,6 +32,7 @@ pub use devices::{DevicePage, DeviceQuery, DeviceService, DeviceView, PointView}
 pub use history::{HistoryService, SeriesHistory};
 pub use ingest::{IngestService, PollTarget, ReadingWriter, ReadingWriterStats};
 pub use live::{LiveService, LiveUpdate};
+pub use notifications::{FailurePage, NotificationService};
 pub use poller::{DevicePoller, Poller, PollerConfig, PollerError, PollerHandle};
 pub use profiles::ProfileService;
 pub use provisioning::ProvisioningService;
@@ -38,8 +40,9 @@ pub use throttle::LoginLimits;
 
 use crate::error::DomainError;
 use crate::ports::{
-    Action, Authorizer, AuthzError, Directory, DocumentStore, ExternalTokenVerifier, FieldGateway,
-    IdentityLinks, LiveBus, PasswordHasher, ReadingStore, Resource, TokenService, WatchInterest,
+    Action, AlarmNotifier, Authorizer, AuthzError, Directory, DocumentStore, ExternalTokenVerifier,
+    FieldGateway, IdentityLinks, LiveBus, NotificationFailureLog, PasswordHasher, ReadingStore,
+    Resource, TokenService, WatchInterest,
 };
 use crate::principal::Principal;
 
@@ -73,6 +76,12 @@ pub struct Services {
     /// Kept for `with_external_tokens`.
     links: Arc<dyn IdentityLinks>,
     pub admin: AdminService,
+    /// Dead letters of alarm notifications; none kept until
+    /// [`Services::with_notifications`] names a log.
+    pub notifications: NotificationService,
+    /// Where alarm evaluation hands its notices (drops them until
+    /// [`Services::with_notifications`] names a notifier).
+    pub notifier: Arc<dyn AlarmNotifier>,
 }
 
 impl Services {
@@ -124,6 +133,11 @@ impl Services {
         );
         Self {
             admin,
+            notifications: NotificationService::new(
+                policy.clone(),
+                Arc::new(crate::ports::NoFailureLog),
+            ),
+            notifier: Arc::new(crate::ports::NoNotifications),
             devices: DeviceService::new(access.clone(), live.clone()),
             control: ControlService::new(
                 access.clone(),
@@ -162,6 +176,18 @@ impl Services {
             auth,
             links,
         }
+    }
+
+    /// Hands alarm notices to `notifier` and lists the dead letters it
+    /// writes to `failures`.
+    pub fn with_notifications(
+        mut self,
+        notifier: Arc<dyn AlarmNotifier>,
+        failures: Arc<dyn NotificationFailureLog>,
+    ) -> Self {
+        self.notifier = notifier;
+        self.notifications = NotificationService::new(self.notifications.policy(), failures);
+        self
     }
 
     /// Also accepts bearer tokens of tenants' own identity providers

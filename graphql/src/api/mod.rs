@@ -9,6 +9,7 @@ mod devices;
 pub mod error;
 mod history;
 mod live;
+mod notifications;
 mod points;
 mod profiles;
 
@@ -27,6 +28,7 @@ pub struct Query(
     history::HistoryQueries,
     control::AuditQueries,
     profiles::ProfileQueries,
+    notifications::NotificationQueries,
 );
 
 /// Changes. A request runs each mutation field at most once: a mutation
