@@ -5,8 +5,9 @@
 //!
 //! - "hearth create": `put_profile` of a new profile: the version read (head
 //!   record `<tenant>/<id>` by `_id`, a miss), the id claim insert, the head
-//!   record insert, the version insert, the hint raise (`$max` by `_id`). Against "bare insert_one" of the very
-//!   documents hearth stored (read back from its database), one round trip.
+//!   record insert, the version insert (a first version needs no hint
+//!   raise). Against "bare insert_one" of the very documents hearth stored
+//!   (read back from its database), one round trip.
 //! - "hearth replace": `put_profile` over each profile again: the version
 //!   read (head by `_id`, `<tenant>/<id>#hint`, a miss on `#hint+1`; a
 //!   version found proves the owner), the insert, the hint raise and the tombstone

@@ -118,13 +118,16 @@ impl Chain {
     pub(crate) async fn retire(&self, head: &str, expected: Option<i64>, won: i64) {
         // On FerretDB `$max` is a read then a write, so two writers can
         // leave the lower of their versions here: the hint only lags, and
-        // a lagging hint costs a reader one more probe.
-        if let Err(e) = self
-            .heads
-            .update_one(doc! { ID: head }, doc! { "$max": { LATEST: won } })
-            .await
-        {
-            tracing::warn!(error = %e, "Could not raise a document's latest-version hint; readers probe forward.");
+        // a lagging hint costs a reader one more probe. A first version
+        // needs no raise: readers start at 1 whatever a lower hint says.
+        if won > 1 {
+            if let Err(e) = self
+                .heads
+                .update_one(doc! { ID: head }, doc! { "$max": { LATEST: won } })
+                .await
+            {
+                tracing::warn!(error = %e, "Could not raise a document's latest-version hint; readers probe forward.");
+            }
         }
         // The replaced version becomes a tombstone rather than being deleted:
         // deleting it would free `head#expected` for a writer that read
