@@ -14,7 +14,8 @@
 //!   (replace by `_id`).
 //!   Against "bare replace_one" of the same documents by `_id`.
 //! - "hearth get": `profile(tenant, id)`: the tenant's and the built-in head
-//!   by `_id` (at once), `<tenant>/<id>#hint`, a miss on `#hint+1`.
+//!   by `_id` (the built-in only when the tenant has none), `<tenant>/<id>#hint`,
+//!   a miss on `#hint+1`.
 //!   Against "bare find_one" by `_id`.
 //! - "hearth list": `profiles(tenant)` once over all of them (the head
 //!   records filtered by tenant, then each profile's `_id` probes from the
