@@ -10,7 +10,8 @@ use hearth_auth::{
     load_or_create_secret, Argon2Cost, Argon2Hasher, JwtTokens, OidcVerifier, OsoAuthorizer,
 };
 use hearth_domain::ports::{
-    AlarmNotifier, Directory, DocumentStore, NoNotifications, NotificationFailureLog, ReadingStore,
+    AlarmNotifier, AlarmRuleStore, Directory, DocumentStore, NoNotifications,
+    NotificationFailureLog, ReadingStore,
 };
 use hearth_domain::services::{
     Adapters, LoginLimits, Poller, PollerConfig, PollerHandle, Services,
@@ -335,6 +336,15 @@ fn build_notifier(
         "Alarm notifications on."
     );
     Ok(Arc::new(notifier))
+}
+
+/// The alarm rule store when `[stores.documents] adapter = "mongodb"`: the
+/// document store itself, since [`MongoDocuments`] implements
+/// [`AlarmRuleStore`] too (one database, one connection pool, one layout
+/// marker, the tenant in every key). `None` for the embedded adapter, whose
+/// rules live beside its documents in `data_dir`.
+pub fn mongodb_alarm_rules(documents: Option<&MongoDocuments>) -> Option<Arc<dyn AlarmRuleStore>> {
+    documents.map(|store| Arc::new(store.clone()) as Arc<dyn AlarmRuleStore>)
 }
 
 /// The relational store `config` names (MySQL, or SQLite under `data_dir`),

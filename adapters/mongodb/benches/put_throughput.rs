@@ -3,20 +3,23 @@
 //! nearest single operation on the same stored documents, against the server
 //! in `HEARTH_TEST_MONGODB_URL` (CI's FerretDB; skipped without it).
 //!
-//! - "hearth create": `put_profile` of a new profile: the version read (owner
-//!   record by `_id`, a miss), the owner record insert, the version insert,
-//!   the hint raise (`$max` by `_id`). Against "bare insert_one" of the very
-//!   documents hearth stored (read back from its database), one round trip.
+//! - "hearth create": `put_profile` of a new profile: the version read (head
+//!   record `<tenant>/<id>` by `_id`, a miss), the id claim insert, the head
+//!   record insert, the version insert (a first version needs no hint
+//!   raise). Against "bare insert_one" of the very documents hearth stored
+//!   (read back from its database), one round trip.
 //! - "hearth replace": `put_profile` over each profile again: the version
-//!   read (owner by `_id`, `id#hint`, a miss on `id#hint+1`; a version found
-//!   proves the owner), the insert, the hint raise and the tombstone
+//!   read (head by `_id`, `<tenant>/<id>#hint`, a miss on `#hint+1`; a
+//!   version found proves the owner), the insert, the hint raise and the tombstone
 //!   (replace by `_id`).
 //!   Against "bare replace_one" of the same documents by `_id`.
-//! - "hearth get": `profile(tenant, id)`: owner by `_id`, `id#hint`, a miss
-//!   on `id#hint+1`. Against "bare find_one" by `_id`.
-//! - "hearth list": `profiles(tenant)` once over all of them (the owner
-//!   collection filtered by tenant, then each profile's `_id` probes from
-//!   the hint in its owner record, eight at a time), as profiles/s. Also
+//! - "hearth get": `profile(tenant, id)`: the tenant's and the built-in head
+//!   by `_id` (the built-in only when the tenant has none), `<tenant>/<id>#hint`,
+//!   a miss on `#hint+1`.
+//!   Against "bare find_one" by `_id`.
+//! - "hearth list": `profiles(tenant)` once over all of them (the head
+//!   records filtered by tenant, then each profile's `_id` probes from the
+//!   hint in its head record, eight at a time), as profiles/s. Also
 //!   timed: that tenant filter alone, and one `_id` `$in` over all profiles
 //!   (the alternative to the probes).
 //!
@@ -139,7 +142,7 @@ async fn main() {
     let stored = database.collection::<Document>(hearth_mongodb::PROFILES);
     let mut documents = Vec::with_capacity(PROFILES);
     for p in &profiles {
-        let key = format!("{}#1", p.id.as_str());
+        let key = format!("{tenant}/{}#1", p.id.as_str());
         let found = stored.find_one(mongodb::bson::doc! { "_id": key }).await;
         documents.push(found.expect("read back").expect("stored"));
     }
@@ -162,7 +165,7 @@ async fn main() {
     let list = listed.len() as f64 / start.elapsed().as_secs_f64();
     assert_eq!(listed.len(), PROFILES);
     // What the listing's parts cost on this server: the tenant filter on
-    // the owner records (not `_id`: a scan on FerretDB's SQLite backend),
+    // the head records (not `_id`: a scan on FerretDB's SQLite backend),
     // and, as the alternative to per-profile probes, one `_id` `$in` query.
     let owners = database.collection::<Document>(hearth_mongodb::PROFILE_OWNERS);
     let start = Instant::now();
@@ -171,7 +174,7 @@ async fn main() {
     let owner_scan = start.elapsed();
     let keys: Vec<String> = profiles
         .iter()
-        .map(|p| format!("{}#2", p.id.as_str()))
+        .map(|p| format!("{tenant}/{}#2", p.id.as_str()))
         .collect();
     let start = Instant::now();
     let mut cursor = stored

@@ -1,6 +1,7 @@
 //! The document store on MongoDB (or anything speaking its wire protocol,
-//! such as FerretDB): device profiles as versioned documents, the tenant in
-//! every filter, optimistic concurrency through a `version` field.
+//! such as FerretDB): device profiles and alarm rules as versioned
+//! documents, the tenant in every key and filter, optimistic concurrency
+//! through the version in each document's `_id`.
 //!
 //! Built for the smallest common server. FerretDB 1.24 has no transactions,
 //! change streams, `$group` accumulators, TTL or partial indexes, and its
@@ -10,19 +11,30 @@
 //! atomic check it has is the unique `_id` index on insert, so every write
 //! is an insert:
 //!
-//! - `profile_owners` holds one document per profile id, `_id` = the id,
-//!   inserted once: the first owner keeps the id forever.
-//! - `profiles` holds one document per write, `_id` = `id#version`: of two
-//!   writers that read version `v`, exactly one can insert `id#v+1`; the
-//!   other gets a duplicate key, which is the `Conflict`. The insert that
-//!   succeeds has won; nothing checks again afterwards. The version it
+//! - `profile_ids` holds one claim per profile id (`_id` = the id, `owner`),
+//!   inserted once: the first owner keeps the id forever. It is read only
+//!   when a claim collides, and then with the owner in the filter.
+//! - `profile_owners` holds one head record per owned profile, `_id` =
+//!   `<tenant>/<id>` (`shared/<id>` for built-ins), with a `latest` hint.
+//! - `profiles` holds one document per write, `_id` = `<tenant>/<id>#<n>`:
+//!   of two writers that read version `n`, exactly one can insert `#n+1`;
+//!   the other gets a duplicate key, which is the `Conflict`. The insert
+//!   that succeeds has won; nothing checks again afterwards. The version it
 //!   replaced becomes a tombstone (its `_id` only), so no version number is
 //!   ever free again.
 //! - Reads go by `_id` only (FerretDB's SQLite backend pushes nothing else
-//!   down and scans): the owner record, whose `latest` is a hint that may
-//!   lag, then `id#latest`, `id#latest+1`, … until the first miss.
+//!   down and scans), and every `_id` a read for tenant A builds starts with
+//!   A's id or `shared/`: it cannot name tenant B's documents.
+//!
+//! Documents stored by an older Hearth in the layout without owners in the
+//! keys are moved on start ([`migrate`]); alarm rules follow the same scheme
+//! ([`alarm_rules`]).
 
+mod alarm_rules;
+mod chain;
+pub mod migrate;
 mod stored;
+mod stored_alarm_rule;
 
 use std::time::Duration;
 
@@ -37,42 +49,47 @@ use mongodb::error::{ErrorKind, WriteFailure};
 use mongodb::options::{ClientOptions, IndexOptions};
 use mongodb::{Client, Collection, Database, IndexModel};
 
+use chain::{Chain, LATEST};
+
+pub use alarm_rules::{ALARM_RULES, ALARM_RULE_HEADS, ALARM_RULE_IDS};
+pub use migrate::{LAYOUT_MARKER, LAYOUT_VERSION, META};
 pub use stored::SCHEMA_VERSION;
 
 /// The collection holding device profiles, one document per write.
 pub const PROFILES: &str = "profiles";
-/// The collection recording which owner each profile id belongs to.
+/// The collection of head records, one per owned profile (`<owner>/<id>`).
 pub const PROFILE_OWNERS: &str = "profile_owners";
-/// The index that serves every tenant-scoped read: the tenant, then the
-/// listing order (profile id), then the newest write first.
+/// The collection of profile id claims: which owner holds each id.
+pub const PROFILE_IDS: &str = "profile_ids";
+/// The index that serves tenant-scoped queries on the profile versions: the
+/// tenant, then the listing order (profile id), then the newest write first.
 pub const TENANT_INDEX: &str = "tenant_id_1_profile_id_1_version_-1";
+/// The index on the head records' tenant, which a listing filters by.
+pub const OWNER_TENANT_INDEX: &str = "tenant_id_1";
 
 /// MongoDB's "duplicate key" error code (FerretDB uses the same).
-const DUPLICATE_KEY: i32 = 11000;
+pub(crate) const DUPLICATE_KEY: i32 = 11000;
 
-/// Field of an owner record: a hint at the newest version that won. Raised
-/// after each win, it may lag (never lead), so readers probe past it.
-const LATEST: &str = "latest";
+/// Field of a claim: the owner key (`<tenant>` or `shared`) holding the id.
+const OWNER: &str = "owner";
 
-/// Field marking a superseded version document: its `_id` is kept so the
-/// version number can never be written again; its content is gone.
-const SUPERSEDED: &str = "superseded";
-
-/// How many profiles a listing reads at once (each read is a few `_id`
+/// How many documents a listing reads at once (each read is a few `_id`
 /// round trips; this bounds the load one listing puts on the server).
-const LIST_CONCURRENCY: usize = 8;
+pub(crate) const LIST_CONCURRENCY: usize = 8;
 
 /// How long an operation waits for a reachable server before it fails, when
 /// the URL does not say (`serverSelectionTimeoutMS`). The driver's own
 /// default of 30 s would hold a request that long during an outage.
 const DEFAULT_SERVER_SELECTION_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// [`DocumentStore`] on a MongoDB database.
+/// [`DocumentStore`] (and [`hearth_domain::ports::AlarmRuleStore`]) on a
+/// MongoDB database.
 #[derive(Clone)]
 pub struct MongoDocuments {
     database: Database,
-    profiles: Collection<Document>,
-    owners: Collection<Document>,
+    profiles: Chain,
+    claims: Collection<Document>,
+    rules: alarm_rules::RuleCollections,
 }
 
 impl std::fmt::Debug for MongoDocuments {
@@ -85,9 +102,10 @@ impl std::fmt::Debug for MongoDocuments {
 }
 
 impl MongoDocuments {
-    /// Connects to `url` (`mongodb://…`), uses `database` and creates the
-    /// indexes when missing. Fails when the server cannot be reached, so a
-    /// wrong URL is reported at start rather than at the first request.
+    /// Connects to `url` (`mongodb://…`), uses `database`, moves documents
+    /// of an older layout and creates the indexes when missing. Fails when
+    /// the server cannot be reached, so a wrong URL is reported at start
+    /// rather than at the first request.
     pub async fn connect(url: &str, database: &str) -> Result<Self, StoreError> {
         check_database_name(database)?;
         // The driver's parse error can quote the URL, password included.
@@ -107,15 +125,19 @@ impl MongoDocuments {
         Self::with_database(client.database(database)).await
     }
 
-    /// Uses an existing database handle (tests share one client) and creates
-    /// the indexes when missing.
+    /// Uses an existing database handle (tests share one client): moves
+    /// documents of an older layout and creates the indexes when missing.
     pub async fn with_database(database: Database) -> Result<Self, StoreError> {
-        let profiles = database.collection::<Document>(PROFILES);
-        let owners = database.collection::<Document>(PROFILE_OWNERS);
-        // Uniqueness is `_id`'s in both collections (always indexed). This
-        // one serves the tenant-scoped reads; creating an index that exists
+        migrate::ensure_layout(&database, None).await?;
+        let profiles = Chain {
+            heads: database.collection::<Document>(PROFILE_OWNERS),
+            versions: database.collection::<Document>(PROFILES),
+        };
+        // Uniqueness is `_id`'s in every collection (always indexed). These
+        // serve the tenant-scoped queries; creating an index that exists
         // with the same keys is a no-op, so every start may do it.
         profiles
+            .versions
             .create_index(
                 IndexModel::builder()
                     .keys(doc! { stored::TENANT: 1, stored::PROFILE_ID: 1, stored::VERSION: -1 })
@@ -128,10 +150,26 @@ impl MongoDocuments {
             )
             .await
             .map_err(backend("creating the profile indexes"))?;
+        profiles
+            .heads
+            .create_index(
+                IndexModel::builder()
+                    .keys(doc! { stored::TENANT: 1 })
+                    .options(
+                        IndexOptions::builder()
+                            .name(OWNER_TENANT_INDEX.to_owned())
+                            .build(),
+                    )
+                    .build(),
+            )
+            .await
+            .map_err(backend("creating the profile indexes"))?;
+        let rules = alarm_rules::RuleCollections::open(&database).await?;
         Ok(Self {
+            claims: database.collection::<Document>(PROFILE_IDS),
             database,
             profiles,
-            owners,
+            rules,
         })
     }
 
@@ -156,10 +194,11 @@ impl MongoDocuments {
         owner: Option<TenantId>,
         id: &ProfileId,
     ) -> Result<Option<i64>, StoreError> {
-        let owner = owner_bson(owner);
-        let found = self
-            .newest(id.as_str(), |recorded| *recorded == owner)
-            .await?;
+        let head = stored::profile_head_id(owner, id.as_str());
+        let Some(record) = self.profiles.head(&head).await? else {
+            return Ok(None);
+        };
+        let found = self.profiles.newest(&head, &record).await?;
         found.map(|document| version_of(&document)).transpose()
     }
 
@@ -179,11 +218,12 @@ impl MongoDocuments {
     }
 
     /// The deciding step of [`Self::put_profile_if_version`]: claims the id
-    /// and inserts `id#expected+1`. Its success is the win, full stop: a
-    /// writer may read this version and build on it the moment it exists,
-    /// so nothing afterwards may take it back (a re-check after the insert
-    /// once reported a write that another had built on as a `Conflict`).
-    /// Public only so tests can interleave writers between the two steps.
+    /// and inserts `<owner>/<id>#expected+1`. Its success is the win, full
+    /// stop: a writer may read this version and build on it the moment it
+    /// exists, so nothing afterwards may take it back (a re-check after the
+    /// insert once reported a write that another had built on as a
+    /// `Conflict`). Public only so tests can interleave writers between the
+    /// two steps.
     #[doc(hidden)]
     pub async fn insert_next_version(
         &self,
@@ -201,28 +241,22 @@ impl MongoDocuments {
     ) -> Result<i64, StoreError> {
         let id = profile.id.as_str();
         if !owner_verified {
-            let owner = owner_bson(profile.tenant_id);
-            self.claim_id(id, &owner, expected.is_none()).await?;
+            self.claim_id(profile, expected.is_none()).await?;
         }
         let next = expected.unwrap_or(0) + 1;
         let document = stored::write_profile(profile, next).map_err(StoreError::Backend)?;
-        // A superseded version keeps its `_id` (as a tombstone, below), so
-        // `id#next` is taken whenever version `next` was ever written: a
+        // A superseded version keeps its `_id` (as a tombstone), so
+        // `#next` is taken whenever version `next` was ever written: a
         // writer that read long ago gets the duplicate key too.
-        match self.profiles.insert_one(document).await {
-            Ok(_) => Ok(next),
-            Err(e) if is_duplicate_key(&e) => Err(changed_meanwhile(id)),
-            Err(e) => Err(backend("inserting a profile")(e)),
+        if self.profiles.insert_version(document).await? {
+            Ok(next)
+        } else {
+            Err(changed_meanwhile(id))
         }
     }
 
-    /// The housekeeping after a won write: raises the owner record's
-    /// `latest` hint and empties the replaced version. Both are by `_id`
-    /// alone (FerretDB's SQLite backend scans the whole collection for any
-    /// other filter in an update or delete) and both may fail or lose a race
-    /// harmlessly: readers probe forward from the hint to the newest version,
-    /// and an old version's content is never read once a newer one exists.
-    /// It returns nothing on purpose: the write has already won.
+    /// The housekeeping after a won write: raises the head record's
+    /// `latest` hint and empties the replaced version ([`Chain::retire`]).
     #[doc(hidden)]
     pub async fn retire_superseded(
         &self,
@@ -230,146 +264,77 @@ impl MongoDocuments {
         expected: Option<i64>,
         won: i64,
     ) {
+        let head = stored::profile_head_id(profile.tenant_id, profile.id.as_str());
+        self.profiles.retire(&head, expected, won).await;
+    }
+
+    /// Makes sure `profile`'s id belongs to its owner, claiming it when
+    /// nobody holds it (the unique `_id` of the claim lets exactly one owner
+    /// have it), and that the owner's head record exists. The owner's own
+    /// head record proves the claim (it is only written after the claim
+    /// succeeded); a colliding claim is read with the owner in the filter,
+    /// so another owner's claim only ever counts as "taken". Checked on
+    /// every write: a write naming an expected version must not add a
+    /// version to another tenant's profile. A creation tries the insert
+    /// first, a replacement the head lookup first: each then usually needs
+    /// one round trip.
+    async fn claim_id(&self, profile: &DeviceProfile, creating: bool) -> Result<(), StoreError> {
         let id = profile.id.as_str();
-        // On FerretDB `$max` is a read then a write, so two writers can
-        // leave the lower of their versions here: the hint only lags, and
-        // a lagging hint costs a reader one more probe.
-        if let Err(e) = self
-            .owners
-            .update_one(doc! { stored::ID: id }, doc! { "$max": { LATEST: won } })
-            .await
-        {
-            tracing::warn!(error = %e, "Could not raise a profile's latest-version hint; readers probe forward.");
-        }
-        // The replaced version becomes a tombstone rather than being deleted:
-        // deleting it would free `id#expected` for a writer that read
-        // `expected - 1` long ago, whose insert would then succeed unseen
-        // behind the newer versions. A tombstone holds the `_id` only.
-        if let Some(replaced) = expected {
-            let key = stored::version_id(id, replaced);
-            if let Err(e) = self
-                .profiles
-                .replace_one(
-                    doc! { stored::ID: &key },
-                    doc! { stored::ID: &key, SUPERSEDED: true },
-                )
-                .await
-            {
-                tracing::warn!(error = %e, "Could not empty a superseded profile version; it stays readable history only.");
-            }
-        }
-    }
-
-    /// The newest stored version of `id` when its owner record's tenant
-    /// passes `visible`, else `None`. Only `_id` lookups: the owner record,
-    /// then `id#hint`, `id#hint+1`, … until one is missing. Versions are
-    /// inserted in sequence and never removed (superseded ones become
-    /// tombstones only once their successor exists), so the first miss ends
-    /// the chain and the last hit is the newest.
-    async fn newest(
-        &self,
-        id: &str,
-        visible: impl Fn(&Bson) -> bool,
-    ) -> Result<Option<Document>, StoreError> {
-        let Some(owner) = self
-            .owners
-            .find_one(doc! { stored::ID: id })
-            .await
-            .map_err(backend("reading a profile owner"))?
-        else {
-            return Ok(None);
-        };
-        if !visible(owner.get(stored::TENANT).unwrap_or(&Bson::Null)) {
-            return Ok(None);
-        }
-        self.newest_of(id, &owner).await
-    }
-
-    /// The newest stored version of `id`, probing from the hint in its
-    /// (already read and authorised) owner record.
-    async fn newest_of(&self, id: &str, owner: &Document) -> Result<Option<Document>, StoreError> {
-        let hint = match owner.get(LATEST) {
-            Some(Bson::Int64(v)) => *v,
-            Some(Bson::Int32(v)) => i64::from(*v),
-            // An owner record from before the hint existed (that layout
-            // deleted old versions, so there is no chain to probe).
-            _ => return self.newest_by_filter(id, owner.get(stored::TENANT)).await,
-        };
-        let mut newest: Option<Document> = None;
-        // Version 0 is never written: a hint of 0 starts the probe at 1.
-        let mut version = hint.max(1);
-        while let Some(found) = self
-            .profiles
-            .find_one(doc! { stored::ID: stored::version_id(id, version) })
-            .await
-            .map_err(backend("reading a profile"))?
-        {
-            newest = Some(found);
-            version += 1;
-        }
-        match newest {
-            Some(document) if document.get_bool(SUPERSEDED).unwrap_or(false) => {
-                Err(StoreError::Backend(anyhow::anyhow!(
-                    "profile `{}`: version {} is superseded but no newer one is stored",
-                    quoted(id),
-                    version - 1
-                )))
-            }
-            other => Ok(other),
-        }
-    }
-
-    /// The newest version by a filtered, sorted query: slow on FerretDB,
-    /// used only for owner records written before the `latest` hint.
-    async fn newest_by_filter(
-        &self,
-        id: &str,
-        owner: Option<&Bson>,
-    ) -> Result<Option<Document>, StoreError> {
-        self.profiles
-            .find_one(doc! { stored::PROFILE_ID: id, stored::TENANT: owner.cloned().unwrap_or(Bson::Null) })
-            .sort(doc! { stored::VERSION: -1 })
-            .await
-            .map_err(backend("reading a profile"))
-    }
-
-    /// Makes sure `id` belongs to `owner`, recording it when nobody holds it
-    /// (the unique `_id` lets exactly one owner have it). The record is read
-    /// by `_id` alone and its tenant compared here, so another owner's record
-    /// only ever counts as "taken". Checked on every write: a write naming
-    /// an expected version must not add a version to another tenant's
-    /// profile. A creation tries the insert first, a replacement the lookup
-    /// first: each then usually needs one round trip.
-    async fn claim_id(&self, id: &str, owner: &Bson, creating: bool) -> Result<(), StoreError> {
-        if !creating && self.owner_recorded(id, owner).await? {
+        let head = stored::profile_head_id(profile.tenant_id, id);
+        if !creating && self.profiles.head(&head).await?.is_some() {
             return Ok(());
         }
-        let claim = doc! { stored::ID: id, stored::TENANT: owner.clone(), LATEST: 0_i64 };
-        match self.owners.insert_one(&claim).await {
-            Ok(_) => return Ok(()),
-            Err(e) if is_duplicate_key(&e) => {}
-            Err(e) => return Err(backend("recording a profile owner")(e)),
+        let owner = stored::owner_key(profile.tenant_id);
+        match self
+            .claims
+            .insert_one(doc! { chain::ID: id, OWNER: &owner })
+            .await
+        {
+            Ok(_) => {}
+            Err(e) if is_duplicate_key(&e) => {
+                // Held already: by this owner (a concurrent creation of the
+                // same profile, or an interrupted one) or by another one.
+                let mine = self
+                    .claims
+                    .find_one(doc! { chain::ID: id, OWNER: &owner })
+                    .await
+                    .map_err(backend("reading a profile id claim"))?;
+                if mine.is_none() {
+                    return Err(StoreError::Conflict(format!(
+                        "profile id `{}` is taken",
+                        quoted(id)
+                    )));
+                }
+            }
+            Err(e) => return Err(backend("claiming a profile id")(e)),
         }
-        // Held already: by this owner (a concurrent creation of the same
-        // profile) or by another one.
-        if self.owner_recorded(id, owner).await? {
-            Ok(())
-        } else {
-            Err(StoreError::Conflict(format!(
-                "profile id `{}` is taken",
-                quoted(id)
-            )))
-        }
+        self.profiles
+            .ensure_head(doc! {
+                chain::ID: &head,
+                stored::TENANT: owner_bson(profile.tenant_id),
+                stored::PROFILE_ID: id,
+                LATEST: 0_i64,
+            })
+            .await
     }
 
-    async fn owner_recorded(&self, id: &str, owner: &Bson) -> Result<bool, StoreError> {
-        self.owners
-            .find_one(doc! { stored::ID: id })
-            .await
-            .map(|found| {
-                found.is_some_and(|d| d.get(stored::TENANT).unwrap_or(&Bson::Null) == owner)
-            })
-            .map_err(backend("reading a profile owner"))
+    /// The newest stored version of profile `id` visible to `tenant`: its
+    /// own or a built-in (at most one exists: both hold the id's claim).
+    async fn visible(
+        &self,
+        tenant: TenantId,
+        id: &ProfileId,
+    ) -> Result<Option<Document>, StoreError> {
+        // One lookup after the other: both at once were no faster on
+        // FerretDB (get 0.34x the bare find_one, against 0.37x this way, at
+        // load 6), and a tenant's own profile then needs one lookup only.
+        for owner in [Some(tenant), None] {
+            let head = stored::profile_head_id(owner, id.as_str());
+            if let Some(record) = self.profiles.head(&head).await? {
+                return self.profiles.newest(&head, &record).await;
+            }
+        }
+        Ok(None)
     }
 }
 
@@ -377,8 +342,8 @@ impl MongoDocuments {
 impl DocumentStore for MongoDocuments {
     async fn put_profile(&self, profile: &DeviceProfile) -> Result<(), StoreError> {
         let current = self.stored_version(profile.tenant_id, &profile.id).await?;
-        // A version found means the owner record named this tenant, and
-        // owner records never change owner: the claim check can be skipped.
+        // A version found means the owner's head record exists, which is
+        // written only after the owner's claim: the claim check can be skipped.
         let won = self
             .insert_version(profile, current, current.is_some())
             .await?;
@@ -391,7 +356,7 @@ impl DocumentStore for MongoDocuments {
         tenant: TenantId,
         id: &ProfileId,
     ) -> Result<Option<DeviceProfile>, StoreError> {
-        self.newest(id.as_str(), |owner| visible_to(tenant, owner))
+        self.visible(tenant, id)
             .await?
             .map(stored::read_profile)
             .transpose()
@@ -399,27 +364,35 @@ impl DocumentStore for MongoDocuments {
     }
 
     async fn profiles(&self, tenant: TenantId) -> Result<Vec<DeviceProfile>, StoreError> {
-        // The owner records name every profile id with its tenant: one small
+        // The head records name every profile with its tenant: one small
         // document per profile, so filtering them (a scan on FerretDB's
         // SQLite backend) stays cheap next to scanning every version. Each
-        // visible id is then read by `_id` probes, a few at a time.
-        let owners: Vec<Document> = self
-            .owners
+        // visible profile is then read by `_id` probes, a few at a time.
+        let heads: Vec<Document> = self
+            .profiles
+            .heads
             .find(doc! { stored::TENANT: { "$in": [Bson::Null, tenant.to_string()] } })
-            .sort(doc! { stored::ID: 1 })
             .await
             .map_err(backend("listing profiles"))?
             .try_collect()
             .await
             .map_err(backend("listing profiles"))?;
-        // The owner records just read carry the hints: no second read each.
-        let visible: Vec<(String, Document)> = owners
+        // The filter named the tenant; the keys are checked too, so a head
+        // record whose fields disagree with its key is nobody's.
+        let mut visible: Vec<(String, String, Document)> = heads
             .into_iter()
-            .filter(|owner| visible_to(tenant, owner.get(stored::TENANT).unwrap_or(&Bson::Null)))
-            .filter_map(|owner| Some((owner.get_str(stored::ID).ok()?.to_owned(), owner)))
+            .filter_map(|record| {
+                let key = record.get_str(chain::ID).ok()?.to_owned();
+                let profile_id = record.get_str(stored::PROFILE_ID).ok()?.to_owned();
+                let owned = key == stored::profile_head_id(Some(tenant), &profile_id)
+                    || key == stored::profile_head_id(None, &profile_id);
+                owned.then_some((profile_id, key, record))
+            })
             .collect();
+        visible.sort_by(|a, b| a.0.cmp(&b.0));
+        // The head records just read carry the hints: no second read each.
         let found: Vec<Option<Document>> = futures::stream::iter(visible)
-            .map(|(id, owner)| async move { self.newest_of(&id, &owner).await })
+            .map(|(_, key, record)| async move { self.profiles.newest(&key, &record).await })
             .buffered(LIST_CONCURRENCY)
             .try_collect()
             .await?;
@@ -436,17 +409,6 @@ fn owner_bson(owner: Option<TenantId>) -> Bson {
     match owner {
         Some(tenant) => Bson::String(tenant.to_string()),
         None => Bson::Null,
-    }
-}
-
-/// Whether a profile owned by `owner` (as stored) is visible to `tenant`:
-/// built-ins (`null`) and its own, nothing else (a missing or odd value
-/// is nobody's).
-fn visible_to(tenant: TenantId, owner: &Bson) -> bool {
-    match owner {
-        Bson::Null => true,
-        Bson::String(s) => *s == tenant.to_string(),
-        _ => false,
     }
 }
 
@@ -470,7 +432,7 @@ fn check_database_name(name: &str) -> Result<(), StoreError> {
     Ok(())
 }
 
-fn version_of(document: &Document) -> Result<i64, StoreError> {
+pub(crate) fn version_of(document: &Document) -> Result<i64, StoreError> {
     match document.get(stored::VERSION) {
         Some(Bson::Int64(v)) => Ok(*v),
         Some(Bson::Int32(v)) => Ok(i64::from(*v)),
@@ -488,7 +450,7 @@ fn changed_meanwhile(id: &str) -> StoreError {
     ))
 }
 
-fn is_duplicate_key(error: &mongodb::error::Error) -> bool {
+pub(crate) fn is_duplicate_key(error: &mongodb::error::Error) -> bool {
     match error.kind.as_ref() {
         ErrorKind::Write(WriteFailure::WriteError(e)) => e.code == DUPLICATE_KEY,
         ErrorKind::Command(e) => e.code == DUPLICATE_KEY,
@@ -510,7 +472,7 @@ fn redacted_kind(error: &mongodb::error::Error) -> &'static str {
 /// A server that cannot be reached (refused, reset, timed out, no server
 /// selectable, pool cleared, shutting down) is `Unavailable`: the use case
 /// may succeed when retried later.
-fn backend(doing: &'static str) -> impl Fn(mongodb::error::Error) -> StoreError {
+pub(crate) fn backend(doing: &'static str) -> impl Fn(mongodb::error::Error) -> StoreError {
     move |e| {
         let outage = is_outage(&e);
         let e = anyhow::Error::new(e).context(format!("MongoDB: {doing}"));

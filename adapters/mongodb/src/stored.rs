@@ -22,11 +22,28 @@ pub const TENANT: &str = "tenant_id";
 pub const VERSION: &str = "version";
 pub const SCHEMA: &str = "schema_version";
 
-/// The `_id` of write number `version` of profile `id`. `#` cannot occur in
-/// a profile id, so the pair is unambiguous; the unique `_id` index then
-/// lets exactly one writer create each version.
-pub fn version_id(id: &str, version: i64) -> String {
-    format!("{id}#{version}")
+/// The owner part of every key: the tenant's id, or `shared` for a built-in.
+pub fn owner_key(owner: Option<TenantId>) -> String {
+    match owner {
+        Some(tenant) => tenant.to_string(),
+        None => SHARED.to_owned(),
+    }
+}
+
+/// The owner part of a built-in's keys (no tenant id is ever this word).
+pub const SHARED: &str = "shared";
+
+/// The `_id` of the head record of profile `id` of `owner`: `<owner>/<id>`.
+pub fn profile_head_id(owner: Option<TenantId>, id: &str) -> String {
+    crate::chain::head_id(&owner_key(owner), id)
+}
+
+/// The `_id` of write number `version` of profile `id` of `owner`:
+/// `<owner>/<id>#<version>`. `#` and `/` cannot occur in a profile id, so the
+/// key is unambiguous; the unique `_id` index then lets exactly one writer
+/// create each version.
+pub fn version_id(owner: Option<TenantId>, id: &str, version: i64) -> String {
+    crate::chain::version_id(&profile_head_id(owner, id), version)
 }
 
 /// One write of a profile as stored, schema version 1.
@@ -37,7 +54,7 @@ pub fn version_id(id: &str, version: i64) -> String {
 /// sees one shape.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StoredProfileV1 {
-    /// [`version_id`] of `profile_id` and `version`.
+    /// [`version_id`] of the owner, `profile_id` and `version`.
     #[serde(rename = "_id")]
     pub key: String,
     #[serde(rename = "profile_id")]
@@ -96,7 +113,7 @@ impl StoredProfileV1 {
     /// The document to store for `profile` at write number `version`.
     pub fn from_domain(profile: &DeviceProfile, version: i64) -> anyhow::Result<Self> {
         Ok(Self {
-            key: version_id(profile.id.as_str(), version),
+            key: version_id(profile.tenant_id, profile.id.as_str(), version),
             id: profile.id.as_str().to_owned(),
             tenant_id: profile.tenant_id.map(|t| t.to_string()),
             schema_version: SCHEMA_VERSION,
@@ -358,7 +375,7 @@ mod tests {
         let stored = write_profile(&p, 3).expect("converts");
         // Then the document is exactly this: a domain rename must not change it
         let expected = doc! {
-            "_id": "ecl-310#3",
+            "_id": "07070707-0707-0707-0707-070707070707/ecl-310#3",
             "profile_id": "ecl-310",
             "tenant_id": "07070707-0707-0707-0707-070707070707",
             "schema_version": 1,

@@ -233,7 +233,8 @@ async fn a_writer_that_read_long_ago_gets_a_conflict_after_newer_writes() {
             let read = store.profile(tenant, &id).await.expect("read back");
             assert_eq!(read.map(|p| p.name), Some("v3".to_owned()));
             // And the superseded versions hold nothing but their `_id`
-            for key in ["boiler#1", "boiler#2"] {
+            for key in [format!("{tenant}/boiler#1"), format!("{tenant}/boiler#2")] {
+                let key = key.as_str();
                 let tombstone = database
                     .collection::<Document>(PROFILES)
                     .find_one(doc! { "_id": key })
@@ -339,7 +340,7 @@ async fn a_lagging_latest_hint_still_reads_the_newest_version() {
             database
                 .collection::<Document>(hearth_mongodb::PROFILE_OWNERS)
                 .update_one(
-                    doc! { "_id": "boiler" },
+                    doc! { "_id": format!("{tenant}/boiler") },
                     doc! { "$set": { "latest": 1_i64 } },
                 )
                 .await
@@ -478,15 +479,13 @@ async fn stored_documents_of_an_older_shape_still_read() {
     with_fresh_database(
         "stored_documents_of_an_older_shape_still_read",
         |_url, database| async move {
-            let store = MongoDocuments::with_database(database.clone())
-                .await
-                .expect("store");
             let tenant = TenantId::new();
             let raw = database.collection::<Document>(PROFILES);
 
             // Given a schema-1 document with only the fields the first
             // writers had (no live interval, options or plausibility), with
-            // 32-bit integers as another client would write them
+            // 32-bit integers as another client would write them, in the
+            // first layout (no owner in its `_id`)
             raw.insert_one(doc! {
                 "_id": "legacy#4", "profile_id": "legacy", "tenant_id": tenant.to_string(),
                 "schema_version": 1_i32,
@@ -505,6 +504,10 @@ async fn stored_documents_of_an_older_shape_still_read() {
                 .insert_one(doc! { "_id": "legacy", "tenant_id": tenant.to_string() })
                 .await
                 .expect("insert its owner record");
+            // and a store started on it (which moves it to the current layout)
+            let store = MongoDocuments::with_database(database.clone())
+                .await
+                .expect("store");
 
             // When it is read through the store
             let read = store
@@ -536,7 +539,10 @@ async fn stored_documents_of_an_older_shape_still_read() {
                 .expect("raw documents");
             assert_eq!(stored.len(), 1, "{stored:?}");
             let rewritten = &stored[0];
-            assert_eq!(rewritten.get("_id"), Some(&Bson::String("legacy#5".into())));
+            assert_eq!(
+                rewritten.get("_id"),
+                Some(&Bson::String(format!("{tenant}/legacy#5")))
+            );
             assert_eq!(rewritten.get("version"), Some(&Bson::Int64(5)));
             assert_eq!(rewritten.get("schema_version"), Some(&Bson::Int32(1)));
             assert_eq!(rewritten.get("live_poll_interval_ms"), Some(&Bson::Null));
@@ -558,14 +564,14 @@ async fn unreadable_documents_are_backend_errors_and_hide_nothing_else() {
 
             // Given a document written by a newer Hearth and one damaged by hand
             raw.insert_one(doc! {
-                "_id": "future#1", "profile_id": "future", "tenant_id": tenant.to_string(),
+                "_id": format!("{tenant}/future#1"), "profile_id": "future", "tenant_id": tenant.to_string(),
                 "schema_version": 99_i32,
                 "version": 1_i64, "title": "renamed field",
             })
             .await
             .expect("insert a future document");
             raw.insert_one(doc! {
-                "_id": "broken#1", "profile_id": "broken", "tenant_id": tenant.to_string(),
+                "_id": format!("{tenant}/broken#1"), "profile_id": "broken", "tenant_id": tenant.to_string(),
                 "schema_version": 1_i32,
                 "version": 1_i64, "name": "Broken", "poll_interval_ms": "often", "points": [],
             })
@@ -574,9 +580,10 @@ async fn unreadable_documents_are_backend_errors_and_hide_nothing_else() {
             for id in ["future", "broken"] {
                 database
                     .collection::<Document>(hearth_mongodb::PROFILE_OWNERS)
-                    .insert_one(
-                        doc! { "_id": id, "tenant_id": tenant.to_string(), "latest": 1_i64 },
-                    )
+                    .insert_one(doc! {
+                        "_id": format!("{tenant}/{id}"), "tenant_id": tenant.to_string(),
+                        "profile_id": id, "latest": 1_i64,
+                    })
                     .await
                     .expect("insert an owner record");
             }
@@ -743,4 +750,504 @@ async fn a_cut_mid_way_is_unavailable_and_leaves_only_whole_profiles() {
 /// A placeholder error without pulling `anyhow` into the test's dependencies.
 fn anyhow_free(message: &str) -> StoreError {
     StoreError::Conflict(message.to_owned())
+}
+
+// ------------------------------------------------------------ the layout
+
+/// The owner part every `_id` of a profile document must start with.
+fn owner_of_key(key: &str) -> &str {
+    key.split_once('/').map_or("", |(owner, _)| owner)
+}
+
+#[tokio::test]
+async fn every_profile_key_names_its_owner() {
+    with_fresh_database(
+        "every_profile_key_names_its_owner",
+        |_url, database| async move {
+            // Given profiles of two tenants and a built-in, each written twice
+            let store = MongoDocuments::with_database(database.clone())
+                .await
+                .expect("store");
+            let (a, b) = (TenantId::new(), TenantId::new());
+            for _ in 0..2 {
+                for p in [
+                    profile("of-a", Some(a), "A"),
+                    profile("of-b", Some(b), "B"),
+                    profile("built-in", None, "shared"),
+                ] {
+                    store.put_profile(&p).await.expect("put");
+                }
+            }
+            // When the raw documents are read
+            for collection in [PROFILES, hearth_mongodb::PROFILE_OWNERS] {
+                let keys: Vec<Document> = database
+                    .collection::<Document>(collection)
+                    .find(doc! {})
+                    .await
+                    .expect("raw read")
+                    .try_collect()
+                    .await
+                    .expect("raw documents");
+                // Then every `_id` starts with its owner: a lookup built for
+                // tenant A (`<A>/…` or `shared/…`) can never name B's
+                let mut owners: Vec<String> = keys
+                    .iter()
+                    .map(|d| owner_of_key(d.get_str("_id").expect("string _id")).to_owned())
+                    .collect();
+                owners.sort();
+                owners.dedup();
+                let mut expected = vec![a.to_string(), b.to_string(), "shared".to_owned()];
+                expected.sort();
+                assert_eq!(owners, expected, "{collection}: {keys:?}");
+                for d in &keys {
+                    let key = d.get_str("_id").expect("string _id");
+                    let owner = owner_of_key(key);
+                    if let Ok(tenant) = d.get_str("tenant_id") {
+                        assert_eq!(owner, tenant, "{key} holds another tenant's data");
+                    }
+                }
+            }
+            // And the marker says the current layout
+            let marker = database
+                .collection::<Document>(hearth_mongodb::META)
+                .find_one(doc! { "_id": hearth_mongodb::LAYOUT_MARKER })
+                .await
+                .expect("marker read");
+            assert_eq!(
+                marker.and_then(|m| m.get("version").cloned()),
+                Some(Bson::Int64(hearth_mongodb::LAYOUT_VERSION))
+            );
+        },
+    )
+    .await;
+}
+
+/// Documents as Hearth's first layout stored them: owner records keyed by
+/// the profile id alone, versions keyed `<id>#<n>`, tombstones, a lagging
+/// hint, a record from before the hint, and a claim without any version.
+async fn seed_layout_1(database: &Database, a: TenantId, b: TenantId) {
+    let version = |key: &str, id: &str, tenant: Option<TenantId>, v: i64, name: &str| {
+        doc! {
+            "_id": key, "profile_id": id,
+            "tenant_id": tenant.map_or(Bson::Null, |t| Bson::String(t.to_string())),
+            "schema_version": 1_i32, "version": v, "name": name, "poll_interval_ms": 1_000_i64,
+            "live_poll_interval_ms": Bson::Null,
+            "points": [{ "key": "room", "name": "Room", "address": { "table": "holding", "address": 11_178_i64 } }],
+        }
+    };
+    let tombstone = |key: &str| doc! { "_id": key, "superseded": true };
+    let tenant = |t: Option<TenantId>| t.map_or(Bson::Null, |t| Bson::String(t.to_string()));
+    database
+        .collection::<Document>(PROFILES)
+        .insert_many([
+            tombstone("boiler#1"),
+            version("boiler#2", "boiler", Some(a), 2, "A's boiler v2"),
+            tombstone("ahu#1"),
+            tombstone("ahu#2"),
+            version("ahu#3", "ahu", Some(b), 3, "B's AHU v3"),
+            version("ecl-310#1", "ecl-310", None, 1, "Built-in ECL 310"),
+            version("legacy#4", "legacy", Some(a), 4, "A's legacy"),
+        ])
+        .await
+        .expect("seed versions");
+    database
+        .collection::<Document>(hearth_mongodb::PROFILE_OWNERS)
+        .insert_many([
+            doc! { "_id": "boiler", "tenant_id": tenant(Some(a)), "latest": 2_i64 },
+            // A hint that lost a `$max` race and lags.
+            doc! { "_id": "ahu", "tenant_id": tenant(Some(b)), "latest": 1_i64 },
+            doc! { "_id": "ecl-310", "tenant_id": tenant(None), "latest": 1_i64 },
+            doc! { "_id": "legacy", "tenant_id": tenant(Some(a)) },
+            doc! { "_id": "empty", "tenant_id": tenant(Some(b)), "latest": 0_i64 },
+        ])
+        .await
+        .expect("seed owners");
+}
+
+/// Everything a migrated [`seed_layout_1`] must show.
+async fn assert_migrated(database: &Database, store: &MongoDocuments, a: TenantId, b: TenantId) {
+    let id = |s: &str| ProfileId::new(s).expect("id");
+    let names = |ps: Vec<DeviceProfile>| {
+        ps.into_iter()
+            .map(|p| format!("{}={}", p.id, p.name))
+            .collect::<Vec<_>>()
+    };
+    // Each tenant sees its own and the built-in, at their versions
+    assert_eq!(
+        names(store.profiles(a).await.expect("list A")),
+        vec![
+            "boiler=A's boiler v2",
+            "ecl-310=Built-in ECL 310",
+            "legacy=A's legacy"
+        ]
+    );
+    assert_eq!(
+        names(store.profiles(b).await.expect("list B")),
+        vec!["ahu=B's AHU v3", "ecl-310=Built-in ECL 310"]
+    );
+    assert_eq!(store.profile(b, &id("boiler")).await.expect("read"), None);
+    assert_eq!(
+        store
+            .stored_version(Some(a), &id("boiler"))
+            .await
+            .expect("v"),
+        Some(2)
+    );
+    assert_eq!(
+        store.stored_version(Some(b), &id("ahu")).await.expect("v"),
+        Some(3)
+    );
+    assert_eq!(
+        store
+            .stored_version(Some(a), &id("legacy"))
+            .await
+            .expect("v"),
+        Some(4)
+    );
+    // No old document is left
+    for collection in [PROFILES, hearth_mongodb::PROFILE_OWNERS] {
+        let left: Vec<Document> = database
+            .collection::<Document>(collection)
+            .find(doc! {})
+            .await
+            .expect("raw read")
+            .try_collect()
+            .await
+            .expect("raw documents");
+        assert!(
+            left.iter()
+                .all(|d| d.get_str("_id").is_ok_and(|k| k.contains('/'))),
+            "{collection} keeps old keys: {left:?}"
+        );
+    }
+    // Ids stay claimed by their owners, and superseded versions stay taken
+    let steal = store
+        .put_profile(&profile("boiler", Some(b), "B steals"))
+        .await;
+    assert!(matches!(steal, Err(StoreError::Conflict(_))), "{steal:?}");
+    let steal = store
+        .put_profile(&profile("empty", Some(a), "A steals"))
+        .await;
+    assert!(matches!(steal, Err(StoreError::Conflict(_))), "{steal:?}");
+    let stale = store
+        .put_profile_if_version(&profile("ahu", Some(b), "stale"), Some(1))
+        .await;
+    assert!(matches!(stale, Err(StoreError::Conflict(_))), "{stale:?}");
+    let stale = store
+        .put_profile_if_version(&profile("legacy", Some(a), "stale"), Some(2))
+        .await;
+    assert!(matches!(stale, Err(StoreError::Conflict(_))), "{stale:?}");
+    // And writing goes on from where the old layout was
+    store
+        .put_profile(&profile("empty", Some(b), "B's first"))
+        .await
+        .expect("B writes its claimed id");
+    assert_eq!(
+        store
+            .put_profile_if_version(&profile("ahu", Some(b), "B's AHU v4"), Some(3))
+            .await
+            .expect("B writes on v3"),
+        4
+    );
+    assert_eq!(
+        store
+            .profile(b, &id("ahu"))
+            .await
+            .expect("read")
+            .map(|p| p.name),
+        Some("B's AHU v4".to_owned())
+    );
+}
+
+#[tokio::test]
+async fn documents_of_the_old_layout_are_moved_on_start() {
+    with_fresh_database(
+        "documents_of_the_old_layout_are_moved_on_start",
+        |_url, database| async move {
+            use hearth_mongodb::migrate::{ensure_layout, Migration};
+            // Given a database in the first layout
+            let (a, b) = (TenantId::new(), TenantId::new());
+            seed_layout_1(&database, a, b).await;
+            // When the store starts on it
+            let store = MongoDocuments::with_database(database.clone())
+                .await
+                .expect("start migrates");
+            // Then every profile is where the current layout looks for it
+            assert_migrated(&database, &store, a, b).await;
+            // And a second start reads the marker and does nothing
+            assert_eq!(
+                ensure_layout(&database, None).await.expect("again"),
+                Migration::UpToDate
+            );
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_migration_interrupted_after_any_write_finishes_on_the_next_start() {
+    with_fresh_database(
+        "a_migration_interrupted_after_any_write_finishes_on_the_next_start",
+        |_url, database| async move {
+            use hearth_mongodb::migrate::{ensure_layout, Migration};
+            // Given a database in the first layout
+            let (a, b) = (TenantId::new(), TenantId::new());
+            seed_layout_1(&database, a, b).await;
+            let marker = || async {
+                database
+                    .collection::<Document>(hearth_mongodb::META)
+                    .find_one(doc! { "_id": hearth_mongodb::LAYOUT_MARKER })
+                    .await
+                    .expect("marker read")
+            };
+            // When migrations stop (as a crash would) after a single write,
+            // again and again, each one starting over on what the last left
+            let mut runs = 0;
+            loop {
+                match ensure_layout(&database, Some(1))
+                    .await
+                    .expect("an interrupted run fails nothing")
+                {
+                    Migration::Interrupted => {
+                        runs += 1;
+                        assert!(marker().await.is_none(), "marked done after {runs} runs");
+                        assert!(runs < 500, "the migration makes no progress");
+                    }
+                    Migration::Migrated { .. } => break,
+                    Migration::UpToDate => panic!("up to date before it was migrated"),
+                }
+            }
+            // Then it got there one write at a time (claims, tombstones,
+            // copies, heads, deletions: more than 20 for this seed)
+            assert!(runs > 20, "only {runs} interruptions");
+            assert!(marker().await.is_some());
+            let store = MongoDocuments::with_database(database.clone())
+                .await
+                .expect("start");
+            assert_migrated(&database, &store, a, b).await;
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_migration_stopped_half_way_is_finished_by_the_next_start() {
+    with_fresh_database(
+        "a_migration_stopped_half_way_is_finished_by_the_next_start",
+        |_url, database| async move {
+            use hearth_mongodb::migrate::{ensure_layout, Migration};
+            // Given a database in the first layout whose migration stopped
+            // after 8 writes (half-way through the profiles)
+            let (a, b) = (TenantId::new(), TenantId::new());
+            seed_layout_1(&database, a, b).await;
+            assert_eq!(
+                ensure_layout(&database, Some(8)).await.expect("first run"),
+                Migration::Interrupted
+            );
+            // When the store starts again
+            let store = MongoDocuments::with_database(database.clone())
+                .await
+                .expect("the next start finishes the move");
+            // Then everything is as after one uninterrupted run
+            assert_migrated(&database, &store, a, b).await;
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_database_marked_with_a_newer_layout_is_refused() {
+    with_fresh_database(
+        "a_database_marked_with_a_newer_layout_is_refused",
+        |_url, database| async move {
+            // Given a marker written by a newer Hearth
+            database
+                .collection::<Document>(hearth_mongodb::META)
+                .insert_one(doc! { "_id": hearth_mongodb::LAYOUT_MARKER, "version": 99_i64 })
+                .await
+                .expect("marker");
+            // When the store starts, Then it refuses rather than guess
+            let started = MongoDocuments::with_database(database).await;
+            assert!(
+                matches!(started, Err(StoreError::Backend(_))),
+                "{:?}",
+                started.map(drop)
+            );
+        },
+    )
+    .await;
+}
+
+// ------------------------------------------------------------ alarm rules
+
+#[tokio::test]
+async fn mongodb_passes_the_alarm_rules_contract() {
+    with_fresh_database(
+        "mongodb_passes_the_alarm_rules_contract",
+        |url, database| async move {
+            use hearth_domain::contract::alarm_rules::alarm_rules_contract;
+            let store = MongoDocuments::connect(&url, database.name())
+                .await
+                .expect("store");
+            alarm_rules_contract(&store).await;
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn concurrent_rule_writers_have_exactly_one_winner_per_version() {
+    with_fresh_database(
+        "concurrent_rule_writers_have_exactly_one_winner_per_version",
+        |_url, database| async move {
+            use hearth_domain::contract::alarm_rules::full_rule;
+            use hearth_domain::ports::AlarmRuleStore;
+            let store = MongoDocuments::with_database(database.clone())
+                .await
+                .expect("store");
+            // Two adapter instances, as two replicas would be.
+            let other = MongoDocuments::with_database(database)
+                .await
+                .expect("second store");
+            let tenant = TenantId::new();
+            let rule = full_rule(tenant, "start");
+            store.put_alarm_rule(&rule, None).await.expect("create");
+
+            // Given 16 writers, each reading the rule and writing the next
+            // version on what it read, all at once
+            let writers: Vec<_> = (0..16)
+                .map(|i| {
+                    let store = if i % 2 == 0 {
+                        store.clone()
+                    } else {
+                        other.clone()
+                    };
+                    let id = rule.id;
+                    tokio::spawn(async move {
+                        let mut seen = store
+                            .alarm_rule(tenant, id)
+                            .await?
+                            .expect("the rule exists");
+                        let read = seen.version;
+                        seen.version = read + 1;
+                        seen.name = format!("writer {i}");
+                        store
+                            .put_alarm_rule(&seen, Some(read))
+                            .await
+                            .map(|()| (read + 1, i))
+                    })
+                })
+                .collect();
+            let mut won: Vec<(u64, usize)> = Vec::new();
+            for writer in writers {
+                match writer.await.expect("writer task") {
+                    Ok(win) => won.push(win),
+                    Err(StoreError::Conflict(_)) => {}
+                    Err(other) => panic!("a put failed with {other:?}"),
+                }
+            }
+
+            // Then each version has exactly one winner, the versions won
+            // are 2, 3, … without a gap, and the stored rule is the last
+            // winner's
+            won.sort_unstable();
+            let versions: Vec<u64> = won.iter().map(|(v, _)| *v).collect();
+            let expected: Vec<u64> = (2..2 + won.len() as u64).collect();
+            assert_eq!(versions, expected, "winners: {won:?}");
+            let (last, writer) = *won.last().expect("at least one writer must win");
+            let stored = store
+                .alarm_rule(tenant, rule.id)
+                .await
+                .expect("read")
+                .expect("stored");
+            assert_eq!(
+                (stored.version, stored.name),
+                (last, format!("writer {writer}"))
+            );
+
+            // And a delete racing writers leaves either a deleted rule or a
+            // newer version, never a write reported done and then lost
+            let seen = store
+                .alarm_rule(tenant, rule.id)
+                .await
+                .expect("read")
+                .expect("stored");
+            let mut late = seen.clone();
+            late.version = seen.version + 1;
+            let (deleted, put) = tokio::join!(
+                other.delete_alarm_rule(tenant, rule.id),
+                store.put_alarm_rule(&late, Some(seen.version))
+            );
+            let after = store.alarm_rule(tenant, rule.id).await.expect("read");
+            match (deleted.expect("delete"), put) {
+                (true, _) => assert_eq!(after, None),
+                (false, result) => panic!("the rule existed, delete said false; put {result:?}"),
+            }
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn alarm_rule_keys_name_their_tenant() {
+    with_fresh_database(
+        "alarm_rule_keys_name_their_tenant",
+        |_url, database| async move {
+            use hearth_domain::contract::alarm_rules::full_rule;
+            use hearth_domain::ports::AlarmRuleStore;
+            let store = MongoDocuments::with_database(database.clone())
+                .await
+                .expect("store");
+            // Given a rule of each of two tenants, one updated and deleted
+            let (a, b) = (TenantId::new(), TenantId::new());
+            let of_a = full_rule(a, "A");
+            let of_b = full_rule(b, "B");
+            for r in [&of_a, &of_b] {
+                store.put_alarm_rule(r, None).await.expect("create");
+            }
+            let mut v2 = of_a.clone();
+            v2.version = 2;
+            store.put_alarm_rule(&v2, Some(1)).await.expect("update");
+            assert!(store.delete_alarm_rule(b, of_b.id).await.expect("delete"));
+            // When the raw documents are read
+            for collection in [
+                hearth_mongodb::ALARM_RULES,
+                hearth_mongodb::ALARM_RULE_HEADS,
+            ] {
+                let docs: Vec<Document> = database
+                    .collection::<Document>(collection)
+                    .find(doc! {})
+                    .await
+                    .expect("raw read")
+                    .try_collect()
+                    .await
+                    .expect("raw documents");
+                // Then every `_id` begins with the tenant whose data it holds
+                for d in &docs {
+                    let key = d.get_str("_id").expect("string _id");
+                    let owner = owner_of_key(key);
+                    assert!(owner == a.to_string() || owner == b.to_string(), "{key}");
+                    if let Ok(tenant) = d.get_str("tenant_id") {
+                        assert_eq!(owner, tenant, "{key} holds another tenant's rule");
+                    }
+                }
+            }
+            // And the stored rule documents carry the DTO's explicit shape
+            let stored = database
+                .collection::<Document>(hearth_mongodb::ALARM_RULES)
+                .find_one(doc! { "_id": format!("{a}/{}#2", of_a.id) })
+                .await
+                .expect("raw read")
+                .expect("version 2 stored");
+            assert_eq!(stored.get_str("severity"), Ok("major"));
+            assert_eq!(
+                stored
+                    .get_document("condition")
+                    .and_then(|c| c.get_i64("on_delay_ms")),
+                Ok(90_000)
+            );
+            assert_eq!(stored.get_i32("schema_version"), Ok(1));
+        },
+    )
+    .await;
 }
