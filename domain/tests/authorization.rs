@@ -1485,6 +1485,7 @@ const WITHOUT_AUTHORIZATION: &[(&str, &str)] = &[
         "a pure rule over a membership, no data",
     ),
     ("::scope_filter", "a pure rule over a membership, no data"),
+    ("::area_in_scope", "a pure rule over a membership, no data"),
     ("Services::new", "the composition root builds the services"),
     (
         "Services::with_external_tokens",
