@@ -504,3 +504,56 @@ async fn webhooks_are_signed_and_retried() {
     assert_eq!(stats(&h).retries, 1);
     assert_eq!(stats(&h).dead_letters, 0);
 }
+
+/// Mails per second through the notifier and through a bare lettre
+/// transport on the same server, side by side (`--ignored --nocapture`).
+#[tokio::test]
+#[ignore = "throughput figures, run by hand"]
+async fn throughput_through_the_notifier_and_bare_lettre() {
+    use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+    let Some((host, port, _)) = smtp_server() else {
+        return;
+    };
+    const N: u64 = 500;
+    let bare = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&host)
+        .port(port)
+        .build();
+    let started = Instant::now();
+    let mut sends = Vec::new();
+    for i in 0..N {
+        let bare = bare.clone();
+        sends.push(tokio::spawn(async move {
+            let m = Message::builder()
+                .from("alarms@hearth.test".parse().unwrap())
+                .to(unique("bare").parse().unwrap())
+                .subject(format!("bare {i}"))
+                .body(String::from("x"))
+                .unwrap();
+            bare.send(m).await.unwrap();
+        }));
+    }
+    for s in sends {
+        s.await.unwrap();
+    }
+    let bare_rate = N as f64 / started.elapsed().as_secs_f64();
+
+    let h = start(config(), &smtp(&host, port));
+    let rule = settings(
+        vec![recipient(&unique("rate"), Language::De)],
+        Duration::ZERO,
+        false,
+    );
+    let started = Instant::now();
+    for _ in 0..N {
+        h.notifier.submit(
+            notice(TenantId::new(), AlarmId::new(), AlarmTransition::Raised),
+            &rule,
+        );
+    }
+    eventually("every mail sent", || stats(&h).mails_sent == N).await;
+    let rate = N as f64 / started.elapsed().as_secs_f64();
+    eprintln!(
+        "{N} mails: notifier {rate:.0}/s, bare lettre (unbounded concurrency) {bare_rate:.0}/s, ratio {:.2}",
+        rate / bare_rate
+    );
+}
