@@ -63,6 +63,8 @@ pub struct Config {
     pub token_lifetime: std::time::Duration,
     /// Tenants' OIDC providers; empty: only Hearth's own tokens.
     pub oidc: Vec<hearth_auth::OidcProviderConfig>,
+    /// The key sealing two-factor secrets; `None`: `data_dir/two-factor.key`.
+    pub two_factor_key_file: Option<PathBuf>,
     pub argon2: Argon2Cost,
     pub gateway: GatewayConfig,
     pub poller: PollerConfig,
@@ -282,7 +284,19 @@ pub(crate) async fn build_with_store(
             JwtTokens::new(&secret, token_lifetime).context("auth.token_secret: invalid")?,
         ),
     };
-    let mut services = Services::new(adapters, config.login.clone());
+    let key_path = config
+        .two_factor_key_file
+        .clone()
+        .unwrap_or_else(|| config.data_dir.join(hearth_auth::SEALING_KEY_FILE));
+    let key = hearth_auth::load_or_create_sealing_key(&key_path).with_context(|| {
+        format!(
+            "auth.two_factor_key_file: cannot read or create {}",
+            key_path.display()
+        )
+    })?;
+    let sealer = hearth_auth::AesGcmSealer::new(&key).context("auth.two_factor_key_file")?;
+    let mut services =
+        Services::new(adapters, config.login.clone()).with_secret_sealer(Arc::new(sealer));
     if !config.oidc.is_empty() {
         let verifier = OidcVerifier::new(config.oidc.clone()).context("auth.oidc: invalid")?;
         services = services.with_external_tokens(Arc::new(verifier));

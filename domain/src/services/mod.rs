@@ -20,12 +20,16 @@ mod poller;
 mod profiles;
 mod provisioning;
 mod throttle;
+mod two_factor;
 
 use std::sync::Arc;
 
 pub use access::{covers_tenant, device_in_scope, scope_filter};
 pub use admin::{AdminService, CreatedUser, DeviceInput, NewUser, UserView};
-pub use auth::{AuthService, LoginError, MeView, MembershipView, Session};
+pub use auth::{
+    AuthService, ChallengeKind, LoginError, LoginStep, MeView, MembershipView, Session,
+    TwoFactorChallenge,
+};
 pub use control::{AuditPage, AuditQuery, ControlService, WriteOutcome, WriteStatus};
 pub use devices::{DevicePage, DeviceQuery, DeviceService, DeviceView, PointView};
 pub use history::{HistoryService, SeriesHistory};
@@ -35,11 +39,13 @@ pub use poller::{DevicePoller, Poller, PollerConfig, PollerError, PollerHandle};
 pub use profiles::ProfileService;
 pub use provisioning::ProvisioningService;
 pub use throttle::LoginLimits;
+pub use two_factor::{Enrollee, NewTwoFactor, TwoFactorService, TwoFactorStatus};
 
 use crate::error::DomainError;
 use crate::ports::{
     Action, Authorizer, AuthzError, Directory, DocumentStore, ExternalTokenVerifier, FieldGateway,
-    IdentityLinks, LiveBus, PasswordHasher, ReadingStore, Resource, TokenService, WatchInterest,
+    IdentityLinks, LiveBus, PasswordHasher, ReadingStore, Resource, SecretSealer, TokenService,
+    WatchInterest,
 };
 use crate::principal::Principal;
 
@@ -73,6 +79,7 @@ pub struct Services {
     /// Kept for `with_external_tokens`.
     links: Arc<dyn IdentityLinks>,
     pub admin: AdminService,
+    pub two_factor: TwoFactorService,
 }
 
 impl Services {
@@ -109,6 +116,7 @@ impl Services {
             directory.clone(),
             hashing.clone(),
             limits,
+            directory.clone(),
         );
         let links: Arc<dyn IdentityLinks> = directory.clone();
         let admin = AdminService::new(
@@ -121,9 +129,12 @@ impl Services {
             audit.clone(),
             auth.clone(),
             device_changes.clone(),
+            directory.clone(),
         );
+        let two_factor = TwoFactorService::new(auth.clone(), directory.clone(), policy.clone());
         Self {
             admin,
+            two_factor,
             devices: DeviceService::new(access.clone(), live.clone()),
             control: ControlService::new(
                 access.clone(),
@@ -168,6 +179,13 @@ impl Services {
     /// (OIDC), each mapped to a member of the provider's tenant.
     pub fn with_external_tokens(mut self, verifier: Arc<dyn ExternalTokenVerifier>) -> Self {
         self.auth = self.auth.with_external_tokens(verifier, self.links.clone());
+        self
+    }
+
+    /// Seals two-factor secrets with `sealer`; without it, enrolment and
+    /// code checks are unavailable.
+    pub fn with_secret_sealer(mut self, sealer: Arc<dyn SecretSealer>) -> Self {
+        self.two_factor = self.two_factor.with_sealer(sealer);
         self
     }
 }

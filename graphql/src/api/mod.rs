@@ -11,6 +11,7 @@ mod history;
 mod live;
 mod points;
 mod profiles;
+mod two_factor;
 
 use async_graphql::{Context, MergedObject, MergedSubscription, Schema, SchemaBuilder};
 use hearth_domain::services::Services;
@@ -27,6 +28,7 @@ pub struct Query(
     history::HistoryQueries,
     control::AuditQueries,
     profiles::ProfileQueries,
+    two_factor::TwoFactorQuery,
 );
 
 /// Changes. A request runs each mutation field at most once: a mutation
@@ -40,6 +42,7 @@ pub struct Mutation(
     admin::AdminMutation,
     control::ControlMutation,
     profiles::ProfileMutation,
+    two_factor::TwoFactorMutation,
 );
 
 #[derive(MergedSubscription, Default)]
