@@ -278,6 +278,18 @@ pub trait TwoFactorRepository: Send + Sync + 'static {
     ) -> Result<bool, StoreError>;
 }
 
+/// Platform operators: users who may create tenants. A grant of the
+/// platform, held by no tenant and given by no tenant role.
+#[async_trait]
+pub trait PlatformOperators: Send + Sync + 'static {
+    /// `true` when granted now, `false` when the user held it already.
+    /// MUST fail (`Backend`) when there is no such user.
+    async fn grant_operator(&self, user: UserId) -> Result<bool, StoreError>;
+    /// `true` when the user held it.
+    async fn revoke_operator(&self, user: UserId) -> Result<bool, StoreError>;
+    async fn is_operator(&self, user: UserId) -> Result<bool, StoreError>;
+}
+
 /// Encrypts and authenticates small secrets at rest (TOTP secrets).
 /// `context` is bound to the sealed text: opening it with another context
 /// (a secret copied to another user's row) MUST fail.
@@ -298,6 +310,7 @@ pub trait Directory:
     + IdentityLinks
     + SessionRepository
     + TwoFactorRepository
+    + PlatformOperators
 {
 }
 
@@ -310,6 +323,7 @@ impl<T> Directory for T where
         + IdentityLinks
         + SessionRepository
         + TwoFactorRepository
+        + PlatformOperators
 {
 }
 

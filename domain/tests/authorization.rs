@@ -1507,6 +1507,18 @@ const WITHOUT_AUTHORIZATION: &[(&str, &str)] = &[
     ("::scope_filter", "a pure rule over a membership, no data"),
     ("Services::new", "the composition root builds the services"),
     (
+        "PlatformService::create_tenant",
+        "platform operators only: a directory grant, no tenant role (tests/platform.rs)",
+    ),
+    (
+        "PlatformService::create",
+        "writes through ProvisioningService as the given system principal, checked there",
+    ),
+    (
+        "PlatformService::set_operator",
+        "asks the policy for the system principal's provision on what no tenant owns",
+    ),
+    (
         "Services::with_secret_sealer",
         "the composition root adds the key that seals two-factor secrets",
     ),

@@ -16,7 +16,7 @@ use hearth_domain::model::{
 };
 use hearth_domain::ports::{
     AreaRepository, AuditCursor, AuditFilter, AuditLog, AuditRecord, DeviceFilter,
-    DeviceRepository, IdentityLinks, Page, SessionRepository, TenantRepository,
+    DeviceRepository, IdentityLinks, Page, PlatformOperators, SessionRepository, TenantRepository,
     TwoFactorRepository, UserRepository,
 };
 use hearth_domain::{AreaId, DeviceId, SessionFamily, StoreError, TenantId, UserId};
@@ -59,6 +59,8 @@ struct State {
     two_factor: HashMap<UserId, TwoFactorEnrolment>,
     /// Tenants that require two-factor login.
     two_factor_required: HashSet<TenantId>,
+    /// Platform operators.
+    operators: HashSet<UserId>,
 }
 
 impl MemoryDirectory {
@@ -357,6 +359,7 @@ impl UserRepository for MemoryDirectory {
         s.membership_order.remove(&id);
         s.sessions.retain(|_, session| session.user_id != id);
         s.two_factor.remove(&id);
+        s.operators.remove(&id);
         Ok(true)
     }
 }
@@ -783,6 +786,25 @@ impl TwoFactorRepository for MemoryDirectory {
             s.two_factor_required.remove(&tenant);
         }
         Ok(true)
+    }
+}
+
+#[async_trait]
+impl PlatformOperators for MemoryDirectory {
+    async fn grant_operator(&self, user: UserId) -> Result<bool, StoreError> {
+        let mut s = self.write();
+        if !s.users.contains_key(&user) {
+            return Err(dangling("grant_operator: unknown user"));
+        }
+        Ok(s.operators.insert(user))
+    }
+
+    async fn revoke_operator(&self, user: UserId) -> Result<bool, StoreError> {
+        Ok(self.write().operators.remove(&user))
+    }
+
+    async fn is_operator(&self, user: UserId) -> Result<bool, StoreError> {
+        Ok(self.read().operators.contains(&user))
     }
 }
 

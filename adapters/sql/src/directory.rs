@@ -15,7 +15,7 @@ use hearth_domain::model::{
 };
 use hearth_domain::ports::{
     AreaRepository, AuditCursor, AuditFilter, AuditLog, AuditRecord, DeviceFilter,
-    DeviceRepository, IdentityLinks, Page, SessionRepository, TenantRepository,
+    DeviceRepository, IdentityLinks, Page, PlatformOperators, SessionRepository, TenantRepository,
     TwoFactorRepository, UserRepository,
 };
 use hearth_domain::{AreaId, DeviceId, SessionFamily, StoreError, TenantId, UserId};
@@ -30,8 +30,8 @@ use sea_orm::{
 use sea_orm_migration::MigratorTrait;
 
 use crate::entity::{
-    areas, audit_log, devices, memberships, micros, recovery_codes, sessions, tenant_security,
-    tenants, two_factor, user_identities, users,
+    areas, audit_log, devices, memberships, micros, platform_operators, recovery_codes, sessions,
+    tenant_security, tenants, two_factor, user_identities, users,
 };
 use crate::error::{backend, invalid_row, on_insert, SqlError};
 use crate::migration::Migrator;
@@ -1096,6 +1096,47 @@ impl TwoFactorRepository for SqlDirectory {
             .await
             .map_err(backend("could not commit a settings change"))?;
         Ok(true)
+    }
+}
+
+#[async_trait]
+impl PlatformOperators for SqlDirectory {
+    async fn grant_operator(&self, user: UserId) -> Result<bool, StoreError> {
+        if self.is_operator(user).await? {
+            return Ok(false);
+        }
+        let row = platform_operators::ActiveModel {
+            user_id: Set(user.to_string()),
+            granted_at: Set(micros(Utc::now())),
+        };
+        // A plain INSERT (no dialect's upsert): a concurrent grant that
+        // won the race shows up as a conflict, which is "held already".
+        match platform_operators::Entity::insert(row)
+            .exec_without_returning(&self.db)
+            .await
+            .map_err(on_insert("could not grant an operator", || {
+                "platform operator".to_owned()
+            })) {
+            Ok(_) => Ok(true),
+            Err(StoreError::Conflict(_)) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn revoke_operator(&self, user: UserId) -> Result<bool, StoreError> {
+        let result = platform_operators::Entity::delete_by_id(user.to_string())
+            .exec(&self.db)
+            .await
+            .map_err(backend("could not revoke an operator"))?;
+        Ok(result.rows_affected == 1)
+    }
+
+    async fn is_operator(&self, user: UserId) -> Result<bool, StoreError> {
+        let n = platform_operators::Entity::find_by_id(user.to_string())
+            .count(&self.db)
+            .await
+            .map_err(backend("could not read the operators"))?;
+        Ok(n > 0)
     }
 }
 

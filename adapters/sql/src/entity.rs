@@ -138,6 +138,24 @@ pub(crate) mod tenant_security {
     impl ActiveModelBehavior for ActiveModel {}
 }
 
+pub(crate) mod platform_operators {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "platform_operators")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub user_id: String,
+        /// Microseconds since the epoch.
+        pub granted_at: i64,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
 pub(crate) mod memberships {
     use sea_orm::entity::prelude::*;
 

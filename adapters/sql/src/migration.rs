@@ -18,6 +18,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261129_000005_identity_links::Migration),
             Box::new(m20261129_000006_sessions::Migration),
             Box::new(m20261203_000007_two_factor::Migration),
+            Box::new(m20261203_000008_platform_operators::Migration),
         ]
     }
 }
@@ -946,6 +947,75 @@ mod m20261203_000007_two_factor {
                     .await?;
             }
             Ok(())
+        }
+    }
+}
+
+mod m20261203_000008_platform_operators {
+    //! Platform operators: users who may create tenants (a grant of the
+    //! platform, not a tenant role), gone with their user.
+    use sea_orm_migration::prelude::*;
+    use sea_orm_migration::sea_orm::DbBackend;
+
+    use super::ID;
+
+    pub(crate) struct Migration;
+
+    impl MigrationName for Migration {
+        fn name(&self) -> &str {
+            "m20261203_000008_platform_operators"
+        }
+    }
+
+    #[derive(DeriveIden)]
+    enum PlatformOperators {
+        Table,
+        UserId,
+        GrantedAt,
+    }
+
+    #[derive(DeriveIden)]
+    enum Users {
+        Table,
+        Id,
+    }
+
+    #[async_trait::async_trait]
+    impl MigrationTrait for Migration {
+        async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+            let mut table = Table::create();
+            table
+                .table(PlatformOperators::Table)
+                .col(
+                    ColumnDef::new(PlatformOperators::UserId)
+                        .string_len(ID)
+                        .not_null()
+                        .primary_key(),
+                )
+                .col(
+                    ColumnDef::new(PlatformOperators::GrantedAt)
+                        .big_integer()
+                        .not_null(),
+                )
+                .foreign_key(
+                    ForeignKey::create()
+                        .from(PlatformOperators::Table, PlatformOperators::UserId)
+                        .to(Users::Table, Users::Id)
+                        .on_delete(ForeignKeyAction::Cascade),
+                );
+            if manager.get_database_backend() == DbBackend::MySql {
+                table
+                    .engine("InnoDB")
+                    .character_set("utf8mb4")
+                    .collate("utf8mb4_bin");
+            }
+            manager.create_table(table.to_owned()).await
+        }
+
+        async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+            manager
+                .drop_table(Table::drop().table(PlatformOperators::Table).to_owned())
+                .await
         }
     }
 }

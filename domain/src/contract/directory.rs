@@ -52,6 +52,7 @@ pub async fn directory_contract(dir: &dyn Directory) {
     administration(dir, &world).await;
     sessions(dir, &world).await;
     two_factor(dir, &world).await;
+    platform_operators(dir).await;
 }
 
 /// Two tenants with areas and devices, shared by the checks below.
@@ -562,6 +563,39 @@ async fn two_factor(dir: &dyn Directory, w: &World) {
         Some(true)
     );
     assert_eq!(dir.two_factor_required(w.acme.id).await.ok(), Some(false));
+}
+
+/// Platform operator grants: once each, revocable, gone with their user,
+/// and only for existing users.
+async fn platform_operators(dir: &dyn Directory) {
+    let gus = user("gus@platform.test", "Gus", None);
+    let hal = user("hal@platform.test", "Hal", None);
+    for u in [&gus, &hal] {
+        dir.insert_user(u).await.expect("contract: insert_user");
+    }
+    assert_eq!(dir.is_operator(gus.id).await.ok(), Some(false));
+    assert_eq!(dir.grant_operator(gus.id).await.ok(), Some(true));
+    assert_eq!(
+        dir.grant_operator(gus.id).await.ok(),
+        Some(false),
+        "granting twice answers false"
+    );
+    assert_eq!(dir.is_operator(gus.id).await.ok(), Some(true));
+    assert_eq!(dir.is_operator(hal.id).await.ok(), Some(false));
+    assert!(
+        dir.grant_operator(UserId::new()).await.is_err(),
+        "granting an unknown user is an error"
+    );
+    assert_eq!(dir.revoke_operator(hal.id).await.ok(), Some(false));
+    assert_eq!(dir.revoke_operator(gus.id).await.ok(), Some(true));
+    assert_eq!(dir.is_operator(gus.id).await.ok(), Some(false));
+    assert_eq!(dir.grant_operator(hal.id).await.ok(), Some(true));
+    assert_eq!(dir.delete_user(hal.id).await.ok(), Some(true));
+    assert_eq!(
+        dir.is_operator(hal.id).await.ok(),
+        Some(false),
+        "a grant goes with its user"
+    );
 }
 
 fn at(secs: i64, micros: u32) -> DateTime<Utc> {

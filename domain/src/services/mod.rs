@@ -16,6 +16,7 @@ mod hashing;
 mod history;
 mod ingest;
 mod live;
+mod platform;
 mod poller;
 mod profiles;
 mod provisioning;
@@ -35,6 +36,7 @@ pub use devices::{DevicePage, DeviceQuery, DeviceService, DeviceView, PointView}
 pub use history::{HistoryService, SeriesHistory};
 pub use ingest::{IngestService, PollTarget, ReadingWriter, ReadingWriterStats};
 pub use live::{LiveService, LiveUpdate};
+pub use platform::{CreatedTenant, PlatformService};
 pub use poller::{DevicePoller, Poller, PollerConfig, PollerError, PollerHandle};
 pub use profiles::ProfileService;
 pub use provisioning::ProvisioningService;
@@ -80,6 +82,7 @@ pub struct Services {
     links: Arc<dyn IdentityLinks>,
     pub admin: AdminService,
     pub two_factor: TwoFactorService,
+    pub platform: PlatformService,
 }
 
 impl Services {
@@ -132,6 +135,25 @@ impl Services {
             directory.clone(),
         );
         let two_factor = TwoFactorService::new(auth.clone(), directory.clone(), policy.clone());
+        let provisioning = ProvisioningService::new(
+            directory.clone(),
+            directory.clone(),
+            directory.clone(),
+            directory.clone(),
+            documents.clone(),
+            field.clone(),
+            policy.clone(),
+            passwords,
+            hashing,
+        )
+        .with_identity_links(links.clone());
+        let platform = PlatformService::new(
+            directory.clone(),
+            directory.clone(),
+            directory.clone(),
+            provisioning.clone(),
+            audit.clone(),
+        );
         Self {
             admin,
             two_factor,
@@ -145,7 +167,7 @@ impl Services {
             live: LiveService::new(access.clone(), live.clone()),
             history: HistoryService::new(access.clone(), readings.clone()),
             profiles: ProfileService::new(
-                documents.clone(),
+                documents,
                 directory.clone(),
                 field.clone(),
                 policy.clone(),
@@ -158,18 +180,8 @@ impl Services {
                 ReadingWriter::spawn(readings),
                 device_changes,
             ),
-            provisioning: ProvisioningService::new(
-                directory.clone(),
-                directory.clone(),
-                directory.clone(),
-                directory,
-                documents,
-                field,
-                policy,
-                passwords,
-                hashing,
-            )
-            .with_identity_links(links.clone()),
+            provisioning,
+            platform,
             auth,
             links,
         }

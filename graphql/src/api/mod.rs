@@ -9,6 +9,7 @@ mod devices;
 pub mod error;
 mod history;
 mod live;
+mod platform;
 mod points;
 mod profiles;
 mod two_factor;
@@ -43,6 +44,7 @@ pub struct Mutation(
     control::ControlMutation,
     profiles::ProfileMutation,
     two_factor::TwoFactorMutation,
+    platform::PlatformMutation,
 );
 
 #[derive(MergedSubscription, Default)]
