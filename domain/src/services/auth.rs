@@ -206,6 +206,7 @@ impl AuthService {
     /// throttle counts them too).
     pub const CHALLENGE_MAX_FAILURES: u32 = 5;
 
+    #[allow(clippy::too_many_arguments)] // one per port it uses
     pub(crate) fn new(
         tenants: Arc<dyn TenantRepository>,
         users: Arc<dyn UserRepository>,
