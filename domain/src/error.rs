@@ -77,6 +77,9 @@ pub enum DomainError {
     DeviceUnreachable(String),
     #[error("conflict: {0}")]
     Conflict(String),
+    /// Too many wrong attempts (two-factor codes): nothing was checked.
+    #[error("too many attempts; retry after {retry_after:?}")]
+    RateLimited { retry_after: std::time::Duration },
     /// A store the use case needs is down; nothing was changed, retry later.
     #[error("a store is unavailable; retry later")]
     Unavailable(#[source] anyhow::Error),

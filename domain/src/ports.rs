@@ -16,7 +16,8 @@ use crate::model::{
     Acknowledgement, Alarm, AlarmNotice, AlarmRule, AlarmState, AlarmTransition, Area, AuditEntry,
     Device, DeviceProfile, EmailAddress, Endpoint, HistoryBucket, HistoryQuery, Membership,
     NotificationFailure, NotificationSettings, PasswordHash, PointDefinition, Reading,
-    RefreshSession, RefreshTokenHash, Severity, Tenant, User, WriteLevel,
+    RecoveryCodeHash, RefreshSession, RefreshTokenHash, Severity, Tenant, TwoFactorEnrolment, User,
+    WriteLevel,
 };
 use crate::principal::{Principal, SystemPrincipal};
 
@@ -245,6 +246,61 @@ pub trait SessionRepository: Send + Sync + 'static {
     ) -> Result<bool, StoreError>;
 }
 
+/// Two-factor enrolments of users, and which tenants require one.
+#[async_trait]
+pub trait TwoFactorRepository: Send + Sync + 'static {
+    /// Replaces whatever enrolment the user had (confirmed or not, with its
+    /// recovery codes) by `enrolment`. MUST fail (`Backend`) when the user
+    /// does not exist.
+    async fn put_two_factor(&self, enrolment: &TwoFactorEnrolment) -> Result<(), StoreError>;
+    /// The user's enrolment with its unused recovery codes, if any.
+    async fn two_factor(&self, user: UserId) -> Result<Option<TwoFactorEnrolment>, StoreError>;
+    /// Marks an unconfirmed enrolment confirmed, with `step` as its last
+    /// used step. `false` when there is none or it is confirmed already.
+    async fn confirm_two_factor(&self, user: UserId, step: u64) -> Result<bool, StoreError>;
+    /// Records `step` as used by a confirmed enrolment. MUST return `true`
+    /// only when `step` is later than the last used one, and to exactly one
+    /// of several callers using the same step at once (a code works once).
+    async fn use_totp_step(&self, user: UserId, step: u64) -> Result<bool, StoreError>;
+    /// Consumes one unused recovery code. `true` to exactly one caller.
+    async fn use_recovery_code(
+        &self,
+        user: UserId,
+        code: &RecoveryCodeHash,
+    ) -> Result<bool, StoreError>;
+    /// Deletes the user's enrolment and recovery codes; `false` when none.
+    async fn delete_two_factor(&self, user: UserId) -> Result<bool, StoreError>;
+    /// Whether the tenant requires every member to use two-factor login
+    /// (`false` for an unknown tenant).
+    async fn two_factor_required(&self, tenant: TenantId) -> Result<bool, StoreError>;
+    /// Sets that requirement; `false` when there is no such tenant.
+    async fn set_two_factor_required(
+        &self,
+        tenant: TenantId,
+        required: bool,
+    ) -> Result<bool, StoreError>;
+}
+
+/// Platform operators: users who may create tenants. A grant of the
+/// platform, held by no tenant and given by no tenant role.
+#[async_trait]
+pub trait PlatformOperators: Send + Sync + 'static {
+    /// `true` when granted now, `false` when the user held it already.
+    /// MUST fail (`Backend`) when there is no such user.
+    async fn grant_operator(&self, user: UserId) -> Result<bool, StoreError>;
+    /// `true` when the user held it.
+    async fn revoke_operator(&self, user: UserId) -> Result<bool, StoreError>;
+    async fn is_operator(&self, user: UserId) -> Result<bool, StoreError>;
+}
+
+/// Encrypts and authenticates small secrets at rest (TOTP secrets).
+/// `context` is bound to the sealed text: opening it with another context
+/// (a secret copied to another user's row) MUST fail.
+pub trait SecretSealer: Send + Sync + 'static {
+    fn seal(&self, plaintext: &[u8], context: &str) -> Result<String, anyhow::Error>;
+    fn open(&self, sealed: &str, context: &str) -> Result<Vec<u8>, anyhow::Error>;
+}
+
 /// A relational store serving every repository above (the SQL and in-memory
 /// adapters each are one). Only the composition root and the contract suite
 /// name it; use cases hold the single repositories they need.
@@ -256,6 +312,8 @@ pub trait Directory:
     + AuditLog
     + IdentityLinks
     + SessionRepository
+    + TwoFactorRepository
+    + PlatformOperators
 {
 }
 
@@ -267,6 +325,8 @@ impl<T> Directory for T where
         + AuditLog
         + IdentityLinks
         + SessionRepository
+        + TwoFactorRepository
+        + PlatformOperators
 {
 }
 

@@ -1108,10 +1108,12 @@ enum AdminOp {
     CreateDevice,
     UpdateDevice,
     DeleteDevice,
+    SetTwoFactorRequired,
+    ResetTwoFactor,
 }
 
 impl AdminOp {
-    const ALL: [AdminOp; 17] = [
+    const ALL: [AdminOp; 19] = [
         AdminOp::Roles,
         AdminOp::Users,
         AdminOp::CreateUser,
@@ -1129,6 +1131,8 @@ impl AdminOp {
         AdminOp::CreateDevice,
         AdminOp::UpdateDevice,
         AdminOp::DeleteDevice,
+        AdminOp::SetTwoFactorRequired,
+        AdminOp::ResetTwoFactor,
     ];
 
     fn method(self) -> &'static str {
@@ -1150,6 +1154,8 @@ impl AdminOp {
             AdminOp::CreateDevice => "AdminService::create_device",
             AdminOp::UpdateDevice => "AdminService::update_device",
             AdminOp::DeleteDevice => "AdminService::delete_device",
+            AdminOp::SetTwoFactorRequired => "AdminService::set_two_factor_required",
+            AdminOp::ResetTwoFactor => "AdminService::reset_two_factor",
         }
     }
 
@@ -1159,7 +1165,9 @@ impl AdminOp {
         match self {
             Roles | Areas => true,
             Users | CreateUser | SetMembership | RemoveMembership | AddGuest | DisableUser
-            | ResetPassword | DeleteUser => role == Role::Admin,
+            | ResetPassword | DeleteUser | SetTwoFactorRequired | ResetTwoFactor => {
+                role == Role::Admin
+            }
             CreateArea | RenameArea | MoveArea | DeleteArea | CreateDevice | UpdateDevice
             | DeleteDevice => matches!(role, Role::Admin | Role::Full),
         }
@@ -1176,6 +1184,7 @@ impl AdminOp {
                 | AdminOp::AddGuest
                 | AdminOp::CreateArea
                 | AdminOp::CreateDevice
+                | AdminOp::SetTwoFactorRequired
         )
     }
 }
@@ -1379,6 +1388,15 @@ async fn run_admin(
             .delete_device(principal, t.device)
             .await
             .map(|_| AdminSeen::Nothing)?,
+        // `false`: the other tests of this world log in without a code.
+        AdminOp::SetTwoFactorRequired => a
+            .set_two_factor_required(principal, false)
+            .await
+            .map(|_| AdminSeen::Nothing)?,
+        AdminOp::ResetTwoFactor => a
+            .reset_two_factor(principal, t.user)
+            .await
+            .map(|_| AdminSeen::Nothing)?,
     })
 }
 
@@ -1431,6 +1449,8 @@ async fn an_admin_of_another_tenant_reaches_nothing_of_it() {
                 Err(DomainError::InvalidInput(_)),
             ) => {}
             (AdminOp::Roles, Ok(_)) => {}
+            // A tenant setting: it can only ever be the caller's own tenant's
+            (AdminOp::SetTwoFactorRequired, Ok(_)) => {}
             // And listings show globex's own things only
             (AdminOp::Users, Ok(AdminSeen::Users(ids))) => {
                 assert!(!ids.is_empty());
@@ -1487,6 +1507,46 @@ const WITHOUT_AUTHORIZATION: &[(&str, &str)] = &[
     ("::scope_filter", "a pure rule over a membership, no data"),
     ("::area_in_scope", "a pure rule over a membership, no data"),
     ("Services::new", "the composition root builds the services"),
+    (
+        "PlatformService::create_tenant",
+        "platform operators only: a directory grant, no tenant role (tests/platform.rs)",
+    ),
+    (
+        "PlatformService::create",
+        "writes through ProvisioningService as the given system principal, checked there",
+    ),
+    (
+        "PlatformService::set_operator",
+        "asks the policy for the system principal's provision on what no tenant owns",
+    ),
+    (
+        "Services::with_secret_sealer",
+        "the composition root adds the key that seals two-factor secrets",
+    ),
+    (
+        "AuthService::begin_login",
+        "login (AuthOp::Login) is this plus refusing second-factor accounts",
+    ),
+    (
+        "TwoFactorService::status",
+        "any member, about their own account only (tests/two_factor.rs)",
+    ),
+    (
+        "TwoFactorService::enrol",
+        "any member or an enrolment challenge, for their own account only (tests/two_factor.rs)",
+    ),
+    (
+        "TwoFactorService::confirm",
+        "any member or an enrolment challenge, for their own account only (tests/two_factor.rs)",
+    ),
+    (
+        "TwoFactorService::disable",
+        "any member, about their own account only (tests/two_factor.rs)",
+    ),
+    (
+        "TwoFactorService::verify",
+        "public: the second step of a login, by its challenge (tests/two_factor.rs)",
+    ),
     (
         "Services::with_external_tokens",
         "the composition root adds a token verifier; tokens still map to members only",

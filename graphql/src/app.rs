@@ -66,6 +66,8 @@ pub struct Config {
     pub token_lifetime: std::time::Duration,
     /// Tenants' OIDC providers; empty: only Hearth's own tokens.
     pub oidc: Vec<hearth_auth::OidcProviderConfig>,
+    /// The key sealing two-factor secrets; `None`: `data_dir/two-factor.key`.
+    pub two_factor_key_file: Option<PathBuf>,
     pub argon2: Argon2Cost,
     pub gateway: GatewayConfig,
     pub poller: PollerConfig,
@@ -297,7 +299,19 @@ pub(crate) async fn build_with_store(
             JwtTokens::new(&secret, token_lifetime).context("auth.token_secret: invalid")?,
         ),
     };
-    let mut services = Services::new(adapters, config.login.clone());
+    let key_path = config
+        .two_factor_key_file
+        .clone()
+        .unwrap_or_else(|| config.data_dir.join(hearth_auth::SEALING_KEY_FILE));
+    let key = hearth_auth::load_or_create_sealing_key(&key_path).with_context(|| {
+        format!(
+            "auth.two_factor_key_file: cannot read or create {}",
+            key_path.display()
+        )
+    })?;
+    let sealer = hearth_auth::AesGcmSealer::new(&key).context("auth.two_factor_key_file")?;
+    let mut services =
+        Services::new(adapters, config.login.clone()).with_secret_sealer(Arc::new(sealer));
     let notifier = build_notifier(config.notifications.as_ref(), failures.clone())?;
     services = services.with_notifications(notifier, failures);
     if !config.oidc.is_empty() {
@@ -405,10 +419,27 @@ pub async fn link_identity(
         .user_by_email(&email)
         .await?
         .with_context(|| format!("no user has the email {}", email.as_str()))?;
-    // Only the provisioning use case and the directory matter here; the
-    // other ports are in-memory stand-ins that nothing touches.
+    let services = directory_services(config, directory)?;
+    let system = SystemPrincipal::provisioner();
+    let tenant = services
+        .provisioning
+        .tenant_by_slug(&system, tenant)
+        .await?
+        .with_context(|| format!("no tenant has the slug {tenant}"))?;
+    services
+        .provisioning
+        .link_identity(&system, tenant.id, issuer, subject, user.id)
+        .await?;
+    Ok(())
+}
+
+/// Services over the relational store alone, for commands that may run
+/// while the server does (they touch no other store). Only the
+/// provisioning and platform use cases and the directory matter; the other
+/// ports are in-memory stand-ins that nothing touches.
+fn directory_services(config: &Config, directory: Arc<dyn Directory>) -> anyhow::Result<Services> {
     let bus = Arc::new(InProcessBus::with_capacity(1));
-    let services = Services::new(
+    Ok(Services::new(
         Adapters {
             directory,
             documents: Arc::new(hearth_inproc::documents::MemoryDocuments::new()),
@@ -424,18 +455,21 @@ pub async fn link_identity(
             )?),
         },
         config.login.clone(),
-    );
-    let system = SystemPrincipal::provisioner();
-    let tenant = services
-        .provisioning
-        .tenant_by_slug(&system, tenant)
-        .await?
-        .with_context(|| format!("no tenant has the slug {tenant}"))?;
-    services
-        .provisioning
-        .link_identity(&system, tenant.id, issuer, subject, user.id)
-        .await?;
-    Ok(())
+    ))
+}
+
+/// `hearth operator grant|revoke`: grants or revokes the platform operator
+/// role (creating tenants through GraphQL) of the user with `email`, as the
+/// provisioner. Opens the relational store only. `false`: nothing changed.
+pub async fn set_operator(config: &Config, email: &str, granted: bool) -> anyhow::Result<bool> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
+    let directory: Arc<dyn Directory> = Arc::new(open_sql(config).await?.0);
+    let services = directory_services(config, directory)?;
+    Ok(services
+        .platform
+        .set_operator(&SystemPrincipal::provisioner(), email, granted)
+        .await?)
 }
 
 /// Resolves the per-tenant retention's slugs to ids (an unknown slug refuses
@@ -489,10 +523,6 @@ pub struct CreatedTenant {
     pub one_time_password: String,
 }
 
-/// Length of the first Admin's generated one-time password (alphanumeric,
-/// about 119 bits).
-const ONE_TIME_PASSWORD_LEN: usize = 20;
-
 /// Creates a tenant and its first Admin in the configured stores, as the
 /// provisioner system principal (DESIGN.md, "Production start"). The Admin
 /// gets a generated one-time password. A taken slug or email is refused
@@ -503,65 +533,18 @@ pub async fn create_tenant(
     name: &str,
     admin_email: &str,
 ) -> anyhow::Result<CreatedTenant> {
-    use hearth_domain::model::{
-        DeviceScope, EmailAddress, Membership, Role, Tenant, TenantSlug, User,
-    };
-    use hearth_domain::{TenantId, UserId};
-    use rand::distributions::{Alphanumeric, DistString};
-
-    let slug = TenantSlug::new(slug.trim()).context("--slug")?;
-    let name = name.trim();
-    anyhow::ensure!(
-        !name.is_empty() && name.chars().count() <= 200,
-        "--name must be 1 to 200 characters"
-    );
-    let email = EmailAddress::new(admin_email).context("--admin-email")?;
     let (services, _, _) = build(config).await?;
-    let system = SystemPrincipal::provisioner();
-    let provisioning = &services.provisioning;
-    if provisioning
-        .tenant_by_slug(&system, slug.as_str())
-        .await?
-        .is_some()
-    {
-        anyhow::bail!("a tenant with the slug `{}` exists already", slug.as_str());
-    }
-    let tenant = Tenant {
-        id: TenantId::new(),
-        slug,
-        name: name.to_owned(),
-    };
-    let user = User {
-        id: UserId::new(),
-        email: email.clone(),
-        display_name: email.as_str().to_owned(),
-        password_hash: None,
-        disabled: false,
-        tokens_valid_from: None,
-    };
-    let password = Alphanumeric.sample_string(&mut rand::thread_rng(), ONE_TIME_PASSWORD_LEN);
-    provisioning.create_tenant(&system, &tenant).await?;
-    let membership = Membership {
-        user_id: user.id,
-        tenant_id: tenant.id,
-        role: Role::Admin,
-        scope: DeviceScope::All,
-    };
-    provisioning
-        .create_user(&system, &user, &password, &[membership])
+    // The same use case as GraphQL's `createTenant`, as the provisioner.
+    let created = services
+        .platform
+        .create(&SystemPrincipal::provisioner(), slug, name, admin_email)
         .await
-        .with_context(|| {
-            format!(
-                "the tenant `{}` was created, but not its admin (is the email taken? \
-                 an admin of another tenant can add them as a guest)",
-                tenant.slug.as_str()
-            )
-        })?;
+        .context("cannot create the tenant (--slug, --name, --admin-email)")?;
     services.ingest.reading_writer().shutdown().await;
     Ok(CreatedTenant {
-        tenant,
-        admin_email: email.as_str().to_owned(),
-        one_time_password: password,
+        tenant: created.tenant,
+        admin_email: created.admin.email.as_str().to_owned(),
+        one_time_password: created.one_time_password,
     })
 }
 

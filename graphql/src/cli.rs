@@ -1,4 +1,5 @@
-//! Command line: `serve`, `config`, `migrate`, `simulate`, `schema`, `user`, `tenant`.
+//! Command line: `serve`, `config`, `migrate`, `simulate`, `schema`, `user`, `tenant`,
+//! `operator`.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -40,6 +41,28 @@ pub enum Command {
     /// tenant role).
     #[command(subcommand)]
     Tenant(TenantCommand),
+    /// Grant or revoke the platform operator role: who may create tenants
+    /// through GraphQL (`createTenant`). Not a tenant role.
+    #[command(subcommand)]
+    Operator(OperatorCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum OperatorCommand {
+    /// Make the user with this email a platform operator.
+    Grant(OperatorArgs),
+    /// Take the platform operator role away from the user with this email.
+    Revoke(OperatorArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct OperatorArgs {
+    /// Email of an existing user.
+    #[arg(long)]
+    pub email: String,
+    /// Which stores: the same flags as `serve`.
+    #[command(flatten)]
+    pub store: ServeArgs,
 }
 
 #[derive(Subcommand, Debug)]
@@ -169,6 +192,25 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 created.admin_email,
                 created.one_time_password
             );
+            Ok(())
+        }
+        Command::Operator(command) => {
+            let (args, granted) = match command {
+                OperatorCommand::Grant(args) => (args, true),
+                OperatorCommand::Revoke(args) => (args, false),
+            };
+            let config = args.store.settings()?.resolve();
+            let changed = app::set_operator(&config, &args.email, granted).await?;
+            let state = if granted {
+                "a platform operator"
+            } else {
+                "no platform operator"
+            };
+            if changed {
+                println!("{} is now {state}", args.email);
+            } else {
+                println!("{} was {state} already", args.email);
+            }
             Ok(())
         }
         Command::Simulate(args) => app::simulate(args.devices, args.base_port, args.host).await,

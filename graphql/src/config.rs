@@ -363,6 +363,9 @@ pub struct Auth {
     /// Tenants' own OIDC providers (`[[auth.oidc]]`), whose bearer tokens
     /// authenticate linked or email-verified members of that tenant.
     pub oidc: Vec<hearth_auth::OidcProviderConfig>,
+    /// The 32-byte AES-256 key that seals two-factor secrets; by default
+    /// `data_dir/two-factor.key`, created (mode 0600) on first start.
+    pub two_factor_key_file: Option<PathBuf>,
 }
 
 impl Default for Auth {
@@ -375,6 +378,7 @@ impl Default for Auth {
             argon2_iterations: Argon2Cost::OWASP.iterations,
             argon2_parallelism: Argon2Cost::OWASP.parallelism,
             oidc: Vec::new(),
+            two_factor_key_file: None,
         }
     }
 }
@@ -1250,6 +1254,7 @@ impl Settings {
             },
             token_lifetime: self.auth.token_lifetime,
             oidc: self.auth.oidc.clone(),
+            two_factor_key_file: self.auth.two_factor_key_file.clone(),
             argon2: self.argon2_cost(),
             gateway: GatewayConfig {
                 connect_timeout: m.connect_timeout,

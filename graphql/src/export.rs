@@ -117,6 +117,11 @@ fn from_domain(err: DomainError) -> Response {
             Code::DeviceUnreachable,
             format!("device unreachable: {why}"),
         ),
+        DomainError::RateLimited { .. } => refuse(
+            StatusCode::TOO_MANY_REQUESTS,
+            Code::RateLimited,
+            "too many attempts; retry later",
+        ),
         DomainError::Unavailable(err) => {
             tracing::warn!(error = ?err, "A history export found a store unavailable.");
             refuse(

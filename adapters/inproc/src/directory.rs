@@ -11,12 +11,13 @@ use anyhow::anyhow;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use hearth_domain::model::{
-    Area, AuditEntry, AuditOutcome, Device, EmailAddress, Membership, PasswordHash, RefreshSession,
-    RefreshTokenHash, Tenant, User,
+    Area, AuditEntry, AuditOutcome, Device, EmailAddress, Membership, PasswordHash,
+    RecoveryCodeHash, RefreshSession, RefreshTokenHash, Tenant, TwoFactorEnrolment, User,
 };
 use hearth_domain::ports::{
     AreaRepository, AuditCursor, AuditFilter, AuditLog, AuditRecord, DeviceFilter,
-    DeviceRepository, IdentityLinks, Page, SessionRepository, TenantRepository, UserRepository,
+    DeviceRepository, IdentityLinks, Page, PlatformOperators, SessionRepository, TenantRepository,
+    TwoFactorRepository, UserRepository,
 };
 use hearth_domain::{AreaId, DeviceId, SessionFamily, StoreError, TenantId, UserId};
 
@@ -54,6 +55,12 @@ struct State {
     identities: HashMap<(TenantId, String, String), UserId>,
     /// Refresh tokens by hash.
     sessions: HashMap<RefreshTokenHash, RefreshSession>,
+    /// Two-factor enrolments (with their unused recovery codes) by user.
+    two_factor: HashMap<UserId, TwoFactorEnrolment>,
+    /// Tenants that require two-factor login.
+    two_factor_required: HashSet<TenantId>,
+    /// Platform operators.
+    operators: HashSet<UserId>,
 }
 
 impl MemoryDirectory {
@@ -351,6 +358,8 @@ impl UserRepository for MemoryDirectory {
         s.membership_seq.retain(|(u, _), _| *u != id);
         s.membership_order.remove(&id);
         s.sessions.retain(|_, session| session.user_id != id);
+        s.two_factor.remove(&id);
+        s.operators.remove(&id);
         Ok(true)
     }
 }
@@ -700,6 +709,102 @@ impl SessionRepository for MemoryDirectory {
         Ok(self.read().sessions.values().any(|session| {
             session.family == family && !session.retired && session.expires_at > now
         }))
+    }
+}
+
+#[async_trait]
+impl TwoFactorRepository for MemoryDirectory {
+    async fn put_two_factor(&self, enrolment: &TwoFactorEnrolment) -> Result<(), StoreError> {
+        let mut s = self.write();
+        if !s.users.contains_key(&enrolment.user_id) {
+            return Err(dangling("put_two_factor: unknown user"));
+        }
+        s.two_factor.insert(enrolment.user_id, enrolment.clone());
+        Ok(())
+    }
+
+    async fn two_factor(&self, user: UserId) -> Result<Option<TwoFactorEnrolment>, StoreError> {
+        Ok(self.read().two_factor.get(&user).cloned())
+    }
+
+    async fn confirm_two_factor(&self, user: UserId, step: u64) -> Result<bool, StoreError> {
+        Ok(match self.write().two_factor.get_mut(&user) {
+            Some(e) if !e.confirmed => {
+                e.confirmed = true;
+                e.last_step = Some(step);
+                true
+            }
+            _ => false,
+        })
+    }
+
+    async fn use_totp_step(&self, user: UserId, step: u64) -> Result<bool, StoreError> {
+        Ok(match self.write().two_factor.get_mut(&user) {
+            Some(e) if e.confirmed && e.last_step.is_none_or(|last| last < step) => {
+                e.last_step = Some(step);
+                true
+            }
+            _ => false,
+        })
+    }
+
+    async fn use_recovery_code(
+        &self,
+        user: UserId,
+        code: &RecoveryCodeHash,
+    ) -> Result<bool, StoreError> {
+        Ok(match self.write().two_factor.get_mut(&user) {
+            Some(e) => {
+                let before = e.recovery_codes.len();
+                e.recovery_codes.retain(|c| c != code);
+                e.recovery_codes.len() < before
+            }
+            None => false,
+        })
+    }
+
+    async fn delete_two_factor(&self, user: UserId) -> Result<bool, StoreError> {
+        Ok(self.write().two_factor.remove(&user).is_some())
+    }
+
+    async fn two_factor_required(&self, tenant: TenantId) -> Result<bool, StoreError> {
+        Ok(self.read().two_factor_required.contains(&tenant))
+    }
+
+    async fn set_two_factor_required(
+        &self,
+        tenant: TenantId,
+        required: bool,
+    ) -> Result<bool, StoreError> {
+        let mut s = self.write();
+        if !s.tenants.contains_key(&tenant) {
+            return Ok(false);
+        }
+        if required {
+            s.two_factor_required.insert(tenant);
+        } else {
+            s.two_factor_required.remove(&tenant);
+        }
+        Ok(true)
+    }
+}
+
+#[async_trait]
+impl PlatformOperators for MemoryDirectory {
+    async fn grant_operator(&self, user: UserId) -> Result<bool, StoreError> {
+        let mut s = self.write();
+        if !s.users.contains_key(&user) {
+            return Err(dangling("grant_operator: unknown user"));
+        }
+        Ok(s.operators.insert(user))
+    }
+
+    async fn revoke_operator(&self, user: UserId) -> Result<bool, StoreError> {
+        Ok(self.write().operators.remove(&user))
+    }
+
+    async fn is_operator(&self, user: UserId) -> Result<bool, StoreError> {
+        Ok(self.read().operators.contains(&user))
     }
 }
 

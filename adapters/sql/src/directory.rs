@@ -10,12 +10,13 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use hearth_domain::model::{
-    Area, AuditEntry, AuditOutcome, Device, EmailAddress, Membership, PasswordHash, RefreshSession,
-    RefreshTokenHash, Tenant, User,
+    Area, AuditEntry, AuditOutcome, Device, EmailAddress, Membership, PasswordHash,
+    RecoveryCodeHash, RefreshSession, RefreshTokenHash, Tenant, TwoFactorEnrolment, User,
 };
 use hearth_domain::ports::{
     AreaRepository, AuditCursor, AuditFilter, AuditLog, AuditRecord, DeviceFilter,
-    DeviceRepository, IdentityLinks, Page, SessionRepository, TenantRepository, UserRepository,
+    DeviceRepository, IdentityLinks, Page, PlatformOperators, SessionRepository, TenantRepository,
+    TwoFactorRepository, UserRepository,
 };
 use hearth_domain::{AreaId, DeviceId, SessionFamily, StoreError, TenantId, UserId};
 use sea_orm::sea_query::{Expr, Func, LikeExpr, OnConflict};
@@ -29,7 +30,8 @@ use sea_orm::{
 use sea_orm_migration::MigratorTrait;
 
 use crate::entity::{
-    areas, audit_log, devices, memberships, micros, sessions, tenants, user_identities, users,
+    areas, audit_log, devices, memberships, micros, platform_operators, recovery_codes, sessions,
+    tenant_security, tenants, two_factor, user_identities, users,
 };
 use crate::error::{backend, invalid_row, on_insert, SqlError};
 use crate::migration::Migrator;
@@ -899,6 +901,242 @@ impl SessionRepository for SqlDirectory {
             .await
             .map_err(backend("could not check a session family"))?;
         Ok(live > 0)
+    }
+}
+
+/// A TOTP step as the BIGINT column holds it (steps stay far below `i64::MAX`).
+fn step_column(step: u64) -> i64 {
+    i64::try_from(step).unwrap_or(i64::MAX)
+}
+
+#[async_trait]
+impl TwoFactorRepository for SqlDirectory {
+    async fn put_two_factor(&self, enrolment: &TwoFactorEnrolment) -> Result<(), StoreError> {
+        let user = enrolment.user_id.to_string();
+        let txn = self
+            .db
+            .begin()
+            .await
+            .map_err(backend("could not begin an enrolment"))?;
+        // Deleting the old row takes its recovery codes along (cascade);
+        // delete-then-insert needs no upsert syntax of either dialect.
+        recovery_codes::Entity::delete_many()
+            .filter(recovery_codes::Column::UserId.eq(user.clone()))
+            .exec(&txn)
+            .await
+            .map_err(backend("could not replace recovery codes"))?;
+        two_factor::Entity::delete_by_id(user.clone())
+            .exec(&txn)
+            .await
+            .map_err(backend("could not replace an enrolment"))?;
+        two_factor::Entity::insert(two_factor::ActiveModel {
+            user_id: Set(user.clone()),
+            sealed_secret: Set(enrolment.sealed_secret.clone()),
+            confirmed: Set(enrolment.confirmed),
+            last_step: Set(enrolment.last_step.map(step_column)),
+        })
+        .exec_without_returning(&txn)
+        .await
+        .map_err(backend("could not store an enrolment"))?;
+        if !enrolment.recovery_codes.is_empty() {
+            recovery_codes::Entity::insert_many(enrolment.recovery_codes.iter().map(|c| {
+                recovery_codes::ActiveModel {
+                    user_id: Set(user.clone()),
+                    code_hash: Set(c.as_str().to_owned()),
+                }
+            }))
+            .exec_without_returning(&txn)
+            .await
+            .map_err(backend("could not store recovery codes"))?;
+        }
+        txn.commit()
+            .await
+            .map_err(backend("could not commit an enrolment"))
+    }
+
+    async fn two_factor(&self, user: UserId) -> Result<Option<TwoFactorEnrolment>, StoreError> {
+        let Some(row) = two_factor::Entity::find_by_id(user.to_string())
+            .one(&self.db)
+            .await
+            .map_err(backend("could not read an enrolment"))?
+        else {
+            return Ok(None);
+        };
+        let codes = recovery_codes::Entity::find()
+            .filter(recovery_codes::Column::UserId.eq(user.to_string()))
+            .all(&self.db)
+            .await
+            .map_err(backend("could not read recovery codes"))?;
+        let recovery_codes = codes
+            .into_iter()
+            .map(|c| {
+                RecoveryCodeHash::from_stored(&c.code_hash)
+                    .ok_or_else(|| invalid_row("recovery_codes", &c.user_id, "not a hash"))
+            })
+            .collect::<Result<_, _>>()?;
+        let last_step = row
+            .last_step
+            .map(u64::try_from)
+            .transpose()
+            .map_err(|e| invalid_row("two_factor", &row.user_id, e))?;
+        Ok(Some(TwoFactorEnrolment {
+            user_id: user,
+            sealed_secret: row.sealed_secret,
+            confirmed: row.confirmed,
+            last_step,
+            recovery_codes,
+        }))
+    }
+
+    async fn confirm_two_factor(&self, user: UserId, step: u64) -> Result<bool, StoreError> {
+        let result = two_factor::Entity::update_many()
+            .col_expr(two_factor::Column::Confirmed, Expr::value(true))
+            .col_expr(two_factor::Column::LastStep, Expr::value(step_column(step)))
+            .filter(two_factor::Column::UserId.eq(user.to_string()))
+            .filter(two_factor::Column::Confirmed.eq(false))
+            .exec(&self.db)
+            .await
+            .map_err(backend("could not confirm an enrolment"))?;
+        Ok(result.rows_affected == 1)
+    }
+
+    async fn use_totp_step(&self, user: UserId, step: u64) -> Result<bool, StoreError> {
+        // One conditional UPDATE: of two logins with the same code, only
+        // one changes the row. The value always changes, so MySQL's
+        // "changed rows" count agrees with SQLite's "matched rows".
+        let step = step_column(step);
+        let result = two_factor::Entity::update_many()
+            .col_expr(two_factor::Column::LastStep, Expr::value(step))
+            .filter(two_factor::Column::UserId.eq(user.to_string()))
+            .filter(two_factor::Column::Confirmed.eq(true))
+            .filter(
+                Condition::any()
+                    .add(two_factor::Column::LastStep.is_null())
+                    .add(two_factor::Column::LastStep.lt(step)),
+            )
+            .exec(&self.db)
+            .await
+            .map_err(backend("could not use a code"))?;
+        Ok(result.rows_affected == 1)
+    }
+
+    async fn use_recovery_code(
+        &self,
+        user: UserId,
+        code: &RecoveryCodeHash,
+    ) -> Result<bool, StoreError> {
+        let result = recovery_codes::Entity::delete_many()
+            .filter(recovery_codes::Column::UserId.eq(user.to_string()))
+            .filter(recovery_codes::Column::CodeHash.eq(code.as_str()))
+            .exec(&self.db)
+            .await
+            .map_err(backend("could not use a recovery code"))?;
+        Ok(result.rows_affected == 1)
+    }
+
+    async fn delete_two_factor(&self, user: UserId) -> Result<bool, StoreError> {
+        let txn = self
+            .db
+            .begin()
+            .await
+            .map_err(backend("could not begin deleting an enrolment"))?;
+        recovery_codes::Entity::delete_many()
+            .filter(recovery_codes::Column::UserId.eq(user.to_string()))
+            .exec(&txn)
+            .await
+            .map_err(backend("could not delete recovery codes"))?;
+        let result = two_factor::Entity::delete_by_id(user.to_string())
+            .exec(&txn)
+            .await
+            .map_err(backend("could not delete an enrolment"))?;
+        txn.commit()
+            .await
+            .map_err(backend("could not commit deleting an enrolment"))?;
+        Ok(result.rows_affected == 1)
+    }
+
+    async fn two_factor_required(&self, tenant: TenantId) -> Result<bool, StoreError> {
+        let row = tenant_security::Entity::find_by_id(tenant.to_string())
+            .one(&self.db)
+            .await
+            .map_err(backend("could not read a tenant's security settings"))?;
+        Ok(row.is_some_and(|r| r.two_factor_required))
+    }
+
+    async fn set_two_factor_required(
+        &self,
+        tenant: TenantId,
+        required: bool,
+    ) -> Result<bool, StoreError> {
+        let txn = self
+            .db
+            .begin()
+            .await
+            .map_err(backend("could not begin a settings change"))?;
+        let known = tenants::Entity::find_by_id(tenant.to_string())
+            .count(&txn)
+            .await
+            .map_err(backend("could not read a tenant"))?
+            > 0;
+        if !known {
+            return Ok(false);
+        }
+        tenant_security::Entity::delete_by_id(tenant.to_string())
+            .exec(&txn)
+            .await
+            .map_err(backend("could not replace a tenant's security settings"))?;
+        tenant_security::Entity::insert(tenant_security::ActiveModel {
+            tenant_id: Set(tenant.to_string()),
+            two_factor_required: Set(required),
+        })
+        .exec_without_returning(&txn)
+        .await
+        .map_err(backend("could not store a tenant's security settings"))?;
+        txn.commit()
+            .await
+            .map_err(backend("could not commit a settings change"))?;
+        Ok(true)
+    }
+}
+
+#[async_trait]
+impl PlatformOperators for SqlDirectory {
+    async fn grant_operator(&self, user: UserId) -> Result<bool, StoreError> {
+        if self.is_operator(user).await? {
+            return Ok(false);
+        }
+        let row = platform_operators::ActiveModel {
+            user_id: Set(user.to_string()),
+            granted_at: Set(micros(Utc::now())),
+        };
+        // A plain INSERT (no dialect's upsert): a concurrent grant that
+        // won the race shows up as a conflict, which is "held already".
+        match platform_operators::Entity::insert(row)
+            .exec_without_returning(&self.db)
+            .await
+            .map_err(on_insert("could not grant an operator", || {
+                "platform operator".to_owned()
+            })) {
+            Ok(_) => Ok(true),
+            Err(StoreError::Conflict(_)) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn revoke_operator(&self, user: UserId) -> Result<bool, StoreError> {
+        let result = platform_operators::Entity::delete_by_id(user.to_string())
+            .exec(&self.db)
+            .await
+            .map_err(backend("could not revoke an operator"))?;
+        Ok(result.rows_affected == 1)
+    }
+
+    async fn is_operator(&self, user: UserId) -> Result<bool, StoreError> {
+        let n = platform_operators::Entity::find_by_id(user.to_string())
+            .count(&self.db)
+            .await
+            .map_err(backend("could not read the operators"))?;
+        Ok(n > 0)
     }
 }
 

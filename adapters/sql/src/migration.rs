@@ -18,6 +18,8 @@ impl MigratorTrait for Migrator {
             Box::new(m20261129_000005_identity_links::Migration),
             Box::new(m20261129_000006_sessions::Migration),
             Box::new(m20261203_000007_notification_failures::Migration),
+            Box::new(m20261203_000008_two_factor::Migration),
+            Box::new(m20261203_000009_platform_operators::Migration),
         ]
     }
 }
@@ -904,6 +906,237 @@ mod m20261203_000007_notification_failures {
         async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
             manager
                 .drop_table(Table::drop().table(NotificationFailures::Table).to_owned())
+                .await
+        }
+    }
+}
+
+mod m20261203_000008_two_factor {
+    //! Two-factor login: one sealed TOTP secret per user, their unused
+    //! recovery codes (SHA-256), and which tenants require it. Plain
+    //! CREATE TABLEs: the same on SQLite and MariaDB.
+    use sea_orm_migration::prelude::*;
+    use sea_orm_migration::sea_orm::DbBackend;
+
+    use super::ID;
+
+    pub(crate) struct Migration;
+
+    impl MigrationName for Migration {
+        fn name(&self) -> &str {
+            "m20261203_000008_two_factor"
+        }
+    }
+
+    #[derive(DeriveIden)]
+    enum TwoFactor {
+        Table,
+        UserId,
+        SealedSecret,
+        Confirmed,
+        LastStep,
+    }
+
+    #[derive(DeriveIden)]
+    enum RecoveryCodes {
+        Table,
+        UserId,
+        CodeHash,
+    }
+
+    #[derive(DeriveIden)]
+    enum TenantSecurity {
+        Table,
+        TenantId,
+        TwoFactorRequired,
+    }
+
+    #[derive(DeriveIden)]
+    enum Users {
+        Table,
+        Id,
+    }
+
+    #[derive(DeriveIden)]
+    enum Tenants {
+        Table,
+        Id,
+    }
+
+    fn options(manager: &SchemaManager, table: &mut TableCreateStatement) {
+        if manager.get_database_backend() == DbBackend::MySql {
+            table
+                .engine("InnoDB")
+                .character_set("utf8mb4")
+                .collate("utf8mb4_bin");
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl MigrationTrait for Migration {
+        async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+            let mut two_factor = Table::create();
+            two_factor
+                .table(TwoFactor::Table)
+                .col(
+                    ColumnDef::new(TwoFactor::UserId)
+                        .string_len(ID)
+                        .not_null()
+                        .primary_key(),
+                )
+                .col(
+                    ColumnDef::new(TwoFactor::SealedSecret)
+                        .string_len(255)
+                        .not_null(),
+                )
+                .col(
+                    ColumnDef::new(TwoFactor::Confirmed)
+                        .boolean()
+                        .not_null()
+                        .default(false),
+                )
+                .col(ColumnDef::new(TwoFactor::LastStep).big_integer().null())
+                .foreign_key(
+                    ForeignKey::create()
+                        .from(TwoFactor::Table, TwoFactor::UserId)
+                        .to(Users::Table, Users::Id)
+                        .on_delete(ForeignKeyAction::Cascade),
+                );
+            options(manager, &mut two_factor);
+            manager.create_table(two_factor.to_owned()).await?;
+
+            let mut codes = Table::create();
+            codes
+                .table(RecoveryCodes::Table)
+                .col(
+                    ColumnDef::new(RecoveryCodes::UserId)
+                        .string_len(ID)
+                        .not_null(),
+                )
+                .col(
+                    ColumnDef::new(RecoveryCodes::CodeHash)
+                        .string_len(64)
+                        .not_null(),
+                )
+                .primary_key(
+                    Index::create()
+                        .col(RecoveryCodes::UserId)
+                        .col(RecoveryCodes::CodeHash),
+                )
+                // Codes belong to the enrolment: replaced or deleted with it.
+                .foreign_key(
+                    ForeignKey::create()
+                        .from(RecoveryCodes::Table, RecoveryCodes::UserId)
+                        .to(TwoFactor::Table, TwoFactor::UserId)
+                        .on_delete(ForeignKeyAction::Cascade),
+                );
+            options(manager, &mut codes);
+            manager.create_table(codes.to_owned()).await?;
+
+            let mut security = Table::create();
+            security
+                .table(TenantSecurity::Table)
+                .col(
+                    ColumnDef::new(TenantSecurity::TenantId)
+                        .string_len(ID)
+                        .not_null()
+                        .primary_key(),
+                )
+                .col(
+                    ColumnDef::new(TenantSecurity::TwoFactorRequired)
+                        .boolean()
+                        .not_null()
+                        .default(false),
+                )
+                .foreign_key(
+                    ForeignKey::create()
+                        .from(TenantSecurity::Table, TenantSecurity::TenantId)
+                        .to(Tenants::Table, Tenants::Id)
+                        .on_delete(ForeignKeyAction::Cascade),
+                );
+            options(manager, &mut security);
+            manager.create_table(security.to_owned()).await
+        }
+
+        async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+            for table in [
+                TenantSecurity::Table.into_iden(),
+                RecoveryCodes::Table.into_iden(),
+                TwoFactor::Table.into_iden(),
+            ] {
+                manager
+                    .drop_table(Table::drop().table(table).to_owned())
+                    .await?;
+            }
+            Ok(())
+        }
+    }
+}
+
+mod m20261203_000009_platform_operators {
+    //! Platform operators: users who may create tenants (a grant of the
+    //! platform, not a tenant role), gone with their user.
+    use sea_orm_migration::prelude::*;
+    use sea_orm_migration::sea_orm::DbBackend;
+
+    use super::ID;
+
+    pub(crate) struct Migration;
+
+    impl MigrationName for Migration {
+        fn name(&self) -> &str {
+            "m20261203_000009_platform_operators"
+        }
+    }
+
+    #[derive(DeriveIden)]
+    enum PlatformOperators {
+        Table,
+        UserId,
+        GrantedAt,
+    }
+
+    #[derive(DeriveIden)]
+    enum Users {
+        Table,
+        Id,
+    }
+
+    #[async_trait::async_trait]
+    impl MigrationTrait for Migration {
+        async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+            let mut table = Table::create();
+            table
+                .table(PlatformOperators::Table)
+                .col(
+                    ColumnDef::new(PlatformOperators::UserId)
+                        .string_len(ID)
+                        .not_null()
+                        .primary_key(),
+                )
+                .col(
+                    ColumnDef::new(PlatformOperators::GrantedAt)
+                        .big_integer()
+                        .not_null(),
+                )
+                .foreign_key(
+                    ForeignKey::create()
+                        .from(PlatformOperators::Table, PlatformOperators::UserId)
+                        .to(Users::Table, Users::Id)
+                        .on_delete(ForeignKeyAction::Cascade),
+                );
+            if manager.get_database_backend() == DbBackend::MySql {
+                table
+                    .engine("InnoDB")
+                    .character_set("utf8mb4")
+                    .collate("utf8mb4_bin");
+            }
+            manager.create_table(table.to_owned()).await
+        }
+
+        async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+            manager
+                .drop_table(Table::drop().table(PlatformOperators::Table).to_owned())
                 .await
         }
     }

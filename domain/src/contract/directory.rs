@@ -26,7 +26,8 @@ use crate::error::StoreError;
 use crate::ids::{AreaId, DeviceId, PointKey, ProfileId, SessionFamily, TenantId, UserId};
 use crate::model::{
     Area, AuditEntry, AuditOutcome, Device, DeviceScope, EmailAddress, Endpoint, Membership,
-    PasswordHash, RefreshSession, RefreshTokenHash, Role, Tenant, TenantSlug, User,
+    PasswordHash, RecoveryCodeHash, RefreshSession, RefreshTokenHash, Role, Tenant, TenantSlug,
+    TwoFactorEnrolment, User,
 };
 use crate::ports::{
     AreaRepository, AuditCursor, AuditFilter, AuditLog, AuditRecord, DeviceFilter,
@@ -50,6 +51,8 @@ pub async fn directory_contract(dir: &dyn Directory) {
     identity_links(dir, &world).await;
     administration(dir, &world).await;
     sessions(dir, &world).await;
+    two_factor(dir, &world).await;
+    platform_operators(dir).await;
 }
 
 /// Two tenants with areas and devices, shared by the checks below.
@@ -407,6 +410,191 @@ async fn sessions(dir: &dyn Directory, w: &World) {
             .expect("session()")
             .is_none(),
         "a deleted user's sessions go with them"
+    );
+}
+
+/// Two-factor enrolments: replaced whole, confirmed once, each step and
+/// recovery code used once, gone with their user; the tenant requirement
+/// per tenant.
+async fn two_factor(dir: &dyn Directory, w: &World) {
+    let eve = user("eve@two-factor.test", "Eve", None);
+    let fay = user("fay@two-factor.test", "Fay", None);
+    for u in [&eve, &fay] {
+        dir.insert_user(u).await.expect("contract: insert_user");
+    }
+    let codes = |u: &User, n: usize| -> Vec<RecoveryCodeHash> {
+        (0..n)
+            .filter_map(|_| RecoveryCodeHash::of(u.id, &RecoveryCodeHash::generate_code()))
+            .collect()
+    };
+    let first = TwoFactorEnrolment {
+        user_id: eve.id,
+        sealed_secret: "v1:sealed-one".into(),
+        confirmed: false,
+        last_step: None,
+        recovery_codes: codes(&eve, 3),
+    };
+    assert_eq!(dir.two_factor(eve.id).await.ok(), Some(None));
+    dir.put_two_factor(&first)
+        .await
+        .expect("contract: put_two_factor");
+    let read = dir.two_factor(eve.id).await.expect("two_factor()");
+    let sorted = |e: Option<TwoFactorEnrolment>| {
+        e.map(|mut e| {
+            e.recovery_codes.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+            e
+        })
+    };
+    assert_eq!(
+        sorted(read),
+        sorted(Some(first.clone())),
+        "an enrolment reads back as stored"
+    );
+    assert!(
+        dir.put_two_factor(&TwoFactorEnrolment {
+            user_id: UserId::new(),
+            ..first.clone()
+        })
+        .await
+        .is_err(),
+        "an enrolment of an unknown user is an error"
+    );
+
+    // Replacing drops the old secret and codes.
+    let second = TwoFactorEnrolment {
+        sealed_secret: "v1:sealed-two".into(),
+        recovery_codes: codes(&eve, 2),
+        ..first.clone()
+    };
+    dir.put_two_factor(&second)
+        .await
+        .expect("contract: put_two_factor");
+    let read = dir
+        .two_factor(eve.id)
+        .await
+        .expect("two_factor()")
+        .expect("contract: enrolment");
+    assert_eq!(read.sealed_secret, "v1:sealed-two");
+    assert_eq!(read.recovery_codes.len(), 2, "old recovery codes are gone");
+    assert_eq!(
+        dir.use_recovery_code(eve.id, &first.recovery_codes[0])
+            .await
+            .ok(),
+        Some(false),
+        "a replaced recovery code no longer works"
+    );
+
+    // Steps: none before confirmation, then only later ones, once each.
+    assert_eq!(dir.use_totp_step(eve.id, 100).await.ok(), Some(false));
+    assert_eq!(dir.confirm_two_factor(eve.id, 100).await.ok(), Some(true));
+    assert_eq!(
+        dir.confirm_two_factor(eve.id, 101).await.ok(),
+        Some(false),
+        "confirming twice answers false"
+    );
+    assert_eq!(dir.use_totp_step(eve.id, 100).await.ok(), Some(false));
+    assert_eq!(dir.use_totp_step(eve.id, 99).await.ok(), Some(false));
+    assert_eq!(dir.use_totp_step(eve.id, 101).await.ok(), Some(true));
+    assert_eq!(
+        dir.use_totp_step(eve.id, 101).await.ok(),
+        Some(false),
+        "a step works once"
+    );
+    let read = dir
+        .two_factor(eve.id)
+        .await
+        .expect("two_factor()")
+        .expect("contract: enrolment");
+    assert!(read.confirmed);
+    assert_eq!(read.last_step, Some(101));
+
+    // Recovery codes: once each, and only the owner's.
+    let code = second.recovery_codes[0].clone();
+    assert_eq!(dir.use_recovery_code(fay.id, &code).await.ok(), Some(false));
+    assert_eq!(dir.use_recovery_code(eve.id, &code).await.ok(), Some(true));
+    assert_eq!(dir.use_recovery_code(eve.id, &code).await.ok(), Some(false));
+    let left = dir
+        .two_factor(eve.id)
+        .await
+        .expect("two_factor()")
+        .map(|e| e.recovery_codes);
+    assert_eq!(left, Some(vec![second.recovery_codes[1].clone()]));
+
+    // Deleting, and going with the user.
+    assert_eq!(dir.delete_two_factor(fay.id).await.ok(), Some(false));
+    dir.put_two_factor(&TwoFactorEnrolment {
+        user_id: fay.id,
+        recovery_codes: codes(&fay, 1),
+        ..first.clone()
+    })
+    .await
+    .expect("contract: put_two_factor");
+    assert_eq!(dir.delete_two_factor(eve.id).await.ok(), Some(true));
+    assert_eq!(dir.two_factor(eve.id).await.ok(), Some(None));
+    assert_eq!(dir.delete_user(fay.id).await.ok(), Some(true));
+    assert_eq!(
+        dir.two_factor(fay.id).await.ok(),
+        Some(None),
+        "an enrolment goes with its user"
+    );
+
+    // The requirement is per tenant.
+    assert_eq!(dir.two_factor_required(w.acme.id).await.ok(), Some(false));
+    assert_eq!(
+        dir.set_two_factor_required(w.acme.id, true).await.ok(),
+        Some(true)
+    );
+    assert_eq!(
+        dir.set_two_factor_required(w.acme.id, true).await.ok(),
+        Some(true),
+        "setting it again is fine"
+    );
+    assert_eq!(dir.two_factor_required(w.acme.id).await.ok(), Some(true));
+    assert_eq!(dir.two_factor_required(w.globex.id).await.ok(), Some(false));
+    assert_eq!(
+        dir.set_two_factor_required(TenantId::new(), true)
+            .await
+            .ok(),
+        Some(false),
+        "an unknown tenant answers false"
+    );
+    assert_eq!(
+        dir.set_two_factor_required(w.acme.id, false).await.ok(),
+        Some(true)
+    );
+    assert_eq!(dir.two_factor_required(w.acme.id).await.ok(), Some(false));
+}
+
+/// Platform operator grants: once each, revocable, gone with their user,
+/// and only for existing users.
+async fn platform_operators(dir: &dyn Directory) {
+    let gus = user("gus@platform.test", "Gus", None);
+    let hal = user("hal@platform.test", "Hal", None);
+    for u in [&gus, &hal] {
+        dir.insert_user(u).await.expect("contract: insert_user");
+    }
+    assert_eq!(dir.is_operator(gus.id).await.ok(), Some(false));
+    assert_eq!(dir.grant_operator(gus.id).await.ok(), Some(true));
+    assert_eq!(
+        dir.grant_operator(gus.id).await.ok(),
+        Some(false),
+        "granting twice answers false"
+    );
+    assert_eq!(dir.is_operator(gus.id).await.ok(), Some(true));
+    assert_eq!(dir.is_operator(hal.id).await.ok(), Some(false));
+    assert!(
+        dir.grant_operator(UserId::new()).await.is_err(),
+        "granting an unknown user is an error"
+    );
+    assert_eq!(dir.revoke_operator(hal.id).await.ok(), Some(false));
+    assert_eq!(dir.revoke_operator(gus.id).await.ok(), Some(true));
+    assert_eq!(dir.is_operator(gus.id).await.ok(), Some(false));
+    assert_eq!(dir.grant_operator(hal.id).await.ok(), Some(true));
+    assert_eq!(dir.delete_user(hal.id).await.ok(), Some(true));
+    assert_eq!(
+        dir.is_operator(hal.id).await.ok(),
+        Some(false),
+        "a grant goes with its user"
     );
 }
 

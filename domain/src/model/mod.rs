@@ -10,6 +10,7 @@ mod profile;
 mod reading;
 mod session;
 mod tenant;
+mod two_factor;
 mod user;
 
 pub use access::{DeviceScope, Membership, Role, WriteLevel};
@@ -28,4 +29,8 @@ pub use profile::{DeviceProfile, FieldAddress, PointDefinition, PointOption};
 pub use reading::{aggregate_sorted, Aggregate, HistoryBucket, HistoryQuery, Quality, Reading};
 pub use session::{RefreshSession, RefreshTokenHash};
 pub use tenant::{Tenant, TenantSlug};
+pub use two_factor::{
+    otpauth_uri, totp, totp_step, RecoveryCodeHash, TotpSecret, TwoFactorEnrolment,
+    TOTP_PERIOD_SECS,
+};
 pub use user::{EmailAddress, PasswordHash, User};

@@ -27,7 +27,7 @@ use crate::model::{
 };
 use crate::ports::{
     Action, AreaRepository, DeviceFilter, DeviceRepository, DocumentStore, FieldGateway, Page,
-    RoleCapabilities, UserRepository,
+    RoleCapabilities, TwoFactorRepository, UserRepository,
 };
 use crate::principal::Principal;
 
@@ -82,6 +82,7 @@ pub struct AdminService {
     audit: AuditTrail,
     auth: AuthService,
     device_changes: Arc<Notify>,
+    two_factor: Arc<dyn TwoFactorRepository>,
 }
 
 impl AdminService {
@@ -107,6 +108,7 @@ impl AdminService {
         audit: AuditTrail,
         auth: AuthService,
         device_changes: Arc<Notify>,
+        two_factor: Arc<dyn TwoFactorRepository>,
     ) -> Self {
         Self {
             users,
@@ -118,6 +120,7 @@ impl AdminService {
             audit,
             auth,
             device_changes,
+            two_factor,
         }
     }
 
@@ -420,6 +423,61 @@ impl AdminService {
         )
         .await;
         Ok(deleted)
+    }
+
+    // -------------------------------------------------------- two-factor
+
+    /// Requires (or stops requiring) two-factor login of every member of
+    /// the tenant. Members without an enrolment must enrol at their next
+    /// login; sessions already open go on. Returns the new setting.
+    pub async fn set_two_factor_required(
+        &self,
+        principal: &Principal,
+        required: bool,
+    ) -> Result<bool, DomainError> {
+        self.policy.require_tenant(principal, Action::ManageUsers)?;
+        let before = self
+            .two_factor
+            .two_factor_required(principal.tenant_id)
+            .await?;
+        if !self
+            .two_factor
+            .set_two_factor_required(principal.tenant_id, required)
+            .await?
+        {
+            return Err(DomainError::NotFound("tenant".into()));
+        }
+        self.record(
+            principal,
+            "set_two_factor_required",
+            None,
+            format!("tenant: before: two_factor_required={before}; after: two_factor_required={required}"),
+        )
+        .await;
+        Ok(required)
+    }
+
+    /// Removes a user's two-factor enrolment (a lost phone): they log in
+    /// with their password again, or enrol anew where it is required. The
+    /// same refusals as `reset_password`: not one's own account, not a
+    /// guest whose account belongs to other tenants too. `false` when the
+    /// user had no enrolment.
+    pub async fn reset_two_factor(
+        &self,
+        principal: &Principal,
+        user: UserId,
+    ) -> Result<bool, DomainError> {
+        self.policy.require_tenant(principal, Action::ManageUsers)?;
+        self.own_account(principal, user).await?;
+        let removed = self.two_factor.delete_two_factor(user).await?;
+        self.record(
+            principal,
+            "reset_two_factor",
+            None,
+            format!("user {user}: before: enrolled={removed}; after: enrolled=false"),
+        )
+        .await;
+        Ok(removed)
     }
 
     // ------------------------------------------------------------- areas

@@ -25,7 +25,7 @@ use crate::model::{
 };
 use crate::ports::{
     ExternalTokenVerifier, IdentityLinks, PasswordHasher, SessionRepository, TenantRepository,
-    TokenClaims, TokenError, TokenService, UserRepository,
+    TokenClaims, TokenError, TokenService, TwoFactorRepository, UserRepository,
 };
 use crate::principal::Principal;
 
@@ -47,6 +47,14 @@ pub enum LoginError {
     /// deliberately indistinguishable.
     #[error("invalid email, password or tenant")]
     InvalidCredentials,
+    /// A wrong, replayed or malformed second-factor code, or an unknown or
+    /// expired challenge: deliberately indistinguishable.
+    #[error("invalid or expired two-factor code or challenge")]
+    InvalidCode,
+    /// The password was right, but the account signs in with a second
+    /// factor: only [`AuthService::begin_login`] can go on from here.
+    #[error("a second factor is required")]
+    SecondFactorRequired,
     /// Too many failed attempts for this account or from this address, or
     /// too many logins waiting for a password check: nothing was checked.
     #[error("too many login attempts; retry after {retry_after:?}")]
@@ -63,6 +71,8 @@ impl From<DomainError> for LoginError {
         match err {
             DomainError::Internal(e) => LoginError::Internal(e),
             DomainError::Unavailable(e) => LoginError::Unavailable(e),
+            DomainError::RateLimited { retry_after } => LoginError::RateLimited { retry_after },
+            DomainError::Unauthenticated => LoginError::InvalidCode,
             other => LoginError::Internal(anyhow::anyhow!("{other}")),
         }
     }
@@ -84,6 +94,65 @@ impl From<crate::error::StoreError> for LoginError {
         match err {
             crate::error::StoreError::Unavailable(e) => LoginError::Unavailable(e),
             other => LoginError::Internal(other.into()),
+        }
+    }
+}
+
+/// How far a login got: done, or waiting for a second factor.
+#[derive(Debug, Clone)]
+pub enum LoginStep {
+    Session(Session),
+    /// The password was right; `verifyTwoFactor` (kind `Verify`) or
+    /// enrolment (kind `Enrol`) with the challenge finishes the login.
+    TwoFactor(TwoFactorChallenge),
+}
+
+/// What the client must do before a login completes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChallengeKind {
+    /// Send a code of the enrolled authenticator (or a recovery code).
+    Verify,
+    /// The tenant requires two-factor login and the user has not enrolled:
+    /// the challenge allows enrolling and confirming, nothing else.
+    Enrol,
+}
+
+/// A half-done login, handed to the client once.
+#[derive(Debug, Clone)]
+pub struct TwoFactorChallenge {
+    /// Opaque, 256 random bits; kept only as its hash.
+    pub token: String,
+    pub kind: ChallengeKind,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// A challenge as the server remembers it.
+#[derive(Debug, Clone)]
+pub(crate) struct PendingLogin {
+    pub(crate) user_id: UserId,
+    pub(crate) email: EmailAddress,
+    pub(crate) tenant_id: TenantId,
+    pub(crate) kind: ChallengeKind,
+    pub(crate) expires_at: DateTime<Utc>,
+    pub(crate) failures: u32,
+}
+
+/// Pending second-factor logins by the hash of their challenge. In memory:
+/// a challenge lives minutes, and a client that lands on another replica
+/// logs in again (a shared store would lift this when scaling out).
+pub(crate) struct Challenges {
+    entries: moka::sync::Cache<RefreshTokenHash, PendingLogin>,
+}
+
+impl Default for Challenges {
+    fn default() -> Self {
+        Self {
+            entries: moka::sync::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(Duration::from_secs(
+                    u64::try_from(AuthService::CHALLENGE_TTL.num_seconds()).unwrap_or(300),
+                ))
+                .build(),
         }
     }
 }
@@ -113,6 +182,8 @@ pub struct AuthService {
     principals: Arc<PrincipalCache>,
     throttle: Arc<LoginThrottle>,
     hashing: HashingPool,
+    two_factor: Arc<dyn TwoFactorRepository>,
+    challenges: Arc<Challenges>,
     /// Tokens of tenants' own identity providers (OIDC); `None`: only
     /// Hearth's own tokens are accepted.
     external: Option<ExternalTokens>,
@@ -129,7 +200,13 @@ impl AuthService {
     /// How long a refresh token may wait to be used. Each use rotates it,
     /// so an active client never meets this; an idle one logs in again.
     pub const REFRESH_TTL: chrono::Duration = chrono::Duration::days(30);
+    /// How long a second-factor challenge waits for its code.
+    pub const CHALLENGE_TTL: chrono::Duration = chrono::Duration::minutes(5);
+    /// Wrong codes one challenge takes before it is dropped (the login
+    /// throttle counts them too).
+    pub const CHALLENGE_MAX_FAILURES: u32 = 5;
 
+    #[allow(clippy::too_many_arguments)] // one per port it uses
     pub(crate) fn new(
         tenants: Arc<dyn TenantRepository>,
         users: Arc<dyn UserRepository>,
@@ -138,6 +215,7 @@ impl AuthService {
         sessions: Arc<dyn SessionRepository>,
         hashing: HashingPool,
         limits: LoginLimits,
+        two_factor: Arc<dyn TwoFactorRepository>,
     ) -> Self {
         Self {
             tenants,
@@ -148,6 +226,8 @@ impl AuthService {
             principals: Arc::default(),
             throttle: Arc::new(LoginThrottle::new(limits)),
             hashing,
+            two_factor,
+            challenges: Arc::default(),
             external: None,
         }
     }
@@ -173,6 +253,9 @@ impl AuthService {
     /// the throttle never tells a right password from a wrong one.
     ///
     /// [`LoginLimits`]: super::LoginLimits
+    ///
+    /// An account with two-factor login gets no session from this:
+    /// `SecondFactorRequired` (see [`Self::begin_login`]).
     pub async fn login(
         &self,
         email: &str,
@@ -180,16 +263,36 @@ impl AuthService {
         tenant: Option<&str>,
         client: Option<IpAddr>,
     ) -> Result<Session, LoginError> {
+        match self.begin_login(email, password, tenant, client).await? {
+            LoginStep::Session(session) => Ok(session),
+            LoginStep::TwoFactor(_) => Err(LoginError::SecondFactorRequired),
+        }
+    }
+
+    /// [`Self::login`], going on to a second-factor challenge when the user
+    /// enrolled one, or an enrolment challenge when the tenant requires two
+    /// factors and the user has none yet. A right password with a challenge
+    /// settles the throttle as neither success nor failure: only the code
+    /// clears earlier failures.
+    pub async fn begin_login(
+        &self,
+        email: &str,
+        password: &str,
+        tenant: Option<&str>,
+        client: Option<IpAddr>,
+    ) -> Result<LoginStep, LoginError> {
         let attempt = self.throttle.admit(email, client).map_err(|retry_after| {
             tracing::debug!(?client, "Login refused unchecked: throttled.");
             LoginError::RateLimited { retry_after }
         })?;
         let outcome = self.check_login(email, password, tenant).await;
         match &outcome {
-            Ok(_) => attempt.succeeded(),
-            Err(LoginError::InvalidCredentials) => attempt.failed(),
+            Ok(LoginStep::Session(_)) => attempt.succeeded(),
+            Ok(LoginStep::TwoFactor(_)) => attempt.abandoned(),
+            Err(LoginError::InvalidCredentials | LoginError::InvalidCode) => attempt.failed(),
             Err(
                 LoginError::RateLimited { .. }
+                | LoginError::SecondFactorRequired
                 | LoginError::Unavailable(_)
                 | LoginError::Internal(_),
             ) => attempt.abandoned(),
@@ -202,7 +305,7 @@ impl AuthService {
         email: &str,
         password: &str,
         tenant: Option<&str>,
-    ) -> Result<Session, LoginError> {
+    ) -> Result<LoginStep, LoginError> {
         let user = match EmailAddress::new(email) {
             Ok(email) => self.users.user_by_email(&email).await?,
             Err(_) => None,
@@ -225,7 +328,107 @@ impl AuthService {
         let Some(membership) = membership else {
             return Err(LoginError::InvalidCredentials);
         };
-        Ok(self.issue(&membership, None).await?)
+        let enrolled = self
+            .two_factor
+            .two_factor(user.id)
+            .await?
+            .is_some_and(|e| e.confirmed);
+        let kind = if enrolled {
+            ChallengeKind::Verify
+        } else if self
+            .two_factor
+            .two_factor_required(membership.tenant_id)
+            .await?
+        {
+            ChallengeKind::Enrol
+        } else {
+            return Ok(LoginStep::Session(self.issue(&membership, None).await?));
+        };
+        Ok(LoginStep::TwoFactor(self.challenge(
+            &user,
+            membership.tenant_id,
+            kind,
+        )))
+    }
+
+    /// Remembers a half-done login and returns its challenge.
+    fn challenge(&self, user: &User, tenant: TenantId, kind: ChallengeKind) -> TwoFactorChallenge {
+        let token = new_refresh_token();
+        let expires_at = Utc::now() + Self::CHALLENGE_TTL;
+        self.challenges.entries.insert(
+            RefreshTokenHash::of(&token),
+            PendingLogin {
+                user_id: user.id,
+                email: user.email.clone(),
+                tenant_id: tenant,
+                kind,
+                expires_at,
+                failures: 0,
+            },
+        );
+        TwoFactorChallenge {
+            token,
+            kind,
+            expires_at,
+        }
+    }
+
+    /// The pending login of `challenge`, unless unknown or expired.
+    pub(crate) fn pending_login(&self, challenge: &str) -> Option<PendingLogin> {
+        if challenge.is_empty() || challenge.len() > 256 {
+            return None;
+        }
+        let key = RefreshTokenHash::of(challenge);
+        let pending = self.challenges.entries.get(&key)?;
+        if pending.expires_at <= Utc::now() {
+            self.challenges.entries.invalidate(&key);
+            return None;
+        }
+        Some(pending)
+    }
+
+    /// Counts a wrong code against the challenge; after
+    /// [`Self::CHALLENGE_MAX_FAILURES`] it is dropped.
+    pub(crate) fn challenge_failed(&self, challenge: &str, mut pending: PendingLogin) {
+        let key = RefreshTokenHash::of(challenge);
+        pending.failures += 1;
+        if pending.failures >= Self::CHALLENGE_MAX_FAILURES {
+            self.challenges.entries.invalidate(&key);
+        } else {
+            self.challenges.entries.insert(key, pending);
+        }
+    }
+
+    /// Ends a challenge and issues the session it was waiting for, if the
+    /// user is still enabled and a member of the tenant.
+    pub(crate) async fn finish_login(
+        &self,
+        challenge: &str,
+        pending: &PendingLogin,
+    ) -> Result<Session, DomainError> {
+        self.challenges
+            .entries
+            .invalidate(&RefreshTokenHash::of(challenge));
+        let (user, membership) = tokio::join!(
+            self.users.user(pending.user_id),
+            self.users.membership(pending.user_id, pending.tenant_id),
+        );
+        match (user?, membership?) {
+            (Some(user), Some(m)) if !user.disabled => self.issue(&m, None).await,
+            _ => Err(DomainError::Unauthenticated),
+        }
+    }
+
+    /// Admits a second-factor attempt for `email` through the login
+    /// throttle, or says how long to wait.
+    pub(crate) fn admit_code(
+        &self,
+        email: &EmailAddress,
+        client: Option<IpAddr>,
+    ) -> Result<super::throttle::Attempt<'_>, DomainError> {
+        self.throttle
+            .admit(email.as_str(), client)
+            .map_err(|retry_after| DomainError::RateLimited { retry_after })
     }
 
     /// Checks a password on the blocking pool; without a hash (unknown user)
@@ -272,6 +475,20 @@ impl AuthService {
             .find_membership(&memberships, tenant)
             .await?
             .ok_or_else(|| DomainError::Forbidden("you are not a member of that tenant".into()))?;
+        if self
+            .two_factor
+            .two_factor_required(membership.tenant_id)
+            .await?
+            && !self
+                .two_factor
+                .two_factor(principal.user_id)
+                .await?
+                .is_some_and(|e| e.confirmed)
+        {
+            return Err(DomainError::Forbidden(
+                "that tenant requires two-factor login: enrol first".into(),
+            ));
+        }
         self.issue(&membership, None).await
     }
 

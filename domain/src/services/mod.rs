@@ -17,32 +17,39 @@ mod history;
 mod ingest;
 mod live;
 mod notifications;
+mod platform;
 mod poller;
 mod profiles;
 mod provisioning;
 mod throttle;
+mod two_factor;
 
 use std::sync::Arc;
 
 pub use access::{area_in_scope, covers_tenant, device_in_scope, scope_filter};
 pub use admin::{AdminService, CreatedUser, DeviceInput, NewUser, UserView};
-pub use auth::{AuthService, LoginError, MeView, MembershipView, Session};
+pub use auth::{
+    AuthService, ChallengeKind, LoginError, LoginStep, MeView, MembershipView, Session,
+    TwoFactorChallenge,
+};
 pub use control::{AuditPage, AuditQuery, ControlService, WriteOutcome, WriteStatus};
 pub use devices::{DevicePage, DeviceQuery, DeviceService, DeviceView, PointView};
 pub use history::{HistoryService, SeriesHistory};
 pub use ingest::{IngestService, PollTarget, ReadingWriter, ReadingWriterStats};
 pub use live::{LiveService, LiveUpdate};
 pub use notifications::{FailurePage, NotificationService};
+pub use platform::{CreatedTenant, PlatformService};
 pub use poller::{DevicePoller, Poller, PollerConfig, PollerError, PollerHandle};
 pub use profiles::ProfileService;
 pub use provisioning::ProvisioningService;
 pub use throttle::LoginLimits;
+pub use two_factor::{Enrollee, NewTwoFactor, TwoFactorService, TwoFactorStatus};
 
 use crate::error::DomainError;
 use crate::ports::{
     Action, AlarmNotifier, Authorizer, AuthzError, Directory, DocumentStore, ExternalTokenVerifier,
     FieldGateway, IdentityLinks, LiveBus, NotificationFailureLog, PasswordHasher, ReadingStore,
-    Resource, TokenService, WatchInterest,
+    Resource, SecretSealer, TokenService, WatchInterest,
 };
 use crate::principal::Principal;
 
@@ -82,6 +89,8 @@ pub struct Services {
     /// Where alarm evaluation hands its notices (drops them until
     /// [`Services::with_notifications`] names a notifier).
     pub notifier: Arc<dyn AlarmNotifier>,
+    pub two_factor: TwoFactorService,
+    pub platform: PlatformService,
 }
 
 impl Services {
@@ -118,6 +127,7 @@ impl Services {
             directory.clone(),
             hashing.clone(),
             limits,
+            directory.clone(),
         );
         let links: Arc<dyn IdentityLinks> = directory.clone();
         let admin = AdminService::new(
@@ -130,6 +140,27 @@ impl Services {
             audit.clone(),
             auth.clone(),
             device_changes.clone(),
+            directory.clone(),
+        );
+        let two_factor = TwoFactorService::new(auth.clone(), directory.clone(), policy.clone());
+        let provisioning = ProvisioningService::new(
+            directory.clone(),
+            directory.clone(),
+            directory.clone(),
+            directory.clone(),
+            documents.clone(),
+            field.clone(),
+            policy.clone(),
+            passwords,
+            hashing,
+        )
+        .with_identity_links(links.clone());
+        let platform = PlatformService::new(
+            directory.clone(),
+            directory.clone(),
+            directory.clone(),
+            provisioning.clone(),
+            audit.clone(),
         );
         Self {
             admin,
@@ -138,6 +169,7 @@ impl Services {
                 Arc::new(crate::ports::NoFailureLog),
             ),
             notifier: Arc::new(crate::ports::NoNotifications),
+            two_factor,
             devices: DeviceService::new(access.clone(), live.clone()),
             control: ControlService::new(
                 access.clone(),
@@ -148,7 +180,7 @@ impl Services {
             live: LiveService::new(access.clone(), live.clone()),
             history: HistoryService::new(access.clone(), readings.clone()),
             profiles: ProfileService::new(
-                documents.clone(),
+                documents,
                 directory.clone(),
                 field.clone(),
                 policy.clone(),
@@ -161,18 +193,8 @@ impl Services {
                 ReadingWriter::spawn(readings),
                 device_changes,
             ),
-            provisioning: ProvisioningService::new(
-                directory.clone(),
-                directory.clone(),
-                directory.clone(),
-                directory,
-                documents,
-                field,
-                policy,
-                passwords,
-                hashing,
-            )
-            .with_identity_links(links.clone()),
+            provisioning,
+            platform,
             auth,
             links,
         }
@@ -194,6 +216,13 @@ impl Services {
     /// (OIDC), each mapped to a member of the provider's tenant.
     pub fn with_external_tokens(mut self, verifier: Arc<dyn ExternalTokenVerifier>) -> Self {
         self.auth = self.auth.with_external_tokens(verifier, self.links.clone());
+        self
+    }
+
+    /// Seals two-factor secrets with `sealer`; without it, enrolment and
+    /// code checks are unavailable.
+    pub fn with_secret_sealer(mut self, sealer: Arc<dyn SecretSealer>) -> Self {
+        self.two_factor = self.two_factor.with_sealer(sealer);
         self
     }
 }

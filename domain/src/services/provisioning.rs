@@ -67,6 +67,12 @@ impl ProvisioningService {
             .authorize_system(system, SystemAction::Provision, &Resource::Tenant(tenant))
     }
 
+    /// Allowed to change what belongs to no tenant (platform grants).
+    pub(crate) fn require_platform(&self, system: &SystemPrincipal) -> Result<(), DomainError> {
+        self.policy
+            .authorize_system(system, SystemAction::Provision, &Resource::Builtins)
+    }
+
     /// The tenant with this slug, if any (to keep seeding idempotent).
     pub async fn tenant_by_slug(
         &self,

@@ -134,13 +134,15 @@ impl AuthMutation {
     /// slug), or to the user's first membership when omitted. Repeated
     /// failures for an account or from an address are answered with
     /// `RATE_LIMITED` and `extensions.retryAfter` (seconds) for a while.
+    /// An account with two-factor login gets no token yet: `challenge` and
+    /// `twoFactorRequired` (or `twoFactorEnrolmentRequired`) say what next.
     async fn login(
         &self,
         ctx: &Context<'_>,
         email: String,
         password: String,
         tenant_id: Option<ID>,
-    ) -> async_graphql::Result<AuthPayload> {
+    ) -> async_graphql::Result<super::two_factor::LoginPayload> {
         if email.len() > 320 || password.len() > 1024 {
             return Err(from_login(
                 hearth_domain::services::LoginError::InvalidCredentials,
@@ -151,14 +153,14 @@ impl AuthMutation {
         let client = ctx.data_opt::<ClientAddr>().map(|ClientAddr(ip)| *ip);
         services(ctx)
             .auth
-            .login(
+            .begin_login(
                 &email,
                 &password,
                 tenant_id.as_ref().map(|t| t.as_str()),
                 client,
             )
             .await
-            .map(AuthPayload::from)
+            .map(super::two_factor::LoginPayload::from)
             .map_err(from_login)
     }
 

@@ -70,6 +70,7 @@ pub fn from_domain(err: DomainError) -> async_graphql::Error {
             format!("device unreachable: {why}"),
         ),
         DomainError::Conflict(what) => coded(Code::Conflict, format!("conflict: {what}")),
+        DomainError::RateLimited { retry_after } => rate_limited(retry_after),
         DomainError::Unavailable(err) => unavailable(err),
         DomainError::Internal(err) => internal(err),
     }
@@ -80,6 +81,14 @@ pub fn from_login(err: LoginError) -> async_graphql::Error {
         LoginError::InvalidCredentials => {
             coded(Code::Unauthenticated, "invalid email, password or tenant")
         }
+        LoginError::InvalidCode => coded(
+            Code::Unauthenticated,
+            "invalid or expired two-factor code or challenge",
+        ),
+        LoginError::SecondFactorRequired => coded(
+            Code::Unauthenticated,
+            "this account signs in with a second factor",
+        ),
         LoginError::RateLimited { retry_after } => rate_limited(retry_after),
         LoginError::Unavailable(err) => unavailable(err),
         LoginError::Internal(err) => internal(err),

@@ -10,8 +10,10 @@ pub mod error;
 mod history;
 mod live;
 mod notifications;
+mod platform;
 mod points;
 mod profiles;
+mod two_factor;
 
 use async_graphql::{Context, MergedObject, MergedSubscription, Schema, SchemaBuilder};
 use hearth_domain::services::Services;
@@ -29,6 +31,7 @@ pub struct Query(
     control::AuditQueries,
     profiles::ProfileQueries,
     notifications::NotificationQueries,
+    two_factor::TwoFactorQuery,
 );
 
 /// Changes. A request runs each mutation field at most once: a mutation
@@ -42,6 +45,8 @@ pub struct Mutation(
     admin::AdminMutation,
     control::ControlMutation,
     profiles::ProfileMutation,
+    two_factor::TwoFactorMutation,
+    platform::PlatformMutation,
 );
 
 #[derive(MergedSubscription, Default)]
