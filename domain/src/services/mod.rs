@@ -8,6 +8,7 @@
 
 mod access;
 mod admin;
+mod alarms;
 mod audit;
 mod auth;
 mod control;
@@ -25,6 +26,9 @@ use std::sync::Arc;
 
 pub use access::{covers_tenant, device_in_scope, scope_filter};
 pub use admin::{AdminService, CreatedUser, DeviceInput, NewUser, UserView};
+pub use alarms::{
+    AlarmAdapters, AlarmQuery, AlarmRuleInput, AlarmService, NotificationInput, WebhookInput,
+};
 pub use auth::{AuthService, LoginError, MeView, MembershipView, Session};
 pub use control::{AuditPage, AuditQuery, ControlService, WriteOutcome, WriteStatus};
 pub use devices::{DevicePage, DeviceQuery, DeviceService, DeviceView, PointView};
@@ -73,6 +77,8 @@ pub struct Services {
     /// Kept for `with_external_tokens`.
     links: Arc<dyn IdentityLinks>,
     pub admin: AdminService,
+    /// What [`Self::alarm_service`] builds on.
+    alarm_parts: (access::DeviceAccess, Arc<dyn LiveBus>, audit::AuditTrail),
 }
 
 impl Services {
@@ -122,7 +128,9 @@ impl Services {
             auth.clone(),
             device_changes.clone(),
         );
+        let alarm_parts = (access.clone(), live.clone(), audit.clone());
         Self {
+            alarm_parts,
             admin,
             devices: DeviceService::new(access.clone(), live.clone()),
             control: ControlService::new(
@@ -162,6 +170,14 @@ impl Services {
             auth,
             links,
         }
+    }
+
+    /// The alarm service over the given stores and notifier. The
+    /// composition root builds it once and shares it (its rule-change
+    /// counter is its own).
+    pub fn alarm_service(&self, adapters: AlarmAdapters) -> AlarmService {
+        let (access, live, audit) = self.alarm_parts.clone();
+        AlarmService::new(access, live, audit, adapters)
     }
 
     /// Also accepts bearer tokens of tenants' own identity providers
