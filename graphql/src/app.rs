@@ -9,12 +9,14 @@ use anyhow::Context as _;
 use hearth_auth::{
     load_or_create_secret, Argon2Cost, Argon2Hasher, JwtTokens, OidcVerifier, OsoAuthorizer,
 };
-use hearth_domain::ports::{Directory, DocumentStore, ReadingStore};
+use hearth_domain::ports::{Directory, DocumentStore, NoNotifications, ReadingStore};
 use hearth_domain::services::{
-    Adapters, LoginLimits, Poller, PollerConfig, PollerHandle, Services,
+    Adapters, AlarmAdapters, LoginLimits, Poller, PollerConfig, PollerHandle, Services,
 };
 use hearth_domain::SystemPrincipal;
-use hearth_embedded::{EmbeddedDocuments, EmbeddedReadings, Retention, RetentionPolicy};
+use hearth_embedded::{
+    EmbeddedAlarmRules, EmbeddedDocuments, EmbeddedReadings, Retention, RetentionPolicy,
+};
 use hearth_influxdb::InfluxReadings;
 use hearth_inproc::bus::InProcessBus;
 use hearth_modbus::{GatewayConfig, ModbusGateway, Simulator};
@@ -258,6 +260,16 @@ pub(crate) async fn build_with_store(
             Arc::new(store)
         }
     };
+    // Alarm rules are documents (embedded; the MongoDB rule store is not
+    // wired yet), alarms are relational rows next to the directory's.
+    let alarm_adapters = AlarmAdapters {
+        rules: Arc::new(
+            EmbeddedAlarmRules::open(&config.data_dir)
+                .context("cannot open the alarm rule store")?,
+        ),
+        alarms: Arc::new(sql.clone()),
+        notifier: Arc::new(NoNotifications),
+    };
     let readiness = Readiness::new((relational_adapter, sql), mongo, influx_store);
     let gateway = Arc::new(ModbusGateway::new(config.gateway.clone()));
     let secret = config.token_secret.load(&config.data_dir)?;
@@ -282,7 +294,7 @@ pub(crate) async fn build_with_store(
             JwtTokens::new(&secret, token_lifetime).context("auth.token_secret: invalid")?,
         ),
     };
-    let mut services = Services::new(adapters, config.login.clone());
+    let mut services = Services::new(adapters, config.login.clone()).with_alarms(alarm_adapters);
     if !config.oidc.is_empty() {
         let verifier = OidcVerifier::new(config.oidc.clone()).context("auth.oidc: invalid")?;
         services = services.with_external_tokens(Arc::new(verifier));
