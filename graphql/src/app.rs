@@ -14,10 +14,12 @@ use hearth_domain::ports::{
     NotificationFailureLog, ReadingStore,
 };
 use hearth_domain::services::{
-    Adapters, LoginLimits, Poller, PollerConfig, PollerHandle, Services,
+    Adapters, AlarmAdapters, LoginLimits, Poller, PollerConfig, PollerHandle, Services,
 };
 use hearth_domain::SystemPrincipal;
-use hearth_embedded::{EmbeddedDocuments, EmbeddedReadings, Retention, RetentionPolicy};
+use hearth_embedded::{
+    EmbeddedAlarmRules, EmbeddedDocuments, EmbeddedReadings, Retention, RetentionPolicy,
+};
 use hearth_influxdb::InfluxReadings;
 use hearth_inproc::bus::InProcessBus;
 use hearth_modbus::{GatewayConfig, ModbusGateway, Simulator};
@@ -275,6 +277,21 @@ pub(crate) async fn build_with_store(
             Arc::new(store)
         }
     };
+    // Alarm rules are documents (MongoDB when the documents are, else
+    // embedded), alarms are relational rows next to the directory's.
+    let alarm_rules: Arc<dyn AlarmRuleStore> = match mongodb_alarm_rules(mongo.as_ref()) {
+        Some(store) => store,
+        None => Arc::new(
+            EmbeddedAlarmRules::open(&config.data_dir)
+                .context("cannot open the alarm rule store")?,
+        ),
+    };
+    let notifier = build_notifier(config.notifications.as_ref(), failures.clone())?;
+    let alarm_adapters = AlarmAdapters {
+        rules: alarm_rules,
+        alarms: Arc::new(sql.clone()),
+        notifier: notifier.clone(),
+    };
     let readiness = Readiness::new((relational_adapter, sql), mongo, influx_store);
     let gateway = Arc::new(ModbusGateway::new(config.gateway.clone()));
     let secret = config.token_secret.load(&config.data_dir)?;
@@ -312,8 +329,9 @@ pub(crate) async fn build_with_store(
     let sealer = hearth_auth::AesGcmSealer::new(&key).context("auth.two_factor_key_file")?;
     let mut services =
         Services::new(adapters, config.login.clone()).with_secret_sealer(Arc::new(sealer));
-    let notifier = build_notifier(config.notifications.as_ref(), failures.clone())?;
-    services = services.with_notifications(notifier, failures);
+    services = services
+        .with_notifications(notifier, failures)
+        .with_alarms(alarm_adapters);
     if !config.oidc.is_empty() {
         let verifier = OidcVerifier::new(config.oidc.clone()).context("auth.oidc: invalid")?;
         services = services.with_external_tokens(Arc::new(verifier));

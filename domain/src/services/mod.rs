@@ -8,6 +8,7 @@
 
 mod access;
 mod admin;
+mod alarms;
 mod audit;
 mod auth;
 mod control;
@@ -28,6 +29,9 @@ use std::sync::Arc;
 
 pub use access::{area_in_scope, covers_tenant, device_in_scope, scope_filter};
 pub use admin::{AdminService, CreatedUser, DeviceInput, NewUser, UserView};
+pub use alarms::{
+    AlarmAdapters, AlarmQuery, AlarmRuleInput, AlarmService, NotificationInput, WebhookInput,
+};
 pub use auth::{
     AuthService, ChallengeKind, LoginError, LoginStep, MeView, MembershipView, Session,
     TwoFactorChallenge,
@@ -91,6 +95,10 @@ pub struct Services {
     pub notifier: Arc<dyn AlarmNotifier>,
     pub two_factor: TwoFactorService,
     pub platform: PlatformService,
+    /// Alarm rules and alarms, once [`Self::with_alarms`] gave their stores.
+    alarms: Option<AlarmService>,
+    /// What [`Self::alarm_service`] builds on.
+    alarm_parts: (access::DeviceAccess, Arc<dyn LiveBus>, audit::AuditTrail),
 }
 
 impl Services {
@@ -162,7 +170,10 @@ impl Services {
             provisioning.clone(),
             audit.clone(),
         );
+        let alarm_parts = (access.clone(), live.clone(), audit.clone());
         Self {
+            alarms: None,
+            alarm_parts,
             admin,
             notifications: NotificationService::new(
                 policy.clone(),
@@ -210,6 +221,26 @@ impl Services {
         self.notifier = notifier;
         self.notifications = NotificationService::new(self.notifications.policy(), failures);
         self
+    }
+
+    /// The alarm service over the given stores and notifier. The
+    /// composition root builds it once and shares it (its rule-change
+    /// counter is its own).
+    pub fn alarm_service(&self, adapters: AlarmAdapters) -> AlarmService {
+        let (access, live, audit) = self.alarm_parts.clone();
+        AlarmService::new(access, live, audit, adapters)
+    }
+
+    /// The same services with alarm handling over these stores (see
+    /// [`Self::alarms`]).
+    pub fn with_alarms(mut self, adapters: AlarmAdapters) -> Self {
+        self.alarms = Some(self.alarm_service(adapters));
+        self
+    }
+
+    /// The alarm service installed by [`Self::with_alarms`], if any.
+    pub fn alarms(&self) -> Option<&AlarmService> {
+        self.alarms.as_ref()
     }
 
     /// Also accepts bearer tokens of tenants' own identity providers

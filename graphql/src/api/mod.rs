@@ -3,6 +3,7 @@
 //! transport concerns and tests reuse the same schema.
 
 mod admin;
+mod alarms;
 mod auth;
 mod control;
 mod devices;
@@ -32,6 +33,7 @@ pub struct Query(
     profiles::ProfileQueries,
     notifications::NotificationQueries,
     two_factor::TwoFactorQuery,
+    alarms::AlarmQueries,
 );
 
 /// Changes. A request runs each mutation field at most once: a mutation
@@ -47,10 +49,11 @@ pub struct Mutation(
     profiles::ProfileMutation,
     two_factor::TwoFactorMutation,
     platform::PlatformMutation,
+    alarms::AlarmMutation,
 );
 
 #[derive(MergedSubscription, Default)]
-pub struct Subscription(live::LiveSubscription);
+pub struct Subscription(live::LiveSubscription, alarms::AlarmSubscription);
 
 pub type HearthSchema = Schema<Query, Mutation, Subscription>;
 
