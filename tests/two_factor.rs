@@ -6,6 +6,9 @@
 //! unenrolled member must enrol before getting a token; an admin reset
 //! sends them back to enrolment.
 
+// Test code may unwrap (clippy.toml); the helpers below are test code too.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::time::Duration;
 
 use chrono::Utc;
