@@ -38,6 +38,10 @@ pub enum StoreError {
     /// A unique constraint was violated (duplicate email, duplicate name...).
     #[error("conflict: {0}")]
     Conflict(String),
+    /// The record a change names does not exist (for this tenant), where a
+    /// port's contract says so (e.g. acknowledging a missing alarm).
+    #[error("{0} not found")]
+    NotFound(String),
     /// The store cannot be reached now (connection refused or reset, a
     /// timeout, no pooled connection): the use case did not happen and may
     /// be retried. Details are for logs, never for clients.
@@ -84,6 +88,7 @@ impl From<StoreError> for DomainError {
     fn from(err: StoreError) -> Self {
         match err {
             StoreError::Conflict(what) => DomainError::Conflict(what),
+            StoreError::NotFound(what) => DomainError::NotFound(what),
             StoreError::Unavailable(err) => DomainError::Unavailable(err),
             StoreError::Backend(err) => DomainError::Internal(err),
         }

@@ -13,8 +13,8 @@ use crate::ids::{
     AlarmId, AlarmRuleId, AreaId, DeviceId, ProfileId, SessionFamily, TenantId, UserId,
 };
 use crate::model::{
-    Acknowledgement, Alarm, AlarmNotice, AlarmRule, AlarmState, Area, AuditEntry, Device,
-    DeviceProfile, EmailAddress, Endpoint, HistoryBucket, HistoryQuery, Membership,
+    Acknowledgement, Alarm, AlarmNotice, AlarmRule, AlarmState, AlarmTransition, Area, AuditEntry,
+    Device, DeviceProfile, EmailAddress, Endpoint, HistoryBucket, HistoryQuery, Membership,
     NotificationSettings, PasswordHash, PointDefinition, Reading, RefreshSession, RefreshTokenHash,
     Severity, Tenant, User, WriteLevel,
 };
@@ -349,6 +349,18 @@ pub enum LiveEvent {
     /// Several readings of one device at once (one poll).
     Readings(ReadingBatch),
     Status(DeviceStatus),
+    /// An alarm was raised, acknowledged or cleared. Routed like the other
+    /// events by the alarm's tenant and device; live value and status
+    /// subscribers ignore it, and it is never recorded as latest state.
+    Alarm(AlarmEvent),
+}
+
+/// One transition of one alarm, shared rather than copied.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlarmEvent {
+    pub transition: AlarmTransition,
+    /// The alarm after the transition.
+    pub alarm: Arc<Alarm>,
 }
 
 impl LiveEvent {
@@ -357,6 +369,7 @@ impl LiveEvent {
             LiveEvent::Reading(r) => r.tenant_id,
             LiveEvent::Readings(b) => b.tenant_id,
             LiveEvent::Status(s) => s.tenant_id,
+            LiveEvent::Alarm(a) => a.alarm.tenant_id,
         }
     }
     pub fn device_id(&self) -> DeviceId {
@@ -364,6 +377,7 @@ impl LiveEvent {
             LiveEvent::Reading(r) => r.device_id,
             LiveEvent::Readings(b) => b.device_id,
             LiveEvent::Status(s) => s.device_id,
+            LiveEvent::Alarm(a) => a.alarm.device_id,
         }
     }
 }

@@ -308,7 +308,7 @@ async fn main() -> anyhow::Result<()> {
                         log.lagged_events += n;
                         Vec::new()
                     }
-                    LiveUpdate::Status(_) => Vec::new(),
+                    LiveUpdate::Status(_) | LiveUpdate::Alarm(_) => Vec::new(),
                 };
                 for r in batch {
                     if r.point == marker && r.value >= f64::from(MARK_BASE) {

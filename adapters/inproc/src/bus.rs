@@ -122,6 +122,10 @@ impl InProcessBus {
     }
 
     fn record(&self, event: &LiveEvent) {
+        if matches!(event, LiveEvent::Alarm(_)) {
+            // An alarm is no latest value or status.
+            return;
+        }
         let (tenant, device) = (event.tenant_id(), event.device_id());
         let mut shard = self.shard(tenant, device).write();
         let state = shard.entry((tenant, device)).or_default();
@@ -133,6 +137,7 @@ impl InProcessBus {
                 }
             }
             LiveEvent::Status(status) => state.status = Some(status.clone()),
+            LiveEvent::Alarm(_) => {}
         }
     }
 

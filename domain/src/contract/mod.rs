@@ -7,6 +7,8 @@
 // Contract suites are test code: a panic with its message is how a broken promise fails.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod alarm_rules;
+pub mod alarms;
 pub mod directory;
 pub mod documents;
 pub mod live;

@@ -12,7 +12,7 @@ use super::access::{covers_tenant, DeviceAccess};
 use crate::error::{DomainError, InvalidValue};
 use crate::ids::{DeviceId, TenantId, UserId};
 use crate::model::Reading;
-use crate::ports::{Action, Delivery, DeviceStatus, LiveBus, LiveEvent};
+use crate::ports::{Action, AlarmEvent, Delivery, DeviceStatus, LiveBus, LiveEvent};
 use crate::principal::Principal;
 
 /// What a live subscriber receives.
@@ -22,6 +22,8 @@ pub enum LiveUpdate {
     /// The readings of one poll of one device, shared by all subscribers.
     Readings(Arc<[Reading]>),
     Status(DeviceStatus),
+    /// An alarm transition of a device the subscription carries.
+    Alarm(AlarmEvent),
     /// The subscriber fell behind; this many updates were dropped for it.
     Lagged(u64),
 }
@@ -302,6 +304,7 @@ impl Follow {
                     LiveEvent::Reading(r) => LiveUpdate::Reading(r),
                     LiveEvent::Readings(batch) => LiveUpdate::Readings(batch.readings().clone()),
                     LiveEvent::Status(s) => LiveUpdate::Status(s),
+                    LiveEvent::Alarm(a) => LiveUpdate::Alarm(a),
                 })
             }
             Delivery::Event(_) => None,

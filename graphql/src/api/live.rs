@@ -95,7 +95,7 @@ impl LiveSubscription {
             let items: Vec<async_graphql::Result<LiveValue>> = match update {
                 LiveUpdate::Reading(r) => vec![Ok(live_value(&r))],
                 LiveUpdate::Readings(batch) => batch.iter().map(|r| Ok(live_value(r))).collect(),
-                LiveUpdate::Status(_) => Vec::new(),
+                LiveUpdate::Status(_) | LiveUpdate::Alarm(_) => Vec::new(),
                 LiveUpdate::Lagged(n) => vec![Err(lagged(n))],
             };
             futures::stream::iter(items)
@@ -115,7 +115,7 @@ impl LiveSubscription {
                     online: s.online,
                     timestamp: s.at,
                 })),
-                LiveUpdate::Reading(_) | LiveUpdate::Readings(_) => None,
+                LiveUpdate::Reading(_) | LiveUpdate::Readings(_) | LiveUpdate::Alarm(_) => None,
                 LiveUpdate::Lagged(n) => Some(Err(lagged(n))),
             })
         }))
