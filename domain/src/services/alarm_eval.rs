@@ -100,6 +100,19 @@ impl DeviceIndex {
         self.devices.is_empty()
     }
 
+    pub fn ids(&self) -> impl Iterator<Item = DeviceId> + '_ {
+        self.devices.keys().copied()
+    }
+
+    pub fn entries(&self) -> impl Iterator<Item = (DeviceId, &DeviceInfo)> + '_ {
+        self.devices.iter().map(|(id, info)| (*id, info))
+    }
+
+    /// Every tenant with at least one device.
+    pub fn tenants(&self) -> impl Iterator<Item = TenantId> + '_ {
+        self.devices.values().map(|info| info.tenant_id)
+    }
+
     fn targets(&self, rule: &AlarmRule, device: DeviceId) -> bool {
         self.get(device)
             .is_some_and(|info| target_covers(rule, device, info))
@@ -559,6 +572,8 @@ enum CondState {
 
 #[derive(Default)]
 struct ThresholdState {
+    /// The newest reading evaluated.
+    seen: Option<DateTime<Utc>>,
     active: bool,
     last: Option<f64>,
     /// When the value went beyond the limit (on-delay running).
@@ -575,12 +590,16 @@ struct OfflineState {
 
 #[derive(Default)]
 struct StaleState {
+    /// The newest reading evaluated.
+    seen: Option<DateTime<Utc>>,
     active: bool,
     last_update: Option<DateTime<Utc>>,
 }
 
 #[derive(Default)]
 struct ConsumptionState {
+    /// The newest reading evaluated.
+    seen: Option<DateTime<Utc>>,
     active: bool,
     window: Option<NaiveDate>,
     last: Option<f64>,
@@ -589,6 +608,8 @@ struct ConsumptionState {
 
 #[derive(Default)]
 struct RateState {
+    /// The newest reading evaluated.
+    seen: Option<DateTime<Utc>>,
     active: bool,
     /// Decreasing values (front is the window's maximum).
     maxima: VecDeque<(DateTime<Utc>, f64)>,
@@ -607,6 +628,16 @@ impl CondState {
                 CondState::Consumption(ConsumptionState::default())
             }
             AlarmCondition::RateOfChange { .. } => CondState::Rate(RateState::default()),
+        }
+    }
+
+    fn seen(&mut self) -> &mut Option<DateTime<Utc>> {
+        match self {
+            CondState::Threshold(s) => &mut s.seen,
+            CondState::Offline(s) => &mut s.last_seen,
+            CondState::Stale(s) => &mut s.seen,
+            CondState::Consumption(s) => &mut s.seen,
+            CondState::Rate(s) => &mut s.seen,
         }
     }
 
@@ -652,6 +683,14 @@ impl CondState {
         if !value.is_finite() {
             return None;
         }
+        // A reading no newer than the last one evaluated is a replay (the
+        // latest values fed again after falling behind, then the old events
+        // still buffered): evaluating it would undo what is current.
+        let seen = self.seen();
+        if seen.is_some_and(|seen| at <= seen) {
+            return None;
+        }
+        *seen = Some(at);
         match (self, &rule.condition) {
             (
                 CondState::Threshold(s),

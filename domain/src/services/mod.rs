@@ -9,6 +9,7 @@
 mod access;
 mod admin;
 mod alarm_eval;
+mod alarm_runner;
 mod audit;
 mod auth;
 mod control;
@@ -27,6 +28,10 @@ use std::sync::Arc;
 pub use access::{covers_tenant, device_in_scope, scope_filter};
 pub use admin::{AdminService, CreatedUser, DeviceInput, NewUser, UserView};
 pub use alarm_eval::{AlarmEngine, DeviceIndex, DeviceInfo, Transition};
+pub use alarm_runner::{
+    AlarmEvaluator, AlarmEvaluatorConfig, AlarmEvaluatorHandle, AlarmEvaluatorStats, AlarmOutlet,
+    DeviceSource,
+};
 pub use auth::{AuthService, LoginError, MeView, MembershipView, Session};
 pub use control::{AuditPage, AuditQuery, ControlService, WriteOutcome, WriteStatus};
 pub use devices::{DevicePage, DeviceQuery, DeviceService, DeviceView, PointView};
