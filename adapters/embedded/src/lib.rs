@@ -1,11 +1,13 @@
 //! Embedded default stores in the data directory, no server needed: device
-//! profiles in `documents.redb`, readings in `readings.redb` (both redb).
+//! profiles in `documents.redb`, alarm rules in `alarm_rules.redb`, readings in `readings.redb` (both redb).
 
 mod error;
 
+pub mod alarm_rules;
 pub mod documents;
 pub mod readings;
 
+pub use alarm_rules::EmbeddedAlarmRules;
 pub use documents::EmbeddedDocuments;
 pub use error::EmbeddedError;
 pub use readings::{EmbeddedReadings, Retention, RetentionPolicy, Tuning};

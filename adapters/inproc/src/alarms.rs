@@ -221,7 +221,7 @@ impl AlarmStore for MemoryAlarms {
             .filter(|a| a.tenant_id == tenant && alarm_matches(a, filter))
             .cloned()
             .collect();
-        matching.sort_by(|a, b| (b.raised_at, b.id).cmp(&(a.raised_at, a.id)));
+        matching.sort_by_key(|a| std::cmp::Reverse((a.raised_at, a.id)));
         let total = matching.len() as u64;
         let items = matching
             .into_iter()

@@ -42,7 +42,7 @@ const LIKE_ESCAPE: char = '!';
 /// or MySQL/MariaDB.
 #[derive(Debug, Clone)]
 pub struct SqlDirectory {
-    db: DatabaseConnection,
+    pub(crate) db: DatabaseConnection,
 }
 
 impl SqlDirectory {

@@ -17,6 +17,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261129_000004_access::Migration),
             Box::new(m20261129_000005_identity_links::Migration),
             Box::new(m20261129_000006_sessions::Migration),
+            Box::new(m20261203_000007_alarms::Migration),
         ]
     }
 }
@@ -782,6 +783,120 @@ mod m20261129_000006_sessions {
         async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
             manager
                 .drop_table(Table::drop().table(Sessions::Table).to_owned())
+                .await
+        }
+    }
+}
+
+mod m20261203_000007_alarms {
+    //! Alarm occurrences. `active_key` is (tenant, rule, device, point) while
+    //! the alarm is raised or acknowledged and NULL once cleared: a unique
+    //! index on it is "at most one active alarm per (rule, device, point)",
+    //! enforced by the database on both backends (NULLs never collide).
+    use sea_orm_migration::prelude::*;
+    use sea_orm_migration::sea_orm::DbBackend;
+
+    use super::ID;
+
+    pub(crate) struct Migration;
+
+    impl MigrationName for Migration {
+        fn name(&self) -> &str {
+            "m20261203_000007_alarms"
+        }
+    }
+
+    #[derive(DeriveIden)]
+    enum Alarms {
+        Table,
+        Id,
+        TenantId,
+        RuleId,
+        RuleName,
+        Severity,
+        DeviceId,
+        Point,
+        State,
+        Message,
+        Value,
+        RaisedAt,
+        AckBy,
+        AckAt,
+        AckComment,
+        ClearedAt,
+        ActiveKey,
+    }
+
+    #[async_trait::async_trait]
+    impl MigrationTrait for Migration {
+        async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+            let mut table = Table::create();
+            table
+                .table(Alarms::Table)
+                .col(
+                    ColumnDef::new(Alarms::Id)
+                        .string_len(ID)
+                        .not_null()
+                        .primary_key(),
+                )
+                // No foreign keys: an alarm is history and outlives its
+                // rule (a document) and its device.
+                .col(ColumnDef::new(Alarms::TenantId).string_len(ID).not_null())
+                .col(ColumnDef::new(Alarms::RuleId).string_len(ID).not_null())
+                .col(ColumnDef::new(Alarms::RuleName).string_len(200).not_null())
+                .col(ColumnDef::new(Alarms::Severity).string_len(16).not_null())
+                .col(ColumnDef::new(Alarms::DeviceId).string_len(ID).not_null())
+                .col(ColumnDef::new(Alarms::Point).string_len(64).null())
+                .col(ColumnDef::new(Alarms::State).string_len(16).not_null())
+                .col(ColumnDef::new(Alarms::Message).text().not_null())
+                .col(ColumnDef::new(Alarms::Value).double().null())
+                .col(ColumnDef::new(Alarms::RaisedAt).big_integer().not_null())
+                .col(ColumnDef::new(Alarms::AckBy).string_len(ID).null())
+                .col(ColumnDef::new(Alarms::AckAt).big_integer().null())
+                .col(ColumnDef::new(Alarms::AckComment).text().null())
+                .col(ColumnDef::new(Alarms::ClearedAt).big_integer().null())
+                .col(ColumnDef::new(Alarms::ActiveKey).string_len(180).null());
+            if manager.get_database_backend() == DbBackend::MySql {
+                table
+                    .engine("InnoDB")
+                    .character_set("utf8mb4")
+                    .collate("utf8mb4_bin");
+            }
+            manager.create_table(table.to_owned()).await?;
+            manager
+                .create_index(
+                    Index::create()
+                        .name("ux_alarms_active_key")
+                        .table(Alarms::Table)
+                        .col(Alarms::ActiveKey)
+                        .unique()
+                        .to_owned(),
+                )
+                .await?;
+            manager
+                .create_index(
+                    Index::create()
+                        .name("ix_alarms_tenant_raised")
+                        .table(Alarms::Table)
+                        .col(Alarms::TenantId)
+                        .col(Alarms::RaisedAt)
+                        .to_owned(),
+                )
+                .await?;
+            manager
+                .create_index(
+                    Index::create()
+                        .name("ix_alarms_state")
+                        .table(Alarms::Table)
+                        .col(Alarms::State)
+                        .to_owned(),
+                )
+                .await
+        }
+
+        async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+            manager
+                .drop_table(Table::drop().table(Alarms::Table).to_owned())
                 .await
         }
     }

@@ -91,3 +91,45 @@ fn database_is_replaced_in_urls() {
         "mysql://u:p@h:3306/x"
     );
 }
+
+#[tokio::test]
+async fn mysql_passes_the_alarms_contract() {
+    let Ok(url) = std::env::var(VAR) else {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI=true but {VAR} is not set: .ci/run must start MariaDB (.ci/mariadb.sh)"
+        );
+        let _ = writeln!(
+            std::io::stderr(),
+            "mysql_passes_the_alarms_contract did NOT run: {VAR} is not set (see .ci/mariadb.sh)"
+        );
+        return;
+    };
+    let name = format!("hearth_test_{}", uuid::Uuid::new_v4().simple());
+    let admin = Database::connect(url.as_str())
+        .await
+        .expect("connect to HEARTH_TEST_MYSQL_URL");
+    admin
+        .execute_unprepared(&format!(
+            "CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci"
+        ))
+        .await
+        .expect("create a fresh test database (the user needs CREATE on hearth_test%)");
+    let store = SqlDirectory::connect(&with_database(&url, &name))
+        .await
+        .expect("MySQL connects and migrates");
+    let outcome =
+        tokio::spawn(async move { hearth_domain::contract::alarms::alarms_contract(&store).await })
+            .await;
+    admin
+        .execute_unprepared(&format!("DROP DATABASE `{name}`"))
+        .await
+        .expect("drop the test database");
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic.into_panic());
+    }
+    let _ = writeln!(
+        std::io::stderr(),
+        "mysql_passes_the_alarms_contract ran against database {name}"
+    );
+}

@@ -82,3 +82,44 @@ async fn sqlite_keeps_data_across_reopen() {
         Err(hearth_domain::StoreError::Conflict(_))
     ));
 }
+
+#[tokio::test]
+async fn sqlite_passes_the_alarms_contract() {
+    let dir = tempfile::tempdir().expect("a temp dir for the database");
+    let store = SqlDirectory::sqlite_in(dir.path())
+        .await
+        .expect("SQLite opens and migrates");
+    hearth_domain::contract::alarms::alarms_contract(&store).await;
+}
+
+#[tokio::test]
+async fn sqlite_alarms_survive_a_reopen_and_stay_unique_while_active() {
+    use hearth_domain::ports::AlarmStore;
+    // Given an active alarm stored, and the database closed
+    let dir = tempfile::tempdir().expect("a temp dir for the database");
+    let tenant = TenantId::new();
+    let alarm = hearth_domain::contract::alarms::raised(
+        tenant,
+        hearth_domain::AlarmRuleId::new(),
+        hearth_domain::DeviceId::new(),
+        Some("flow"),
+        0,
+    );
+    {
+        let store = SqlDirectory::sqlite_in(dir.path()).await.expect("open");
+        store.insert_alarm(&alarm).await.expect("insert");
+    }
+    // When it is opened again
+    let store = SqlDirectory::sqlite_in(dir.path()).await.expect("reopen");
+    // Then the alarm is active and a second raise is still refused
+    assert_eq!(
+        store.active_alarms().await.expect("read"),
+        vec![alarm.clone()]
+    );
+    let mut twin = alarm.clone();
+    twin.id = hearth_domain::AlarmId::new();
+    assert!(matches!(
+        store.insert_alarm(&twin).await,
+        Err(hearth_domain::StoreError::Conflict(_))
+    ));
+}

@@ -106,6 +106,16 @@ impl DeviceAccess {
         Ok(self.areas.areas(tenant).await?)
     }
 
+    /// A device of the tenant, whatever the caller's scope: for use cases
+    /// that checked the policy themselves, and internal jobs.
+    pub(crate) async fn device(
+        &self,
+        tenant: TenantId,
+        id: DeviceId,
+    ) -> Result<Option<Device>, DomainError> {
+        Ok(self.devices.device(tenant, id).await?)
+    }
+
     /// A profile as the tenant sees it (built-ins and its own only).
     pub(crate) async fn profile(
         &self,

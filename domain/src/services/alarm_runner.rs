@@ -447,3 +447,38 @@ async fn apply(
         }
     }
 }
+
+#[async_trait]
+impl AlarmOutlet for super::AlarmService {
+    async fn all_rules(&self) -> Result<Vec<AlarmRule>, DomainError> {
+        super::AlarmService::all_rules(self).await
+    }
+    async fn active_alarms(&self) -> Result<Vec<Alarm>, DomainError> {
+        super::AlarmService::active_alarms(self).await
+    }
+    fn rule_changes(&self) -> watch::Receiver<u64> {
+        super::AlarmService::rule_changes(self)
+    }
+    async fn raise(
+        &self,
+        rule: &AlarmRule,
+        device: DeviceId,
+        point: Option<PointKey>,
+        value: Option<f64>,
+        at: DateTime<Utc>,
+        message: String,
+    ) -> Result<Alarm, DomainError> {
+        super::AlarmService::raise(self, rule, device, point, value, at, message).await
+    }
+    async fn clear(
+        &self,
+        tenant: TenantId,
+        id: AlarmId,
+        at: DateTime<Utc>,
+        value: Option<f64>,
+    ) -> Result<(), DomainError> {
+        super::AlarmService::clear(self, tenant, id, at, value)
+            .await
+            .map(|_| ())
+    }
+}

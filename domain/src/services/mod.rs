@@ -10,6 +10,7 @@ mod access;
 mod admin;
 mod alarm_eval;
 mod alarm_runner;
+mod alarms;
 mod audit;
 mod auth;
 mod control;
@@ -31,6 +32,9 @@ pub use alarm_eval::{AlarmEngine, DeviceIndex, DeviceInfo, Transition};
 pub use alarm_runner::{
     AlarmEvaluator, AlarmEvaluatorConfig, AlarmEvaluatorHandle, AlarmEvaluatorStats, AlarmOutlet,
     DeviceSource,
+};
+pub use alarms::{
+    AlarmAdapters, AlarmQuery, AlarmRuleInput, AlarmService, NotificationInput, WebhookInput,
 };
 pub use auth::{AuthService, LoginError, MeView, MembershipView, Session};
 pub use control::{AuditPage, AuditQuery, ControlService, WriteOutcome, WriteStatus};
@@ -80,6 +84,8 @@ pub struct Services {
     /// Kept for `with_external_tokens`.
     links: Arc<dyn IdentityLinks>,
     pub admin: AdminService,
+    /// What [`Self::alarm_service`] builds on.
+    alarm_parts: (access::DeviceAccess, Arc<dyn LiveBus>, audit::AuditTrail),
 }
 
 impl Services {
@@ -129,7 +135,9 @@ impl Services {
             auth.clone(),
             device_changes.clone(),
         );
+        let alarm_parts = (access.clone(), live.clone(), audit.clone());
         Self {
+            alarm_parts,
             admin,
             devices: DeviceService::new(access.clone(), live.clone()),
             control: ControlService::new(
@@ -169,6 +177,26 @@ impl Services {
             auth,
             links,
         }
+    }
+
+    /// The alarm service over the given stores and notifier. The
+    /// composition root builds it once and shares it (its rule-change
+    /// counter is its own).
+    pub fn alarm_service(&self, adapters: AlarmAdapters) -> AlarmService {
+        let (access, live, audit) = self.alarm_parts.clone();
+        AlarmService::new(access, live, audit, adapters)
+    }
+
+    /// Starts alarm evaluation over `alarms` (the service the API uses, so
+    /// rule changes reach the evaluator), following the live bus and
+    /// reading devices through the same access as every use case.
+    pub fn spawn_alarm_evaluator(
+        &self,
+        alarms: &AlarmService,
+        config: AlarmEvaluatorConfig,
+    ) -> AlarmEvaluatorHandle {
+        let (access, live, _) = self.alarm_parts.clone();
+        AlarmEvaluator::spawn(Arc::new(alarms.clone()), Arc::new(access), live, config)
     }
 
     /// Also accepts bearer tokens of tenants' own identity providers
