@@ -233,7 +233,7 @@ async fn readings_on_the_bus_raise_and_clear_through_the_outlet() {
     assert!(raised, "the raised alarm was cleared");
     assert!(matches!(log[1], Logged::Clear(_)));
     assert_eq!(log.len(), 2);
-    handle.stop();
+    handle.stop().await;
 }
 
 #[tokio::test]
@@ -248,7 +248,7 @@ async fn a_restart_neither_raises_open_alarms_again_nor_forgets_them() {
     publish(&bus, &d, 95.0);
     until("the raise", || recorder.log().len() == 1).await;
     let open = recorder.active.lock()[0].clone();
-    first.stop();
+    first.stop().await;
 
     // Given a new evaluator over the same store (the bus keeps the latest
     // value, 95: still hot).
@@ -268,7 +268,7 @@ async fn a_restart_neither_raises_open_alarms_again_nor_forgets_them() {
     publish(&bus, &d, 80.0);
     until("the clear", || recorder.log().len() == 2).await;
     assert_eq!(recorder.log()[1], Logged::Clear(open.id));
-    second.stop();
+    second.stop().await;
 }
 
 #[tokio::test(flavor = "current_thread")]
@@ -297,7 +297,7 @@ async fn falling_behind_the_bus_resynchronises_from_the_latest_values() {
             .load(std::sync::atomic::Ordering::Relaxed)
             >= 1
     );
-    handle.stop();
+    handle.stop().await;
 }
 
 #[tokio::test]
@@ -322,5 +322,5 @@ async fn a_deleted_rule_clears_its_alarms_and_a_new_one_is_evaluated() {
         recorder.log()[2],
         Logged::Raise(stricter.id, d.id, Some(70.0))
     );
-    handle.stop();
+    handle.stop().await;
 }

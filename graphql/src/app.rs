@@ -9,12 +9,16 @@ use anyhow::Context as _;
 use hearth_auth::{
     load_or_create_secret, Argon2Cost, Argon2Hasher, JwtTokens, OidcVerifier, OsoAuthorizer,
 };
+use hearth_domain::ports::NoNotifications;
 use hearth_domain::ports::{Directory, DocumentStore, ReadingStore};
 use hearth_domain::services::{
-    Adapters, LoginLimits, Poller, PollerConfig, PollerHandle, Services,
+    Adapters, AlarmAdapters, AlarmEvaluatorConfig, AlarmEvaluatorHandle, AlarmService, LoginLimits,
+    Poller, PollerConfig, PollerHandle, Services,
 };
 use hearth_domain::SystemPrincipal;
-use hearth_embedded::{EmbeddedDocuments, EmbeddedReadings, Retention, RetentionPolicy};
+use hearth_embedded::{
+    EmbeddedAlarmRules, EmbeddedDocuments, EmbeddedReadings, Retention, RetentionPolicy,
+};
 use hearth_influxdb::InfluxReadings;
 use hearth_inproc::bus::InProcessBus;
 use hearth_modbus::{GatewayConfig, ModbusGateway, Simulator};
@@ -66,6 +70,8 @@ pub struct Config {
     pub argon2: Argon2Cost,
     pub gateway: GatewayConfig,
     pub poller: PollerConfig,
+    /// Alarm evaluation's tick and device reload period.
+    pub alarm_evaluation: AlarmEvaluatorConfig,
     /// Live events buffered per subscriber.
     pub bus_capacity: usize,
     /// Retention of the embedded reading store (InfluxDB keeps its own).
@@ -155,6 +161,9 @@ pub struct Running {
     pub services: Services,
     pub simulator: Option<Simulator>,
     poller: Option<PollerHandle>,
+    /// The alarm service the evaluator applies transitions through.
+    pub alarms: AlarmService,
+    evaluator: Option<AlarmEvaluatorHandle>,
     shutdown: Option<oneshot::Sender<()>>,
     server: tokio::task::JoinHandle<()>,
     retention: Option<JoinHandle<()>>,
@@ -164,6 +173,9 @@ impl Running {
     pub async fn stop(mut self) {
         if let Some(poller) = self.poller.take() {
             poller.stop().await;
+        }
+        if let Some(evaluator) = self.evaluator.take() {
+            evaluator.stop().await;
         }
         if let Some(task) = self.retention.take() {
             task.abort();
@@ -191,7 +203,7 @@ impl Running {
 
 /// Builds every adapter and the application from config.
 pub async fn build(config: &Config) -> anyhow::Result<(Services, Arc<ModbusGateway>, Readiness)> {
-    let (services, gateway, readiness, _) = build_with_store(config).await?;
+    let (services, gateway, readiness, _, _) = build_with_store(config).await?;
     Ok((services, gateway, readiness))
 }
 
@@ -204,6 +216,7 @@ pub(crate) async fn build_with_store(
     Arc<ModbusGateway>,
     Readiness,
     Option<EmbeddedReadings>,
+    AlarmService,
 )> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
@@ -258,7 +271,7 @@ pub(crate) async fn build_with_store(
             Arc::new(store)
         }
     };
-    let readiness = Readiness::new((relational_adapter, sql), mongo, influx_store);
+    let readiness = Readiness::new((relational_adapter, sql.clone()), mongo, influx_store);
     let gateway = Arc::new(ModbusGateway::new(config.gateway.clone()));
     let secret = config.token_secret.load(&config.data_dir)?;
     let token_lifetime = chrono::Duration::from_std(config.token_lifetime)
@@ -287,7 +300,17 @@ pub(crate) async fn build_with_store(
         let verifier = OidcVerifier::new(config.oidc.clone()).context("auth.oidc: invalid")?;
         services = services.with_external_tokens(Arc::new(verifier));
     }
-    Ok((services, gateway, readiness, embedded_readings))
+    // Rules are documents; until the MongoDB adapter stores them they live
+    // in the embedded store under the data directory in every configuration.
+    let alarms = services.alarm_service(AlarmAdapters {
+        rules: Arc::new(
+            EmbeddedAlarmRules::open(&config.data_dir)
+                .context("cannot open the alarm rule store")?,
+        ),
+        alarms: Arc::new(sql),
+        notifier: Arc::new(NoNotifications),
+    });
+    Ok((services, gateway, readiness, embedded_readings, alarms))
 }
 
 /// The relational store `config` names (MySQL, or SQLite under `data_dir`),
@@ -510,7 +533,8 @@ pub async fn create_tenant(
 
 /// Builds everything, seeds the demo when asked, and serves on `config.listen`.
 pub async fn start(config: Config) -> anyhow::Result<Running> {
-    let (services, gateway, readiness, embedded_readings) = build_with_store(&config).await?;
+    let (services, gateway, readiness, embedded_readings, alarms) =
+        build_with_store(&config).await?;
     // Built-in profiles are code; storing them at every start keeps the
     // document store in step with the running version.
     services
@@ -559,6 +583,9 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         gateway,
         config.poller.clone(),
     ));
+    // After the poller: evaluation follows what it publishes, on its own
+    // tasks, and never holds it up.
+    let evaluator = Some(services.spawn_alarm_evaluator(&alarms, config.alarm_evaluation.clone()));
     let schema = api::build_schema(services.clone()).finish();
     let listener = TcpListener::bind(config.listen)
         .await
@@ -595,6 +622,8 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         services,
         simulator,
         poller,
+        alarms,
+        evaluator,
         shutdown: Some(tx),
         server,
         retention: retention_task,

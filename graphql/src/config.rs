@@ -1129,6 +1129,7 @@ impl Settings {
                 backoff_cap: m.backoff_cap,
                 reload_every: (!m.reload_every.is_zero()).then_some(m.reload_every),
             },
+            alarm_evaluation: hearth_domain::services::AlarmEvaluatorConfig::default(),
             bus_capacity: self.bus.capacity,
             // Validated at load; an unchecked `Settings` keeps everything.
             retention: self.retention.resolve().unwrap_or_default(),
@@ -1415,7 +1416,8 @@ mod tests {
         assert!(printed.contains("[retention.tenants.acme]"), "{printed}");
         let config = load_toml(&printed, &[]).expect("reads back").resolve();
         // And the composition root's stores with acme and another tenant
-        let (services, _, _, store) = crate::app::build_with_store(&config).await.expect("built");
+        let (services, _, _, store, _) =
+            crate::app::build_with_store(&config).await.expect("built");
         let store = store.expect("the embedded reading store");
         let system = SystemPrincipal::provisioner();
         let mut series = Vec::new();

@@ -130,11 +130,14 @@ impl AlarmEvaluatorHandle {
         self.stats.ready.load(Ordering::Acquire) > 0
     }
 
-    /// Stops both tasks. Transitions not yet applied are dropped; open alarms
-    /// are in the store and are picked up by the next start.
-    pub fn stop(self) {
+    /// Stops both tasks and waits until they are gone (so the stores they
+    /// hold are released). Transitions not yet applied are dropped; open
+    /// alarms are in the store and are picked up by the next start.
+    pub async fn stop(self) {
         self.evaluator.abort();
         self.applier.abort();
+        let _ = self.evaluator.await;
+        let _ = self.applier.await;
     }
 }
 
