@@ -200,6 +200,7 @@ pub struct AlarmEngine {
     /// Device-level rules (offline), by scope.
     device_rules: HashMap<Scope, Vec<usize>>,
     checks: u64,
+    tick_checks: u64,
 }
 
 impl AlarmEngine {
@@ -212,15 +213,21 @@ impl AlarmEngine {
             point_rules: HashMap::new(),
             device_rules: HashMap::new(),
             checks: 0,
+            tick_checks: 0,
         };
         engine.install(rules, HashMap::new());
         engine
     }
 
-    /// How many (rule, reading) evaluations and (rule, device) tick checks
-    /// were made so far.
+    /// How many (rule, reading) evaluations (and device-level sign-of-life
+    /// checks) were made so far.
     pub fn checks(&self) -> u64 {
         self.checks
+    }
+
+    /// How many (rule, device) states [`Self::tick`] looked at so far.
+    pub fn tick_checks(&self) -> u64 {
+        self.tick_checks
     }
 
     /// The enabled rule with this id.
@@ -488,7 +495,7 @@ impl AlarmEngine {
                 }
             }
             for (device, state) in &mut entry.states {
-                self.checks += 1;
+                self.tick_checks += 1;
                 if let Some(t) = state.on_tick(&entry.rule, now) {
                     out.push(t.into_transition(&entry.rule, *device));
                 }
