@@ -251,7 +251,7 @@ async fn ingest(
                 ReadingBatch::new(d.tenant_id, d.id, poll(d, &plant.points, at, step)).unwrap();
             bus.publish(LiveEvent::Readings(batch));
             batches += 1;
-            if batches % 100 == 0 {
+            if batches.is_multiple_of(100) {
                 tokio::task::yield_now().await;
             }
         }
