@@ -44,7 +44,7 @@ fn ready_readings(stream: &mut BoxStream<'static, LiveUpdate>) -> Vec<DeviceId> 
         match update {
             LiveUpdate::Readings(batch) => devices.extend(batch.iter().map(|r| r.device_id)),
             LiveUpdate::Reading(r) => devices.push(r.device_id),
-            LiveUpdate::Status(_) | LiveUpdate::Lagged(_) => {}
+            LiveUpdate::Status(_) | LiveUpdate::Alarm(_) | LiveUpdate::Lagged(_) => {}
         }
     }
     devices

@@ -9,11 +9,10 @@ use anyhow::Context as _;
 use hearth_auth::{
     load_or_create_secret, Argon2Cost, Argon2Hasher, JwtTokens, OidcVerifier, OsoAuthorizer,
 };
-use hearth_domain::ports::NoNotifications;
-use hearth_domain::ports::{Directory, DocumentStore, ReadingStore};
+use hearth_domain::ports::{Directory, DocumentStore, NoNotifications, ReadingStore};
 use hearth_domain::services::{
-    Adapters, AlarmAdapters, AlarmEvaluatorConfig, AlarmEvaluatorHandle, AlarmService, LoginLimits,
-    Poller, PollerConfig, PollerHandle, Services,
+    Adapters, AlarmAdapters, AlarmEvaluatorConfig, AlarmEvaluatorHandle, LoginLimits, Poller,
+    PollerConfig, PollerHandle, Services,
 };
 use hearth_domain::SystemPrincipal;
 use hearth_embedded::{
@@ -161,8 +160,6 @@ pub struct Running {
     pub services: Services,
     pub simulator: Option<Simulator>,
     poller: Option<PollerHandle>,
-    /// The alarm service the evaluator applies transitions through.
-    pub alarms: AlarmService,
     evaluator: Option<AlarmEvaluatorHandle>,
     shutdown: Option<oneshot::Sender<()>>,
     server: tokio::task::JoinHandle<()>,
@@ -203,7 +200,7 @@ impl Running {
 
 /// Builds every adapter and the application from config.
 pub async fn build(config: &Config) -> anyhow::Result<(Services, Arc<ModbusGateway>, Readiness)> {
-    let (services, gateway, readiness, _, _) = build_with_store(config).await?;
+    let (services, gateway, readiness, _) = build_with_store(config).await?;
     Ok((services, gateway, readiness))
 }
 
@@ -216,7 +213,6 @@ pub(crate) async fn build_with_store(
     Arc<ModbusGateway>,
     Readiness,
     Option<EmbeddedReadings>,
-    AlarmService,
 )> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
@@ -271,7 +267,17 @@ pub(crate) async fn build_with_store(
             Arc::new(store)
         }
     };
-    let readiness = Readiness::new((relational_adapter, sql.clone()), mongo, influx_store);
+    // Alarm rules are documents (embedded; the MongoDB rule store is not
+    // wired yet), alarms are relational rows next to the directory's.
+    let alarm_adapters = AlarmAdapters {
+        rules: Arc::new(
+            EmbeddedAlarmRules::open(&config.data_dir)
+                .context("cannot open the alarm rule store")?,
+        ),
+        alarms: Arc::new(sql.clone()),
+        notifier: Arc::new(NoNotifications),
+    };
+    let readiness = Readiness::new((relational_adapter, sql), mongo, influx_store);
     let gateway = Arc::new(ModbusGateway::new(config.gateway.clone()));
     let secret = config.token_secret.load(&config.data_dir)?;
     let token_lifetime = chrono::Duration::from_std(config.token_lifetime)
@@ -295,22 +301,12 @@ pub(crate) async fn build_with_store(
             JwtTokens::new(&secret, token_lifetime).context("auth.token_secret: invalid")?,
         ),
     };
-    let mut services = Services::new(adapters, config.login.clone());
+    let mut services = Services::new(adapters, config.login.clone()).with_alarms(alarm_adapters);
     if !config.oidc.is_empty() {
         let verifier = OidcVerifier::new(config.oidc.clone()).context("auth.oidc: invalid")?;
         services = services.with_external_tokens(Arc::new(verifier));
     }
-    // Rules are documents; until the MongoDB adapter stores them they live
-    // in the embedded store under the data directory in every configuration.
-    let alarms = services.alarm_service(AlarmAdapters {
-        rules: Arc::new(
-            EmbeddedAlarmRules::open(&config.data_dir)
-                .context("cannot open the alarm rule store")?,
-        ),
-        alarms: Arc::new(sql),
-        notifier: Arc::new(NoNotifications),
-    });
-    Ok((services, gateway, readiness, embedded_readings, alarms))
+    Ok((services, gateway, readiness, embedded_readings))
 }
 
 /// The relational store `config` names (MySQL, or SQLite under `data_dir`),
@@ -533,8 +529,7 @@ pub async fn create_tenant(
 
 /// Builds everything, seeds the demo when asked, and serves on `config.listen`.
 pub async fn start(config: Config) -> anyhow::Result<Running> {
-    let (services, gateway, readiness, embedded_readings, alarms) =
-        build_with_store(&config).await?;
+    let (services, gateway, readiness, embedded_readings) = build_with_store(&config).await?;
     // Built-in profiles are code; storing them at every start keeps the
     // document store in step with the running version.
     services
@@ -585,7 +580,9 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     ));
     // After the poller: evaluation follows what it publishes, on its own
     // tasks, and never holds it up.
-    let evaluator = Some(services.spawn_alarm_evaluator(&alarms, config.alarm_evaluation.clone()));
+    let evaluator = services
+        .alarms()
+        .map(|alarms| services.spawn_alarm_evaluator(alarms, config.alarm_evaluation.clone()));
     let schema = api::build_schema(services.clone()).finish();
     let listener = TcpListener::bind(config.listen)
         .await
@@ -622,7 +619,6 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         services,
         simulator,
         poller,
-        alarms,
         evaluator,
         shutdown: Some(tx),
         server,

@@ -1416,8 +1416,7 @@ mod tests {
         assert!(printed.contains("[retention.tenants.acme]"), "{printed}");
         let config = load_toml(&printed, &[]).expect("reads back").resolve();
         // And the composition root's stores with acme and another tenant
-        let (services, _, _, store, _) =
-            crate::app::build_with_store(&config).await.expect("built");
+        let (services, _, _, store) = crate::app::build_with_store(&config).await.expect("built");
         let store = store.expect("the embedded reading store");
         let system = SystemPrincipal::provisioner();
         let mut series = Vec::new();

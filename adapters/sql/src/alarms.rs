@@ -21,7 +21,7 @@ use crate::directory::SqlDirectory;
 use crate::entity::micros;
 use crate::error::{backend, invalid_row, on_insert};
 
-pub(crate) mod alarms {
+mod rows {
     use sea_orm::entity::prelude::*;
 
     #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
@@ -84,7 +84,7 @@ fn active_key(a: &Alarm) -> String {
     }
 }
 
-impl alarms::Model {
+impl rows::Model {
     fn from_domain(a: &Alarm) -> Self {
         Self {
             id: a.id.to_string(),
@@ -156,36 +156,36 @@ fn clamp(n: u64) -> u64 {
 
 /// The listing condition, `None` when it can match nothing.
 fn condition(tenant: TenantId, filter: &AlarmFilter) -> Option<Condition> {
-    let mut c = Condition::all().add(alarms::Column::TenantId.eq(tenant.to_string()));
+    let mut c = Condition::all().add(rows::Column::TenantId.eq(tenant.to_string()));
     if let Some(states) = &filter.states {
-        c = c.add(alarms::Column::State.is_in(states.iter().map(|s| state_code(*s))));
+        c = c.add(rows::Column::State.is_in(states.iter().map(|s| state_code(*s))));
     }
     if let Some(severities) = &filter.severities {
-        c = c.add(alarms::Column::Severity.is_in(severities.iter().map(|s| severity_code(*s))));
+        c = c.add(rows::Column::Severity.is_in(severities.iter().map(|s| severity_code(*s))));
     }
     if let Some(devices) = &filter.devices {
         if devices.is_empty() {
             return None;
         }
-        c = c.add(alarms::Column::DeviceId.is_in(devices.iter().map(ToString::to_string)));
+        c = c.add(rows::Column::DeviceId.is_in(devices.iter().map(ToString::to_string)));
     }
     if let Some(from) = filter.from {
-        c = c.add(alarms::Column::RaisedAt.gte(micros(from)));
+        c = c.add(rows::Column::RaisedAt.gte(micros(from)));
     }
     if let Some(to) = filter.to {
-        c = c.add(alarms::Column::RaisedAt.lt(micros(to)));
+        c = c.add(rows::Column::RaisedAt.lt(micros(to)));
     }
     Some(c)
 }
 
 impl SqlDirectory {
     async fn read_alarm(&self, tenant: TenantId, id: AlarmId) -> Result<Option<Alarm>, StoreError> {
-        alarms::Entity::find_by_id(id.to_string())
-            .filter(alarms::Column::TenantId.eq(tenant.to_string()))
+        rows::Entity::find_by_id(id.to_string())
+            .filter(rows::Column::TenantId.eq(tenant.to_string()))
             .one(&self.db)
             .await
             .map_err(backend("could not read an alarm"))?
-            .map(alarms::Model::into_domain)
+            .map(rows::Model::into_domain)
             .transpose()
     }
 
@@ -208,7 +208,7 @@ impl SqlDirectory {
 #[async_trait]
 impl AlarmStore for SqlDirectory {
     async fn insert_alarm(&self, alarm: &Alarm) -> Result<(), StoreError> {
-        alarms::Entity::insert(alarms::Model::from_domain(alarm).into_active_model())
+        rows::Entity::insert(rows::Model::from_domain(alarm).into_active_model())
             .exec_without_returning(&self.db)
             .await
             .map_err(on_insert("could not insert an alarm", || {
@@ -223,17 +223,17 @@ impl AlarmStore for SqlDirectory {
         id: AlarmId,
         ack: &Acknowledgement,
     ) -> Result<Alarm, StoreError> {
-        let result = alarms::Entity::update_many()
+        let result = rows::Entity::update_many()
             .col_expr(
-                alarms::Column::State,
+                rows::Column::State,
                 Expr::value(state_code(AlarmState::Acknowledged)),
             )
-            .col_expr(alarms::Column::AckBy, Expr::value(ack.by.to_string()))
-            .col_expr(alarms::Column::AckAt, Expr::value(micros(ack.at)))
-            .col_expr(alarms::Column::AckComment, Expr::value(ack.comment.clone()))
-            .filter(alarms::Column::Id.eq(id.to_string()))
-            .filter(alarms::Column::TenantId.eq(tenant.to_string()))
-            .filter(alarms::Column::State.eq(state_code(AlarmState::Raised)))
+            .col_expr(rows::Column::AckBy, Expr::value(ack.by.to_string()))
+            .col_expr(rows::Column::AckAt, Expr::value(micros(ack.at)))
+            .col_expr(rows::Column::AckComment, Expr::value(ack.comment.clone()))
+            .filter(rows::Column::Id.eq(id.to_string()))
+            .filter(rows::Column::TenantId.eq(tenant.to_string()))
+            .filter(rows::Column::State.eq(state_code(AlarmState::Raised)))
             .exec(&self.db)
             .await
             .map_err(backend("could not acknowledge an alarm"))?;
@@ -252,19 +252,16 @@ impl AlarmStore for SqlDirectory {
         id: AlarmId,
         at: DateTime<Utc>,
     ) -> Result<Alarm, StoreError> {
-        let result = alarms::Entity::update_many()
+        let result = rows::Entity::update_many()
             .col_expr(
-                alarms::Column::State,
+                rows::Column::State,
                 Expr::value(state_code(AlarmState::Cleared)),
             )
-            .col_expr(alarms::Column::ClearedAt, Expr::value(micros(at)))
-            .col_expr(
-                alarms::Column::ActiveKey,
-                Expr::value(Option::<String>::None),
-            )
-            .filter(alarms::Column::Id.eq(id.to_string()))
-            .filter(alarms::Column::TenantId.eq(tenant.to_string()))
-            .filter(alarms::Column::State.ne(state_code(AlarmState::Cleared)))
+            .col_expr(rows::Column::ClearedAt, Expr::value(micros(at)))
+            .col_expr(rows::Column::ActiveKey, Expr::value(Option::<String>::None))
+            .filter(rows::Column::Id.eq(id.to_string()))
+            .filter(rows::Column::TenantId.eq(tenant.to_string()))
+            .filter(rows::Column::State.ne(state_code(AlarmState::Cleared)))
             .exec(&self.db)
             .await
             .map_err(backend("could not clear an alarm"))?;
@@ -294,7 +291,7 @@ impl AlarmStore for SqlDirectory {
                 total: 0,
             });
         };
-        let total = alarms::Entity::find()
+        let total = rows::Entity::find()
             .filter(condition.clone())
             .count(&self.db)
             .await
@@ -305,30 +302,30 @@ impl AlarmStore for SqlDirectory {
                 total,
             });
         }
-        let items = alarms::Entity::find()
+        let items = rows::Entity::find()
             .filter(condition)
-            .order_by_desc(alarms::Column::RaisedAt)
-            .order_by_desc(alarms::Column::Id)
+            .order_by_desc(rows::Column::RaisedAt)
+            .order_by_desc(rows::Column::Id)
             .offset(clamp(offset))
             .limit(clamp(limit))
             .all(&self.db)
             .await
             .map_err(backend("could not list alarms"))?
             .into_iter()
-            .map(alarms::Model::into_domain)
+            .map(rows::Model::into_domain)
             .collect::<Result<_, _>>()?;
         Ok(Page { items, total })
     }
 
     async fn active_alarms(&self) -> Result<Vec<Alarm>, StoreError> {
-        alarms::Entity::find()
-            .filter(alarms::Column::State.ne(state_code(AlarmState::Cleared)))
-            .order_by_asc(alarms::Column::RaisedAt)
+        rows::Entity::find()
+            .filter(rows::Column::State.ne(state_code(AlarmState::Cleared)))
+            .order_by_asc(rows::Column::RaisedAt)
             .all(&self.db)
             .await
             .map_err(backend("could not list active alarms"))?
             .into_iter()
-            .map(alarms::Model::into_domain)
+            .map(rows::Model::into_domain)
             .collect()
     }
 }

@@ -84,6 +84,8 @@ pub struct Services {
     /// Kept for `with_external_tokens`.
     links: Arc<dyn IdentityLinks>,
     pub admin: AdminService,
+    /// Alarm rules and alarms, once [`Self::with_alarms`] gave their stores.
+    alarms: Option<AlarmService>,
     /// What [`Self::alarm_service`] builds on.
     alarm_parts: (access::DeviceAccess, Arc<dyn LiveBus>, audit::AuditTrail),
 }
@@ -137,6 +139,7 @@ impl Services {
         );
         let alarm_parts = (access.clone(), live.clone(), audit.clone());
         Self {
+            alarms: None,
             alarm_parts,
             admin,
             devices: DeviceService::new(access.clone(), live.clone()),
@@ -197,6 +200,18 @@ impl Services {
     ) -> AlarmEvaluatorHandle {
         let (access, live, _) = self.alarm_parts.clone();
         AlarmEvaluator::spawn(Arc::new(alarms.clone()), Arc::new(access), live, config)
+    }
+
+    /// The same services with alarm handling over these stores (see
+    /// [`Self::alarms`]).
+    pub fn with_alarms(mut self, adapters: AlarmAdapters) -> Self {
+        self.alarms = Some(self.alarm_service(adapters));
+        self
+    }
+
+    /// The alarm service installed by [`Self::with_alarms`], if any.
+    pub fn alarms(&self) -> Option<&AlarmService> {
+        self.alarms.as_ref()
     }
 
     /// Also accepts bearer tokens of tenants' own identity providers

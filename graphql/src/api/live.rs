@@ -32,7 +32,7 @@ pub struct DeviceStatusEvent {
 #[derive(Default)]
 pub struct LiveSubscription;
 
-fn lagged(n: u64) -> async_graphql::Error {
+pub(super) fn lagged(n: u64) -> async_graphql::Error {
     coded(
         Code::Lagged,
         format!(
@@ -59,7 +59,7 @@ pub struct AccessChanges(pub watch::Receiver<Option<Principal>>);
 
 /// The caller's authorized update stream for these devices, narrowed in
 /// place when the transport reports an access change.
-async fn updates(
+pub(super) async fn updates(
     ctx: &Context<'_>,
     device_ids: &[ID],
 ) -> async_graphql::Result<BoxStream<'static, LiveUpdate>> {

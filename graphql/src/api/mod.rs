@@ -3,6 +3,7 @@
 //! transport concerns and tests reuse the same schema.
 
 mod admin;
+mod alarms;
 mod auth;
 mod control;
 mod devices;
@@ -27,6 +28,7 @@ pub struct Query(
     history::HistoryQueries,
     control::AuditQueries,
     profiles::ProfileQueries,
+    alarms::AlarmQueries,
 );
 
 /// Changes. A request runs each mutation field at most once: a mutation
@@ -40,10 +42,11 @@ pub struct Mutation(
     admin::AdminMutation,
     control::ControlMutation,
     profiles::ProfileMutation,
+    alarms::AlarmMutation,
 );
 
 #[derive(MergedSubscription, Default)]
-pub struct Subscription(live::LiveSubscription);
+pub struct Subscription(live::LiveSubscription, alarms::AlarmSubscription);
 
 pub type HearthSchema = Schema<Query, Mutation, Subscription>;
 
