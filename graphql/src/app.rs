@@ -14,7 +14,8 @@ use hearth_domain::ports::{
     NotificationFailureLog, ReadingStore,
 };
 use hearth_domain::services::{
-    Adapters, AlarmAdapters, LoginLimits, Poller, PollerConfig, PollerHandle, Services,
+    Adapters, AlarmAdapters, AlarmEvaluatorConfig, AlarmEvaluatorHandle, LoginLimits, Poller,
+    PollerConfig, PollerHandle, Services,
 };
 use hearth_domain::SystemPrincipal;
 use hearth_embedded::{
@@ -73,6 +74,8 @@ pub struct Config {
     pub argon2: Argon2Cost,
     pub gateway: GatewayConfig,
     pub poller: PollerConfig,
+    /// Alarm evaluation's tick and device reload period.
+    pub alarm_evaluation: AlarmEvaluatorConfig,
     /// Live events buffered per subscriber.
     pub bus_capacity: usize,
     /// Retention of the embedded reading store (InfluxDB keeps its own).
@@ -171,6 +174,7 @@ pub struct Running {
     pub services: Services,
     pub simulator: Option<Simulator>,
     poller: Option<PollerHandle>,
+    evaluator: Option<AlarmEvaluatorHandle>,
     shutdown: Option<oneshot::Sender<()>>,
     server: tokio::task::JoinHandle<()>,
     retention: Option<JoinHandle<()>>,
@@ -180,6 +184,9 @@ impl Running {
     pub async fn stop(mut self) {
         if let Some(poller) = self.poller.take() {
             poller.stop().await;
+        }
+        if let Some(evaluator) = self.evaluator.take() {
+            evaluator.stop().await;
         }
         if let Some(task) = self.retention.take() {
             task.abort();
@@ -617,6 +624,11 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         gateway,
         config.poller.clone(),
     ));
+    // After the poller: evaluation follows what it publishes, on its own
+    // tasks, and never holds it up.
+    let evaluator = services
+        .alarms()
+        .map(|alarms| services.spawn_alarm_evaluator(alarms, config.alarm_evaluation.clone()));
     let schema = api::build_schema(services.clone()).finish();
     let listener = TcpListener::bind(config.listen)
         .await
@@ -653,6 +665,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         services,
         simulator,
         poller,
+        evaluator,
         shutdown: Some(tx),
         server,
         retention: retention_task,

@@ -1268,6 +1268,7 @@ impl Settings {
                 backoff_cap: m.backoff_cap,
                 reload_every: (!m.reload_every.is_zero()).then_some(m.reload_every),
             },
+            alarm_evaluation: hearth_domain::services::AlarmEvaluatorConfig::default(),
             bus_capacity: self.bus.capacity,
             // Validated at load; an unchecked `Settings` keeps everything.
             retention: self.retention.resolve().unwrap_or_default(),

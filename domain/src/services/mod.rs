@@ -8,6 +8,8 @@
 
 mod access;
 mod admin;
+mod alarm_eval;
+mod alarm_runner;
 mod alarms;
 mod audit;
 mod auth;
@@ -29,6 +31,11 @@ use std::sync::Arc;
 
 pub use access::{area_in_scope, covers_tenant, device_in_scope, scope_filter};
 pub use admin::{AdminService, CreatedUser, DeviceInput, NewUser, UserView};
+pub use alarm_eval::{AlarmEngine, DeviceIndex, DeviceInfo, Transition};
+pub use alarm_runner::{
+    AlarmEvaluator, AlarmEvaluatorConfig, AlarmEvaluatorHandle, AlarmEvaluatorStats, AlarmOutlet,
+    DeviceSource,
+};
 pub use alarms::{
     AlarmAdapters, AlarmQuery, AlarmRuleInput, AlarmService, NotificationInput, WebhookInput,
 };
@@ -229,6 +236,18 @@ impl Services {
     pub fn alarm_service(&self, adapters: AlarmAdapters) -> AlarmService {
         let (access, live, audit) = self.alarm_parts.clone();
         AlarmService::new(access, live, audit, adapters)
+    }
+
+    /// Starts alarm evaluation over `alarms` (the service the API uses, so
+    /// rule changes reach the evaluator), following the live bus and
+    /// reading devices through the same access as every use case.
+    pub fn spawn_alarm_evaluator(
+        &self,
+        alarms: &AlarmService,
+        config: AlarmEvaluatorConfig,
+    ) -> AlarmEvaluatorHandle {
+        let (access, live, _) = self.alarm_parts.clone();
+        AlarmEvaluator::spawn(Arc::new(alarms.clone()), Arc::new(access), live, config)
     }
 
     /// The same services with alarm handling over these stores (see
