@@ -11,7 +11,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use tokio::sync::watch;
 
-use super::access::{covers_tenant, device_resource, scope_filter, DeviceAccess};
+use super::access::{area_in_scope, covers_tenant, device_resource, scope_filter, DeviceAccess};
 use super::audit::AuditTrail;
 use crate::error::{DomainError, InvalidValue, StoreError};
 use crate::ids::{AlarmId, AlarmRuleId, AreaId, DeviceId, PointKey, TenantId};
@@ -310,7 +310,10 @@ impl AlarmService {
         } else if let Some(area) = query.area {
             let areas = self.access.areas(tenant).await?;
             let tree = AreaTree::new(&areas);
-            if !tree.contains(area) {
+            // An area outside the caller's scope is answered as one that
+            // does not exist, like `devices(areaId:)`: an empty page would
+            // tell that it does.
+            if !area_in_scope(principal.role, &principal.scope, &tree, area) {
                 return Err(DomainError::NotFound("area".into()));
             }
             let mut filter = scope_filter(principal.role, &principal.scope, &tree);
