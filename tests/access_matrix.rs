@@ -122,8 +122,8 @@ enum Rule {
     /// A listing: without a target the caller's scope exactly; filtered by a
     /// target (area or device), allowed when it is in scope, else refused.
     Filter(Cap),
-    /// Platform operators only: no tenant role grants it, not even Admin,
-    /// so every caller of the matrix is refused.
+    /// Platform operators only: no tenant role grants it, not even Admin;
+    /// only the one caller granted the operator role is allowed.
     PlatformOperator,
 }
 
@@ -658,6 +658,8 @@ struct Member {
     all: bool,
     /// Tenants the caller is a member of.
     tenants: Vec<Tn>,
+    /// Granted the platform operator role (`hearth operator`).
+    operator: bool,
 }
 
 struct Caller {
@@ -721,7 +723,7 @@ fn expect(caller: &Caller, rule: Rule, level: Option<Cap>, target: Target) -> Ex
         Rule::Tenant(cap) => has(cap) && own,
         Rule::WholeTenant(cap) => has(cap) && own && caller.covers_tenant(),
         Rule::Device(cap) | Rule::Filter(cap) => has(cap) && in_scope,
-        Rule::PlatformOperator => false,
+        Rule::PlatformOperator => member.operator,
     };
     match (allowed, own) {
         (true, _) => Expect::Allowed,
@@ -1601,6 +1603,7 @@ async fn callers(world: &World) -> Vec<Caller> {
                 role,
                 all: true,
                 tenants: vec![Tn::Acme],
+                operator: false,
             }),
         });
     }
@@ -1625,9 +1628,42 @@ async fn callers(world: &World) -> Vec<Caller> {
                 role,
                 all: false,
                 tenants: vec![Tn::Acme],
+                operator: false,
             }),
         });
     }
+    // A read-only member of acme granted the platform operator role on the
+    // command line, as `hearth operator` does: its tenant role is unchanged.
+    let email = "operator@acme.test";
+    create_user(
+        world.admin(Tn::Acme),
+        email,
+        Role::ReadOnly,
+        json!({ "allDevices": true }),
+    )
+    .await;
+    let config = hearth::app::Config {
+        data_dir: world.server.data_dir.path().to_path_buf(),
+        ..hearth::app::Config::default()
+    };
+    assert!(
+        hearth::app::set_operator(&config, email, true)
+            .await
+            .expect("the operator grant"),
+        "a new grant"
+    );
+    callers.push(Caller {
+        label: format!("{email} (ReadOnly, all devices, platform operator)"),
+        client: login(&world.server, email, SCOPED_PASSWORD, &acme).await,
+        login: Some((email.to_owned(), SCOPED_PASSWORD.to_owned())),
+        home: Tn::Acme,
+        member: Some(Member {
+            role: Role::ReadOnly,
+            all: true,
+            tenants: vec![Tn::Acme],
+            operator: true,
+        }),
+    });
     let both = vec![Tn::Acme, Tn::Globex];
     for (tenant, home, role, all) in [
         (&acme, Tn::Acme, Role::Full, false),
@@ -1642,6 +1678,7 @@ async fn callers(world: &World) -> Vec<Caller> {
                 role,
                 all,
                 tenants: both.clone(),
+                operator: false,
             }),
         });
     }
@@ -1654,6 +1691,7 @@ async fn callers(world: &World) -> Vec<Caller> {
             role: Role::Admin,
             all: true,
             tenants: vec![Tn::Globex],
+            operator: false,
         }),
     });
     for (label, token) in bad_tokens(world).await {
